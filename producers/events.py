@@ -1,0 +1,435 @@
+"""The event contract: what checkout code publishes (DESIGN §3).
+
+Four frozen pydantic models, one per kind, joined in the discriminated union
+:data:`Event`. Money is ``Decimal`` (never float), times are timezone-aware and stored in
+UTC, and :attr:`event_id` is derived from the shop's own ids so that publishing the same
+event twice is a no-op everywhere downstream.
+
+Validation refuses bad input field by field. Cross-field rules (``total_paid`` against
+``total_price``, line items against totals, decimals against the currency) are field
+validators, so each error names the field it is about. :func:`parse_event` turns
+pydantic's errors into :class:`InvalidEventError`, whose ``problems`` list each field.
+
+    InvalidEventError(ValueError)   an event failed validation; .problems names the fields
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any, Final, Literal, TypeAlias
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+SCHEMA_VERSION: Final = 1
+MAX_ID_LENGTH: Final = 100
+MAX_MONEY: Final = Decimal("1000000000000")  # exclusive; keeps every amount exact as a double
+MAX_FUTURE_SKEW: Final = timedelta(minutes=5)
+MAX_LINE_ITEMS: Final = 1000
+MAX_EXTRA_ENTRIES: Final = 50
+CANCEL_SUFFIX: Final = "-cancel"
+
+# ISO 4217 minor units where they differ from 2. Gameball keeps the currency as an account
+# setting, so the currency is used only to check how many decimals an amount may have.
+_MINOR_UNITS: Final[Mapping[str, int]] = {
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+    **dict.fromkeys(
+        (
+            "BIF",
+            "CLP",
+            "DJF",
+            "GNF",
+            "ISK",
+            "JPY",
+            "KMF",
+            "KRW",
+            "PYG",
+            "RWF",
+            "UGX",
+            "VND",
+            "VUV",
+            "XAF",
+            "XOF",
+            "XPF",
+        ),
+        0,
+    ),
+}
+
+
+def currency_decimals(currency: str) -> int:
+    """How many decimals an amount in ``currency`` may carry (ISO 4217 minor units)."""
+    return _MINOR_UNITS.get(currency, 2)
+
+
+# --- field types ---------------------------------------------------------------------------
+
+
+def _check_id(value: str) -> str:
+    if value != value.strip():
+        raise ValueError("must not start or end with whitespace (ids are matched exactly)")
+    if any(unicodedata.category(char) == "Cc" for char in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _check_order_id(value: str) -> str:
+    # ':' separates the parts of an event_id; allowing it would let two orders collide.
+    if ":" in value:
+        raise ValueError("must not contain ':'")
+    return value
+
+
+Id: TypeAlias = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_check_id)
+]
+OrderId: TypeAlias = Annotated[Id, AfterValidator(_check_order_id)]
+Currency: TypeAlias = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
+ShortText: TypeAlias = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+
+def _check_money(value: Decimal, currency: str | None, *, allow_zero: bool) -> Decimal:
+    """Refuse non-positive (or negative), too large and over-precise amounts."""
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError("must be greater than 0" if not allow_zero else "must not be negative")
+    if value >= MAX_MONEY:
+        raise ValueError(f"must be less than {MAX_MONEY}")
+    if currency is not None:
+        decimals = currency_decimals(currency)
+        exponent = value.normalize().as_tuple().exponent
+        if not isinstance(exponent, int):  # NaN/Infinity; pydantic refuses them earlier
+            raise ValueError("must be a finite number")
+        if -exponent > decimals:
+            raise ValueError(f"has more than {decimals} decimals, the most {currency} allows")
+    return value
+
+
+def _check_aware_utc(value: datetime) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError("must be timezone-aware, e.g. 2024-10-16T08:13:29Z")
+    value = value.astimezone(UTC)
+    if value > datetime.now(UTC) + MAX_FUTURE_SKEW:
+        raise ValueError(f"is in the future (more than {MAX_FUTURE_SKEW} ahead of this clock)")
+    return value
+
+
+UtcTime: TypeAlias = Annotated[datetime, AfterValidator(_check_aware_utc)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class LineItem(_Frozen):
+    """One order line, in Gameball's terms: unit ``price``, line-total ``discount``/``taxes``."""
+
+    product_id: Id
+    quantity: int = Field(ge=1, le=1_000_000)
+    price: Decimal = Field(description="Unit price before tax and discount.")
+    discount: Decimal = Field(default=Decimal(0), description="Total discount of the line.")
+    taxes: Decimal = Field(default=Decimal(0), description="Total tax of the line.")
+    sku: ShortText | None = None
+    title: ShortText | None = None
+    category: tuple[ShortText, ...] = ()
+    collection: tuple[ShortText, ...] = ()
+    tags: tuple[ShortText, ...] = ()
+    vendor: ShortText | None = None
+    weight: Decimal | None = Field(default=None, ge=0)
+
+    @field_validator("price", "discount", "taxes")
+    @classmethod
+    def _non_negative(cls, value: Decimal) -> Decimal:
+        return _check_money(value, None, allow_zero=True)
+
+    @field_validator("discount")
+    @classmethod
+    def _discount_within_line(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        gross = _line_gross(info.data)
+        if gross is not None and value > gross:
+            raise ValueError(f"({value}) exceeds price x quantity ({gross})")
+        return value
+
+    @property
+    def gross(self) -> Decimal:
+        """``price × quantity``, before discount and tax."""
+        return self.price * self.quantity
+
+
+def _line_gross(data: Mapping[str, Any]) -> Decimal | None:
+    price, quantity = data.get("price"), data.get("quantity")
+    return None if price is None or quantity is None else price * quantity
+
+
+def _check_line_decimals(items: Iterable[LineItem], currency: str) -> None:
+    for index, item in enumerate(items):
+        for name in ("price", "discount", "taxes"):
+            try:
+                _check_money(getattr(item, name), currency, allow_zero=True)
+            except ValueError as error:
+                raise ValueError(f"line_items[{index}].{name} {error}") from None
+
+
+def _money_validator(*fields: str, allow_zero: bool) -> Any:
+    """A field validator checking amounts against the event's ``currency`` (declared first)."""
+
+    def check(cls: type[BaseModel], value: Decimal | None, info: ValidationInfo) -> Decimal | None:
+        if value is None:
+            return None
+        return _check_money(value, info.data.get("currency"), allow_zero=allow_zero)
+
+    return field_validator(*fields)(classmethod(check))
+
+
+# --- the events -----------------------------------------------------------------------------
+
+
+class _EventBase(_Frozen):
+    schema_version: Literal[1] = SCHEMA_VERSION
+    customer_id: Id = Field(description="Gameball playerUniqueId: the shop's permanent id.")
+    email: Annotated[str, StringConstraints(min_length=3, max_length=254)] | None = None
+    mobile: Annotated[str, StringConstraints(min_length=3, max_length=32)] | None = None
+    occurred_at: UtcTime = Field(description="When it happened; sent as Gameball's time.")
+
+
+class OrderPaid(_EventBase):
+    """An order was paid: Gameball's Order API rewards cashback on ``total_paid``."""
+
+    kind: Literal["paid"] = "paid"
+    order_id: OrderId
+    currency: Currency = "USD"
+    total_price: Decimal = Field(description="Gross value incl. shipping and tax.")
+    total_paid: Decimal = Field(description="What the customer paid: the reward basis.")
+    total_discount: Decimal = Decimal(0)
+    total_shipping: Decimal = Decimal(0)
+    total_tax: Decimal = Decimal(0)
+    line_items: tuple[LineItem, ...] = Field(default=(), max_length=MAX_LINE_ITEMS)
+    discount_codes: tuple[ShortText, ...] = Field(default=(), max_length=50)
+    extra: dict[
+        Annotated[str, StringConstraints(min_length=1, max_length=100)],
+        Annotated[str, StringConstraints(max_length=1000)] | int,
+    ] = Field(default_factory=dict, max_length=MAX_EXTRA_ENTRIES)
+    guest: bool = False
+
+    _positive = _money_validator("total_price", "total_paid", allow_zero=False)
+    _non_negative = _money_validator(
+        "total_discount", "total_shipping", "total_tax", allow_zero=True
+    )
+
+    @field_validator("total_paid")
+    @classmethod
+    def _paid_within_price(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        price = info.data.get("total_price")
+        if price is not None and value > price:
+            raise ValueError(f"({value}) must not exceed total_price ({price})")
+        return value
+
+    @field_validator("total_discount")
+    @classmethod
+    def _discount_within_price(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        price, paid = info.data.get("total_price"), info.data.get("total_paid")
+        if price is not None and paid is not None and paid + value > price:
+            raise ValueError(f"({value}) plus total_paid ({paid}) exceeds total_price ({price})")
+        return value
+
+    @field_validator("total_tax")
+    @classmethod
+    def _tax_and_shipping_within_price(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        price, shipping = info.data.get("total_price"), info.data.get("total_shipping")
+        if price is not None and shipping is not None and value + shipping > price:
+            raise ValueError(
+                f"({value}) plus total_shipping ({shipping}) exceeds total_price ({price})"
+            )
+        return value
+
+    @field_validator("line_items")
+    @classmethod
+    def _lines_match_totals(
+        cls, items: tuple[LineItem, ...], info: ValidationInfo
+    ) -> tuple[LineItem, ...]:
+        data = info.data
+        if not items or "currency" not in data:
+            return items
+        _check_line_decimals(items, data["currency"])
+        price, shipping = data.get("total_price"), data.get("total_shipping")
+        if price is not None and shipping is not None:
+            lines = sum((item.gross + item.taxes for item in items), Decimal(0))
+            if lines + shipping > price:
+                raise ValueError(
+                    f"add up to {lines} (price x quantity + taxes) plus total_shipping "
+                    f"({shipping}), more than total_price ({price})"
+                )
+        discount = data.get("total_discount")
+        line_discounts = sum((item.discount for item in items), Decimal(0))
+        if discount is not None and line_discounts > discount:
+            raise ValueError(
+                f"carry discounts of {line_discounts}, more than total_discount ({discount})"
+            )
+        return items
+
+    @property
+    def event_id(self) -> str:
+        return f"paid:{self.order_id}"
+
+
+class OrderCancelled(_EventBase):
+    """A paid order was cancelled: a full refund of everything it earned."""
+
+    kind: Literal["cancelled"] = "cancelled"
+    order_id: OrderId
+
+    @property
+    def event_id(self) -> str:
+        return f"cancelled:{self.order_id}"
+
+    @property
+    def transaction_id(self) -> str:
+        """Gameball's id for this cancellation, stable across attempts."""
+        return f"{self.order_id}{CANCEL_SUFFIX}"
+
+
+class OrderRefunded(_EventBase):
+    """A refund of a paid order: partial with ``amount``, full without."""
+
+    kind: Literal["refunded"] = "refunded"
+    order_id: OrderId
+    refund_id: Id = Field(description="The shop's refund id: Gameball's transactionId.")
+    currency: Currency = "USD"
+    amount: Decimal | None = Field(default=None, description="None means a full refund.")
+    line_items: tuple[LineItem, ...] = Field(default=(), max_length=MAX_LINE_ITEMS)
+
+    _positive = _money_validator("amount", allow_zero=False)
+
+    @field_validator("refund_id")
+    @classmethod
+    def _refund_id_not_an_order_id(cls, value: str, info: ValidationInfo) -> str:
+        # Gameball ids share one namespace: reusing the order's id would be answered
+        # "already exists" and silently count as delivered.
+        order_id = info.data.get("order_id")
+        if order_id is not None and value in {order_id, f"{order_id}{CANCEL_SUFFIX}"}:
+            raise ValueError("must differ from the order_id and its cancellation id")
+        return value
+
+    @field_validator("line_items")
+    @classmethod
+    def _line_decimals(
+        cls, items: tuple[LineItem, ...], info: ValidationInfo
+    ) -> tuple[LineItem, ...]:
+        if "currency" in info.data:
+            _check_line_decimals(items, info.data["currency"])
+        return items
+
+    @property
+    def is_full(self) -> bool:
+        return self.amount is None
+
+    @property
+    def event_id(self) -> str:
+        return f"refunded:{self.order_id}:{self.refund_id}"
+
+
+class CashbackAwarded(_EventBase):
+    """Cashback on a payment outside the Order API (Gameball's Cashback API)."""
+
+    kind: Literal["cashback"] = "cashback"
+    transaction_id: Id
+    currency: Currency = "USD"
+    amount: Decimal
+
+    _positive = _money_validator("amount", allow_zero=False)
+
+    @property
+    def event_id(self) -> str:
+        return f"cashback:{self.transaction_id}"
+
+
+Event: TypeAlias = Annotated[
+    OrderPaid | OrderCancelled | OrderRefunded | CashbackAwarded, Field(discriminator="kind")
+]
+EventKind: TypeAlias = Literal["paid", "cancelled", "refunded", "cashback"]
+EVENT_KINDS: Final[tuple[EventKind, ...]] = ("paid", "cancelled", "refunded", "cashback")
+_EVENT_ADAPTER: Final[TypeAdapter[Event]] = TypeAdapter(Event)
+
+
+# --- parsing with field-by-field errors -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One reason an event was refused: the field's dotted path and what is wrong."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class InvalidEventError(ValueError):
+    """An event failed validation; ``problems`` names every bad field."""
+
+    def __init__(self, problems: Iterable[FieldProblem], kind: str | None = None) -> None:
+        self.problems = tuple(problems)
+        self.kind = kind
+        what = f"{kind} event" if kind else "event"
+        listing = "; ".join(str(problem) for problem in self.problems)
+        super().__init__(f"invalid {what}: {listing}")
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        return tuple(problem.field for problem in self.problems)
+
+
+def problems_from(error: ValidationError) -> tuple[FieldProblem, ...]:
+    """Translate pydantic's errors into field problems with readable messages."""
+    problems = []
+    for item in error.errors(include_url=False):
+        loc = list(item["loc"])
+        if loc and loc[0] in EVENT_KINDS:  # the discriminated union's tag
+            loc = loc[1:]
+        message = str(item["msg"]).removeprefix("Value error, ")
+        if item["type"] == "union_tag_invalid" or item["type"] == "union_tag_not_found":
+            loc, message = ["kind"], f"must be one of {', '.join(EVENT_KINDS)}"
+        elif item["type"] == "extra_forbidden":
+            message = "is not a field of this event"
+        field = ".".join(str(part) for part in loc) or "event"
+        problems.append(FieldProblem(field=field, message=message))
+    return tuple(problems)
+
+
+def parse_event(data: Mapping[str, Any] | str | bytes) -> Event:
+    """Validate a dict or a JSON document into an :data:`Event`.
+
+    Raises :class:`InvalidEventError` naming each bad field.
+    """
+    kind = None
+    try:
+        if isinstance(data, str | bytes):
+            raw = json.loads(data)
+            if not isinstance(raw, dict):
+                raise InvalidEventError([FieldProblem("event", "must be a JSON object")])
+            data = raw
+        kind = data.get("kind") if data.get("kind") in EVENT_KINDS else None
+        return _EVENT_ADAPTER.validate_python(data)
+    except json.JSONDecodeError as error:
+        raise InvalidEventError([FieldProblem("event", f"is not valid JSON ({error})")]) from None
+    except ValidationError as error:
+        raise InvalidEventError(problems_from(error), kind) from None
+
+
+def event_to_json(event: Event) -> str:
+    """Serialize an event; :func:`parse_event` gives back an equal event (Decimals exact)."""
+    return event.model_dump_json()

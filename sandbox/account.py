@@ -1,0 +1,255 @@
+"""The sandbox's Gameball account: wallets, orders and transactions, in memory.
+
+Business rules as Gameball documents them (reference §1.6, §5, §10):
+- order and cashback create the player if unknown; refunds of an unknown player → 101;
+- every ``orderId``/``transactionId`` is unique per account → 305 and no side effect;
+- a refund whose ``reverseTransactionId`` matches nothing (case-sensitive) → 306;
+- any refund after a full refund/cancel of the same order → 302;
+- refunds are proportional and capped at what the order earned (``rules.refund_reversal``);
+- optionally, two transactions of one player at the same instant → 304.
+
+No I/O and no asyncio: the app calls it from one event loop, so each call is atomic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from decimal import Decimal
+from typing import Any
+
+from sandbox.parsing import CashbackCommand, GameballError, OrderCommand, RefundCommand
+from sandbox.rules import CashbackRules, cashback_points, order_earning, refund_reversal
+
+
+@dataclass
+class Wallet:
+    player_id: str
+    balance: int = 0
+    earned: int = 0
+    reversed: int = 0
+
+
+@dataclass
+class Reversible:
+    """An order or cashback that refunds can reverse."""
+
+    transaction_id: str
+    kind: str  # "order" | "cashback"
+    player_id: str
+    total_paid: Decimal
+    earned: int
+    refunded: Decimal = Decimal(0)
+    reversed: int = 0
+    cancelled: bool = False
+
+
+@dataclass(frozen=True)
+class Transaction:
+    gameball_id: int
+    transaction_id: str
+    type: str  # PaymentReward | Cashback | Refund | PartialRefund
+    player_id: str
+    points: int  # signed: credits positive, reversals negative
+    amount: Decimal | None
+    time: str
+    reverses: str | None = None
+
+
+def number(amount: Decimal) -> int | float:
+    return int(amount) if amount == amount.to_integral_value() else float(amount)
+
+
+class Account:
+    """One Gameball account's state and its business rules."""
+
+    def __init__(self, rules: CashbackRules, *, strict_transaction_time: bool = True) -> None:
+        self.rules = rules
+        self.strict_transaction_time = strict_transaction_time
+        self.wallets: dict[str, Wallet] = {}
+        self.reversible: dict[str, Reversible] = {}
+        self.transactions: list[Transaction] = []
+        self._ids: set[str] = set()
+        self._times: set[tuple[str, str]] = set()
+
+    # --- writes ---------------------------------------------------------------------------
+
+    def track_order(self, order: OrderCommand) -> dict[str, Any]:
+        self._check_new(order.order_id, order.player_id, order.time)
+        earning = order_earning(
+            self.rules,
+            order.total_paid,
+            order.lines,
+            total_tax=order.total_tax,
+            total_shipping=order.total_shipping,
+        )
+        self.reversible[order.order_id] = Reversible(
+            order.order_id, "order", order.player_id, order.total_paid, earning.points
+        )
+        self._record(
+            transaction_id=order.order_id,
+            kind="PaymentReward",
+            player_id=order.player_id,
+            points=earning.points,
+            amount=order.total_paid,
+            time=order.time,
+        )
+        return {
+            "rewardedPoints": earning.points,
+            "redeemedPoints": 0,
+            "lineItems": [
+                {
+                    "productId": line.product_id,
+                    "quantity": number(line.quantity),
+                    "points": points,
+                    "score": 0,
+                }
+                for line, points in zip(order.lines, earning.line_points, strict=True)
+            ],
+        }
+
+    def cashback(self, command: CashbackCommand) -> dict[str, Any]:
+        self._check_new(command.transaction_id, command.player_id, command.time)
+        points = cashback_points(self.rules, command.amount)
+        self.reversible[command.transaction_id] = Reversible(
+            command.transaction_id, "cashback", command.player_id, command.amount, points
+        )
+        txn = self._record(
+            transaction_id=command.transaction_id,
+            kind="Cashback",
+            player_id=command.player_id,
+            points=points,
+            amount=command.amount,
+            time=command.time,
+        )
+        return {"gameballTransactionId": txn.gameball_id, "rewardedPoints": points}
+
+    def refund(self, command: RefundCommand) -> dict[str, Any]:
+        if command.transaction_id in self._ids:
+            raise GameballError(305, "Transaction ID Already Exists")
+        if command.player_id not in self.wallets:
+            raise GameballError(101, "Player External ID Not Found")
+        original = self.reversible.get(command.reverse_id)
+        if original is None or original.player_id != command.player_id:
+            raise GameballError(306, "Transaction Reversed ID Not Found")
+        if original.cancelled:
+            raise GameballError(302, "Transaction Already Canceled")
+        self._check_time(command.player_id, command.time)
+        reversal = refund_reversal(
+            earned=original.earned,
+            total_paid=original.total_paid,
+            refunded_before=original.refunded,
+            reversed_before=original.reversed,
+            amount=command.amount,
+        )
+        original.refunded += reversal.amount
+        original.reversed += reversal.points
+        original.cancelled = command.amount is None
+        kind = "Refund" if command.amount is None else "PartialRefund"
+        txn = self._record(
+            transaction_id=command.transaction_id,
+            kind=kind,
+            player_id=command.player_id,
+            points=-reversal.points,
+            amount=reversal.amount,
+            time=command.time,
+            reverses=original.transaction_id,
+        )
+        return {
+            "gameballTransactionId": str(txn.gameball_id),
+            "transactionId": command.transaction_id,
+            "refundAmount": number(reversal.amount),
+            "refundEquivalentPoints": reversal.points,
+        }
+
+    # --- reads ----------------------------------------------------------------------------
+
+    def balance(self, player_id: str) -> dict[str, Any]:
+        wallet = self.wallets.get(player_id)
+        if wallet is None:
+            raise GameballError(101, "Player External ID Not Found")
+        return {
+            "pointsBalance": wallet.balance,
+            "availablePointsBalance": wallet.balance,
+            "pendingPoints": 0,
+            "totalEarnedPoints": wallet.earned,
+            "totalReversedPoints": wallet.reversed,
+        }
+
+    def order_transactions(self, order_id: str) -> dict[str, Any]:
+        if order_id not in self.reversible:
+            raise GameballError(303, "Transaction Not Found")
+        rows = [
+            {
+                "transactionDate": txn.time,
+                "gameballTransactionId": str(txn.gameball_id),
+                "transactionType": txn.type,
+                "amount": None if txn.amount is None else number(txn.amount),
+                "transactionId": txn.transaction_id,
+                "equivalentPoints": txn.points,
+            }
+            for txn in self.transactions
+            if order_id in (txn.transaction_id, txn.reverses)
+        ]
+        return {"transactions": rows, "count": len(rows)}
+
+    def snapshot(self, *, with_transactions: bool = True) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "wallets": {pid: asdict(wallet) for pid, wallet in self.wallets.items()},
+            "orders": {
+                tid: {
+                    **asdict(item),
+                    "total_paid": str(item.total_paid),
+                    "refunded": str(item.refunded),
+                }
+                for tid, item in self.reversible.items()
+            },
+        }
+        if with_transactions:
+            state["transactions"] = [
+                {**asdict(txn), "amount": None if txn.amount is None else str(txn.amount)}
+                for txn in self.transactions
+            ]
+        return state
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _check_new(self, transaction_id: str, player_id: str, time: str) -> None:
+        if transaction_id in self._ids:
+            raise GameballError(305, "Transaction ID Already Exists")
+        self._check_time(player_id, time)
+
+    def _check_time(self, player_id: str, time: str) -> None:
+        if self.strict_transaction_time and (player_id, time) in self._times:
+            raise GameballError(304, "Transaction Time Already Exists")
+
+    def _record(
+        self,
+        *,
+        transaction_id: str,
+        kind: str,
+        player_id: str,
+        points: int,
+        amount: Decimal | None,
+        time: str,
+        reverses: str | None = None,
+    ) -> Transaction:
+        wallet = self.wallets.setdefault(player_id, Wallet(player_id))
+        wallet.balance += points
+        if points >= 0:
+            wallet.earned += points
+        else:
+            wallet.reversed -= points
+        txn = Transaction(
+            len(self.transactions) + 1,
+            transaction_id,
+            kind,
+            player_id,
+            points,
+            amount,
+            time,
+            reverses,
+        )
+        self.transactions.append(txn)
+        self._ids.add(transaction_id)
+        self._times.add((player_id, time))
+        return txn

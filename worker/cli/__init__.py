@@ -1,0 +1,44 @@
+"""``gbq``: one entry point, subcommands that read as sentences (DESIGN §6).
+
+Each command group lives in its own module; this one only assembles them.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from typing import Annotated
+
+import typer
+
+from worker.cli import sandbox
+
+app = typer.Typer(
+    name="gbq",
+    help="gameball-queue: report paid, cancelled and refunded orders to Gameball, durably.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # expected failures print one line, not a traceback
+)
+app.command("sandbox")(sandbox.run)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"gbq {version('gameball-queue')}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """gameball-queue: report paid, cancelled and refunded orders to Gameball, durably."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,174 @@
+"""The Gameball HTTP client: one ``httpx.Client`` per process, explicit timeouts and limits.
+
+``send()`` never raises for anything Gameball or the network does: every answer and every
+transport exception becomes an :class:`~worker.gameball.outcomes.Outcome` through
+``classify()``. It raises only :class:`GameballConfigError`, at construction, for keys that
+cannot be sent as HTTP headers.
+
+Secrets: the keys live in ``SecretStr`` until the moment they become headers. Nothing this
+module logs, returns or raises contains them; any text that comes back (exception messages,
+response bodies) passes through :class:`Redactor` first, because a header error from h11
+or a proxy echoing a request could otherwise carry a key.
+
+    GameballConfigError(ValueError)   a key is empty or not a valid header value
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Final
+
+import httpx
+
+from worker.gameball.outcomes import HttpAnswer, Outcome, classify
+from worker.gameball.payloads import GameballRequest
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+USER_AGENT: Final = "gameball-queue/0.1"
+REDACTED: Final = "***"
+
+
+class GameballConfigError(ValueError):
+    """The Gameball settings cannot produce a valid request (the message names the setting)."""
+
+
+class Redactor:
+    """Replaces known secret values in text."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        # Longest first, so that a secret containing another is replaced whole.
+        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return text
+
+    def __repr__(self) -> str:
+        return f"Redactor({len(self._secrets)} secrets)"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One HTTP attempt: its classified outcome and how long it took."""
+
+    outcome: Outcome
+    duration_s: float
+
+
+def _check_header_value(name: str, value: str) -> None:
+    # Tell which setting is wrong without ever echoing its value.
+    if not value:
+        raise GameballConfigError(f"{name} is empty")
+    if not value.isascii() or not value.isprintable() or value != value.strip():
+        raise GameballConfigError(f"{name} contains whitespace, control or non-ASCII characters")
+
+
+class GameballClient:
+    """Sends :class:`GameballRequest` objects to Gameball and classifies the answers."""
+
+    def __init__(self, settings: Settings, *, transport: httpx.BaseTransport | None = None):
+        api_key = settings.gameball_api_key.get_secret_value()
+        secret_key = settings.gameball_secret_key.get_secret_value()
+        _check_header_value("GBQ_GAMEBALL_API_KEY", api_key)
+        _check_header_value("GBQ_GAMEBALL_SECRET_KEY", secret_key)
+        self.base_url = settings.gameball_base_url
+        self.redact = Redactor([api_key, secret_key])
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers={
+                "APIKey": api_key,
+                "secretKey": secret_key,
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+            },
+            timeout=httpx.Timeout(
+                connect=settings.gameball_connect_timeout_s,
+                read=settings.gameball_read_timeout_s,
+                write=settings.gameball_write_timeout_s,
+                pool=settings.gameball_pool_timeout_s,
+            ),
+            limits=httpx.Limits(
+                max_connections=settings.gameball_max_connections,
+                max_keepalive_connections=settings.gameball_max_keepalive,
+            ),
+            follow_redirects=False,  # a redirect means a wrong base URL: classify() pauses
+            transport=transport,
+        )
+
+    def __repr__(self) -> str:
+        return f"GameballClient(base_url={self.base_url!r})"
+
+    def send(self, request: GameballRequest) -> Attempt:
+        """Make one attempt; never raises for HTTP or network trouble."""
+        started = time.monotonic()
+        answer: HttpAnswer | BaseException
+        try:
+            response = self._http.request(request.method, request.path, content=request.body)
+            answer = HttpAnswer.from_response(response)
+        except httpx.HTTPError as error:
+            answer = error
+        except OSError as error:  # raw socket errors that escaped httpx's mapping
+            answer = error
+        duration_s = time.monotonic() - started
+        outcome = classify(answer, request.call)
+        outcome = replace(
+            outcome,
+            message=self.redact(outcome.message),
+            body_excerpt=self.redact(outcome.body_excerpt),
+        )
+        log.debug(
+            "gameball %s %s -> %s/%s status=%s code=%s in %.3fs",
+            request.call,
+            request.transaction_id,
+            outcome.kind,
+            outcome.reason,
+            outcome.status,
+            outcome.code,
+            duration_s,
+        )
+        return Attempt(outcome=outcome, duration_s=duration_s)
+
+    def get_json(self, path: str) -> tuple[int, object]:
+        """A read call (balance, order transactions): status and parsed JSON (or None)."""
+        try:
+            response = self._http.get(path)
+        except httpx.HTTPError as error:
+            raise GameballReadError(self.redact(f"{type(error).__name__}: {error}")) from None
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            return response.status_code, None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> GameballClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class GameballReadError(RuntimeError):
+    """A read call failed in transport (the message is redacted)."""
+
+
+_process_client: tuple[int, GameballClient] | None = None
+_process_lock = threading.Lock()
+
+
+def client_for_process(settings: Settings) -> GameballClient:
+    """The process's one client; a forked child (Celery prefork) builds its own."""
+    global _process_client  # noqa: PLW0603 - one client per process is the point
+    with _process_lock:
+        if _process_client is None or _process_client[0] != os.getpid():
+            _process_client = (os.getpid(), GameballClient(settings))
+        return _process_client[1]

@@ -1,0 +1,231 @@
+"""``classify()``: one pure function turns every answer or exception into an outcome.
+
+DESIGN §4, as a table (v3 code / v4 code):
+
+    2xx with a JSON object or an empty body      delivered  accepted
+    2xx with any other body                      retry      unexpected_body (a retry is safe:
+                                                            an applied call answers 305 next)
+    305 / 9004 transaction id exists             delivered  already_applied
+    302 / 9001 on a cancel or full refund        delivered  already_applied
+    306 / 9005, and 101 / 7000 on a refund       waiting    predecessor_missing
+    429                                          retry      rate_limited (Retry-After kept)
+    5xx, 408, 425, code 2001 / 5000 / 5003       retry      server_error / transient_rejection
+    timeout                                      retry      timeout
+    connection refused or reset before sending   retry      connection_error
+    connection dropped after sending             retry      response_lost
+    401 / 403, codes 1000–1002                   paused     unauthorized
+    codes 50 / 51, 6000 / 6001                   paused     account_disabled
+    3xx, or 404 / 405 without a Gameball code    paused     misconfigured_endpoint
+    any other 4xx (4, 5, 7, 13, …)               dead       rejected (Gameball's code, message)
+
+The retry *schedule* (backoff, jitter, retry window → ``expired``) is decided elsewhere
+from this outcome; classify only says what kind of answer it was.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from enum import StrEnum
+from http import HTTPStatus
+from typing import Final
+
+import httpx
+
+from worker.gameball.payloads import REFUND_CALLS, CallKind
+
+BODY_EXCERPT_CHARS: Final = 500
+
+
+class OutcomeKind(StrEnum):
+    DELIVERED = "delivered"
+    WAITING = "waiting"
+    RETRY = "retry"
+    PAUSED = "paused"
+    DEAD = "dead"
+
+
+class Reason(StrEnum):
+    ACCEPTED = "accepted"
+    ALREADY_APPLIED = "already_applied"
+    PREDECESSOR_MISSING = "predecessor_missing"
+    RATE_LIMITED = "rate_limited"
+    SERVER_ERROR = "server_error"
+    TRANSIENT_REJECTION = "transient_rejection"
+    TIMEOUT = "timeout"
+    CONNECTION_ERROR = "connection_error"
+    RESPONSE_LOST = "response_lost"
+    UNEXPECTED_BODY = "unexpected_body"
+    UNEXPECTED_ERROR = "unexpected_error"
+    UNAUTHORIZED = "unauthorized"
+    ACCOUNT_DISABLED = "account_disabled"
+    MISCONFIGURED_ENDPOINT = "misconfigured_endpoint"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    """What came back over HTTP, as plain values."""
+
+    status: int
+    body: bytes = b""
+    retry_after: str | None = None  # the raw Retry-After header
+
+    @classmethod
+    def from_response(cls, response: httpx.Response) -> HttpAnswer:
+        return cls(response.status_code, response.content, response.headers.get("retry-after"))
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A classified answer: what happened and everything worth keeping about it."""
+
+    kind: OutcomeKind
+    reason: Reason
+    message: str
+    status: int | None = None
+    code: int | None = None
+    retry_after_s: float | None = None
+    body_excerpt: str = ""
+
+
+_ALREADY_APPLIED: Final = frozenset({305, 9004})
+_ALREADY_CANCELLED: Final = frozenset({302, 9001})
+_ORIGINAL_MISSING: Final = frozenset({306, 9005})
+_PLAYER_MISSING: Final = frozenset({101, 7000})
+_UNAUTHORIZED: Final = frozenset({1000, 1001, 1002})
+_DISABLED: Final = frozenset({50, 51, 6000, 6001})
+_TRANSIENT_CODES: Final = frozenset({2001, 5000, 5003})
+_TRANSIENT_STATUSES: Final = frozenset({408, 425})
+_FULL_REVERSALS: Final[frozenset[CallKind]] = frozenset({"cancel", "full_refund"})
+
+
+def classify(
+    answer: HttpAnswer | BaseException, call: CallKind, *, now: datetime | None = None
+) -> Outcome:
+    """Classify ``answer`` to a ``call``; ``now`` resolves an HTTP-date Retry-After."""
+    if isinstance(answer, BaseException):
+        return _classify_exception(answer)
+    status, excerpt = answer.status, _excerpt(answer.body)
+    code, message = _error_envelope(answer.body)
+
+    def outcome(kind: OutcomeKind, reason: Reason, text: str | None = None) -> Outcome:
+        return Outcome(
+            kind, reason, text or message or _status_text(status), status, code, None, excerpt
+        )
+
+    if 200 <= status < 300:
+        if _is_json_object_or_empty(answer.body):
+            return outcome(OutcomeKind.DELIVERED, Reason.ACCEPTED, "accepted")
+        return outcome(
+            OutcomeKind.RETRY,
+            Reason.UNEXPECTED_BODY,
+            f"HTTP {status} with a body that is not a JSON object",
+        )
+    if status == 429:
+        retry_after = parse_retry_after(answer.retry_after, now or datetime.now(UTC))
+        return Outcome(
+            OutcomeKind.RETRY,
+            Reason.RATE_LIMITED,
+            message or "rate limited",
+            status,
+            code,
+            retry_after,
+            excerpt,
+        )
+    if status in (401, 403) or code in _UNAUTHORIZED:
+        return outcome(OutcomeKind.PAUSED, Reason.UNAUTHORIZED)
+    if code in _DISABLED:
+        return outcome(OutcomeKind.PAUSED, Reason.ACCOUNT_DISABLED)
+    if status >= 500 or status in _TRANSIENT_STATUSES or code in _TRANSIENT_CODES:
+        reason = Reason.SERVER_ERROR if status >= 500 else Reason.TRANSIENT_REJECTION
+        return outcome(OutcomeKind.RETRY, reason)
+    if code in _ALREADY_APPLIED or (code in _ALREADY_CANCELLED and call in _FULL_REVERSALS):
+        return outcome(OutcomeKind.DELIVERED, Reason.ALREADY_APPLIED)
+    if call in REFUND_CALLS and (code in _ORIGINAL_MISSING or code in _PLAYER_MISSING):
+        return outcome(OutcomeKind.WAITING, Reason.PREDECESSOR_MISSING)
+    if code is None and (300 <= status < 400 or status in (404, 405)):
+        # Not Gameball talking: a wrong base URL or API version would otherwise kill
+        # every event; pausing keeps their budget until the configuration is fixed.
+        return outcome(
+            OutcomeKind.PAUSED,
+            Reason.MISCONFIGURED_ENDPOINT,
+            f"HTTP {status} without a Gameball error: check the base URL and version",
+        )
+    return outcome(OutcomeKind.DEAD, Reason.REJECTED)
+
+
+def _classify_exception(error: BaseException) -> Outcome:
+    summary = f"{type(error).__name__}: {error}".rstrip(": ")
+    if isinstance(error, httpx.TimeoutException):
+        return Outcome(OutcomeKind.RETRY, Reason.TIMEOUT, summary)
+    if isinstance(error, httpx.ConnectError | httpx.WriteError | ConnectionRefusedError):
+        return Outcome(OutcomeKind.RETRY, Reason.CONNECTION_ERROR, summary)
+    if isinstance(error, httpx.RemoteProtocolError | httpx.ReadError | ConnectionResetError):
+        # The request went out; Gameball may have applied it. The retry sends the same
+        # ids, so an applied request comes back as 305 and counts as delivered.
+        return Outcome(OutcomeKind.RETRY, Reason.RESPONSE_LOST, summary)
+    if isinstance(error, httpx.TransportError | OSError):
+        return Outcome(OutcomeKind.RETRY, Reason.CONNECTION_ERROR, summary)
+    return Outcome(OutcomeKind.RETRY, Reason.UNEXPECTED_ERROR, summary)
+
+
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), or None."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return max(0.0, (moment - now).total_seconds())
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _error_envelope(body: bytes) -> tuple[int | None, str | None]:
+    """Gameball's ``{code, message}`` (v3) or ``{code, type, message, …}`` (v4), if present."""
+    try:
+        parsed = json.loads(body) if body else None
+    except (ValueError, UnicodeDecodeError):
+        return None, None
+    if not isinstance(parsed, dict):
+        return None, None
+    raw_code, raw_message = parsed.get("code"), parsed.get("message")
+    code: int | None = None
+    if isinstance(raw_code, int) and not isinstance(raw_code, bool):
+        code = raw_code
+    elif isinstance(raw_code, str) and raw_code.strip().isdigit():
+        code = int(raw_code)
+    message = raw_message.strip() if isinstance(raw_message, str) and raw_message else None
+    return code, message
+
+
+def _is_json_object_or_empty(body: bytes) -> bool:
+    if not body.strip():
+        return True
+    try:
+        return isinstance(json.loads(body), dict)
+    except (ValueError, UnicodeDecodeError):
+        return False
+
+
+def _excerpt(body: bytes) -> str:
+    return body[: BODY_EXCERPT_CHARS * 4].decode("utf-8", "replace")[:BODY_EXCERPT_CHARS]
+
+
+def _status_text(status: int) -> str:
+    try:
+        return f"HTTP {status} {HTTPStatus(status).phrase}"
+    except ValueError:
+        return f"HTTP {status}"

@@ -1,0 +1,197 @@
+"""Map events to Gameball requests, v3.0 (default) or v4.0 (DESIGN §3, reference §2–§5, §12).
+
+Pure functions. The same event always gives byte-identical bodies: the ids come from the
+shop's own ids and the time is the event's ``occurred_at`` at millisecond precision, never
+"now". That is what lets Gameball's duplicate check (305 / 9004) make retries harmless.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Final, Literal, TypeAlias
+
+from producers.events import (
+    CashbackAwarded,
+    Event,
+    LineItem,
+    OrderCancelled,
+    OrderPaid,
+    OrderRefunded,
+)
+from worker.settings import ApiVersion
+
+CallKind: TypeAlias = Literal["order", "cancel", "full_refund", "partial_refund", "cashback"]
+REFUND_CALLS: Final[frozenset[CallKind]] = frozenset({"cancel", "full_refund", "partial_refund"})
+
+_PATHS: Final[dict[ApiVersion, dict[str, str]]] = {
+    "v3.0": {
+        "order": "/api/v3.0/integrations/order",
+        "refund": "/api/v3.0/integrations/transaction/refund",
+        "cashback": "/api/v3.0/integrations/transaction/cashback",
+    },
+    "v4.0": {
+        "order": "/api/v4.0/integrations/orders",
+        "refund": "/api/v4.0/integrations/transactions/refund",
+        "cashback": "/api/v4.0/integrations/transactions/cashback",
+    },
+}
+
+
+@dataclass(frozen=True)
+class GameballRequest:
+    """One HTTP call to make: what, where, and the exact bytes to send."""
+
+    call: CallKind
+    method: Literal["POST"]
+    path: str
+    body: bytes
+    transaction_id: str
+
+    def json(self) -> dict[str, Any]:
+        parsed: dict[str, Any] = json.loads(self.body)
+        return parsed
+
+
+def gameball_time(moment: datetime) -> str:
+    """ISO-8601 UTC with milliseconds, as Gameball's samples write it: 2024-10-16T08:13:29.290Z."""
+    moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def json_number(amount: Decimal) -> int | float:
+    """A JSON number for an amount; exact because amounts are < 10^12 with ≤ 3 decimals."""
+    return int(amount) if amount == amount.to_integral_value() else float(amount)
+
+
+def call_kind(event: Event) -> CallKind:
+    """Which Gameball call an event becomes."""
+    if isinstance(event, OrderPaid):
+        return "order"
+    if isinstance(event, OrderCancelled):
+        return "cancel"
+    if isinstance(event, OrderRefunded):
+        return "full_refund" if event.is_full else "partial_refund"
+    return "cashback"
+
+
+def build_request(event: Event, version: ApiVersion = "v3.0") -> GameballRequest:
+    """The Gameball request for ``event`` in API ``version``."""
+    v4 = version == "v4.0"
+    paths = _PATHS[version]
+    customer = {("customerId" if v4 else "playerUniqueId"): event.customer_id}
+    customer.update(_channels(event))
+    body: dict[str, Any]
+    if isinstance(event, OrderPaid):
+        body = {**customer, **_order_body(event, v4=v4)}
+        return _request("order", paths["order"], body, event.order_id)
+    if isinstance(event, OrderCancelled):
+        body = _refund_body(
+            customer=customer,
+            refund_id=event.transaction_id,
+            order_id=event.order_id,
+            occurred_at=event.occurred_at,
+            amount=None,
+            line_items=(),
+            v4=v4,
+        )
+        return _request("cancel", paths["refund"], body, event.transaction_id)
+    if isinstance(event, OrderRefunded):
+        body = _refund_body(
+            customer=customer,
+            refund_id=event.refund_id,
+            order_id=event.order_id,
+            occurred_at=event.occurred_at,
+            amount=event.amount,
+            line_items=event.line_items,
+            v4=v4,
+        )
+        return _request(call_kind(event), paths["refund"], body, event.refund_id)
+    assert isinstance(event, CashbackAwarded)  # noqa: S101 - the union is exhausted above
+    body = {
+        **customer,
+        "transactionId": event.transaction_id,
+        "transactionTime": gameball_time(event.occurred_at),
+        "amount": json_number(event.amount),
+    }
+    return _request("cashback", paths["cashback"], body, event.transaction_id)
+
+
+def _request(call: CallKind, path: str, body: dict[str, Any], txn: str) -> GameballRequest:
+    data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return GameballRequest(call=call, method="POST", path=path, body=data, transaction_id=txn)
+
+
+def _channels(event: Event) -> dict[str, str]:
+    # Top-level email/mobile matter only to accounts that merge customers by channel.
+    channels = {"email": event.email, "mobile": event.mobile}
+    return {key: value for key, value in channels.items() if value is not None}
+
+
+def _order_body(event: OrderPaid, *, v4: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "orderId": event.order_id,
+        "orderDate": gameball_time(event.occurred_at),
+        "totalPrice": json_number(event.total_price),
+        "totalPaid": json_number(event.total_paid),
+        "totalDiscount": json_number(event.total_discount),
+        "totalShipping": json_number(event.total_shipping),
+        "totalTax": json_number(event.total_tax),
+    }
+    if event.line_items:
+        body["lineItems"] = [_line_item(item) for item in event.line_items]
+    if event.discount_codes:
+        if v4:
+            body["redemption"] = {"couponCodes": list(event.discount_codes)}
+        else:
+            body["discountCodes"] = list(event.discount_codes)
+    if event.extra:
+        body["extra"] = dict(event.extra)
+    body["guest"] = event.guest
+    return body
+
+
+def _refund_body(
+    *,
+    customer: dict[str, str],
+    refund_id: str,
+    order_id: str,
+    occurred_at: datetime,
+    amount: Decimal | None,
+    line_items: tuple[LineItem, ...],
+    v4: bool,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        **customer,
+        ("refundTransactionId" if v4 else "transactionId"): refund_id,
+        "reverseTransactionId": order_id,
+        "transactionTime": gameball_time(occurred_at),
+    }
+    if amount is not None:  # absent means "refund everything the order earned"
+        body["refundAmount" if v4 else "amount"] = json_number(amount)
+    if line_items and v4:  # v3.0's refund takes no line items (reference §5)
+        body["lineItems"] = [_line_item(item) for item in line_items]
+    return body
+
+
+def _line_item(item: LineItem) -> dict[str, Any]:
+    line: dict[str, Any] = {
+        "productId": item.product_id,
+        "quantity": item.quantity,
+        "price": json_number(item.price),
+        "discount": json_number(item.discount),
+        "taxes": json_number(item.taxes),
+    }
+    optional: dict[str, Any] = {
+        "sku": item.sku,
+        "title": item.title,
+        "category": list(item.category) or None,
+        "collection": list(item.collection) or None,
+        "tags": list(item.tags) or None,
+        "vendor": item.vendor,
+        "weight": None if item.weight is None else json_number(item.weight),
+    }
+    line.update({key: value for key, value in optional.items() if value is not None})
+    return line

@@ -1,0 +1,94 @@
+"""Configuration: the only module that reads the environment (prefix ``GBQ_``).
+
+Every other module receives a :class:`Settings` instance. Durations are float seconds
+and carry ``_s`` in their names. Secrets are ``SecretStr`` so that they never show up in
+a repr, a log line or an exception.
+
+Embedded defaults (DESIGN §6): no API key means the local sandbox, whose keys are
+public test values; no Redis URL means a private Redis under ``var_dir``; no database
+URL means a SQLite file under ``var_dir``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, TypeAlias
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SANDBOX_API_KEY = "sandbox-api-key"
+SANDBOX_SECRET_KEY = "sandbox-secret-key"  # noqa: S105 - a public test value, not a secret
+SANDBOX_PORT = 8099
+SANDBOX_BASE_URL = f"http://127.0.0.1:{SANDBOX_PORT}"
+
+ApiVersion: TypeAlias = Literal["v3.0", "v4.0"]
+
+
+class Settings(BaseSettings):
+    """All settings, read from ``GBQ_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="GBQ_", extra="ignore", frozen=True)
+
+    # Where state lives.
+    var_dir: Path = Field(default=Path("var"), description="Embedded Redis and SQLite files.")
+    redis_url: SecretStr | None = Field(
+        default=None, description="Redis URL; unset means a private embedded Redis."
+    )
+    database_url: SecretStr | None = Field(
+        default=None, description="SQLAlchemy URL; unset means SQLite under GBQ_VAR_DIR."
+    )
+
+    # Gameball.
+    gameball_base_url: str = Field(default=SANDBOX_BASE_URL, description="Gameball API root.")
+    gameball_api_key: SecretStr = Field(default=SecretStr(SANDBOX_API_KEY))
+    gameball_secret_key: SecretStr = Field(default=SecretStr(SANDBOX_SECRET_KEY))
+    gameball_api_version: ApiVersion = "v3.0"
+    gameball_connect_timeout_s: float = Field(default=5.0, gt=0)
+    gameball_read_timeout_s: float = Field(default=20.0, gt=0)
+    gameball_write_timeout_s: float = Field(default=10.0, gt=0)
+    gameball_pool_timeout_s: float = Field(default=5.0, gt=0)
+    gameball_max_connections: int = Field(default=20, ge=1)
+    gameball_max_keepalive: int = Field(default=10, ge=0)
+
+    # Retry policy (DESIGN §4; used from Step 2 on).
+    retry_base_s: float = Field(default=1.0, gt=0)
+    retry_cap_s: float = Field(default=600.0, gt=0)
+    retry_window_s: float = Field(default=72 * 3600.0, gt=0)
+
+    # Gameball's documented limits for orders and transactions.
+    rate_limit_per_s: int = Field(default=30, ge=1)
+    rate_limit_per_30s: int = Field(default=360, ge=1)
+
+    @field_validator("gameball_base_url")
+    @classmethod
+    def _base_url_is_http(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("must be an http(s) URL such as https://api.gameball.co")
+        if parts.username or parts.password:
+            raise ValueError("must not carry credentials; use GBQ_GAMEBALL_API_KEY")
+        return value.rstrip("/")
+
+    @property
+    def uses_sandbox_keys(self) -> bool:
+        """True when the keys are the sandbox's public defaults."""
+        return self.gameball_api_key.get_secret_value() == SANDBOX_API_KEY
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***`` (for logs and the CLI)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def load_settings() -> Settings:
+    """Read settings from the environment."""
+    return Settings()
