@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import logging
+import signal
+from types import FrameType
 
 import uvicorn
 
 from sandbox.app import DroppedResponse, SandboxConfig, create_app
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class _HideDroppedResponses(logging.Filter):
@@ -31,4 +35,15 @@ def serve(config: SandboxConfig, *, host: str = "127.0.0.1", port: int = 8099) -
             timeout_graceful_shutdown=5,
         )
     )
-    server.run()
+    # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the
+    # handler that was in place before it; a no-op there makes a requested stop exit 0.
+    previous = {sig: signal.signal(sig, _already_stopped) for sig in STOP_SIGNALS}
+    try:
+        server.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _already_stopped(signum: int, frame: FrameType | None) -> None:
+    """Receives the signal uvicorn re-raises after it has shut down."""

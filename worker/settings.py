@@ -29,7 +29,10 @@ ApiVersion: TypeAlias = Literal["v3.0", "v4.0"]
 class Settings(BaseSettings):
     """All settings, read from ``GBQ_*`` environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix="GBQ_", extra="ignore", frozen=True)
+    # hide_input_in_errors: a bad value may be a key or a URL with a password in it.
+    model_config = SettingsConfigDict(
+        env_prefix="GBQ_", extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     # Where state lives.
     var_dir: Path = Field(default=Path("var"), description="Embedded Redis and SQLite files.")

@@ -1,0 +1,277 @@
+"""Contract: the real client against the sandbox over HTTP on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from pydantic import SecretStr
+
+from producers.events import CashbackAwarded, Event, OrderCancelled, OrderPaid, OrderRefunded
+from tests.conftest import settings_for
+from tests.processes import SandboxProcess, free_port, wait_until
+from worker.gameball import GameballClient, OutcomeKind, Reason, build_request
+from worker.gameball.outcomes import Outcome
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 1, 10, 9, 0, tzinfo=UTC)
+
+
+def paid(
+    order_id: str = "ORD-1", customer: str = "cust-1", total: str = "100", seconds: int = 0
+) -> OrderPaid:
+    return OrderPaid(
+        order_id=order_id,
+        customer_id=customer,
+        occurred_at=T0 + timedelta(seconds=seconds),
+        total_price=Decimal(total),
+        total_paid=Decimal(total),
+    )
+
+
+def refund(
+    refund_id: str,
+    amount: str | None,
+    order_id: str = "ORD-1",
+    customer: str = "cust-1",
+    minutes: int = 1,
+) -> OrderRefunded:
+    return OrderRefunded(
+        order_id=order_id,
+        refund_id=refund_id,
+        customer_id=customer,
+        occurred_at=T0 + timedelta(minutes=minutes),
+        amount=None if amount is None else Decimal(amount),
+    )
+
+
+@pytest.fixture
+def client(sandbox: SandboxProcess) -> Iterator[GameballClient]:
+    with GameballClient(settings_for(sandbox.url)) as gameball:
+        yield gameball
+
+
+def send(client: GameballClient, event: Event, version: str = "v3.0") -> Outcome:
+    return client.send(build_request(event, version)).outcome  # type: ignore[arg-type]
+
+
+def test_paid_order_credits_the_wallet(client: GameballClient, sandbox: SandboxProcess) -> None:
+    """A paid order is accepted and rewards total_paid at the account's rate."""
+    sandbox.rules(points_per_unit="2")
+    outcome = send(client, paid(total="327.50"))
+    assert (outcome.kind, outcome.reason, outcome.status) == (
+        OutcomeKind.DELIVERED,
+        Reason.ACCEPTED,
+        200,
+    )
+    assert sandbox.balance("cust-1") == 655
+    status, body = client.get_json("/api/v3.0/integrations/player/cust-1/balance")
+    assert status == 200
+    assert isinstance(body, dict)
+    assert body["availablePointsBalance"] == 655
+
+
+def test_partial_then_full_refund(client: GameballClient, sandbox: SandboxProcess) -> None:
+    """A partial refund takes back its share; a full refund the rest."""
+    send(client, paid())
+    assert send(client, refund("RF-1", "30")).kind == OutcomeKind.DELIVERED
+    assert sandbox.balance("cust-1") == 70
+    assert send(client, refund("RF-2", None, minutes=2)).kind == OutcomeKind.DELIVERED
+    assert sandbox.balance("cust-1") == 0
+    status, body = client.get_json("/api/v3.0/integrations/order/ORD-1/transactions")
+    assert status == 200
+    assert isinstance(body, dict)
+    assert [row["transactionType"] for row in body["transactions"]] == [
+        "PaymentReward",
+        "PartialRefund",
+        "Refund",
+    ]
+
+
+def test_cancel_reverses_everything_and_a_repeat_counts_as_applied(
+    client: GameballClient, sandbox: SandboxProcess
+) -> None:
+    """Cancel = full refund; resending it (305) or another full refund (302) is delivered."""
+    send(client, paid())
+    cancel = OrderCancelled(
+        order_id="ORD-1", customer_id="cust-1", occurred_at=T0 + timedelta(hours=1)
+    )
+    assert send(client, cancel).reason == Reason.ACCEPTED
+    assert sandbox.balance("cust-1") == 0
+    again = send(client, cancel)
+    assert (again.kind, again.reason, again.code) == (
+        OutcomeKind.DELIVERED,
+        Reason.ALREADY_APPLIED,
+        305,
+    )
+    full = send(client, refund("RF-9", None, minutes=90))
+    assert (full.kind, full.code) == (OutcomeKind.DELIVERED, 302)
+    assert sandbox.balance("cust-1") == 0
+
+
+def test_cashback(client: GameballClient, sandbox: SandboxProcess) -> None:
+    """Cashback on an amount outside an order."""
+    event = CashbackAwarded(
+        transaction_id="tra_1", customer_id="p-9", occurred_at=T0, amount=Decimal("99.98")
+    )
+    assert send(client, event).kind == OutcomeKind.DELIVERED
+    assert sandbox.balance("p-9") == 99
+
+
+def test_duplicate_resend_is_delivered_and_credits_once(
+    client: GameballClient, sandbox: SandboxProcess
+) -> None:
+    """Same ids → 305 → counted as delivered, balance unchanged."""
+    first, second = send(client, paid()), send(client, paid())
+    assert first.reason == Reason.ACCEPTED
+    assert (second.kind, second.reason, second.code) == (
+        OutcomeKind.DELIVERED,
+        Reason.ALREADY_APPLIED,
+        305,
+    )
+    counts = sandbox.state()["request_counts"]
+    assert (counts["total"], counts["applied"]) == (2, 1)
+    assert sandbox.balance("cust-1") == 100
+
+
+def test_refund_before_paid_waits(client: GameballClient, sandbox: SandboxProcess) -> None:
+    """A refund ahead of its order is 'waiting' (101 or 306), then goes through after it."""
+    early = send(client, refund("RF-1", "10"))
+    assert (early.kind, early.code) == (OutcomeKind.WAITING, 101)
+    send(client, paid("OTHER", total="5", seconds=5))  # the player exists, the order not yet
+    still = send(client, refund("RF-1", "10", minutes=3))
+    assert (still.kind, still.code) == (OutcomeKind.WAITING, 306)
+    send(client, paid())
+    assert send(client, refund("RF-1", "10", minutes=4)).kind == OutcomeKind.DELIVERED
+    assert sandbox.balance("cust-1") == 95
+
+
+def test_bad_key_pauses(sandbox: SandboxProcess) -> None:
+    """A wrong key is 'paused' for everyone, and nothing is applied."""
+    settings = settings_for(sandbox.url, gameball_api_key=SecretStr("not-the-key"))
+    with GameballClient(settings) as client:
+        outcome = send(client, paid())
+    assert (outcome.kind, outcome.reason, outcome.status) == (
+        OutcomeKind.PAUSED,
+        Reason.UNAUTHORIZED,
+        401,
+    )
+    assert sandbox.state()["wallets"] == {}
+
+
+def test_injected_5xx_is_retried(client: GameballClient, sandbox: SandboxProcess) -> None:
+    """A 5xx is a retry; the next attempt delivers."""
+    sandbox.faults(error_count=1, error_status=503)
+    failed = send(client, paid())
+    assert (failed.kind, failed.reason, failed.status) == (
+        OutcomeKind.RETRY,
+        Reason.SERVER_ERROR,
+        503,
+    )
+    assert send(client, paid()).reason == Reason.ACCEPTED
+    assert sandbox.balance("cust-1") == 100
+
+
+def test_timeout_is_retried_and_the_late_apply_is_not_doubled(sandbox: SandboxProcess) -> None:
+    """The client times out while Gameball still applies: the retry gets 305, one credit."""
+    sandbox.faults(latency_s=1.0)
+    with GameballClient(settings_for(sandbox.url, gameball_read_timeout_s=0.2)) as client:
+        timed_out = send(client, paid())
+        assert (timed_out.kind, timed_out.reason) == (OutcomeKind.RETRY, Reason.TIMEOUT)
+        wait_until(
+            lambda: sandbox.balance("cust-1") == 100,
+            timeout_s=10,
+            what="the slow request to be applied",
+        )
+        sandbox.faults(latency_s=0)
+        retried = send(client, paid())
+    assert (retried.kind, retried.reason) == (OutcomeKind.DELIVERED, Reason.ALREADY_APPLIED)
+    assert sandbox.balance("cust-1") == 100
+
+
+def test_dropped_response_is_retried_without_double_credit(
+    client: GameballClient, sandbox: SandboxProcess
+) -> None:
+    """Applied then the connection dropped: retry, 305, credited once."""
+    sandbox.faults(drop_after_apply_count=1)
+    lost = send(client, paid())
+    assert (lost.kind, lost.reason) == (OutcomeKind.RETRY, Reason.RESPONSE_LOST)
+    assert sandbox.balance("cust-1") == 100
+    assert send(client, paid()).reason == Reason.ALREADY_APPLIED
+    assert sandbox.balance("cust-1") == 100
+
+
+def test_429_without_and_with_retry_after(client: GameballClient, sandbox: SandboxProcess) -> None:
+    """429 is a retry; a Retry-After, when sent, is passed on."""
+    sandbox.faults(rate_limit_count=1)
+    plain = send(client, paid())
+    assert (plain.kind, plain.reason, plain.retry_after_s) == (
+        OutcomeKind.RETRY,
+        Reason.RATE_LIMITED,
+        None,
+    )
+    sandbox.faults(rate_limit_count=1, retry_after_s=3)
+    told = send(client, paid())
+    assert (told.reason, told.retry_after_s) == (Reason.RATE_LIMITED, 3.0)
+    assert sandbox.state()["wallets"] == {}
+
+
+def test_sandbox_enforces_gameballs_limit(start_sandbox: type[SandboxProcess]) -> None:
+    """Past the 30-second budget the sandbox answers 429 (no Retry-After)."""
+    limited = start_sandbox("--rate-limit-per-s", "0", "--rate-limit-per-30s", "3")
+    with GameballClient(settings_for(limited.url)) as client:
+        outcomes = [send(client, paid(f"O-{n}", customer=f"c-{n}")) for n in range(5)]
+    assert [o.reason for o in outcomes] == [Reason.ACCEPTED] * 3 + [Reason.RATE_LIMITED] * 2
+    assert outcomes[3].retry_after_s is None
+
+
+def test_outage_and_disabled_account(client: GameballClient, sandbox: SandboxProcess) -> None:
+    """An outage is a retry; a disabled account pauses."""
+    sandbox.faults(outage=True)
+    assert (send(client, paid()).reason, sandbox.state()["wallets"]) == (Reason.SERVER_ERROR, {})
+    sandbox.faults(reset=True, account_disabled=True)
+    disabled = send(client, paid())
+    assert (disabled.kind, disabled.reason, disabled.code) == (
+        OutcomeKind.PAUSED,
+        Reason.ACCOUNT_DISABLED,
+        50,
+    )
+
+
+def test_validation_error_is_dead_with_gameballs_code(
+    client: GameballClient, sandbox: SandboxProcess
+) -> None:
+    """Two transactions of one player at the same instant: dead with 304 and its message."""
+    send(client, paid("A"))
+    clash = send(client, paid("B"))
+    assert (clash.kind, clash.code, clash.message) == (
+        OutcomeKind.DEAD,
+        304,
+        "Transaction Time Already Exists",
+    )
+
+
+def test_v4_client_against_v4_paths(sandbox: SandboxProcess) -> None:
+    """The v4.0 mapping works end to end: order, partial refund, duplicate (9004)."""
+    with GameballClient(settings_for(sandbox.url, gameball_api_version="v4.0")) as client:
+        assert send(client, paid(), "v4.0").reason == Reason.ACCEPTED
+        assert send(client, refund("RF-1", "25"), "v4.0").reason == Reason.ACCEPTED
+        again = send(client, refund("RF-1", "25"), "v4.0")
+    assert (again.reason, again.code) == (Reason.ALREADY_APPLIED, 9004)
+    assert sandbox.balance("cust-1") == 75
+
+
+def test_wrong_base_url_pauses_instead_of_killing(sandbox: SandboxProcess) -> None:
+    """A 404 that is not Gameball's (wrong path prefix) pauses delivery."""
+    with GameballClient(settings_for(f"{sandbox.url}/not-gameball")) as client:
+        outcome = send(client, paid())
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.PAUSED, Reason.MISCONFIGURED_ENDPOINT)
+
+
+def test_nothing_listening_is_a_connection_error() -> None:
+    """Connection refused is a retry, not an exception."""
+    with GameballClient(settings_for(f"http://127.0.0.1:{free_port()}")) as client:
+        outcome = send(client, paid())
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.RETRY, Reason.CONNECTION_ERROR)

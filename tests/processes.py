@@ -1,0 +1,100 @@
+"""Real processes for tests: the sandbox over HTTP on loopback, and polling with a deadline."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+
+T = TypeVar("T")
+GBQ = [sys.executable, "-m", "worker"]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_until(
+    probe: Callable[[], T | None], *, timeout_s: float, what: str, interval_s: float = 0.05
+) -> T:
+    """Call ``probe`` until it returns something truthy; fail naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(interval_s)  # polling interval, not synchronisation
+
+
+class SandboxProcess:
+    """``gbq sandbox`` in a child process, with helpers for its control endpoints."""
+
+    def __init__(self, log_path: Path, args: Sequence[str] = (), command: Sequence[str] = GBQ):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [*command, "sandbox", "--port", str(self.port), *args],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ},
+        )
+        self.http = httpx.Client(base_url=self.url, timeout=10)
+        wait_until(self._healthy, timeout_s=30, what=f"the sandbox on port {self.port}")
+
+    def _healthy(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"the sandbox exited: {self.log_path.read_text()}")
+        try:
+            return self.http.get("/_sandbox/health").status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def state(self, *, transactions: bool = True) -> dict[str, Any]:
+        params = {} if transactions else {"transactions": "0"}
+        response = self.http.get("/_sandbox/state", params=params)
+        response.raise_for_status()
+        state: dict[str, Any] = response.json()
+        return state
+
+    def balance(self, player: str) -> int:
+        wallet = self.state(transactions=False)["wallets"].get(player)
+        return 0 if wallet is None else int(wallet["balance"])
+
+    def faults(self, **settings: Any) -> dict[str, Any]:
+        response = self.http.post("/_sandbox/faults", json=settings)
+        response.raise_for_status()
+        config: dict[str, Any] = response.json()
+        return config
+
+    def rules(self, **settings: Any) -> None:
+        self.http.post("/_sandbox/rules", json=settings).raise_for_status()
+
+    def reset(self) -> None:
+        self.http.post("/_sandbox/reset").raise_for_status()
+
+    def stop(self) -> int:
+        self.http.close()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self._log.close()
+        return self.process.returncode

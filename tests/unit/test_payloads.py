@@ -1,0 +1,206 @@
+"""Events → Gameball v3.0 and v4.0 requests: names, paths and byte-stable bodies."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from producers.events import (
+    CashbackAwarded,
+    LineItem,
+    OrderCancelled,
+    OrderPaid,
+    OrderRefunded,
+    event_to_json,
+    parse_event,
+)
+from worker.gameball.payloads import build_request, gameball_time, json_number
+
+PAID_AT = datetime(2024, 10, 16, 8, 13, 29, 290123, tzinfo=UTC)
+
+
+def paid() -> OrderPaid:
+    return OrderPaid(
+        order_id="ORD-2024-000123",
+        customer_id="cust_1001",
+        email="jane@example.com",
+        occurred_at=PAID_AT,
+        total_price=Decimal("357.00"),
+        total_paid=Decimal("327.00"),
+        total_discount=Decimal("30"),
+        total_shipping=Decimal("15"),
+        total_tax=Decimal("42"),
+        line_items=(
+            LineItem(
+                product_id="P-100",
+                quantity=2,
+                price=Decimal("100"),
+                discount=Decimal("20"),
+                taxes=Decimal("27"),
+                category=("shoes",),
+                tags=("sale",),
+            ),
+            LineItem(product_id="P-200", quantity=1, price=Decimal("100"), taxes=Decimal("15")),
+        ),
+        discount_codes=("WELCOME10",),
+        extra={"paymentMethod": "card", "storeCode": 7},
+    )
+
+
+def test_paid_maps_to_v3_order_api() -> None:
+    """A paid order is Gameball's Order API call, with every total and line."""
+    request = build_request(paid())
+    body = request.json()
+    assert (request.method, request.path) == ("POST", "/api/v3.0/integrations/order")
+    assert request.call == "order"
+    assert body["playerUniqueId"] == "cust_1001"
+    assert body["email"] == "jane@example.com"
+    assert body["orderId"] == request.transaction_id == "ORD-2024-000123"
+    assert body["orderDate"] == "2024-10-16T08:13:29.290Z"
+    assert (body["totalPrice"], body["totalPaid"], body["totalDiscount"]) == (357, 327, 30)
+    assert body["lineItems"][0] == {
+        "productId": "P-100",
+        "quantity": 2,
+        "price": 100,
+        "discount": 20,
+        "taxes": 27,
+        "category": ["shoes"],
+        "tags": ["sale"],
+    }
+    assert body["discountCodes"] == ["WELCOME10"]
+    assert body["extra"] == {"paymentMethod": "card", "storeCode": 7}
+    assert "customerId" not in body
+
+
+def test_paid_maps_to_v4_orders_api() -> None:
+    """v4.0 renames the path, the customer field and puts coupons under redemption."""
+    request = build_request(paid(), "v4.0")
+    body = request.json()
+    assert request.path == "/api/v4.0/integrations/orders"
+    assert body["customerId"] == "cust_1001"
+    assert "playerUniqueId" not in body
+    assert body["redemption"] == {"couponCodes": ["WELCOME10"]}
+    assert "discountCodes" not in body
+
+
+def refund(amount: str | None, **extra: object) -> OrderRefunded:
+    return OrderRefunded(
+        order_id="ORD-1",
+        refund_id="RF-9",
+        customer_id="c-1",
+        occurred_at=PAID_AT + timedelta(days=1),
+        amount=None if amount is None else Decimal(amount),
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def test_partial_refund_v3_names_both_ids_and_the_amount() -> None:
+    """transactionId is the refund's own id, reverseTransactionId the order's."""
+    request = build_request(refund("90.50"))
+    assert request.path == "/api/v3.0/integrations/transaction/refund"
+    assert request.call == "partial_refund"
+    assert request.json() == {
+        "playerUniqueId": "c-1",
+        "transactionId": "RF-9",
+        "reverseTransactionId": "ORD-1",
+        "transactionTime": "2024-10-17T08:13:29.290Z",
+        "amount": 90.5,
+    }
+
+
+def test_full_refund_omits_the_amount() -> None:
+    """No amount means "reverse everything the order earned"."""
+    request = build_request(refund(None))
+    assert request.call == "full_refund"
+    assert "amount" not in request.json()
+
+
+def test_refund_v4_uses_refund_transaction_id_and_line_items() -> None:
+    """v4.0: refundTransactionId, refundAmount and refunded lines."""
+    line = LineItem(product_id="P-1", quantity=1, price=Decimal("10"))
+    body = build_request(refund("10", line_items=(line,)), "v4.0").json()
+    assert body["refundTransactionId"] == "RF-9"
+    assert body["refundAmount"] == 10
+    assert body["customerId"] == "c-1"
+    assert body["lineItems"] == [
+        {"productId": "P-1", "quantity": 1, "price": 10, "discount": 0, "taxes": 0}
+    ]
+    assert "transactionId" not in body
+
+
+def test_refund_v3_sends_no_line_items() -> None:
+    """v3.0's refund takes no lines (reference §5)."""
+    line = LineItem(product_id="P-1", quantity=1, price=Decimal("10"))
+    assert "lineItems" not in build_request(refund("10", line_items=(line,))).json()
+
+
+@pytest.mark.parametrize("version", ["v3.0", "v4.0"])
+def test_cancel_is_a_full_refund_with_a_derived_id(version: str) -> None:
+    """A cancellation reverses the order under the id ``<order>-cancel``."""
+    event = OrderCancelled(order_id="ORD-1", customer_id="c-1", occurred_at=PAID_AT)
+    request = build_request(event, version)  # type: ignore[arg-type]
+    body = request.json()
+    assert request.call == "cancel"
+    assert request.path.endswith("/transaction/refund" if version == "v3.0" else "/refund")
+    assert body["reverseTransactionId"] == "ORD-1"
+    assert request.transaction_id == "ORD-1-cancel"
+    assert "ORD-1-cancel" in body.values()
+    assert "amount" not in body
+    assert "refundAmount" not in body
+
+
+@pytest.mark.parametrize(
+    ("version", "path", "customer"),
+    [
+        ("v3.0", "/api/v3.0/integrations/transaction/cashback", "playerUniqueId"),
+        ("v4.0", "/api/v4.0/integrations/transactions/cashback", "customerId"),
+    ],
+)
+def test_cashback(version: str, path: str, customer: str) -> None:
+    """Cashback carries the shop's transaction id and the amount."""
+    event = CashbackAwarded(
+        transaction_id="tra_1", customer_id="p-1", occurred_at=PAID_AT, amount=Decimal("99.98")
+    )
+    request = build_request(event, version)  # type: ignore[arg-type]
+    assert request.path == path
+    assert request.json() == {
+        customer: "p-1",
+        "transactionId": "tra_1",
+        "transactionTime": "2024-10-16T08:13:29.290Z",
+        "amount": 99.98,
+    }
+
+
+def test_same_event_gives_byte_identical_requests_on_every_attempt() -> None:
+    """Retries resend exactly the same bytes, even after a JSON round trip of the event."""
+    for event in (paid(), refund("1.5"), refund(None)):
+        again = parse_event(event_to_json(event))
+        assert build_request(event).body == build_request(again).body
+        assert build_request(event, "v4.0").body == build_request(again, "v4.0").body
+
+
+def test_transaction_time_is_the_event_time_not_now() -> None:
+    """The time sent is the event's, whatever its zone, never the moment of sending."""
+    local = datetime(2024, 10, 16, 10, 13, 29, 290999, tzinfo=timezone(timedelta(hours=2)))
+    assert gameball_time(local) == "2024-10-16T08:13:29.290Z"
+
+
+@pytest.mark.parametrize(
+    ("amount", "expected"),
+    [
+        ("100", 100),
+        ("100.00", 100),
+        ("0.1", 0.1),
+        ("999999999999.999", 999999999999.999),
+        ("19.99", 19.99),
+        ("0.005", 0.005),
+    ],
+)
+def test_json_numbers_are_exact(amount: str, expected: float) -> None:
+    """Amounts become JSON numbers that print back to the same decimal."""
+    number = json_number(Decimal(amount))
+    assert number == expected
+    assert Decimal(json.dumps(number)) == Decimal(amount)
