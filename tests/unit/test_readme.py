@@ -1,0 +1,23 @@
+"""The README's Python examples run as written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+
+
+def test_readme_has_python_examples() -> None:
+    """There is something to run (a renamed fence would silently skip the next test)."""
+    assert BLOCKS
+
+
+@pytest.mark.parametrize("block", BLOCKS)
+def test_readme_example_runs(block: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each Python block executes and its asserts hold."""
+    exec(compile(block, str(README), "exec"), {})  # noqa: S102 - our own README
+    capsys.readouterr()
