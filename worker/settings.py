@@ -64,6 +64,29 @@ class Settings(BaseSettings):
     rate_limit_per_s: int = Field(default=30, ge=1)
     rate_limit_per_30s: int = Field(default=360, ge=1)
 
+    # Publishing: checkout must never wait long on Redis.
+    publish_timeout_s: float = Field(default=0.5, gt=0, description="Redis connect/socket.")
+    spool_path: Path | None = Field(
+        default=None, description="Local spool when Redis is down; unset: GBQ_VAR_DIR/spool.db."
+    )
+
+    outbox_database_url: SecretStr | None = Field(
+        default=None, description="Where Publisher.stage() writes; unset: the ledger's database."
+    )
+
+    # Delivery and recovery (the scheduler's sweeps).
+    lease_s: float = Field(default=60.0, gt=0, description="How long a claim lasts.")
+    pause_delay_s: float = Field(default=30.0, gt=0, description="Re-check after a pause.")
+    waiting_window_s: float = Field(
+        default=72 * 3600.0, gt=0, description="How long an event may wait for its paid event."
+    )
+    scheduler_tick_s: float = Field(default=1.0, gt=0)
+    scheduler_batch: int = Field(default=500, ge=1, description="Most rows per sweep per tick.")
+    redrive_after_s: float = Field(
+        default=30.0, gt=0, description="Re-send work no worker picked up within this time."
+    )
+    worker_concurrency: int = Field(default=4, ge=1)
+
     @field_validator("gameball_base_url")
     @classmethod
     def _base_url_is_http(cls, value: str) -> str:
@@ -73,6 +96,41 @@ class Settings(BaseSettings):
         if parts.username or parts.password:
             raise ValueError("must not carry credentials; use GBQ_GAMEBALL_API_KEY")
         return value.rstrip("/")
+
+    @field_validator("database_url", "outbox_database_url")
+    @classmethod
+    def _database_driver(cls, value: SecretStr | None) -> SecretStr | None:
+        # SQLAlchemy maps bare postgresql:// to psycopg2; this project ships psycopg 3.
+        if value is None:
+            return None
+        url = value.get_secret_value()
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return SecretStr("postgresql+psycopg://" + url.removeprefix(prefix))
+        return value
+
+    @property
+    def effective_spool_path(self) -> Path:
+        return self.spool_path or self.var_dir / "spool.db"
+
+    def effective_database_url(self) -> str:
+        """The ledger's URL: GBQ_DATABASE_URL, or a SQLite file under GBQ_VAR_DIR."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.var_dir / 'gbq.db').resolve()}"
+
+    def effective_outbox_url(self) -> str:
+        if self.outbox_database_url is not None:
+            return self.outbox_database_url.get_secret_value()
+        return self.effective_database_url()
+
+    def effective_redis_url(self) -> str:
+        """GBQ_REDIS_URL, or the embedded Redis under GBQ_VAR_DIR (started if needed)."""
+        if self.redis_url is not None:
+            return self.redis_url.get_secret_value()
+        from worker.embedded_redis import ensure_running  # noqa: PLC0415 - only when embedded
+
+        return ensure_running(self.var_dir)
 
     @property
     def uses_sandbox_keys(self) -> bool:

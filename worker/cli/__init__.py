@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from worker.cli import sandbox
+from worker.cli import migrate, sandbox, scheduler, worker
 
 app = typer.Typer(
     name="gbq",
@@ -19,6 +19,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,  # expected failures print one line, not a traceback
 )
+app.command("worker")(worker.run)
+app.command("scheduler")(scheduler.run)
+app.command("migrate")(migrate.run)
 app.command("sandbox")(sandbox.run)
 
 

@@ -1,0 +1,113 @@
+"""``Publisher``: what checkout calls. It returns in milliseconds and never waits on Gameball.
+
+``publish(event)`` writes the event to the Redis inbox and queues its delivery in one
+round trip, under short timeouts (``GBQ_PUBLISH_TIMEOUT_S``). If Redis cannot be reached it
+writes the event to the local spool instead and still returns normally. It raises only:
+
+    InvalidEventError(ValueError)   the event is invalid (a dict that fails validation)
+    PublishError(RuntimeError)      neither Redis nor the spool could take the event
+
+``stage(session, event)`` writes to the transactional outbox instead, inside the caller's
+own SQLAlchemy transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
+
+import redis
+
+from producers.events import Event, event_to_json, parse_event
+from producers.outbox import stage as stage_in_outbox
+from producers.spool import Spool
+from producers.transport import InboxEntry, push_to_inbox, redis_client
+from worker.settings import Settings, load_settings, redact_url
+
+log = logging.getLogger(__name__)
+Destination = Literal["queued", "spooled"]
+
+
+class PublishError(RuntimeError):
+    """The event could be persisted nowhere: not in Redis, not in the spool."""
+
+
+class Publisher:
+    """Publishes events for delivery; safe to share between threads of one process."""
+
+    def __init__(self, settings: Settings, *, redis_url: str | None = None) -> None:
+        self.settings = settings
+        url = redis_url or settings.effective_redis_url()
+        self._where = redact_url(url)
+        self._redis = redis_client(url, settings.publish_timeout_s)
+        self.spool = Spool(settings.effective_spool_path)
+
+    @classmethod
+    def from_env(cls) -> Publisher:
+        return cls(load_settings())
+
+    def __repr__(self) -> str:
+        return f"Publisher(redis={self._where!r}, spool={str(self.spool.path)!r})"
+
+    def publish(self, event: Event | Mapping[str, Any]) -> Destination:
+        """Accept one event for delivery; "queued" in Redis or "spooled" locally."""
+        return self.publish_many([event])
+
+    def publish_many(self, events: Iterable[Event | Mapping[str, Any]]) -> Destination:
+        """Accept several events in one round trip (all validated before any is written)."""
+        entries = [_entry(event) for event in events]
+        if not entries:
+            return "queued"
+        try:
+            push_to_inbox(self._redis, entries)
+        except (redis.RedisError, OSError) as error:
+            return self._spool(entries, error)
+        return "queued"
+
+    def _spool(self, entries: Sequence[InboxEntry], cause: BaseException) -> Destination:
+        try:
+            self.spool.add(entries)
+        except Exception as error:
+            raise PublishError(
+                f"could not persist {len(entries)} event(s): Redis at {self._where} failed "
+                f"({type(cause).__name__}) and the spool at {self.spool.path} failed "
+                f"({type(error).__name__}: {error})"
+            ) from error
+        log.warning(
+            "Redis at %s unreachable (%s): spooled %d event(s) to %s",
+            self._where,
+            type(cause).__name__,
+            len(entries),
+            self.spool.path,
+        )
+        return "spooled"
+
+    def stage(self, session: Any, event: Event | Mapping[str, Any]) -> None:
+        """Stage ``event`` in the outbox inside ``session``'s transaction (a SQLAlchemy
+        ``Session``); it is relayed once the caller commits, and vanishes on rollback."""
+        stage_in_outbox(session, event if not isinstance(event, Mapping) else parse_event(event))
+
+    def relay_spool(self, limit: int = 500) -> int:
+        """Move up to ``limit`` spooled events to Redis; returns how many moved."""
+        batch = self.spool.peek(limit)
+        if not batch:
+            return 0
+        push_to_inbox(self._redis, [entry for _, entry in batch])
+        self.spool.remove(seq for seq, _ in batch)
+        return len(batch)
+
+    def close(self) -> None:
+        self._redis.close()
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _entry(event: Event | Mapping[str, Any]) -> InboxEntry:
+    parsed = parse_event(event) if isinstance(event, Mapping) else event
+    return InboxEntry(parsed.event_id, event_to_json(parsed), time.time())

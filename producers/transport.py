@@ -1,0 +1,139 @@
+"""How events travel through Redis: the inbox and the Celery queue, written atomically.
+
+One ``MULTI`` per publish (or per batch) writes, for each event:
+
+- ``gbq:inbox`` (hash): event_id → the envelope (the event and when it was published),
+  the durable record until a worker has ingested it into the ledger;
+- ``gbq:inbox:due`` (sorted set): event_id → publish time, so the scheduler can find
+  entries no worker ingested in time (a lost message) and ingest them itself;
+- a Celery protocol-2 message for the task ``gbq.deliver`` on the queue ``gbq``: the fast
+  path. It is built here rather than through ``Celery.send_task`` so that it goes out
+  in the same transaction as the inbox entry, under this module's short timeouts
+  (``send_task`` can hang while the broker is down: celery#4296).
+
+Nothing here imports the worker's delivery code: tasks are sent by name.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+QUEUE: Final = "gbq"
+DELIVER_TASK: Final = "gbq.deliver"
+INBOX_KEY: Final = "gbq:inbox"
+INBOX_DUE_KEY: Final = "gbq:inbox:due"
+_ORIGIN: Final = f"{os.getpid()}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class InboxEntry:
+    """One event on its way: its id, its JSON and when it was first published."""
+
+    event_id: str
+    event_json: str
+    published_at: float  # epoch seconds
+
+    def envelope(self) -> str:
+        return json.dumps(
+            {"event": json.loads(self.event_json), "published_at": self.published_at},
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_envelope(cls, event_id: str, envelope: str | bytes) -> InboxEntry:
+        data = json.loads(envelope)
+        return cls(event_id, json.dumps(data["event"]), float(data["published_at"]))
+
+
+def redis_client(url: str, timeout_s: float) -> redis.Redis:
+    """A client that gives up after ``timeout_s``: no retries, no reconnect loops."""
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+
+
+def task_message(
+    event_id: str, event: dict[str, Any] | None = None, published_at: float | None = None
+) -> bytes:
+    """A Celery protocol-2 message for ``gbq.deliver``, as kombu's Redis transport stores it.
+
+    The task id is the event id. ``event`` may be omitted when the ledger already has
+    the event (re-sends by the scheduler).
+    """
+    kwargs: dict[str, Any] = {"event_id": event_id}
+    if event is not None:
+        kwargs["event"] = event
+        kwargs["published_at"] = published_at
+    body = json.dumps(
+        [[], kwargs, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+    ).encode()
+    message = {
+        "body": base64.b64encode(body).decode(),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {
+            "lang": "py",
+            "task": DELIVER_TASK,
+            "id": event_id,
+            "shadow": None,
+            "eta": None,
+            "expires": None,
+            "group": None,
+            "group_index": None,
+            "retries": 0,
+            "timelimit": [None, None],
+            "root_id": event_id,
+            "parent_id": None,
+            "argsrepr": "()",
+            "kwargsrepr": repr({"event_id": event_id}),
+            "origin": _ORIGIN,
+            "ignore_result": True,
+        },
+        "properties": {
+            "correlation_id": event_id,
+            "reply_to": "",
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": QUEUE},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }
+    return json.dumps(message, separators=(",", ":")).encode()
+
+
+def push_to_inbox(client: redis.Redis, entries: Sequence[InboxEntry]) -> None:
+    """Write entries to the inbox and queue their messages, all in one transaction."""
+    if not entries:
+        return
+    pipe = client.pipeline(transaction=True)
+    for entry in entries:
+        pipe.hset(INBOX_KEY, entry.event_id, entry.envelope())
+        pipe.zadd(INBOX_DUE_KEY, {entry.event_id: entry.published_at}, nx=True)
+        pipe.lpush(
+            QUEUE, task_message(entry.event_id, json.loads(entry.event_json), entry.published_at)
+        )
+    pipe.execute()
+
+
+def enqueue(client: redis.Redis, event_ids: Iterable[str]) -> int:
+    """Queue delivery messages for events the ledger already holds; returns how many."""
+    messages = [task_message(event_id) for event_id in event_ids]
+    if messages:
+        client.lpush(QUEUE, *messages)
+    return len(messages)

@@ -1,0 +1,79 @@
+"""The Celery application (``celery -A worker.app worker`` works; ``gbq worker`` is easier).
+
+Settings that make Celery's Redis transport safe for this job (reliability-anchors §A):
+late acks plus ``task_reject_on_worker_lost`` (a killed child's message goes back), one
+message prefetched per process, JSON only, explicit names. No task ever uses a countdown
+or ETA: retries live in the ledger. The visibility timeout is therefore never what brings
+work back; the scheduler's lease sweep is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from producers.transport import QUEUE
+from worker.settings import load_settings
+
+
+def broker_url(redis_url: str) -> str:
+    """kombu spells redis-py's ``unix://path`` as ``redis+socket://path``."""
+    if redis_url.startswith("unix://"):
+        return "redis+socket://" + redis_url.removeprefix("unix://")
+    return redis_url
+
+
+class GbqCelery(Celery):  # type: ignore[misc]
+    def on_configure(self) -> None:
+        # Resolved on first use, so importing this module starts nothing.
+        settings = load_settings()
+        self.conf.broker_url = broker_url(settings.effective_redis_url())
+
+
+app = GbqCelery("gbq", set_as_current=False)
+app.conf.update(
+    include=["worker.tasks"],
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    task_acks_on_failure_or_timeout=True,  # a failed run is recovered by the ledger sweeps
+    worker_prefetch_multiplier=1,
+    task_serializer="json",
+    result_serializer="json",
+    accept_content=["json"],
+    task_ignore_result=True,
+    task_default_queue=QUEUE,
+    task_create_missing_queues=True,
+    broker_connection_retry_on_startup=True,
+    broker_transport_options={
+        "visibility_timeout": 3600,
+        "socket_timeout": 15,
+        "socket_connect_timeout": 5,
+    },
+    worker_cancel_long_running_tasks_on_connection_loss=True,
+    worker_send_task_events=True,  # Flower can watch
+    worker_hijack_root_logger=False,
+    worker_consumer="worker.consumer:DeadLetteringConsumer",
+)
+
+
+def worker_argv(concurrency: int, pool: str, loglevel: str, hostname: str | None) -> list[str]:
+    argv: list[str] = [
+        "worker",
+        "-Q",
+        QUEUE,
+        "--concurrency",
+        str(concurrency),
+        "--pool",
+        pool,
+        "--loglevel",
+        loglevel,
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if hostname:
+        argv += ["--hostname", hostname]
+    return argv
+
+
+__all__: list[Any] = ["app", "broker_url", "worker_argv"]

@@ -1,0 +1,69 @@
+"""What the command modules share: exit codes and one-line errors for expected failures."""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import NoReturn
+
+import redis
+import typer
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from producers.transport import redis_client
+from worker.ledger.engine import create_ledger_engine
+from worker.ledger.schema import LedgerNotMigratedError, ensure_migrated
+from worker.settings import Settings, redact_url
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    NOTHING = 1  # nothing matched, or some input refused
+    USAGE = 2
+    UNREACHABLE = 3  # Redis or the database cannot be used
+
+
+def fail(message: str, code: ExitCode = ExitCode.UNREACHABLE) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(int(code))
+
+
+def env_help(text: str, variable: str) -> str:
+    return f"{text} [env: {variable}]"
+
+
+def ledger_engine(settings: Settings, *, migrated: bool = True) -> Engine:
+    """The ledger's engine, checked to be reachable (and migrated unless told otherwise)."""
+    url = settings.effective_database_url()
+    engine = create_ledger_engine(url)
+    try:
+        if migrated:
+            ensure_migrated(engine)
+        else:
+            with engine.connect():
+                pass
+    except LedgerNotMigratedError as error:
+        fail(str(error))
+    except (SQLAlchemyError, OSError) as error:
+        fail(
+            f"cannot use the database at {redact_url(url)}: {type(error).__name__}: "
+            f"{str(error).splitlines()[0]}"
+        )
+    return engine
+
+
+def redis_url(settings: Settings) -> str:
+    """Redis's URL, checked to answer."""
+    try:
+        url = settings.effective_redis_url()
+        client = redis_client(url, 5.0)
+        client.ping()
+        client.close()
+    except (redis.RedisError, OSError, RuntimeError) as error:
+        where = (
+            "GBQ_REDIS_URL"
+            if settings.redis_url is None
+            else redact_url(settings.redis_url.get_secret_value())
+        )
+        fail(f"cannot reach Redis at {where}: {type(error).__name__}: {error}")
+    return url

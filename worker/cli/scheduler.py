@@ -1,0 +1,60 @@
+"""``gbq scheduler``: the recovery and retry sweeps (one leader among any number)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+import typer
+from sqlalchemy.exc import SQLAlchemyError
+
+from producers.spool import Spool
+from producers.transport import redis_client
+from worker.cli.common import fail, ledger_engine, redis_url
+from worker.ledger.engine import create_ledger_engine
+from worker.ledger.repository import Ledger
+from worker.scheduler import Scheduler
+from worker.settings import load_settings, redact_url
+
+
+def run() -> None:
+    """Re-send due retries, recover crashed deliveries, relay the spool and the outbox.
+
+    Several may run for safety; one leads through a Redis lock. SIGTERM stops it cleanly.
+    Settings: GBQ_SCHEDULER_TICK_S, GBQ_SCHEDULER_BATCH, GBQ_REDRIVE_AFTER_S, GBQ_LEASE_S.
+
+    Example:
+
+      gbq scheduler
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = load_settings()
+    engine = ledger_engine(settings)
+    url = redis_url(settings)
+    outbox_url = settings.effective_outbox_url()
+    try:
+        outbox = (
+            engine
+            if outbox_url == settings.effective_database_url()
+            else (create_ledger_engine(outbox_url))
+        )
+    except SQLAlchemyError as error:
+        fail(f"cannot use the outbox database at {redact_url(outbox_url)}: {error}")
+    scheduler = Scheduler(
+        settings,
+        ledger=Ledger(engine),
+        redis_client=redis_client(url, 10.0),
+        spool=Spool(settings.effective_spool_path),
+        outbox_engine=outbox,
+    )
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, request_stop)
+    typer.echo(f"scheduler {scheduler.owner} running (tick {settings.scheduler_tick_s}s)")
+    scheduler.run(stop)

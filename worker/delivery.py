@@ -1,0 +1,217 @@
+"""The delivery algorithm: one message in, at most one Gameball call out (DESIGN §2, §5).
+
+    read the message ─ unreadable? ─► dead letter ``malformed``
+    ingest into the ledger (idempotent), clear the inbox entry
+    claim with a lease ─ not claimable (delivered, leased, not due)? ─► nothing to do
+    order check ─ wait? ─► ``waiting`` ; paid is dead? ─► dead ``blocked``
+    call Gameball, classify, record the attempt, apply the next state (lease holder only)
+    settled (delivered or dead)? ─► wake the order's waiting events
+
+Every decision is a pure function (``classify``, ``gate``, ``after_attempt``); this module
+sequences them with the ledger, Redis and HTTP. Nothing here retries by itself or uses
+Celery countdowns: a retry is a ``next_attempt_at`` that the scheduler acts on.
+
+    MalformedMessageError(ValueError)   the message is not a delivery request
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from producers.events import Event, InvalidEventError, parse_event
+from worker.gameball.client import Attempt
+from worker.gameball.payloads import GameballRequest, build_request
+from worker.ledger.models import DeadReason, EventState
+from worker.ledger.repository import AttemptRecord, Claimed, Ledger, NewEvent
+from worker.ordering import Gate, OrderFact, gate
+from worker.retry import RetryPolicy, after_attempt
+from worker.settings import ApiVersion
+
+log = logging.getLogger(__name__)
+
+
+class MalformedMessageError(ValueError):
+    """A message that cannot be a delivery request (kept as a dead letter)."""
+
+
+@dataclass(frozen=True)
+class Message:
+    event_id: str
+    event: Event | None
+    published_at: float | None
+
+
+def parse_message(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Message:
+    """Read ``gbq.deliver``'s arguments; raise :class:`MalformedMessageError` if unusable."""
+    if args:
+        raise MalformedMessageError("gbq.deliver takes keyword arguments only")
+    unknown = set(kwargs) - {"event_id", "event", "published_at"}
+    if unknown:
+        raise MalformedMessageError(f"unknown arguments: {', '.join(sorted(unknown))}")
+    event_id, raw_event, published_at = (
+        kwargs.get("event_id"),
+        kwargs.get("event"),
+        kwargs.get("published_at"),
+    )
+    if not isinstance(event_id, str) or not event_id:
+        raise MalformedMessageError("event_id must be a non-empty string")
+    if published_at is not None and not isinstance(published_at, int | float):
+        raise MalformedMessageError("published_at must be a number")
+    event = None
+    if raw_event is not None:
+        if not isinstance(raw_event, dict):
+            raise MalformedMessageError("event must be a JSON object")
+        try:
+            event = parse_event(raw_event)
+        except InvalidEventError as error:
+            raise MalformedMessageError(str(error)) from None
+        if event.event_id != event_id:
+            raise MalformedMessageError(
+                f"event_id {event_id!r} does not match the event's {event.event_id!r}"
+            )
+    return Message(event_id, event, None if published_at is None else float(published_at))
+
+
+def new_event(event: Event, published_at: float | None) -> NewEvent:
+    return NewEvent(
+        event_id=event.event_id,
+        kind=event.kind,
+        order_id=getattr(event, "order_id", None),
+        customer_id=event.customer_id,
+        payload=event.model_dump_json(),
+        occurred_at=event.occurred_at,
+        published_at=None if published_at is None else datetime.fromtimestamp(published_at, UTC),
+    )
+
+
+class Sender(Protocol):
+    def send(self, request: GameballRequest) -> Attempt: ...
+
+
+class Queue(Protocol):
+    def enqueue(self, event_ids: list[str]) -> int: ...
+    def inbox_done(self, event_ids: list[str]) -> None: ...
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Deliverer:
+    """Runs the algorithm for one process (one lease owner)."""
+
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        gameball: Sender,
+        queue: Queue,
+        owner: str,
+        policy: RetryPolicy,
+        lease_s: float,
+        recheck_s: float,
+        api_version: ApiVersion = "v3.0",
+        clock: Callable[[], datetime] = _utc_now,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.ledger, self.gameball, self.queue = ledger, gameball, queue
+        self.owner, self.policy, self.api_version = owner, policy, api_version
+        self.lease = timedelta(seconds=lease_s)
+        self.recheck = timedelta(seconds=recheck_s)
+        self.clock = clock
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+
+    def handle(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
+        """Process one ``gbq.deliver`` message; returns what happened (for logs and tests)."""
+        try:
+            message = parse_message(args, kwargs)
+        except MalformedMessageError as error:
+            raw = json.dumps({"args": list(args), "kwargs": dict(kwargs)}, default=str)
+            dead_id = self.ledger.dead_letter_malformed(raw, str(error), self.clock())
+            log.warning("malformed message kept as dead letter %s: %s", dead_id, error)
+            return "malformed"
+        if message.event is not None:
+            self.ledger.ingest([new_event(message.event, message.published_at)], self.clock())
+            self.queue.inbox_done([message.event_id])
+        now = self.clock()
+        claimed = self.ledger.claim(message.event_id, self.owner, now, now + self.lease)
+        if claimed is None:
+            return "skipped"
+        return self._deliver(claimed)
+
+    def _deliver(self, claimed: Claimed) -> str:
+        event = parse_event(claimed.payload)
+        now = self.clock()
+        if claimed.order_id is not None:
+            fact = OrderFact(
+                claimed.event_id, claimed.kind, claimed.occurred_at, EventState.IN_FLIGHT
+            )
+            verdict = gate(fact, self.ledger.order_facts(claimed.order_id))
+            if verdict is Gate.WAIT:
+                self.ledger.park(claimed.event_id, self.owner, now, now + self.recheck)
+                return EventState.WAITING.value
+            if verdict is Gate.BLOCK:
+                self.ledger.bury(
+                    claimed.event_id,
+                    self.owner,
+                    DeadReason.BLOCKED,
+                    "the order's paid event is dead",
+                    now,
+                )
+                return DeadReason.BLOCKED.value
+        started = self.clock()
+        attempt = self.gameball.send(build_request(event, self.api_version))
+        finished = self.clock()
+        transition = after_attempt(
+            attempt.outcome,
+            attempt=claimed.attempts + 1,
+            first_attempt_at=claimed.first_attempt_at or started,
+            window_credit_s=claimed.window_credit_s,
+            now=finished,
+            policy=self.policy,
+            rng=self.rng,
+        )
+        record = AttemptRecord(
+            claimed.attempts + 1, self.owner, started, attempt.duration_s, attempt.outcome
+        )
+        applied = self.ledger.record_attempt(
+            claimed.event_id, self.owner, record, transition, finished
+        )
+        log.info(
+            "event %s attempt %d: %s/%s -> %s%s",
+            claimed.event_id,
+            record.attempt_no,
+            attempt.outcome.kind,
+            attempt.outcome.reason,
+            transition.state,
+            "" if applied else " (lease lost: state left to its holder)",
+            extra={
+                "event_id": claimed.event_id,
+                "order_id": claimed.order_id,
+                "attempt": record.attempt_no,
+                "outcome": attempt.outcome.reason.value,
+            },
+        )
+        if (
+            applied
+            and claimed.order_id is not None
+            and transition.state in (EventState.DELIVERED, EventState.DEAD)
+        ):
+            self._settled(claimed, transition.state, finished)
+        return transition.state.value
+
+    def _settled(self, claimed: Claimed, state: EventState, now: datetime) -> None:
+        assert claimed.order_id is not None  # noqa: S101 - checked by the caller
+        if claimed.kind == "paid" and state is EventState.DEAD:
+            blocked = self.ledger.block_order(claimed.order_id, now)
+            if blocked:
+                log.warning("paid event %s is dead: blocked %s", claimed.event_id, blocked)
+        released = self.ledger.release_waiting(claimed.order_id, now)
+        if released:
+            self.queue.enqueue(released)

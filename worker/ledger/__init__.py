@@ -1,0 +1,1 @@
+"""The ledger: the SQL source of truth for every event's state and Gameball's answers."""

@@ -1,0 +1,433 @@
+"""Every read and write of the ledger, as short transactions over an Engine.
+
+Concurrency rests on conditional single-statement updates: a claim succeeds only for a
+claimable row (``UPDATE … WHERE state … RETURNING``), an attempt's result is applied only
+by the lease holder, and the scheduler's batch takes use ``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL (SQLite serialises writers with ``BEGIN IMMEDIATE`` instead).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
+
+from worker.gameball.outcomes import Outcome
+from worker.ledger.models import AttemptRow, DeadReason, EventRow, EventState
+from worker.ordering import OrderFact
+from worker.retry import Transition
+
+S = EventState
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    event_id: str
+    kind: str
+    order_id: str | None
+    customer_id: str
+    payload: str
+    occurred_at: datetime
+    published_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """An event this worker now holds the lease on."""
+
+    event_id: str
+    kind: str
+    order_id: str | None
+    payload: str
+    occurred_at: datetime
+    attempts: int
+    first_attempt_at: datetime | None
+    window_credit_s: float
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    attempt_no: int
+    worker: str
+    started_at: datetime
+    duration_s: float
+    outcome: Outcome
+
+
+def _claimable(now: datetime) -> ColumnElement[bool]:
+    return or_(
+        and_(
+            EventRow.state.in_([S.PENDING, S.SCHEDULED, S.WAITING]),
+            or_(EventRow.next_attempt_at.is_(None), EventRow.next_attempt_at <= now),
+        ),
+        and_(EventRow.state == S.IN_FLIGHT, EventRow.lease_expires_at < now),
+    )
+
+
+class Ledger:
+    """The ledger's operations; one instance per process (engines do not cross forks)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # --- ingest -------------------------------------------------------------------------------
+
+    def ingest(self, events: Sequence[NewEvent], now: datetime) -> int:
+        """Insert events not yet known (idempotent); returns how many were new."""
+        if not events:
+            return 0
+        rows = [
+            {
+                "event_id": e.event_id,
+                "kind": e.kind,
+                "order_id": e.order_id,
+                "customer_id": e.customer_id,
+                "payload": e.payload,
+                "occurred_at": e.occurred_at,
+                "published_at": e.published_at,
+                "state": S.PENDING,
+                "attempts": 0,
+                "window_credit_s": 0.0,
+                "enqueued_at": now,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for e in events
+        ]
+        dialect_insert = (
+            postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        )
+        statement = dialect_insert(EventRow).on_conflict_do_nothing(index_elements=["event_id"])
+        with self.engine.begin() as connection:
+            result = connection.execute(statement.returning(EventRow.event_id), rows)
+            return len(result.all())
+
+    def dead_letter_malformed(self, raw: str, problem: str, now: datetime) -> str:
+        """Keep an unreadable message as a dead letter ``malformed``; returns its id."""
+        event_id = "malformed:" + hashlib.sha256(raw.encode()).hexdigest()[:32]
+        self.ingest([NewEvent(event_id, "malformed", None, "", raw, now, None)], now)
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(EventRow)
+                .where(EventRow.event_id == event_id)
+                .values(
+                    state=S.DEAD,
+                    dead_reason=DeadReason.MALFORMED,
+                    last_outcome="malformed",
+                    last_message=problem[:2000],
+                    updated_at=now,
+                    enqueued_at=None,
+                )
+            )
+        return event_id
+
+    # --- the worker's path ------------------------------------------------------------------
+
+    def claim(
+        self, event_id: str, owner: str, now: datetime, lease_until: datetime
+    ) -> Claimed | None:
+        """Take the lease on ``event_id`` if it is claimable now."""
+        statement = (
+            update(EventRow)
+            .where(EventRow.event_id == event_id, _claimable(now))
+            .values(
+                state=S.IN_FLIGHT, lease_owner=owner, lease_expires_at=lease_until, updated_at=now
+            )
+            .returning(
+                EventRow.event_id,
+                EventRow.kind,
+                EventRow.order_id,
+                EventRow.payload,
+                EventRow.occurred_at,
+                EventRow.attempts,
+                EventRow.first_attempt_at,
+                EventRow.window_credit_s,
+            )
+        )
+        with self.engine.begin() as connection:
+            row = connection.execute(statement).one_or_none()
+        if row is None:
+            return None
+        return Claimed(
+            event_id=row.event_id,
+            kind=row.kind,
+            order_id=row.order_id,
+            payload=row.payload,
+            occurred_at=row.occurred_at,
+            attempts=row.attempts,
+            first_attempt_at=row.first_attempt_at,
+            window_credit_s=row.window_credit_s,
+        )
+
+    def order_facts(self, order_id: str) -> list[OrderFact]:
+        statement = select(
+            EventRow.event_id, EventRow.kind, EventRow.occurred_at, EventRow.state
+        ).where(EventRow.order_id == order_id)
+        with self.engine.begin() as connection:
+            return [OrderFact(*row) for row in connection.execute(statement)]
+
+    def _release_lease(self, event_id: str, owner: str, now: datetime, **values: object) -> bool:
+        statement = (
+            update(EventRow)
+            .where(
+                EventRow.event_id == event_id,
+                EventRow.lease_owner == owner,
+                EventRow.state == S.IN_FLIGHT,
+            )
+            .values(lease_owner=None, lease_expires_at=None, updated_at=now, **values)
+        )
+        with self.engine.begin() as connection:
+            return connection.execute(statement).rowcount == 1
+
+    def park(self, event_id: str, owner: str, now: datetime, recheck_at: datetime) -> bool:
+        """Put a claimed event in ``waiting`` (no attempt spent) until re-checked."""
+        return self._release_lease(
+            event_id, owner, now, state=S.WAITING, next_attempt_at=recheck_at, enqueued_at=None
+        )
+
+    def bury(
+        self, event_id: str, owner: str, reason: DeadReason, message: str, now: datetime
+    ) -> bool:
+        """A claimed event dies without an attempt (e.g. ``blocked``)."""
+        return self._release_lease(
+            event_id,
+            owner,
+            now,
+            state=S.DEAD,
+            dead_reason=reason,
+            last_outcome=reason.value,
+            last_message=message,
+            next_attempt_at=None,
+            enqueued_at=None,
+        )
+
+    def record_attempt(
+        self,
+        event_id: str,
+        owner: str,
+        attempt: AttemptRecord,
+        transition: Transition,
+        now: datetime,
+    ) -> bool:
+        """Store the attempt and apply ``transition`` if ``owner`` still holds the lease."""
+        outcome = attempt.outcome
+        values: dict[str, object] = {
+            "state": transition.state,
+            "next_attempt_at": transition.next_attempt_at,
+            "dead_reason": transition.dead_reason,
+            "attempts": EventRow.attempts + (1 if transition.counts_as_attempt else 0),
+            "window_credit_s": EventRow.window_credit_s + transition.window_credit_s,
+            "first_attempt_at": func.coalesce(EventRow.first_attempt_at, attempt.started_at),
+            "last_attempt_at": attempt.started_at,
+            "last_outcome": outcome.reason.value,
+            "last_status": outcome.status,
+            "last_code": outcome.code,
+            "last_message": outcome.message[:2000],
+            "last_body": outcome.body_excerpt,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "enqueued_at": None,
+            "updated_at": now,
+        }
+        if transition.state is S.DELIVERED:
+            values["delivered_at"] = now
+        with self.engine.begin() as connection:
+            connection.execute(
+                insert(AttemptRow).values(
+                    event_id=event_id,
+                    attempt_no=attempt.attempt_no,
+                    worker=attempt.worker,
+                    started_at=attempt.started_at,
+                    duration_s=attempt.duration_s,
+                    outcome=outcome.kind.value,
+                    reason=outcome.reason.value,
+                    status=outcome.status,
+                    code=outcome.code,
+                    message=outcome.message[:2000],
+                    body=outcome.body_excerpt,
+                )
+            )
+            applied = connection.execute(
+                update(EventRow)
+                .where(
+                    EventRow.event_id == event_id,
+                    EventRow.lease_owner == owner,
+                    EventRow.state == S.IN_FLIGHT,
+                )
+                .values(**values)
+            )
+            return applied.rowcount == 1
+
+    # --- waking and blocking an order's events ---------------------------------------------
+
+    def release_waiting(self, order_id: str, now: datetime) -> list[str]:
+        """Send an order's waiting events back to ``pending`` (they re-check on claim)."""
+        statement = (
+            update(EventRow)
+            .where(EventRow.order_id == order_id, EventRow.state == S.WAITING)
+            .values(state=S.PENDING, next_attempt_at=None, enqueued_at=now, updated_at=now)
+            .returning(EventRow.event_id)
+        )
+        with self.engine.begin() as connection:
+            return list(connection.execute(statement).scalars())
+
+    def block_order(self, order_id: str, now: datetime) -> list[str]:
+        """The order's paid event is dead: its unsent refunds and cancellations die too."""
+        statement = (
+            update(EventRow)
+            .where(
+                EventRow.order_id == order_id,
+                EventRow.kind != "paid",
+                EventRow.state.in_([S.PENDING, S.SCHEDULED, S.WAITING]),
+            )
+            .values(
+                state=S.DEAD,
+                dead_reason=DeadReason.BLOCKED,
+                last_outcome="blocked",
+                last_message="the order's paid event is dead",
+                next_attempt_at=None,
+                enqueued_at=None,
+                updated_at=now,
+            )
+            .returning(EventRow.event_id)
+        )
+        with self.engine.begin() as connection:
+            return list(connection.execute(statement).scalars())
+
+    # --- the scheduler's sweeps (each bounded by ``limit``) ----------------------------------
+
+    def _take(
+        self,
+        condition: ColumnElement[bool],
+        order_by: Any,
+        limit: int,
+        now: datetime,
+        **values: object,
+    ) -> list[str]:
+        chosen = (
+            select(EventRow.event_id)
+            .where(condition)
+            .order_by(order_by)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        statement = (
+            update(EventRow)
+            .where(EventRow.event_id.in_(chosen.scalar_subquery()))
+            .values(enqueued_at=now, updated_at=now, **values)
+            .returning(EventRow.event_id)
+        )
+        with self.engine.begin() as connection:
+            return list(connection.execute(statement).scalars())
+
+    def take_due(self, now: datetime, limit: int) -> list[str]:
+        """Scheduled retries that are due, oldest first, now ``pending`` to be sent."""
+        return self._take(
+            and_(EventRow.state == S.SCHEDULED, EventRow.next_attempt_at <= now),
+            EventRow.next_attempt_at,
+            limit,
+            now,
+            state=S.PENDING,
+            next_attempt_at=None,
+        )
+
+    def take_expired_leases(self, now: datetime, limit: int) -> list[str]:
+        """Events whose worker died mid-delivery: back to ``pending`` to be sent again."""
+        return self._take(
+            and_(EventRow.state == S.IN_FLIGHT, EventRow.lease_expires_at < now),
+            EventRow.lease_expires_at,
+            limit,
+            now,
+            state=S.PENDING,
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+
+    def take_stale_pending(self, sent_before: datetime, now: datetime, limit: int) -> list[str]:
+        """Pending events whose message nobody took in time (lost): to be sent again."""
+        return self._take(
+            and_(EventRow.state == S.PENDING, EventRow.enqueued_at < sent_before),
+            EventRow.enqueued_at,
+            limit,
+            now,
+        )
+
+    def waiting_due(self, now: datetime, limit: int) -> list[tuple[str, str | None, datetime]]:
+        """Waiting events due for a re-check: (event_id, order_id, created_at)."""
+        statement = (
+            select(EventRow.event_id, EventRow.order_id, EventRow.created_at)
+            .where(EventRow.state == S.WAITING, EventRow.next_attempt_at <= now)
+            .order_by(EventRow.next_attempt_at)
+            .limit(limit)
+        )
+        with self.engine.begin() as connection:
+            return [(row[0], row[1], row[2]) for row in connection.execute(statement)]
+
+    def recheck_later(self, event_ids: Iterable[str], at: datetime, now: datetime) -> None:
+        ids = list(event_ids)
+        if ids:
+            with self.engine.begin() as connection:
+                connection.execute(
+                    update(EventRow)
+                    .where(EventRow.event_id.in_(ids), EventRow.state == S.WAITING)
+                    .values(next_attempt_at=at, updated_at=now)
+                )
+
+    def expire_waiting(self, event_id: str, now: datetime) -> bool:
+        with self.engine.begin() as connection:
+            return (
+                connection.execute(
+                    update(EventRow)
+                    .where(EventRow.event_id == event_id, EventRow.state == S.WAITING)
+                    .values(
+                        state=S.DEAD,
+                        dead_reason=DeadReason.EXPIRED,
+                        last_outcome="expired",
+                        last_message="its order's paid event never arrived",
+                        updated_at=now,
+                        next_attempt_at=None,
+                    )
+                ).rowcount
+                == 1
+            )
+
+    # --- reads ------------------------------------------------------------------------------
+
+    def known(self, event_ids: Iterable[str]) -> set[str]:
+        ids = list(event_ids)
+        if not ids:
+            return set()
+        with self.engine.begin() as connection:
+            found = connection.execute(select(EventRow.event_id).where(EventRow.event_id.in_(ids)))
+            return set(found.scalars())
+
+    def get(self, event_id: str) -> EventRow | None:
+        with Session(self.engine) as session:
+            row = session.get(EventRow, event_id)
+            if row is not None:
+                session.expunge(row)
+            return row
+
+    def counts_by_state(self) -> dict[str, int]:
+        statement = select(EventRow.state, func.count()).group_by(EventRow.state)
+        with self.engine.begin() as connection:
+            return dict(connection.execute(statement))
+
+    def attempts_of(self, event_id: str) -> list[AttemptRow]:
+        with Session(self.engine) as session:
+            rows = list(
+                session.scalars(
+                    select(AttemptRow)
+                    .where(AttemptRow.event_id == event_id)
+                    .order_by(AttemptRow.id)
+                )
+            )
+            session.expunge_all()
+            return rows

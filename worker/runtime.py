@@ -1,0 +1,66 @@
+"""What a worker process builds once: settings, ledger, Gameball client, Redis, deliverer.
+
+Built lazily and per process id: Celery's prefork children must not share the parent's
+database connections or sockets.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from dataclasses import dataclass
+
+from producers.transport import redis_client
+from worker.delivery import Deliverer
+from worker.gameball.client import client_for_process
+from worker.ledger.engine import create_ledger_engine
+from worker.ledger.repository import Ledger
+from worker.queue import RedisQueue
+from worker.retry import RetryPolicy
+from worker.settings import Settings, load_settings
+
+REDIS_TIMEOUT_S = 10.0
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    ledger: Ledger
+    queue: RedisQueue
+    deliverer: Deliverer
+
+
+_runtime: tuple[int, Runtime] | None = None
+_lock = threading.Lock()
+
+
+def owner_id() -> str:
+    """This process's lease-owner name: host, pid and a nonce (pids get reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    ledger = Ledger(create_ledger_engine(settings.effective_database_url()))
+    queue = RedisQueue(redis_client(settings.effective_redis_url(), REDIS_TIMEOUT_S))
+    deliverer = Deliverer(
+        ledger=ledger,
+        gameball=client_for_process(settings),
+        queue=queue,
+        owner=owner_id(),
+        policy=RetryPolicy.from_settings(settings),
+        lease_s=settings.lease_s,
+        recheck_s=settings.redrive_after_s,
+        api_version=settings.gameball_api_version,
+    )
+    return Runtime(settings, ledger, queue, deliverer)
+
+
+def runtime() -> Runtime:
+    """This process's runtime, built on first use."""
+    global _runtime  # noqa: PLW0603 - one per process is the point
+    with _lock:
+        if _runtime is None or _runtime[0] != os.getpid():
+            _runtime = (os.getpid(), build_runtime(load_settings()))
+        return _runtime[1]

@@ -1,0 +1,241 @@
+"""``gbq scheduler``: the sweeps that make the pipeline lose nothing (DESIGN §2).
+
+Several may run; one leads through a Redis lock (renewed every tick, expiring after
+``3 × tick`` if its holder dies). Each tick, the leader runs every sweep, each bounded by
+``GBQ_SCHEDULER_BATCH`` rows:
+
+1. due retries → ``pending``, and a delivery message each;
+2. expired leases (a worker died mid-delivery) → ``pending``, and a message each;
+3. inbox entries no worker ingested within ``GBQ_REDRIVE_AFTER_S`` → into the ledger;
+4. ``pending`` events whose message nobody took within ``GBQ_REDRIVE_AFTER_S`` → a new
+   message, once the queue is nearly drained (a backlog means the message is still there);
+5. the spool → Redis; the outbox → the ledger, with a message each;
+6. ``waiting`` events due for a re-check → released, blocked, or expired.
+
+Sending an event twice is always harmless (claims are conditional, Gameball ids are
+stable); losing one is not. So every doubt is settled by sending again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import redis
+from sqlalchemy import Engine, delete, select
+
+from producers.events import InvalidEventError, parse_event
+from producers.outbox import outbox_table
+from producers.spool import Spool
+from producers.transport import QUEUE, InboxEntry, push_to_inbox
+from worker.delivery import new_event
+from worker.ledger.repository import Ledger, NewEvent
+from worker.ordering import Gate, gate
+from worker.queue import RedisQueue
+from worker.settings import Settings
+
+log = logging.getLogger(__name__)
+LEADER_KEY = "gbq:scheduler:leader"
+_HOLD = """
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if not current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class LeaderLock:
+    """A Redis lock with an expiry, renewed by its holder and taken over when it lapses."""
+
+    def __init__(self, client: redis.Redis, owner: str, ttl_s: float) -> None:
+        self.client, self.owner, self.ttl_ms = client, owner, max(1, int(ttl_s * 1000))
+
+    def hold(self) -> bool:
+        return bool(self.client.eval(_HOLD, 1, LEADER_KEY, self.owner, self.ttl_ms))
+
+    def release(self) -> None:
+        self.client.eval(_RELEASE, 1, LEADER_KEY, self.owner)
+
+    def leader(self) -> str | None:
+        value = self.client.get(LEADER_KEY)
+        return value.decode() if isinstance(value, bytes) else value
+
+
+@dataclass
+class TickReport:
+    """What one tick did (counts per sweep)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, sweep: str, count: int) -> None:
+        if count:
+            self.counts[sweep] = self.counts.get(sweep, 0) + count
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Scheduler:
+    """Runs the sweeps; ``tick()`` once, or ``run()`` until stopped."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        ledger: Ledger,
+        redis_client: redis.Redis,
+        spool: Spool,
+        outbox_engine: Engine | None,
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self.settings, self.ledger, self.spool = settings, ledger, spool
+        self.redis = redis_client
+        self.queue = RedisQueue(redis_client)
+        self.outbox_engine = outbox_engine
+        self.clock = clock
+        self.owner = f"scheduler:{uuid.uuid4().hex[:12]}"
+        self.lock = LeaderLock(redis_client, self.owner, 3 * settings.scheduler_tick_s + 1)
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        leading = False
+        while not stop.is_set():
+            try:
+                now_leading = self.lock.hold()
+                if now_leading != leading:
+                    log.info("scheduler %s %s", self.owner, "leads" if now_leading else "stands by")
+                    leading = now_leading
+                if leading:
+                    report = self.tick()
+                    if report.counts:
+                        log.info("scheduler tick: %s", report.counts)
+            except (redis.RedisError, OSError) as error:
+                log.warning("scheduler tick skipped, Redis: %s", error)
+            except Exception:
+                log.exception("scheduler tick failed")
+            stop.wait(self.settings.scheduler_tick_s)
+        if leading:
+            with contextlib.suppress(redis.RedisError):  # the lock lapses by itself anyway
+                self.lock.release()
+
+    def tick(self) -> TickReport:
+        report = TickReport()
+        now = self.clock()
+        batch = self.settings.scheduler_batch
+        report.add("due", self.queue.enqueue(self.ledger.take_due(now, batch)))
+        report.add(
+            "expired_leases", self.queue.enqueue(self.ledger.take_expired_leases(now, batch))
+        )
+        report.add("inbox", self._inbox(now))
+        report.add("stale_pending", self._stale_pending(now))
+        report.add("spool", self._spool())
+        report.add("outbox", self._outbox(now))
+        for sweep, count in self._waiting(now).items():
+            report.add(sweep, count)
+        return report
+
+    # --- sweeps ---------------------------------------------------------------------------
+
+    def _inbox(self, now: datetime) -> int:
+        older_than = time.time() - self.settings.redrive_after_s
+        entries = self.queue.inbox_older_than(older_than, self.settings.scheduler_batch)
+        if not entries:
+            return 0
+        events = [event for event in (self._readable(entry, now) for entry in entries) if event]
+        self.ledger.ingest(events, now)
+        self.queue.inbox_done([entry.event_id for entry in entries])
+        return len(entries)
+
+    def _readable(self, entry: InboxEntry, now: datetime) -> NewEvent | None:
+        try:
+            return new_event(parse_event(entry.event_json), entry.published_at)
+        except (InvalidEventError, ValueError) as error:
+            self.ledger.dead_letter_malformed(entry.event_json, str(error), now)
+            return None
+
+    def _stale_pending(self, now: datetime) -> int:
+        if self.redis.llen(QUEUE) >= self.settings.scheduler_batch:
+            return 0  # a backlog: their messages are most likely still queued
+        sent_before = now - timedelta(seconds=self.settings.redrive_after_s)
+        stale = self.ledger.take_stale_pending(sent_before, now, self.settings.scheduler_batch)
+        return self.queue.enqueue(stale)
+
+    def _spool(self) -> int:
+        batch = self.spool.peek(self.settings.scheduler_batch)
+        if not batch:
+            return 0
+        push_to_inbox(self.redis, [entry for _, entry in batch])
+        self.spool.remove(seq for seq, _ in batch)
+        return len(batch)
+
+    def _outbox(self, now: datetime) -> int:
+        if self.outbox_engine is None:
+            return 0
+        with self.outbox_engine.begin() as connection:
+            rows = connection.execute(
+                select(outbox_table.c.id, outbox_table.c.event_json)
+                .order_by(outbox_table.c.id)
+                .limit(self.settings.scheduler_batch)
+            ).all()
+        if not rows:
+            return 0
+        events = []
+        for _, event_json in rows:
+            try:
+                events.append(new_event(parse_event(json.loads(event_json)), None))
+            except (InvalidEventError, ValueError) as error:
+                self.ledger.dead_letter_malformed(event_json, str(error), now)
+        self.ledger.ingest(events, now)
+        self.queue.enqueue(event.event_id for event in events)
+        with self.outbox_engine.begin() as connection:
+            connection.execute(
+                delete(outbox_table).where(outbox_table.c.id.in_([row_id for row_id, _ in rows]))
+            )
+        return len(rows)
+
+    def _waiting(self, now: datetime) -> dict[str, int]:
+        counts = {"released": 0, "blocked": 0, "expired_waiting": 0}
+        due = self.ledger.waiting_due(now, self.settings.scheduler_batch)
+        too_old = now - timedelta(seconds=self.settings.waiting_window_s)
+        later: list[str] = []
+        decided: set[str] = set()
+        for event_id, order_id, created_at in due:
+            if order_id is None or order_id in decided:
+                continue
+            if created_at < too_old:
+                counts["expired_waiting"] += self.ledger.expire_waiting(event_id, now)
+                continue
+            facts = self.ledger.order_facts(order_id)
+            fact = next((f for f in facts if f.event_id == event_id), None)
+            verdict = Gate.WAIT if fact is None else gate(fact, facts)
+            if verdict is Gate.PROCEED:
+                decided.add(order_id)
+                counts["released"] += self.queue.enqueue(self.ledger.release_waiting(order_id, now))
+            elif verdict is Gate.BLOCK:
+                decided.add(order_id)
+                counts["blocked"] += len(self.ledger.block_order(order_id, now))
+            else:
+                later.append(event_id)
+        self.ledger.recheck_later(
+            later, now + timedelta(seconds=self.settings.redrive_after_s), now
+        )
+        return counts
