@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import pytest
 from pydantic import SecretStr
 
 from tests.processes import SandboxProcess
+from tests.services import IN_CI, PostgresSchema, RedisServer, sqlite_ledger
+from tests.stack import Stack
 from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY, Settings
 
 
@@ -60,3 +63,72 @@ def settings_for(url: str, **overrides: object) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+# --- Step 2: Redis, ledgers and the whole stack -------------------------------------------
+
+DATABASES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """A Redis URL with an empty database: GBQ_TEST_REDIS_URL, or the fixture's server."""
+    import redis
+
+    url = os.environ.get("GBQ_TEST_REDIS_URL") or redis_server.url
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return url
+
+
+@pytest.fixture(params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated, empty ledger: SQLite always; PostgreSQL when GBQ_TEST_DATABASE_URL is set
+    (skipped without it locally, a failure in CI)."""
+    if request.param == "sqlite":
+        yield sqlite_ledger(tmp_path)
+        return
+    base = os.environ.get("GBQ_TEST_DATABASE_URL")
+    if not base:
+        if IN_CI:
+            pytest.fail("CI must set GBQ_TEST_DATABASE_URL (.ci/run does)")
+        pytest.skip("GBQ_TEST_DATABASE_URL is not set")
+    schema = PostgresSchema(base)
+    yield schema.url
+    schema.drop()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return sqlite_ledger(tmp_path)
+
+
+@pytest.fixture
+def make_stack(tmp_path: Path, redis_url: str, sandbox: SandboxProcess) -> Iterator[type[Stack]]:
+    """Build a Stack on the test's Redis and sandbox; everything stops after the test."""
+    stacks: list[Stack] = []
+
+    class TestStack(Stack):
+        def __init__(self, database_url: str, **overrides: str) -> None:
+            folder = tmp_path / f"stack-{len(stacks)}"
+            folder.mkdir()
+            super().__init__(
+                folder,
+                redis_url=redis_url,
+                database_url=database_url,
+                gameball_url=sandbox.url,
+                **overrides,
+            )
+            stacks.append(self)
+
+    yield TestStack
+    for stack in stacks:
+        stack.close()

@@ -418,7 +418,7 @@ class Ledger:
     def counts_by_state(self) -> dict[str, int]:
         statement = select(EventRow.state, func.count()).group_by(EventRow.state)
         with self.engine.begin() as connection:
-            return dict(connection.execute(statement))
+            return {str(row[0]): int(row[1]) for row in connection.execute(statement)}
 
     def attempts_of(self, event_id: str) -> list[AttemptRow]:
         with Session(self.engine) as session:

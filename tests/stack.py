@@ -1,0 +1,160 @@
+"""The whole pipeline for integration tests: real worker and scheduler processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from producers.publisher import Publisher
+from tests.processes import GBQ, wait_until
+from worker.ledger.engine import create_ledger_engine
+from worker.ledger.repository import Ledger
+from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY, Settings
+
+FAST = {
+    "GBQ_SCHEDULER_TICK_S": "0.2",
+    "GBQ_REDRIVE_AFTER_S": "2",
+    "GBQ_LEASE_S": "10",
+    "GBQ_RETRY_BASE_S": "0.05",
+    "GBQ_RETRY_CAP_S": "0.5",
+    "GBQ_PAUSE_DELAY_S": "1",
+    "GBQ_GAMEBALL_READ_TIMEOUT_S": "5",
+    "GBQ_PUBLISH_TIMEOUT_S": "0.5",
+}
+
+
+class Process:
+    """A child process in its own session, so that SIGKILL takes all of its children."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.name, self.log_path = name, log
+        self._log = log.open("ab")
+        self.popen = subprocess.Popen(
+            [*GBQ, *args],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL the process and every child it has (a crashed host, in effect)."""
+        if self.alive():
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(timeout=30)
+        self._log.close()
+
+    def stop(self, timeout_s: float = 30) -> int:
+        if self.alive():
+            os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(timeout=30)
+        self._log.close()
+        return self.popen.returncode
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class Stack:
+    """Settings, a publisher, the ledger, and worker/scheduler processes, all on loopback."""
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        redis_url: str,
+        database_url: str,
+        gameball_url: str,
+        **overrides: str,
+    ) -> None:
+        self.folder = folder
+        self.env = {
+            **os.environ,
+            "GBQ_VAR_DIR": str(folder / "var"),
+            "GBQ_REDIS_URL": redis_url,
+            "GBQ_DATABASE_URL": database_url,
+            "GBQ_GAMEBALL_BASE_URL": gameball_url,
+            "GBQ_GAMEBALL_API_KEY": SANDBOX_API_KEY,
+            "GBQ_GAMEBALL_SECRET_KEY": SANDBOX_SECRET_KEY,
+            **FAST,
+            **overrides,
+        }
+        gbq = {k[4:].lower(): v for k, v in self.env.items() if k.startswith("GBQ_")}
+        self.settings = Settings(**gbq)  # type: ignore[arg-type]
+        self.ledger = Ledger(create_ledger_engine(database_url))
+        self.processes: list[Process] = []
+        self._publisher: Publisher | None = None
+
+    @property
+    def publisher(self) -> Publisher:
+        if self._publisher is None:
+            self._publisher = Publisher(self.settings)
+        return self._publisher
+
+    def start_worker(
+        self, name: str = "w1", concurrency: int = 2, pool: str = "prefork"
+    ) -> Process:
+        process = Process(
+            name,
+            [
+                "worker",
+                "--concurrency",
+                str(concurrency),
+                "--pool",
+                pool,
+                "--hostname",
+                f"{name}@%h",
+                "--loglevel",
+                "INFO",
+            ],
+            self.env,
+            self.folder / f"{name}.log",
+        )
+        self.processes.append(process)
+        return process
+
+    def start_scheduler(self, name: str = "scheduler") -> Process:
+        process = Process(name, ["scheduler"], self.env, self.folder / f"{name}.log")
+        self.processes.append(process)
+        return process
+
+    def states(self) -> Counter[str]:
+        return Counter(self.ledger.counts_by_state())
+
+    def wait_settled(self, total: int, timeout_s: float = 120) -> Counter[str]:
+        """Wait until ``total`` events are all delivered or dead; returns the counts."""
+
+        def settled() -> Counter[str] | None:
+            for process in self.processes:
+                if not process.alive() and process.popen.returncode not in (0, -9, -15):
+                    raise AssertionError(f"{process.name} exited: {process.output()[-3000:]}")
+            states = self.states()
+            done = states["delivered"] + states["dead"]
+            return states if done >= total and done == sum(states.values()) else None
+
+        try:
+            return wait_until(settled, timeout_s=timeout_s, what=f"{total} events to settle")
+        except AssertionError:
+            logs = "\n".join(f"--- {p.name}\n{p.output()[-4000:]}" for p in self.processes)
+            raise AssertionError(f"not settled: {dict(self.states())}\n{logs}") from None
+
+    def close(self) -> None:
+        for process in self.processes:
+            process.stop()
+        if self._publisher is not None:
+            self._publisher.close()
+        self.ledger.engine.dispose()
+
+    def event(self, event_id: str) -> Any:
+        return self.ledger.get(event_id)
