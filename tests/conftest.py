@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from pydantic import SecretStr
 
 from tests.processes import SandboxProcess
@@ -80,8 +81,6 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     """A Redis URL with an empty database: GBQ_TEST_REDIS_URL, or the fixture's server."""
-    import redis
-
     url = os.environ.get("GBQ_TEST_REDIS_URL") or redis_server.url
     client = redis.Redis.from_url(url)
     client.flushdb()
@@ -117,12 +116,14 @@ def make_stack(tmp_path: Path, redis_url: str, sandbox: SandboxProcess) -> Itera
     stacks: list[Stack] = []
 
     class TestStack(Stack):
-        def __init__(self, database_url: str, **overrides: str) -> None:
+        def __init__(
+            self, database_url: str, *, redis: str | None = None, **overrides: str
+        ) -> None:
             folder = tmp_path / f"stack-{len(stacks)}"
             folder.mkdir()
             super().__init__(
                 folder,
-                redis_url=redis_url,
+                redis_url=redis or redis_url,
                 database_url=database_url,
                 gameball_url=sandbox.url,
                 **overrides,

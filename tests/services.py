@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import uuid
@@ -73,10 +74,8 @@ class RedisServer:
         if self.process is None:
             return
         client = redis.Redis(port=self.port, socket_timeout=5)
-        try:
+        with contextlib.suppress(redis.ConnectionError):  # it closes the connection on exit
             client.shutdown()
-        except redis.ConnectionError:
-            pass  # the server closes the connection as it exits
         self.process.wait(timeout=15)
         self.process = None
 

@@ -50,7 +50,10 @@ app.conf.update(
         "socket_timeout": 15,
         "socket_connect_timeout": 5,
     },
-    worker_cancel_long_running_tasks_on_connection_loss=True,
+    # A lost broker connection must not kill deliveries mid-call: a redelivered copy
+    # cannot run in parallel anyway (claims are conditional on the ledger).
+    worker_cancel_long_running_tasks_on_connection_loss=False,
+    broker_transport="worker.transport:Transport",
     worker_send_task_events=True,  # Flower can watch
     worker_hijack_root_logger=False,
     worker_consumer="worker.consumer:DeadLetteringConsumer",

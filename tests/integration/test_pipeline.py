@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-import pytest
+import base64
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
 
-from tests.processes import SandboxProcess
+import pytest
+from sqlalchemy import text
+
+from producers.events import OrderCancelled, OrderPaid, OrderRefunded
+from producers.transport import QUEUE, enqueue, task_message
+from tests.processes import SandboxProcess, wait_until
 from tests.scenario import generate, wallets
+from tests.services import RedisServer
 from tests.stack import Stack
+from worker.gameball.payloads import build_request
 
 pytestmark = pytest.mark.integration
+T0 = datetime(2026, 2, 1, 12, 0, tzinfo=UTC)
 
 
 def test_500_events_across_100_orders_are_delivered_exactly(
@@ -30,3 +43,269 @@ def test_500_events_across_100_orders_are_delivered_exactly(
     transactions = sandbox.state()["transactions"]
     assert len(transactions) == 500
     assert len({t["transaction_id"] for t in transactions}) == 500
+
+
+def applied_order(sandbox: SandboxProcess) -> list[str]:
+    """Transaction ids in the order the sandbox applied them."""
+    return [t["transaction_id"] for t in sandbox.state()["transactions"]]
+
+
+def test_publishing_twice_and_duplicate_messages_credit_once(
+    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
+) -> None:
+    """Re-publishing every event and replaying Celery messages never credits twice."""
+    scenario = generate(seed=2, orders=30, total_events=100)
+    stack = make_stack(sqlite_url)
+    stack.start_worker(concurrency=3)
+    stack.start_scheduler()
+    # When every event is published twice, and 50 raw messages are delivered again
+    stack.publisher.publish_many(scenario.events)
+    stack.publisher.publish_many(scenario.events)
+    stack.wait_settled(100)
+    redis_client = stack.publisher._redis  # the same Redis the workers consume
+    enqueue(redis_client, scenario.event_ids[:50])
+    stack.publisher.publish_many(scenario.events[50:])
+    wait_until(lambda: redis_client.llen(QUEUE) == 0, timeout_s=60, what="the queue to drain")
+    # Then each transaction was applied once and the wallets are exact
+    assert stack.wait_settled(100) == {"delivered": 100}
+    assert sorted(applied_order(sandbox)) == sorted(
+        build_request(event).transaction_id for event in scenario.events
+    )
+    assert wallets(sandbox.state(transactions=False)) == dict(scenario.expected)
+
+
+def test_refund_published_before_its_paid_event_waits_then_follows_it(
+    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
+) -> None:
+    """A refund and a cancel ahead of their order wait, then go after it, in order."""
+    paid = OrderPaid(
+        order_id="ORD-9",
+        customer_id="c-9",
+        occurred_at=T0,
+        total_price=Decimal(100),
+        total_paid=Decimal(100),
+    )
+    refund = OrderRefunded(
+        order_id="ORD-9",
+        refund_id="RF-1",
+        customer_id="c-9",
+        occurred_at=T0 + timedelta(minutes=1),
+        amount=Decimal(30),
+    )
+    cancel = OrderCancelled(
+        order_id="ORD-9", customer_id="c-9", occurred_at=T0 + timedelta(minutes=2)
+    )
+    stack = make_stack(sqlite_url)
+    stack.start_worker(concurrency=2)
+    stack.start_scheduler()
+    # Given the cancel and the refund published first (cancel before refund, even)
+    stack.publisher.publish(cancel)
+    stack.publisher.publish(refund)
+    wait_until(lambda: stack.states()["waiting"] == 2, timeout_s=60, what="both to wait")
+    assert sandbox.state()["request_counts"]["total"] == 0  # nothing sent ahead of paid
+    # When the paid event arrives
+    stack.publisher.publish(paid)
+    # Then all three go, in the order they happened
+    assert stack.wait_settled(3) == {"delivered": 3}
+    assert applied_order(sandbox) == ["ORD-9", "RF-1", "ORD-9-cancel"]
+    assert sandbox.balance("c-9") == 0
+    history = sandbox.state()["transactions"]
+    assert [t["points"] for t in history] == [100, -30, -70]
+
+
+def test_outage_then_recovery_delivers_everything(
+    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
+) -> None:
+    """Gameball down for a while: events retry, nothing dies, all delivered after."""
+    scenario = generate(seed=3, orders=20, total_events=60)
+    sandbox.faults(outage=True)
+    stack = make_stack(sqlite_url)
+    stack.start_worker(concurrency=2)
+    stack.start_scheduler()
+    stack.publisher.publish_many(scenario.events)
+    # While Gameball is down, events are retried (several attempts each), none delivered
+    wait_until(
+        lambda: sandbox.state()["request_counts"]["total"] >= 60,
+        timeout_s=60,
+        what="attempts during the outage",
+    )
+    assert stack.states()["delivered"] == 0
+    # When it comes back
+    sandbox.faults(outage=False)
+    assert stack.wait_settled(60) == {"delivered": 60}
+    assert wallets(sandbox.state(transactions=False)) == dict(scenario.expected)
+
+
+def test_responses_dropped_after_apply_do_not_double_credit(
+    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
+) -> None:
+    """20% of calls applied then cut off: retried, answered 305, credited once."""
+    scenario = generate(seed=4, orders=40, total_events=120)
+    sandbox.faults(drop_after_apply_rate=0.2)
+    stack = make_stack(sqlite_url)
+    stack.start_worker(concurrency=3)
+    stack.start_scheduler()
+    stack.publisher.publish_many(scenario.events)
+    assert stack.wait_settled(120) == {"delivered": 120}
+    state = sandbox.state()
+    assert state["request_counts"]["dropped"] >= 10
+    assert len(state["transactions"]) == 120
+    assert wallets(state) == dict(scenario.expected)
+    already = [stack.event(e).last_code for e in scenario.event_ids]
+    assert already.count(305) + already.count(302) >= state["request_counts"]["dropped"] - 5
+
+
+def test_worker_killed_mid_delivery_recovers_in_seconds(
+    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
+) -> None:
+    """SIGKILL a worker with requests in flight: recovered via leases, not Celery's 1 h."""
+    scenario = generate(seed=5, orders=15, total_events=40)
+    sandbox.faults(latency_s=1.0)
+    stack = make_stack(sqlite_url, GBQ_LEASE_S="5")
+    worker = stack.start_worker("doomed", concurrency=4)
+    stack.start_scheduler()
+    stack.publisher.publish_many(scenario.events)
+    wait_until(
+        lambda: stack.states()["in_flight"] >= 2 and stack.states()["delivered"] >= 1,
+        timeout_s=60,
+        what="deliveries in flight",
+    )
+    # When the worker and its children die at once
+    worker.kill()
+    killed_at = time.monotonic()
+    in_flight = stack.states()["in_flight"]
+    assert in_flight >= 1
+    stack.start_worker("replacement", concurrency=4)
+    # Then everything is delivered, exactly once in effect, well within 60 s
+    assert stack.wait_settled(40, timeout_s=120) == {"delivered": 40}
+    assert time.monotonic() - killed_at < 60
+    state = sandbox.state()
+    assert len(state["transactions"]) == 40
+    assert wallets(state) == dict(scenario.expected)
+
+
+def test_redis_down_while_publishing_spools_and_delivers_later(
+    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str, tmp_path: Path
+) -> None:
+    """Redis unreachable: publish() spools and returns; all delivered after Redis returns."""
+    scenario = generate(seed=6, orders=20, total_events=60)
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        stack = make_stack(sqlite_url, redis=server.url)
+        stack.start_worker(concurrency=2)
+        stack.start_scheduler()
+        stack.publisher.publish_many(scenario.events[:30])
+        # When Redis goes away mid-stream
+        server.stop()
+        started = time.monotonic()
+        outcomes = [stack.publisher.publish(event) for event in scenario.events[30:]]
+        elapsed = time.monotonic() - started
+        # Then publishing still returns, quickly, having spooled
+        assert outcomes == ["spooled"] * 30
+        assert elapsed < 30 * 1.0
+        assert stack.publisher.spool.count() == 30
+        # And once Redis is back (AOF restores what it had), everything is delivered
+        server.start()
+        assert stack.wait_settled(60, timeout_s=180) == {"delivered": 60}
+        assert stack.publisher.spool.count() == 0
+        assert wallets(sandbox.state(transactions=False)) == dict(scenario.expected)
+    finally:
+        server.kill()
+
+
+def test_redis_restart_mid_run_loses_nothing(
+    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str, tmp_path: Path
+) -> None:
+    """A Redis restart (AOF on) with messages queued and in flight loses no event."""
+    scenario = generate(seed=7, orders=30, total_events=90)
+    sandbox.faults(latency_s=0.05)
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        stack = make_stack(sqlite_url, redis=server.url)
+        stack.start_worker(concurrency=2)
+        stack.start_scheduler()
+        stack.publisher.publish_many(scenario.events)
+        wait_until(
+            lambda: stack.states()["delivered"] >= 10, timeout_s=60, what="delivery to start"
+        )
+        server.stop()
+        server.start()
+        assert stack.wait_settled(90, timeout_s=90) == {"delivered": 90}
+        assert wallets(sandbox.state(transactions=False)) == dict(scenario.expected)
+    finally:
+        server.kill()
+
+
+def test_permanent_rejection_is_dead_with_gameballs_code_and_blocks_the_order(
+    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
+) -> None:
+    """A 4xx kills the paid event with Gameball's code and message; its refund is blocked."""
+    first = OrderPaid(
+        order_id="A",
+        customer_id="c-1",
+        occurred_at=T0,
+        total_price=Decimal(10),
+        total_paid=Decimal(10),
+    )
+    clash = OrderPaid(
+        order_id="B",
+        customer_id="c-1",
+        occurred_at=T0,  # same instant: 304
+        total_price=Decimal(20),
+        total_paid=Decimal(20),
+    )
+    refund = OrderRefunded(
+        order_id="B",
+        refund_id="B-R1",
+        customer_id="c-1",
+        occurred_at=T0 + timedelta(minutes=5),
+        amount=Decimal(5),
+    )
+    stack = make_stack(sqlite_url)
+    stack.start_worker(concurrency=1)
+    stack.start_scheduler()
+    stack.publisher.publish(first)
+    wait_until(lambda: stack.states()["delivered"] == 1, timeout_s=60, what="the first order")
+    stack.publisher.publish_many([clash, refund])
+    assert stack.wait_settled(3) == {"delivered": 1, "dead": 2}
+    dead = stack.event("paid:B")
+    assert (dead.dead_reason, dead.last_code, dead.last_message) == (
+        "rejected",
+        304,
+        "Transaction Time Already Exists",
+    )
+    assert dead.attempts == 1
+    assert stack.event("refunded:B:B-R1").dead_reason == "blocked"
+    assert sandbox.balance("c-1") == 10
+
+
+def test_malformed_messages_become_dead_letters(make_stack: type[Stack], sqlite_url: str) -> None:
+    """Garbage on the queue is kept as a dead letter 'malformed', raw body included."""
+    stack = make_stack(sqlite_url)
+    stack.start_worker(concurrency=1)
+    redis_client = stack.publisher._redis
+    good = json.loads(task_message("paid:X"))
+    bad_kwargs = {
+        **good,
+        "body": base64.b64encode(json.dumps([[], {"event_id": 42}, {}]).encode()).decode(),
+    }
+    not_json = {**good, "body": base64.b64encode(b"{definitely not json").decode()}
+    bad_event = {
+        **good,
+        "body": base64.b64encode(
+            json.dumps([[], {"event_id": "paid:X", "event": {"kind": "paid"}}, {}]).encode()
+        ).decode(),
+    }
+    for message in (bad_kwargs, not_json, bad_event):
+        redis_client.lpush(QUEUE, json.dumps(message))
+    assert stack.wait_settled(3, timeout_s=60) == {"dead": 3}
+    with stack.ledger.engine.begin() as connection:
+        rows = connection.execute(
+            text("SELECT dead_reason, payload, last_message FROM gbq_events")
+        ).all()
+    assert {row.dead_reason for row in rows} == {"malformed"}
+    payloads = " ".join(row.payload for row in rows)
+    assert "definitely not json" in payloads
+    assert '"event_id": 42' in payloads
+    messages = " ".join(row.last_message for row in rows)
+    assert "order_id" in messages  # the invalid event's field-by-field error is kept

@@ -52,18 +52,21 @@ def ledger_engine(settings: Settings, *, migrated: bool = True) -> Engine:
     return engine
 
 
-def redis_url(settings: Settings) -> str:
-    """Redis's URL, checked to answer."""
+def redis_url(settings: Settings, *, must_answer: bool) -> str:
+    """Redis's URL. Long-running processes only warn when it does not answer yet: they keep
+    retrying, and a brief Redis outage must not stop them (or their supervisor)."""
     try:
         url = settings.effective_redis_url()
-        client = redis_client(url, 5.0)
+    except (RuntimeError, OSError) as error:
+        fail(f"cannot start the embedded Redis: {error}")
+    client = redis_client(url, 5.0)
+    try:
         client.ping()
+    except (redis.RedisError, OSError) as error:
+        message = f"cannot reach Redis at {redact_url(url)}: {type(error).__name__}: {error}"
+        if must_answer:
+            fail(message)
+        typer.echo(f"warning: {message}; retrying in the background", err=True)
+    finally:
         client.close()
-    except (redis.RedisError, OSError, RuntimeError) as error:
-        where = (
-            "GBQ_REDIS_URL"
-            if settings.redis_url is None
-            else redact_url(settings.redis_url.get_secret_value())
-        )
-        fail(f"cannot reach Redis at {where}: {type(error).__name__}: {error}")
     return url

@@ -32,7 +32,7 @@ def run() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = load_settings()
     engine = ledger_engine(settings)
-    url = redis_url(settings)
+    url = redis_url(settings, must_answer=False)
     outbox_url = settings.effective_outbox_url()
     try:
         outbox = (

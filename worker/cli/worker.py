@@ -33,7 +33,7 @@ def run(
         raise typer.BadParameter("must be prefork, threads or solo", param_hint="--pool")
     settings = load_settings()
     ledger_engine(settings).dispose()
-    redis_url(settings)
+    redis_url(settings, must_answer=False)
     from worker.app import app, worker_argv  # noqa: PLC0415 - Celery loads only here
 
     app.worker_main(
