@@ -11,7 +11,7 @@ import redis
 from pydantic import SecretStr
 
 from tests.processes import SandboxProcess
-from tests.services import IN_CI, PostgresSchema, RedisServer, sqlite_ledger
+from tests.services import PostgresSchema, RedisServer, sqlite_ledger
 from tests.stack import Stack
 from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY, Settings
 
@@ -90,16 +90,13 @@ def redis_url(redis_server: RedisServer) -> str:
 
 @pytest.fixture(params=DATABASES)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A migrated, empty ledger: SQLite always; PostgreSQL when GBQ_TEST_DATABASE_URL is set
-    (skipped without it locally, a failure in CI)."""
+    """A migrated, empty ledger: SQLite always; PostgreSQL when GBQ_TEST_DATABASE_URL is set."""
     if request.param == "sqlite":
         yield sqlite_ledger(tmp_path)
         return
     base = os.environ.get("GBQ_TEST_DATABASE_URL")
     if not base:
-        if IN_CI:
-            pytest.fail("CI must set GBQ_TEST_DATABASE_URL (.ci/run does)")
-        pytest.skip("GBQ_TEST_DATABASE_URL is not set")
+        pytest.skip("GBQ_TEST_DATABASE_URL is not set (.ci/run sets it when PostgreSQL answers)")
     schema = PostgresSchema(base)
     yield schema.url
     schema.drop()

@@ -311,6 +311,8 @@ class Ledger:
         now: datetime,
         **values: object,
     ) -> list[str]:
+        """Pick up to ``limit`` rows in ``order_by`` order (skipping rows locked by another
+        taker on PostgreSQL), update them, and return their ids in that order."""
         chosen = (
             select(EventRow.event_id)
             .where(condition)
@@ -318,14 +320,15 @@ class Ledger:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        statement = (
-            update(EventRow)
-            .where(EventRow.event_id.in_(chosen.scalar_subquery()))
-            .values(enqueued_at=now, updated_at=now, **values)
-            .returning(EventRow.event_id)
-        )
         with self.engine.begin() as connection:
-            return list(connection.execute(statement).scalars())
+            ids = list(connection.execute(chosen).scalars())
+            if ids:
+                connection.execute(
+                    update(EventRow)
+                    .where(EventRow.event_id.in_(ids))
+                    .values(enqueued_at=now, updated_at=now, **values)
+                )
+        return ids
 
     def take_due(self, now: datetime, limit: int) -> list[str]:
         """Scheduled retries that are due, oldest first, now ``pending`` to be sent."""

@@ -1,0 +1,155 @@
+"""The ledger's operations on SQLite and (when configured) PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import create_engine
+
+from worker.gameball.outcomes import Outcome, OutcomeKind, Reason
+from worker.ledger.engine import create_ledger_engine
+from worker.ledger.models import DeadReason, EventState
+from worker.ledger.repository import AttemptRecord, Ledger, NewEvent
+from worker.ledger.schema import LedgerNotMigratedError, ensure_migrated
+from worker.retry import Transition
+
+pytestmark = pytest.mark.integration
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+LEASE = NOW + timedelta(seconds=60)
+
+
+@pytest.fixture
+def ledger(database_url: str) -> Iterator[Ledger]:
+    ledger = Ledger(create_ledger_engine(database_url))
+    yield ledger
+    ledger.engine.dispose()
+
+
+def event(
+    event_id: str, kind: str = "paid", order_id: str | None = "O", minutes: int = 0
+) -> NewEvent:
+    return NewEvent(event_id, kind, order_id, "c", "{}", NOW + timedelta(minutes=minutes), None)
+
+
+def attempt(kind: OutcomeKind, code: int | None = None) -> AttemptRecord:
+    return AttemptRecord(1, "w", NOW, 0.05, Outcome(kind, Reason.ACCEPTED, "m", 200, code))
+
+
+def test_ingest_is_idempotent(ledger: Ledger) -> None:
+    """The same event ingested twice is one row."""
+    assert ledger.ingest([event("paid:O"), event("paid:O")], NOW) == 1
+    assert ledger.ingest([event("paid:O")], NOW) == 0
+    assert ledger.counts_by_state() == {"pending": 1}
+
+
+def test_claim_is_exclusive_under_concurrency(ledger: Ledger) -> None:
+    """Eight workers race for one event: exactly one gets the lease."""
+    ledger.ingest([event("paid:O")], NOW)
+    with ThreadPoolExecutor(8) as pool:
+        claims = list(pool.map(lambda n: ledger.claim("paid:O", f"w{n}", NOW, LEASE), range(8)))
+    assert sum(claim is not None for claim in claims) == 1
+
+
+def test_claim_respects_next_attempt_and_leases(ledger: Ledger) -> None:
+    """Not before the retry time; a live lease blocks others, an expired one does not."""
+    ledger.ingest([event("paid:O")], NOW)
+    assert ledger.claim("paid:O", "a", NOW, LEASE) is not None
+    assert ledger.claim("paid:O", "b", NOW + timedelta(seconds=30), LEASE) is None
+    later = LEASE + timedelta(seconds=1)
+    assert ledger.claim("paid:O", "b", later, later + timedelta(seconds=60)) is not None
+    # the first holder's late result is kept as history but changes nothing
+    retry = Transition(EventState.SCHEDULED, next_attempt_at=NOW + timedelta(hours=1))
+    assert not ledger.record_attempt("paid:O", "a", attempt(OutcomeKind.RETRY), retry, later)
+    assert len(ledger.attempts_of("paid:O")) == 1
+    row = ledger.get("paid:O")
+    assert row is not None
+    assert (row.state, row.lease_owner) == ("in_flight", "b")
+
+
+def test_record_attempt_applies_the_transition(ledger: Ledger) -> None:
+    """The holder's result updates state, counters and Gameball's answer."""
+    ledger.ingest([event("paid:O")], NOW)
+    ledger.claim("paid:O", "a", NOW, LEASE)
+    retry_at = NOW + timedelta(seconds=5)
+    transition = Transition(EventState.SCHEDULED, next_attempt_at=retry_at)
+    assert ledger.record_attempt("paid:O", "a", attempt(OutcomeKind.RETRY, 5000), transition, NOW)
+    row = ledger.get("paid:O")
+    assert row is not None
+    assert (row.state, row.attempts, row.next_attempt_at, row.last_code, row.first_attempt_at) == (
+        "scheduled",
+        1,
+        retry_at,
+        5000,
+        NOW,
+    )
+    assert row.lease_owner is None
+    assert ledger.claim("paid:O", "a", NOW, LEASE) is None  # not due yet
+
+
+def test_scheduler_takes_are_bounded_and_oldest_first(ledger: Ledger) -> None:
+    """Due retries come back oldest first, no more than asked."""
+    ledger.ingest([event(f"paid:{n}", order_id=str(n)) for n in range(5)], NOW)
+    for n in range(5):
+        ledger.claim(f"paid:{n}", "a", NOW, LEASE)
+        ledger.record_attempt(
+            f"paid:{n}",
+            "a",
+            attempt(OutcomeKind.RETRY),
+            Transition(EventState.SCHEDULED, next_attempt_at=NOW + timedelta(seconds=10 - n)),
+            NOW,
+        )
+    later = NOW + timedelta(seconds=20)
+    assert ledger.take_due(later, 2) == ["paid:4", "paid:3"]
+    assert sorted(ledger.take_due(later, 10)) == ["paid:0", "paid:1", "paid:2"]
+    assert ledger.take_due(later, 10) == []
+
+
+def test_expired_leases_and_stale_pending_are_taken(ledger: Ledger) -> None:
+    """A dead worker's event and an event whose message was lost come back."""
+    ledger.ingest([event("paid:A", order_id="A"), event("paid:B", order_id="B")], NOW)
+    ledger.claim("paid:A", "dead-worker", NOW, NOW + timedelta(seconds=5))
+    assert ledger.take_expired_leases(NOW + timedelta(seconds=1), 10) == []
+    assert ledger.take_expired_leases(NOW + timedelta(seconds=6), 10) == ["paid:A"]
+    assert ledger.take_stale_pending(NOW, NOW, 10) == []
+    later = NOW + timedelta(seconds=60)
+    assert sorted(ledger.take_stale_pending(later, later, 10)) == ["paid:A", "paid:B"]
+    assert ledger.take_stale_pending(later, later, 10) == []  # re-sent now, not stale
+
+
+def test_waiting_release_and_blocking(ledger: Ledger) -> None:
+    """Waiting events are released for their order; a dead paid event blocks the rest."""
+    ledger.ingest(
+        [
+            event("refunded:O:R", "refunded", minutes=1),
+            event("cancelled:O", "cancelled", minutes=2),
+            event("refunded:P:R", "refunded", order_id="P"),
+        ],
+        NOW,
+    )
+    for event_id in ("refunded:O:R", "cancelled:O", "refunded:P:R"):
+        ledger.claim(event_id, "a", NOW, LEASE)
+        assert ledger.park(event_id, "a", NOW, NOW + timedelta(seconds=30))
+    assert sorted(ledger.release_waiting("O", NOW)) == ["cancelled:O", "refunded:O:R"]
+    assert ledger.block_order("P", NOW) == ["refunded:P:R"]
+    row = ledger.get("refunded:P:R")
+    assert row is not None
+    assert (row.state, row.dead_reason) == ("dead", DeadReason.BLOCKED)
+
+
+def test_malformed_messages_are_kept(ledger: Ledger) -> None:
+    """An unreadable message is a dead letter with its raw body; the same body once."""
+    first = ledger.dead_letter_malformed("{garbage", "not JSON", NOW)
+    assert ledger.dead_letter_malformed("{garbage", "not JSON", NOW) == first
+    row = ledger.get(first)
+    assert row is not None
+    assert (row.state, row.dead_reason, row.payload) == ("dead", "malformed", "{garbage")
+
+
+def test_an_unmigrated_ledger_is_refused_with_the_command_to_run(tmp_path: object) -> None:
+    """A process facing an empty database says to run `gbq migrate`."""
+    engine = create_engine(f"sqlite:///{tmp_path}/empty.db")
+    with pytest.raises(LedgerNotMigratedError, match="run `gbq migrate`"):
+        ensure_migrated(engine)

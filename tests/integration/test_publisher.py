@@ -1,0 +1,211 @@
+"""Publishing: Redis inbox and queue, the spool, the outbox; and the scheduler's relays."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import redis
+from pydantic import SecretStr
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from producers import InvalidEventError, OrderPaid
+from producers.outbox import outbox_table
+from producers.publisher import Publisher, PublishError
+from producers.spool import Spool
+from producers.transport import INBOX_DUE_KEY, INBOX_KEY, QUEUE, redis_client
+from tests.processes import free_port
+from worker.ledger.engine import create_ledger_engine
+from worker.ledger.repository import Ledger
+from worker.scheduler import LEADER_KEY, Scheduler
+from worker.settings import Settings
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+def paid(n: int = 1) -> OrderPaid:
+    return OrderPaid(
+        order_id=f"O-{n}",
+        customer_id="c",
+        occurred_at=T0 + timedelta(seconds=n),
+        total_price=Decimal(10),
+        total_paid=Decimal(10),
+    )
+
+
+def settings(
+    tmp_path: Path, redis_url: str, database_url: str = "sqlite://", **extra: object
+) -> Settings:
+    return Settings(
+        var_dir=tmp_path,
+        redis_url=SecretStr(redis_url),  # type: ignore[call-arg]
+        database_url=SecretStr(database_url),
+        **extra,
+    )
+
+
+def test_producers_do_not_import_the_workers_delivery_code() -> None:
+    """Checkout imports only the contract and the publisher, never Celery or delivery."""
+    probe = (
+        "import sys, producers, producers.publisher, producers.outbox\n"
+        "banned = ('worker.delivery', 'worker.tasks', 'worker.app', 'worker.gameball',"
+        " 'worker.scheduler', 'worker.ledger', 'celery', 'httpx')\n"
+        "print([m for m in sys.modules if m.startswith(banned)])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_publish_writes_inbox_and_queue_in_one_go(tmp_path: Path, redis_url: str) -> None:
+    """One publish: an inbox entry, its due-index entry and a gbq.deliver message."""
+    client = redis.Redis.from_url(redis_url)
+    with Publisher(settings(tmp_path, redis_url)) as publisher:
+        assert publisher.publish(paid()) == "queued"
+        assert publisher.publish_many([paid(2), paid(3)]) == "queued"
+    assert client.hlen(INBOX_KEY) == client.zcard(INBOX_DUE_KEY) == client.llen(QUEUE) == 3
+    message = json.loads(client.lindex(QUEUE, -1) or b"")
+    assert (message["headers"]["task"], message["headers"]["id"]) == ("gbq.deliver", "paid:O-1")
+
+
+def test_invalid_events_are_refused_before_anything_is_written(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """A bad event in a batch refuses the whole batch, field named, nothing written."""
+    client = redis.Redis.from_url(redis_url)
+    bad = {
+        "kind": "paid",
+        "order_id": "X",
+        "customer_id": "c",
+        "occurred_at": "2026-01-01",
+        "total_price": "1",
+        "total_paid": "2",
+    }
+    with (
+        Publisher(settings(tmp_path, redis_url)) as publisher,
+        pytest.raises(InvalidEventError, match="total_paid"),
+    ):
+        publisher.publish_many([paid(), bad])
+    assert client.llen(QUEUE) == 0
+
+
+def test_redis_down_spools_and_relay_moves_it_back(tmp_path: Path, redis_url: str) -> None:
+    """Unreachable Redis: the event is spooled; relaying later moves it to Redis."""
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    with Publisher(settings(tmp_path, dead)) as publisher:
+        assert publisher.publish(paid()) == "spooled"
+        assert publisher.spool.count() == 1
+    with Publisher(settings(tmp_path, redis_url)) as publisher:
+        assert publisher.relay_spool() == 1
+        assert publisher.spool.count() == 0
+    assert redis.Redis.from_url(redis_url).hexists(INBOX_KEY, "paid:O-1")
+
+
+def test_nowhere_to_persist_is_a_publish_error_without_secrets(tmp_path: Path) -> None:
+    """Redis down and the spool unwritable: a clear PublishError, password redacted."""
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    dead = f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0"
+    with (
+        Publisher(settings(tmp_path, dead, spool_path=blocked / "spool.db")) as publisher,
+        pytest.raises(PublishError) as error,
+    ):
+        publisher.publish(paid())
+    assert "could not persist 1 event(s)" in str(error.value)
+    assert "hunter2-secret" not in str(error.value)
+    assert "hunter2-secret" not in repr(publisher)
+
+
+@pytest.fixture
+def ledger_and_scheduler(
+    tmp_path: Path, redis_url: str, sqlite_url: str
+) -> Iterator[tuple[Ledger, Scheduler, Settings]]:
+    config = settings(tmp_path, redis_url, sqlite_url, redrive_after_s=0.0001)
+    ledger = Ledger(create_ledger_engine(sqlite_url))
+    scheduler = Scheduler(
+        config,
+        ledger=ledger,
+        redis_client=redis_client(redis_url, 5),
+        spool=Spool(config.effective_spool_path),
+        outbox_engine=ledger.engine,
+    )
+    yield ledger, scheduler, config
+    ledger.engine.dispose()
+
+
+def test_staged_events_follow_the_callers_transaction(
+    ledger_and_scheduler: tuple[Ledger, Scheduler, Settings], redis_url: str
+) -> None:
+    """Rolled back: gone. Committed: relayed to the ledger with a delivery message."""
+    ledger, scheduler, config = ledger_and_scheduler
+    publisher = Publisher(config)
+    with Session(ledger.engine) as session:
+        publisher.stage(session, paid(1))
+        session.rollback()
+    with Session(ledger.engine) as session, session.begin():
+        publisher.stage(session, paid(2))
+        publisher.stage(session, paid(2))  # staging twice never breaks the caller's commit
+    report = scheduler.tick()
+    assert report.counts["outbox"] == 2
+    assert ledger.known(["paid:O-1", "paid:O-2"]) == {"paid:O-2"}
+    with ledger.engine.begin() as connection:
+        assert connection.execute(select(func.count()).select_from(outbox_table)).scalar() == 0
+    assert redis.Redis.from_url(redis_url).llen(QUEUE) == 2
+
+
+def test_scheduler_ingests_inbox_entries_no_worker_took(
+    ledger_and_scheduler: tuple[Ledger, Scheduler, Settings], redis_url: str
+) -> None:
+    """An inbox entry whose message was lost is ingested and the inbox cleared."""
+    ledger, scheduler, config = ledger_and_scheduler
+    Publisher(config).publish(paid())
+    client = redis.Redis.from_url(redis_url)
+    client.delete(QUEUE)  # the message is lost (e.g. between BRPOP and Celery's bookkeeping)
+    assert scheduler.tick().counts["inbox"] == 1
+    assert ledger.counts_by_state() == {"pending": 1}
+    assert client.hlen(INBOX_KEY) == client.zcard(INBOX_DUE_KEY) == 0
+    # and the pending event, never picked up, is sent again by the stale-pending sweep
+    assert scheduler.tick().counts["stale_pending"] == 1
+    assert client.llen(QUEUE) == 1
+
+
+def test_scheduler_relays_the_spool(
+    ledger_and_scheduler: tuple[Ledger, Scheduler, Settings], redis_url: str, tmp_path: Path
+) -> None:
+    """Events spooled on this host go to Redis on the next tick."""
+    _, scheduler, config = ledger_and_scheduler
+    dead = settings(tmp_path, f"redis://127.0.0.1:{free_port()}/0")
+    Publisher(dead).publish_many([paid(1), paid(2)])
+    assert scheduler.tick().counts["spool"] == 2
+    assert redis.Redis.from_url(redis_url).hlen(INBOX_KEY) == 2
+    assert Spool(config.effective_spool_path).count() == 0
+
+
+def test_only_one_scheduler_leads(
+    ledger_and_scheduler: tuple[Ledger, Scheduler, Settings], redis_url: str
+) -> None:
+    """Two schedulers: one holds the lock; when it lets go, the other takes over."""
+    ledger, first, config = ledger_and_scheduler
+    second = Scheduler(
+        config,
+        ledger=ledger,
+        redis_client=redis_client(redis_url, 5),
+        spool=Spool(config.effective_spool_path),
+        outbox_engine=None,
+    )
+    assert first.lock.hold()
+    assert not second.lock.hold()
+    assert first.lock.hold()  # renewing is fine
+    assert second.lock.leader() == first.owner
+    first.lock.release()
+    assert second.lock.hold()
+    assert redis.Redis.from_url(redis_url).get(LEADER_KEY) == second.owner.encode()
