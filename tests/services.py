@@ -16,8 +16,6 @@ from worker.embedded_redis import redis_server_binary
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.schema import migrate
 
-IN_CI = os.environ.get("CI") == "true"
-
 
 class RedisServer:
     """``redis-server`` on a free loopback port with AOF on; can be stopped and restarted."""
