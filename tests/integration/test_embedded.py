@@ -1,0 +1,62 @@
+"""Embedded defaults: with no GBQ_REDIS_URL, a private Redis under GBQ_VAR_DIR."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+
+from producers.events import CashbackAwarded
+from tests.processes import SandboxProcess
+from tests.stack import Stack
+from worker import embedded_redis
+
+pytestmark = pytest.mark.integration
+
+
+def test_embedded_redis_starts_once_and_persists(tmp_path: Path) -> None:
+    """Started on demand with AOF on a private socket; a second call reuses it."""
+    url = embedded_redis.ensure_running(tmp_path)
+    try:
+        assert url.startswith("unix://")
+        assert embedded_redis.ensure_running(tmp_path) == url
+        client = redis.Redis.from_url(url)
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        assert client.config_get("port") == {"port": "0"}  # no TCP port at all
+    finally:
+        assert embedded_redis.stop(tmp_path)
+    assert not embedded_redis.stop(tmp_path)
+
+
+def test_pipeline_runs_on_the_embedded_redis(
+    tmp_path: Path, sandbox: SandboxProcess, sqlite_url: str
+) -> None:
+    """Worker, scheduler and publisher all find the same embedded Redis by themselves."""
+    var = tmp_path / "var"
+    url = embedded_redis.ensure_running(var)
+    stack = Stack(
+        tmp_path,
+        redis_url=url,
+        database_url=sqlite_url,
+        gameball_url=sandbox.url,
+        GBQ_VAR_DIR=str(var),
+    )
+    del stack.env["GBQ_REDIS_URL"]  # the processes must resolve it themselves
+    try:
+        stack.start_worker(concurrency=1)
+        stack.start_scheduler()
+        event = CashbackAwarded.model_validate(
+            {
+                "transaction_id": "T-1",
+                "customer_id": "c-1",
+                "amount": "12",
+                "occurred_at": "2026-01-01T00:00:00Z",
+            }
+        )
+        assert stack.publisher.publish(event) == "queued"
+        assert stack.wait_settled(1, timeout_s=60) == {"delivered": 1}
+        assert sandbox.balance("c-1") == 12
+    finally:
+        stack.close()
+        embedded_redis.stop(var)
