@@ -11,7 +11,7 @@ import redis
 from sqlalchemy import create_engine, text
 
 from tests.processes import free_port, wait_until
-from worker.embedded_redis import redis_server_binary
+from worker.embedded_redis import answers, redis_server_binary
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.schema import migrate
 
@@ -58,13 +58,7 @@ class RedisServer:
         return self
 
     def answers(self) -> bool:
-        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
-        try:
-            return bool(client.ping())
-        except (redis.RedisError, OSError):
-            return False
-        finally:
-            client.close()
+        return answers(self.url)
 
     def stop(self) -> None:
         """Shut down cleanly (the AOF is flushed), like a service restart."""

@@ -35,7 +35,8 @@ def socket_url(var_dir: Path) -> str:
     return f"unix://{(var_dir / 'redis.sock').resolve()}"
 
 
-def _answers(url: str) -> bool:
+def answers(url: str) -> bool:
+    """Whether a Redis server answers PING at ``url`` (within a second)."""
     client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
     try:
         return bool(client.ping())
@@ -51,7 +52,7 @@ def ensure_running(var_dir: Path) -> str:
     url = socket_url(var_dir)
     with (var_dir / "redis.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _answers(url):
+        if answers(url):
             return url
         folder = var_dir.resolve()
         subprocess.run(  # noqa: S603 - our own binary and fixed arguments
@@ -84,7 +85,7 @@ def ensure_running(var_dir: Path) -> str:
             timeout=START_TIMEOUT_S,
         )
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not _answers(url):
+        while not answers(url):
             if time.monotonic() > deadline:
                 log = folder / "redis.log"
                 tail = log.read_text()[-2000:] if log.exists() else "(no log)"
@@ -96,7 +97,7 @@ def ensure_running(var_dir: Path) -> str:
 def stop(var_dir: Path) -> bool:
     """Shut the embedded Redis down (AOF is flushed first); False if it was not running."""
     url = socket_url(var_dir)
-    if not _answers(url):
+    if not answers(url):
         return False
     client = redis.Redis.from_url(url, socket_timeout=5)
     with contextlib.suppress(redis.ConnectionError):  # it closes the connection as it exits
