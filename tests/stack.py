@@ -24,6 +24,9 @@ FAST = {
     "GBQ_PAUSE_DELAY_S": "1",
     "GBQ_GAMEBALL_READ_TIMEOUT_S": "5",
     "GBQ_PUBLISH_TIMEOUT_S": "0.5",
+    "GBQ_RATE_LIMIT_PER_S": "0",  # off unless a test is about the limit
+    "GBQ_RATE_LIMIT_PER_30S": "0",
+    "GBQ_BREAKER_COOLDOWN_S": "1",
 }
 
 

@@ -4,7 +4,10 @@
     ingest into the ledger (idempotent), clear the inbox entry
     claim with a lease ─ not claimable (delivered, leased, not due)? ─► nothing to do
     order check ─ wait? ─► ``waiting`` ; paid is dead? ─► dead ``blocked``
-    call Gameball, classify, record the attempt, apply the next state (lease holder only)
+    circuit breaker ─ open or paused? ─► deferred to the next probe (no attempt spent)
+    rate limit ─ no token within a moment? ─► deferred (no attempt spent)
+    call Gameball, classify, tell the breaker (and the limiter, on 429), record the
+    attempt, apply the next state (lease holder only)
     settled (delivered or dead)? ─► wake the order's waiting events
 
 Every decision is a pure function (``classify``, ``gate``, ``after_attempt``); this module
@@ -25,7 +28,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from producers.events import Event, InvalidEventError, parse_event
+from worker.breaker import Admission, Breaker, Signal, signal_of
 from worker.gameball.client import Attempt
+from worker.gameball.outcomes import Reason
 from worker.gameball.payloads import GameballRequest, build_request
 from worker.ledger.models import DeadReason, EventState
 from worker.ledger.repository import AttemptRecord, Claimed, Ledger, NewEvent
@@ -99,6 +104,20 @@ class Queue(Protocol):
     def inbox_done(self, event_ids: list[str]) -> None: ...
 
 
+class Gatekeeper(Protocol):
+    """The shared circuit breaker (``worker.shared_breaker.SharedBreaker``)."""
+
+    def admit(self) -> Admission: ...
+    def observe(self, signal: Signal, detail: str = "") -> Breaker: ...
+
+
+class Limiter(Protocol):
+    """The shared rate limit (``worker.ratelimit.RateLimiter``)."""
+
+    def acquire(self, max_wait_s: float) -> tuple[bool, float]: ...
+    def penalize(self) -> None: ...
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -112,15 +131,19 @@ class Deliverer:
         ledger: Ledger,
         gameball: Sender,
         queue: Queue,
+        breaker: Gatekeeper,
+        limiter: Limiter,
         owner: str,
         policy: RetryPolicy,
         lease_s: float,
         recheck_s: float,
         api_version: ApiVersion = "v3.0",
+        max_token_wait_s: float = 2.0,
         clock: Callable[[], datetime] = _utc_now,
         rng: random.Random | None = None,
     ) -> None:
         self.ledger, self.gameball, self.queue = ledger, gameball, queue
+        self.breaker, self.limiter, self.max_token_wait_s = breaker, limiter, max_token_wait_s
         self.owner, self.policy, self.api_version = owner, policy, api_version
         self.lease = timedelta(seconds=lease_s)
         self.recheck = timedelta(seconds=recheck_s)
@@ -165,9 +188,31 @@ class Deliverer:
                     now,
                 )
                 return DeadReason.BLOCKED.value
+        admission = self.breaker.admit()
+        if not admission.allowed:
+            breaker = self.breaker.observe(Signal.NEUTRAL)
+            until = datetime.fromtimestamp(admission.retry_at, UTC)
+            return self._defer(
+                claimed,
+                max(until, now),
+                "breaker_open",
+                f"circuit breaker {breaker.state}: {breaker.reason}",
+            )
+        allowed, wait_s = self.limiter.acquire(self.max_token_wait_s)
+        if not allowed:
+            return self._defer(
+                claimed,
+                now + timedelta(seconds=wait_s),
+                "rate_limited",
+                "waiting for the shared rate limit",
+            )
         started = self.clock()
         attempt = self.gameball.send(build_request(event, self.api_version))
         finished = self.clock()
+        outcome = attempt.outcome
+        self.breaker.observe(signal_of(outcome), f"{outcome.reason}: {outcome.message[:200]}")
+        if outcome.reason is Reason.RATE_LIMITED:
+            self.limiter.penalize()
         transition = after_attempt(
             attempt.outcome,
             attempt=claimed.attempts + 1,
@@ -205,6 +250,14 @@ class Deliverer:
         ):
             self._settled(claimed, transition.state, finished)
         return transition.state.value
+
+    def _defer(self, claimed: Claimed, until: datetime, reason: str, message: str) -> str:
+        """Not now, and not Gameball's fault: come back later without spending budget."""
+        now = self.clock()
+        self.ledger.defer(
+            claimed.event_id, self.owner, until=until, reason=reason, message=message, now=now
+        )
+        return "deferred"
 
     def _settled(self, claimed: Claimed, state: EventState, now: datetime) -> None:
         assert claimed.order_id is not None  # noqa: S101 - checked by the caller

@@ -18,8 +18,10 @@ from worker.gameball.client import client_for_process
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.repository import Ledger
 from worker.queue import RedisQueue
+from worker.ratelimit import RateLimiter, RateLimits
 from worker.retry import RetryPolicy
 from worker.settings import Settings, load_settings
+from worker.shared_breaker import SharedBreaker, breaker_config
 
 REDIS_TIMEOUT_S = 10.0
 
@@ -43,16 +45,20 @@ def owner_id() -> str:
 
 def build_runtime(settings: Settings) -> Runtime:
     ledger = Ledger(create_ledger_engine(settings.effective_database_url()))
-    queue = RedisQueue(redis_client(settings.effective_redis_url(), REDIS_TIMEOUT_S))
+    client = redis_client(settings.effective_redis_url(), REDIS_TIMEOUT_S)
+    queue = RedisQueue(client)
     deliverer = Deliverer(
         ledger=ledger,
         gameball=client_for_process(settings),
         queue=queue,
+        breaker=SharedBreaker(client, breaker_config(settings)),
+        limiter=RateLimiter(client, RateLimits.from_settings(settings)),
         owner=owner_id(),
         policy=RetryPolicy.from_settings(settings),
         lease_s=settings.lease_s,
         recheck_s=settings.redrive_after_s,
         api_version=settings.gameball_api_version,
+        max_token_wait_s=settings.rate_limit_max_wait_s,
     )
     return Runtime(settings, ledger, queue, deliverer)
 

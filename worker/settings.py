@@ -60,9 +60,25 @@ class Settings(BaseSettings):
     retry_cap_s: float = Field(default=600.0, gt=0)
     retry_window_s: float = Field(default=72 * 3600.0, gt=0)
 
-    # Gameball's documented limits for orders and transactions.
-    rate_limit_per_s: int = Field(default=30, ge=1)
-    rate_limit_per_30s: int = Field(default=360, ge=1)
+    # Gameball's documented limits for orders and transactions, shared by all workers.
+    rate_limit_per_s: int = Field(default=30, ge=0, description="0 switches the limit off.")
+    rate_limit_per_30s: int = Field(default=360, ge=0, description="0 switches it off.")
+    rate_limit_margin_s: float = Field(
+        default=0.5, ge=0, description="Added to each window: absorbs network jitter."
+    )
+    rate_limit_max_wait_s: float = Field(
+        default=2.0, ge=0, description="How long a worker waits for a token before deferring."
+    )
+    rate_limit_penalty_s: float = Field(
+        default=1.0, ge=0, description="How far a 429 from Gameball pushes every sender back."
+    )
+
+    # The circuit breaker shared by all workers (Convoy's defaults, plus a failure run).
+    breaker_min_requests: int = Field(default=10, ge=1)
+    breaker_failure_rate: float = Field(default=0.7, gt=0, le=1)
+    breaker_window_s: float = Field(default=60.0, gt=0)
+    breaker_consecutive_failures: int = Field(default=5, ge=1)
+    breaker_cooldown_s: float = Field(default=30.0, gt=0)
 
     # Publishing: checkout must never wait long on Redis.
     publish_timeout_s: float = Field(default=0.5, gt=0, description="Redis connect/socket.")

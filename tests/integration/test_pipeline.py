@@ -18,7 +18,9 @@ from tests.processes import SandboxProcess, wait_until
 from tests.scenario import generate, wallets
 from tests.services import RedisServer
 from tests.stack import Stack
+from worker.breaker import BreakerConfig
 from worker.gameball.payloads import build_request
+from worker.shared_breaker import SharedBreaker
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 2, 1, 12, 0, tzinfo=UTC)
@@ -116,19 +118,16 @@ def test_refund_published_before_its_paid_event_waits_then_follows_it(
 def test_outage_then_recovery_delivers_everything(
     make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
 ) -> None:
-    """Gameball down for a while: events retry, nothing dies, all delivered after."""
+    """Gameball down for a while: the breaker holds events back, nothing dies, all delivered."""
     scenario = generate(seed=3, orders=20, total_events=60)
     sandbox.faults(outage=True)
     stack = make_stack(sqlite_url)
     stack.start_worker(concurrency=2)
     stack.start_scheduler()
     stack.publisher.publish_many(scenario.events)
-    # While Gameball is down, events are retried (several attempts each), none delivered
-    wait_until(
-        lambda: sandbox.state()["request_counts"]["total"] >= 60,
-        timeout_s=60,
-        what="attempts during the outage",
-    )
+    # While Gameball is down, the breaker opens and events are deferred; none delivered
+    wait_until(lambda: SharedBreaker(stack.publisher._redis, BreakerConfig()).current().state
+               == "open", timeout_s=60, what="the circuit breaker to open")
     assert stack.states()["delivered"] == 0
     # When it comes back
     sandbox.faults(outage=False)

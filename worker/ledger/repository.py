@@ -192,6 +192,30 @@ class Ledger:
             event_id, owner, now, state=S.WAITING, next_attempt_at=recheck_at, enqueued_at=None
         )
 
+    def defer(
+        self,
+        event_id: str,
+        owner: str,
+        *,
+        until: datetime,
+        reason: str,
+        message: str,
+        now: datetime,
+    ) -> bool:
+        """Back to ``scheduled`` without an attempt; the wait is credited to the window."""
+        credit = max(0.0, (until - now).total_seconds())
+        return self._release_lease(
+            event_id,
+            owner,
+            now,
+            state=S.SCHEDULED,
+            next_attempt_at=until,
+            window_credit_s=EventRow.window_credit_s + credit,
+            last_outcome=reason,
+            last_message=message,
+            enqueued_at=None,
+        )
+
     def bury(
         self, event_id: str, owner: str, reason: DeadReason, message: str, now: datetime
     ) -> bool:
@@ -316,7 +340,7 @@ class Ledger:
         chosen = (
             select(EventRow.event_id)
             .where(condition)
-            .order_by(order_by)
+            .order_by(*(order_by if isinstance(order_by, tuple) else (order_by,)))
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
@@ -334,7 +358,7 @@ class Ledger:
         """Scheduled retries that are due, oldest first, now ``pending`` to be sent."""
         return self._take(
             and_(EventRow.state == S.SCHEDULED, EventRow.next_attempt_at <= now),
-            EventRow.next_attempt_at,
+            (EventRow.next_attempt_at, EventRow.created_at),  # ties (deferrals): oldest first
             limit,
             now,
             state=S.PENDING,
