@@ -296,6 +296,7 @@ class Sandbox:
         self.request_log.append(
             {
                 "seq": len(self.request_log) + 1,
+                "at": time.time(),
                 "path": path,
                 "player": loose.get("playerUniqueId") or loose.get("customerId"),
                 "transaction_id": (

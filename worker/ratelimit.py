@@ -13,6 +13,7 @@ one atomic step on Redis, with Redis's clock unless one is given.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -94,8 +95,9 @@ class RateLimits:
     def intervals_us(self) -> list[tuple[str, int]]:
         """(key, spacing in µs) for each window that is switched on."""
         windows = ((KEYS[0], self.per_s, 1.0), (KEYS[1], self.per_30s, 30.0))
+        # Rounded up: rounding down would fit one call too many into a window.
         return [
-            (key, round((window + self.margin_s) / limit * 1_000_000))
+            (key, math.ceil((window + self.margin_s) / limit * 1_000_000))
             for key, limit, window in windows
             if limit > 0
         ]

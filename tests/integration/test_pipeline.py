@@ -126,8 +126,11 @@ def test_outage_then_recovery_delivers_everything(
     stack.start_scheduler()
     stack.publisher.publish_many(scenario.events)
     # While Gameball is down, the breaker opens and events are deferred; none delivered
-    wait_until(lambda: SharedBreaker(stack.publisher._redis, BreakerConfig()).current().state
-               == "open", timeout_s=60, what="the circuit breaker to open")
+    wait_until(
+        lambda: SharedBreaker(stack.publisher._redis, BreakerConfig()).current().state == "open",
+        timeout_s=60,
+        what="the circuit breaker to open",
+    )
     assert stack.states()["delivered"] == 0
     # When it comes back
     sandbox.faults(outage=False)

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from worker.cli import migrate, sandbox, scheduler, worker
+from worker.cli import migrate, sandbox, scheduler, status, worker
 
 app = typer.Typer(
     name="gbq",
@@ -22,6 +22,7 @@ app = typer.Typer(
 app.command("worker")(worker.run)
 app.command("scheduler")(scheduler.run)
 app.command("migrate")(migrate.run)
+app.command("status")(status.run)
 app.command("sandbox")(sandbox.run)
 
 

@@ -1,0 +1,87 @@
+"""The breaker and the rate limit as every worker shares them, on a real Redis."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+
+from worker.breaker import BreakerConfig, Signal, State
+from worker.ratelimit import RateLimiter, RateLimits, gcra
+from worker.shared_breaker import SharedBreaker
+
+pytestmark = pytest.mark.integration
+SECOND = 1_000_000
+
+
+def test_lua_agrees_with_the_pure_arithmetic(redis_url: str) -> None:
+    """Calls at chosen instants get the same answers from Redis as from gcra()."""
+    limiter = RateLimiter(redis.Redis.from_url(redis_url), RateLimits(30, 360, 0.5))
+    intervals = [interval for _, interval in limiter.limits.intervals_us()]
+    tats: tuple[int, ...] = (0, 0)
+    for offset in [0, 1, 10_000, 84_722, 84_723, 84_724, 200_000, 200_001, 5 * SECOND]:
+        now = 1_000 * SECOND + offset
+        allowed, wait, tats = gcra(tats, intervals, now)
+        assert limiter.try_acquire(now) == (allowed, wait / SECOND)
+
+
+def test_penalty_pushes_everyone_back(redis_url: str) -> None:
+    """After a 429, no one may call for penalty_s."""
+    limiter = RateLimiter(redis.Redis.from_url(redis_url), RateLimits(30, 360, 0.0, 1.0))
+    now = 1_000 * SECOND
+    assert limiter.try_acquire(now)[0]
+    limiter.penalize(now)
+    allowed, wait_s = limiter.try_acquire(now + 100_000)
+    assert not allowed
+    assert wait_s == pytest.approx(1.0834 - 0.1, abs=0.001)
+
+
+def test_many_threads_share_one_budget(redis_url: str) -> None:
+    """Eight threads pulling as fast as they can get one evenly paced budget."""
+    limiter = RateLimiter(redis.Redis.from_url(redis_url), RateLimits(20, 0, 0.0))
+    now = 2_000 * SECOND
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda n: limiter.try_acquire(now + n), range(64)))
+    assert sum(allowed for allowed, _ in results) == 1  # one per 50 ms, and all at once
+
+
+def test_breaker_updates_from_many_workers_are_not_lost(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Concurrent failures from 8 threads all count; the opening is logged once."""
+    caplog.set_level(logging.INFO, logger="worker.shared_breaker")
+    config = BreakerConfig(consecutive_failures=40, min_requests=1000)
+    breakers = [SharedBreaker(redis.Redis.from_url(redis_url), config) for _ in range(8)]
+    start = threading.Barrier(8)
+
+    def fail(breaker: SharedBreaker) -> None:
+        start.wait()
+        for _ in range(5):
+            breaker.observe(Signal.FAILURE, "server_error: boom")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(fail, breakers))
+    assert breakers[0].current().state is State.OPEN  # exactly 40 failures: none lost
+    openings = [r for r in caplog.records if "closed -> open" in r.getMessage()]
+    assert len(openings) == 1
+    assert "40 transient failures in a row" in openings[0].getMessage()
+
+
+def test_only_one_probe_at_a_time_across_workers(redis_url: str) -> None:
+    """Once the cool-down is over, of many workers asking, one gets the probe."""
+    now = [1000.0]
+    config = BreakerConfig(consecutive_failures=1, cooldown_s=10)
+    breakers = [
+        SharedBreaker(redis.Redis.from_url(redis_url), config, clock=lambda: now[0])
+        for _ in range(6)
+    ]
+    breakers[0].observe(Signal.FAILURE, "timeout")
+    assert not any(b.admit().allowed for b in breakers)
+    now[0] = 1010.0
+    with ThreadPoolExecutor(6) as pool:
+        admissions = list(pool.map(lambda b: b.admit(), breakers))
+    assert [a.probe for a in admissions].count(True) == 1
+    assert sum(a.allowed for a in admissions) == 1

@@ -1,0 +1,70 @@
+"""``gbq status``: is delivery healthy, and if not, why."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import redis
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from producers.spool import Spool
+from producers.transport import redis_client
+from worker.cli.common import fail, ledger_engine, redis_url
+from worker.ledger.repository import Ledger
+from worker.ratelimit import RateLimiter, RateLimits
+from worker.settings import load_settings
+from worker.status import collect
+
+
+def run(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Events per state, oldest pending age, dead letters by reason, the circuit breaker
+    and why, rate-limit backlog, deliveries in the last minute, the scheduler leader.
+
+    Examples:
+
+      gbq status
+
+      gbq status --json | jq .breaker
+    """
+    settings = load_settings()
+    engine = ledger_engine(settings)
+    client = redis_client(redis_url(settings, must_answer=True), 5.0)
+    try:
+        report = collect(
+            Ledger(engine),
+            client,
+            RateLimiter(client, RateLimits.from_settings(settings)),
+            Spool(settings.effective_spool_path),
+        )
+    except redis.RedisError as error:
+        fail(f"cannot read status from Redis: {error}")
+    if as_json:
+        typer.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    console = Console()
+    table = Table(title="events", show_header=True)
+    table.add_column("state")
+    table.add_column("count", justify="right")
+    for state in ("pending", "in_flight", "scheduled", "waiting", "delivered", "dead"):
+        table.add_row(state, str(report.events.get(state, 0)))
+    console.print(table)
+    age = report.oldest_pending_age_s
+    console.print(f"oldest undelivered: {'none' if age is None else f'{age:.0f}s old'}")
+    dead = ", ".join(f"{reason}={count}" for reason, count in report.dead_by_reason.items())
+    console.print(f"dead letters: {dead or 'none'}")
+    console.print(f"delivered in the last minute: {report.delivered_last_minute}")
+    breaker = report.breaker
+    console.print(f"circuit breaker: [bold]{breaker['state']}[/bold] — {breaker['explanation']}")
+    backlog = (
+        ", ".join(f"{k} window {v:.1f}s ahead" for k, v in report.rate_limit_backlog_s.items())
+        or "off"
+    )
+    console.print(f"rate limit: {backlog}")
+    console.print(f"scheduler leader: {report.scheduler_leader or 'none running'}")
+    if report.spooled_here:
+        console.print(f"spooled on this host, waiting for Redis: {report.spooled_here}")

@@ -1,0 +1,100 @@
+"""What ``gbq status`` reports: the ledger, the breaker, the rate limit, the scheduler."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+from sqlalchemy import func, select
+
+from producers.spool import Spool
+from worker.breaker import Breaker, State
+from worker.ledger.models import EventRow, EventState
+from worker.ledger.repository import Ledger
+from worker.ratelimit import RateLimiter
+from worker.scheduler import LeaderLock
+from worker.shared_breaker import BREAKER_KEY
+
+_OPEN_STATES = (EventState.PENDING, EventState.IN_FLIGHT, EventState.SCHEDULED, EventState.WAITING)
+
+_HINTS = {
+    "unauthorized": "Gameball refuses the keys: check GBQ_GAMEBALL_API_KEY and "
+    "GBQ_GAMEBALL_SECRET_KEY (test vs live key?), then restart the workers",
+    "account_disabled": "the Gameball account or its cashback program is disabled: "
+    "re-enable it in Gameball's dashboard",
+    "misconfigured_endpoint": "the URL does not answer like Gameball: check "
+    "GBQ_GAMEBALL_BASE_URL and GBQ_GAMEBALL_API_VERSION",
+}
+
+
+def explain(breaker: Breaker) -> str:
+    """A sentence an operator can act on."""
+    if breaker.state is State.CLOSED:
+        return "calls to Gameball flow normally"
+    if breaker.state is State.PAUSED:
+        cause = breaker.reason.split(":", 1)[0]
+        hint = _HINTS.get(cause, "Gameball refuses every call")
+        return f"delivery paused: {breaker.reason}. {hint}. Events keep their retry budget."
+    return (
+        f"Gameball is failing ({breaker.reason}); calls are held back and one probe "
+        f"goes through every cool-down. Events keep their retry budget."
+    )
+
+
+@dataclass
+class StatusReport:
+    events: dict[str, int]
+    oldest_pending_age_s: float | None
+    dead_by_reason: dict[str, int]
+    delivered_last_minute: int
+    breaker: dict[str, Any]
+    rate_limit_backlog_s: dict[str, float]
+    scheduler_leader: str | None
+    spooled_here: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def collect(
+    ledger: Ledger,
+    client: redis.Redis,
+    limiter: RateLimiter,
+    spool: Spool,
+    now: datetime | None = None,
+) -> StatusReport:
+    now = now or datetime.now(UTC)
+    with ledger.engine.begin() as connection:
+        oldest = connection.execute(
+            select(func.min(EventRow.created_at)).where(EventRow.state.in_(_OPEN_STATES))
+        ).scalar()
+        dead = connection.execute(
+            select(EventRow.dead_reason, func.count())
+            .where(EventRow.state == EventState.DEAD)
+            .group_by(EventRow.dead_reason)
+        ).all()
+        recent = connection.execute(
+            select(func.count()).where(EventRow.delivered_at >= now - timedelta(minutes=1))
+        ).scalar()
+    if oldest is not None and oldest.tzinfo is None:
+        oldest = oldest.replace(tzinfo=UTC)
+    breaker = Breaker.from_json(client.get(BREAKER_KEY))
+    return StatusReport(
+        events=ledger.counts_by_state(),
+        oldest_pending_age_s=None if oldest is None else (now - oldest).total_seconds(),
+        dead_by_reason={str(reason): int(count) for reason, count in dead},
+        delivered_last_minute=int(recent or 0),
+        breaker={
+            "state": breaker.state.value,
+            "reason": breaker.reason,
+            "since": (
+                datetime.fromtimestamp(breaker.since, UTC).isoformat() if breaker.since else None
+            ),
+            "explanation": explain(breaker),
+        },
+        rate_limit_backlog_s=limiter.usage(),
+        scheduler_leader=LeaderLock(client, "status", 1).leader(),
+        spooled_here=spool.count(),
+    )
