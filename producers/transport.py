@@ -132,8 +132,15 @@ def push_to_inbox(client: redis.Redis, entries: Sequence[InboxEntry]) -> None:
 
 
 def enqueue(client: redis.Redis, event_ids: Iterable[str]) -> int:
-    """Queue delivery messages for events the ledger already holds; returns how many."""
+    """Queue delivery messages for events the ledger already holds, at the *front* of the
+    queue, the first id taken first; returns how many.
+
+    kombu takes messages from the right (BRPOP) and publishing adds on the left, so the
+    right end is the front. Re-sent events (due retries, recovered leases, released
+    waiting events) are older than anything freshly published, so they go first: after
+    an outage the backlog drains oldest first instead of behind newer, untried events.
+    """
     messages = [task_message(event_id) for event_id in event_ids]
     if messages:
-        client.lpush(QUEUE, *messages)
+        client.rpush(QUEUE, *reversed(messages))
     return len(messages)

@@ -114,7 +114,12 @@ def make_stack(tmp_path: Path, redis_url: str, sandbox: SandboxProcess) -> Itera
 
     class TestStack(Stack):
         def __init__(
-            self, database_url: str, *, redis: str | None = None, **overrides: str
+            self,
+            database_url: str,
+            *,
+            redis: str | None = None,
+            gameball: str | None = None,
+            **overrides: str,
         ) -> None:
             folder = tmp_path / f"stack-{len(stacks)}"
             folder.mkdir()
@@ -122,7 +127,7 @@ def make_stack(tmp_path: Path, redis_url: str, sandbox: SandboxProcess) -> Itera
                 folder,
                 redis_url=redis or redis_url,
                 database_url=database_url,
-                gameball_url=sandbox.url,
+                gameball_url=gameball or sandbox.url,
                 **overrides,
             )
             stacks.append(self)

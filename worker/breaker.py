@@ -131,7 +131,9 @@ def admit(breaker: Breaker, now: float, config: BreakerConfig) -> tuple[Breaker,
     if breaker.state is State.HALF_OPEN:
         ready_at = breaker.probe_until
     if now < ready_at:
-        return breaker, Admission(False, retry_at=ready_at)
+        # Come back after one cool-down at most, not at the probe's timeout: a probe
+        # usually answers within a second, and callers deferred behind it are the oldest.
+        return breaker, Admission(False, retry_at=min(ready_at, now + cooldown))
     state = State.PAUSED if breaker.state is State.PAUSED else State.HALF_OPEN
     probing = replace(breaker, state=state, probe_until=now + config.probe_timeout_s)
     return probing, Admission(True, probe=True)

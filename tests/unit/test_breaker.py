@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from worker.breaker import (
@@ -71,7 +73,9 @@ def test_open_admits_nothing_until_the_cooldown_then_one_probe() -> None:
     probing, first = admit(opened, 1034, CONFIG)
     assert (first.allowed, first.probe, probing.state) == (True, True, State.HALF_OPEN)
     _, second = admit(probing, 1035, CONFIG)
-    assert (second.allowed, second.retry_at) == (False, 1044)  # until the probe times out
+    assert (second.allowed, second.retry_at) == (False, 1044)  # the probe's timeout is sooner
+    _, later = admit(replace(probing, probe_until=1100), 1035, CONFIG)
+    assert later.retry_at == 1065  # never more than one cool-down behind a probe
     _, after_timeout = admit(probing, 1044, CONFIG)
     assert after_timeout.probe  # a vanished probe frees the slot
 
