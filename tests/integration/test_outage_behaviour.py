@@ -9,8 +9,9 @@ import subprocess
 import pytest
 
 from tests.processes import GBQ, SandboxProcess, wait_until
-from tests.scenario import generate, wallets
+from tests.scenario import Scenario, generate, wallets
 from tests.stack import Stack
+from worker.gameball.payloads import build_request
 from worker.settings import SANDBOX_API_KEY
 from worker.shared_breaker import BREAKER_KEY
 
@@ -84,15 +85,12 @@ def test_outage_with_1000_pending_costs_only_probes_and_then_drains_at_the_limit
     assert statistics.median(order[:200]) < statistics.median(order[-200:])
 
 
-def _applied_ids(rows: list[dict[str, object]], scenario: object) -> list[tuple[str, str]]:
-    from tests.scenario import Scenario  # noqa: PLC0415 - only for the type
-
-    assert isinstance(scenario, Scenario)
-    by_transaction = {}
-    for event in scenario.events:
-        from worker.gameball.payloads import build_request  # noqa: PLC0415
-
-        by_transaction[build_request(event).transaction_id] = tuple(event.event_id.split(":", 1))
+def _applied_ids(rows: list[dict[str, object]], scenario: Scenario) -> list[tuple[str, str]]:
+    """(kind, id) of each applied call, in the order the sandbox applied them."""
+    by_transaction = {
+        build_request(event).transaction_id: tuple(event.event_id.split(":", 1))
+        for event in scenario.events
+    }
     return [by_transaction[str(r["transaction_id"])] for r in rows if r["applied"]]
 
 

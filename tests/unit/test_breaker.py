@@ -103,7 +103,8 @@ def test_pause_from_any_state_and_only_a_success_closes_it() -> None:
     _, waiting = admit(paused.breaker, 1010, CONFIG)
     assert (waiting.allowed, waiting.retry_at) == (False, 1020)
     probing, probe = admit(paused.breaker, 1020, CONFIG)
-    assert probe.probe and probing.state is State.PAUSED
+    assert probe.probe
+    assert probing.state is State.PAUSED
     # the probe is refused again: still paused, counted from now, logged only once
     again = observe(probing, 1021, Signal.PAUSE, CONFIG, detail="unauthorized: Invalid APIKey")
     assert (again.breaker.state, again.breaker.since, again.transition) == (
