@@ -218,18 +218,20 @@ class Scheduler:
         too_old = now - timedelta(seconds=self.settings.waiting_window_s)
         later: list[str] = []
         decided: set[str] = set()
+        facts_of = self.ledger.order_facts_many(order_id for _, order_id, _ in due if order_id)
         for event_id, order_id, created_at in due:
             if order_id is None or order_id in decided:
                 continue
             if created_at < too_old:
                 counts["expired_waiting"] += self.ledger.expire_waiting(event_id, now)
                 continue
-            facts = self.ledger.order_facts(order_id)
+            facts = facts_of.get(order_id, [])
             fact = next((f for f in facts if f.event_id == event_id), None)
             verdict = Gate.WAIT if fact is None else gate(fact, facts)
             if verdict is Gate.PROCEED:
                 decided.add(order_id)
-                counts["released"] += self.queue.enqueue(self.ledger.release_waiting(order_id, now))
+                released = self.ledger.release_waiting(order_id, now)
+                counts["released"] += self.queue.enqueue(released)
             elif verdict is Gate.BLOCK:
                 decided.add(order_id)
                 counts["blocked"] += len(self.ledger.block_order(order_id, now))

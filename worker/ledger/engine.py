@@ -8,6 +8,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.pool import NullPool
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+READ_ONLY = "gbq_read_only"  # execution option marking a transaction that only reads
 
 
 def create_ledger_engine(url: str) -> Engine:
@@ -33,8 +34,12 @@ def _sqlite_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        # Take the write lock up front: a deferred transaction that reads and then writes
-        # fails at once with "database is locked" instead of waiting its turn.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Writers take the write lock up front: a deferred transaction that reads and then
+        # writes fails at once with "database is locked" instead of waiting its turn.
+        # Read-only transactions (READ_ONLY) stay deferred: in WAL mode they never block.
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine

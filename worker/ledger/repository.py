@@ -9,17 +9,19 @@ PostgreSQL (SQLite serialises writers with ``BEGIN IMMEDIATE`` instead).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from worker.gameball.outcomes import Outcome
+from worker.ledger.engine import READ_ONLY
 from worker.ledger.models import AttemptRow, DeadReason, EventRow, EventState
 from worker.ordering import OrderFact
 from worker.retry import Transition
@@ -76,6 +78,14 @@ class Ledger:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A read-only transaction (on SQLite it takes no write lock)."""
+        with self.engine.connect() as plain:
+            connection = plain.execution_options(**{READ_ONLY: True})
+            with connection.begin():
+                yield connection
 
     # --- ingest -------------------------------------------------------------------------------
 
@@ -166,11 +176,31 @@ class Ledger:
             window_credit_s=row.window_credit_s,
         )
 
+    def order_facts_many(self, order_ids: Iterable[str]) -> dict[str, list[OrderFact]]:
+        """The facts of several orders in one query."""
+        ids = sorted(set(order_ids))
+        facts: dict[str, list[OrderFact]] = {order_id: [] for order_id in ids}
+        if not ids:
+            return facts
+        statement = select(
+            EventRow.order_id,
+            EventRow.event_id,
+            EventRow.kind,
+            EventRow.occurred_at,
+            EventRow.state,
+        ).where(EventRow.order_id.in_(ids))
+        with self._reading() as connection:
+            for row in connection.execute(statement):
+                facts[row.order_id].append(
+                    OrderFact(row.event_id, row.kind, row.occurred_at, row.state)
+                )
+        return facts
+
     def order_facts(self, order_id: str) -> list[OrderFact]:
         statement = select(
             EventRow.event_id, EventRow.kind, EventRow.occurred_at, EventRow.state
         ).where(EventRow.order_id == order_id)
-        with self.engine.begin() as connection:
+        with self._reading() as connection:
             return [OrderFact(*row) for row in connection.execute(statement)]
 
     def _release_lease(self, event_id: str, owner: str, now: datetime, **values: object) -> bool:
@@ -394,7 +424,7 @@ class Ledger:
             .order_by(EventRow.next_attempt_at)
             .limit(limit)
         )
-        with self.engine.begin() as connection:
+        with self._reading() as connection:
             return [(row[0], row[1], row[2]) for row in connection.execute(statement)]
 
     def recheck_later(self, event_ids: Iterable[str], at: datetime, now: datetime) -> None:
@@ -431,7 +461,7 @@ class Ledger:
         ids = list(event_ids)
         if not ids:
             return set()
-        with self.engine.begin() as connection:
+        with self._reading() as connection:
             found = connection.execute(select(EventRow.event_id).where(EventRow.event_id.in_(ids)))
             return set(found.scalars())
 
@@ -444,7 +474,7 @@ class Ledger:
 
     def counts_by_state(self) -> dict[str, int]:
         statement = select(EventRow.state, func.count()).group_by(EventRow.state)
-        with self.engine.begin() as connection:
+        with self._reading() as connection:
             return {str(row[0]): int(row[1]) for row in connection.execute(statement)}
 
     def attempts_of(self, event_id: str) -> list[AttemptRow]:
