@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from worker.cli import migrate, sandbox, scheduler, status, worker
+from worker.cli import dlq, events, migrate, publish, sandbox, scheduler, status, worker
 
 app = typer.Typer(
     name="gbq",
@@ -23,6 +23,9 @@ app.command("worker")(worker.run)
 app.command("scheduler")(scheduler.run)
 app.command("migrate")(migrate.run)
 app.command("status")(status.run)
+app.add_typer(dlq.app, name="dlq")
+app.command("events")(events.run)
+app.command("publish")(publish.run)
 app.command("sandbox")(sandbox.run)
 
 

@@ -1,0 +1,181 @@
+"""The dead-letter queue: dead events in the ledger, found by filters, retried or purged.
+
+Retrying keeps the event's id, so Gameball sees the same transaction ids and an event
+that was in fact applied comes back "already exists": a retry never rewards twice. A
+retried event starts afresh (attempts and retry window reset). Retrying a dead *paid*
+event also releases the refunds and cancellations it had blocked. Malformed dead letters
+hold no event and cannot be retried: fix them and ``gbq publish`` them instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, Select, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from worker.ledger.models import AttemptRow, DeadReason, EventRow, EventState
+from worker.ledger.repository import Ledger
+
+DEAD = EventState.DEAD
+
+
+@dataclass(frozen=True)
+class DeadFilter:
+    """Which dead letters: every field given must match."""
+
+    event_ids: tuple[str, ...] = ()
+    order_id: str | None = None
+    kind: str | None = None
+    reason: str | None = None
+    code: int | None = None
+    since: datetime | None = None  # died at or after
+    until: datetime | None = None  # died before
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        conditions: list[ColumnElement[bool]] = [EventRow.state == DEAD]
+        if self.event_ids:
+            conditions.append(EventRow.event_id.in_(self.event_ids))
+        if self.order_id is not None:
+            conditions.append(EventRow.order_id == self.order_id)
+        if self.kind is not None:
+            conditions.append(EventRow.kind == self.kind)
+        if self.reason is not None:
+            conditions.append(EventRow.dead_reason == self.reason)
+        if self.code is not None:
+            conditions.append(EventRow.last_code == self.code)
+        if self.since is not None:
+            conditions.append(EventRow.updated_at >= self.since)
+        if self.until is not None:
+            conditions.append(EventRow.updated_at < self.until)
+        return conditions
+
+
+@dataclass(frozen=True)
+class RetryResult:
+    requeued: list[str]  # the events asked for
+    released: list[str]  # refunds and cancels a retried paid event had blocked
+    skipped: list[tuple[str, str]]  # (event_id, why)
+
+    @property
+    def to_send(self) -> list[str]:
+        return [*self.requeued, *self.released]
+
+
+class DeadLetters:
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+
+    def _select(self, dead: DeadFilter) -> Select[EventRow]:
+        return select(EventRow).where(*dead.conditions())
+
+    def find(self, dead: DeadFilter, limit: int | None = None) -> list[EventRow]:
+        """Newest first."""
+        statement = self._select(dead).order_by(EventRow.updated_at.desc(), EventRow.event_id)
+        if limit is not None:
+            statement = statement.limit(limit)
+        with Session(self.ledger.engine) as session:
+            rows = list(session.scalars(statement))
+            session.expunge_all()
+        return rows
+
+    def count(self, dead: DeadFilter) -> int:
+        statement = select(func.count()).select_from(EventRow).where(*dead.conditions())
+        with self.ledger.engine.connect() as connection:
+            return int(connection.execute(statement).scalar() or 0)
+
+    def blocked_by(self, paid: EventRow) -> list[EventRow]:
+        """The refunds and cancellations a dead paid event blocked."""
+        if paid.kind != "paid" or paid.order_id is None:
+            return []
+        return self.find(DeadFilter(order_id=paid.order_id, reason=DeadReason.BLOCKED))
+
+    def timeline(self, order_id: str) -> list[tuple[EventRow, list[AttemptRow]]]:
+        """Every event of an order in occurrence order, each with its attempts."""
+        with Session(self.ledger.engine) as session:
+            events = list(
+                session.scalars(
+                    select(EventRow)
+                    .where(EventRow.order_id == order_id)
+                    .order_by(EventRow.occurred_at, EventRow.event_id)
+                )
+            )
+            attempts = list(
+                session.scalars(
+                    select(AttemptRow)
+                    .where(AttemptRow.event_id.in_([e.event_id for e in events]))
+                    .order_by(AttemptRow.id)
+                )
+            )
+            session.expunge_all()
+        by_event: dict[str, list[AttemptRow]] = {}
+        for attempt in attempts:
+            by_event.setdefault(attempt.event_id, []).append(attempt)
+        return [(event, by_event.get(event.event_id, [])) for event in events]
+
+    def retry(self, event_ids: Sequence[str], now: datetime) -> RetryResult:
+        """Put dead events back to ``pending`` (fresh budget); the caller sends them."""
+        rows = {row.event_id: row for row in self.find(DeadFilter(event_ids=tuple(event_ids)))}
+        skipped = [
+            (event_id, "not a dead letter") for event_id in event_ids if event_id not in rows
+        ]
+        skipped += [
+            (event_id, "malformed: fix it and `gbq publish` it")
+            for event_id, row in rows.items()
+            if row.dead_reason == DeadReason.MALFORMED
+        ]
+        retryable = [
+            event_id for event_id, row in rows.items() if row.dead_reason != DeadReason.MALFORMED
+        ]
+        paid_orders = sorted(
+            {
+                row.order_id
+                for row in rows.values()
+                if row.kind == "paid" and row.order_id is not None and row.event_id in retryable
+            }
+        )
+        fresh = {
+            "state": EventState.PENDING,
+            "dead_reason": None,
+            "attempts": 0,
+            "first_attempt_at": None,
+            "window_credit_s": 0.0,
+            "next_attempt_at": None,
+            "lease_owner": None,
+            "lease_expires_at": None,
+            "enqueued_at": now,
+            "updated_at": now,
+            "last_outcome": "retried",
+        }
+        with self.ledger.engine.begin() as connection:
+            if retryable:
+                connection.execute(
+                    update(EventRow)
+                    .where(EventRow.event_id.in_(retryable), EventRow.state == DEAD)
+                    .values(**fresh)
+                )
+            released: list[str] = []
+            if paid_orders:
+                released = list(
+                    connection.execute(
+                        update(EventRow)
+                        .where(
+                            EventRow.order_id.in_(paid_orders),
+                            EventRow.state == DEAD,
+                            EventRow.dead_reason == DeadReason.BLOCKED,
+                            EventRow.event_id.notin_(retryable),
+                        )
+                        .values(**fresh)
+                        .returning(EventRow.event_id)
+                    ).scalars()
+                )
+        return RetryResult(sorted(retryable), sorted(released), skipped)
+
+    def purge(self, dead: DeadFilter) -> int:
+        """Delete dead letters (and their attempts) for good."""
+        ids = select(EventRow.event_id).where(*dead.conditions()).scalar_subquery()
+        with self.ledger.engine.begin() as connection:
+            connection.execute(delete(AttemptRow).where(AttemptRow.event_id.in_(ids)))
+            return connection.execute(delete(EventRow).where(*dead.conditions())).rowcount
