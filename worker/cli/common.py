@@ -7,6 +7,7 @@ from typing import NoReturn
 
 import redis
 import typer
+from rich.console import Console
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -28,8 +29,14 @@ def fail(message: str, code: ExitCode = ExitCode.UNREACHABLE) -> NoReturn:
     raise typer.Exit(int(code))
 
 
+def console(*, stderr: bool = False) -> Console:
+    """Output that shows data as it is: event ids like ``refunded:A:R1`` are not emoji
+    codes, and Gameball's messages are not markup."""
+    return Console(stderr=stderr, emoji=False, markup=False, highlight=False)
+
+
 def env_help(text: str, variable: str) -> str:
-    return f"{text} [env: {variable}]"
+    return f"{text} (env: {variable})"
 
 
 def ledger_engine(settings: Settings, *, migrated: bool = True) -> Engine:

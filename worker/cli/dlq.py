@@ -10,12 +10,11 @@ from typing import Annotated, Any
 
 import redis
 import typer
-from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 from producers.transport import redis_client
-from worker.cli.common import ExitCode, fail, ledger_engine, redis_url
+from worker.cli.common import ExitCode, console, fail, ledger_engine, redis_url
 from worker.ledger.deadletters import DeadFilter, DeadLetters
 from worker.ledger.models import EventRow
 from worker.ledger.repository import Ledger
@@ -149,7 +148,7 @@ def list_(
             else "\n".join(json.dumps(item) for item in payload)
         )
     elif rows:
-        Console().print(_table(rows, f"dead letters ({len(rows)} of {total})"))
+        console().print(_table(rows, f"dead letters ({len(rows)} of {total})"))
     else:
         typer.echo("no dead letters match", err=True)
     if not rows:
@@ -170,16 +169,16 @@ def show(event_id: Annotated[str, typer.Argument(help="The event id, e.g. paid:O
     if not rows:
         fail(f"{event_id} is not a dead letter (see `gbq events` for its order)", ExitCode.NOTHING)
     row = rows[0]
-    console = Console()
-    console.print(
-        f"[bold]{row.event_id}[/bold]  dead: {row.dead_reason}  "
+    out = console()
+    out.print(
+        f"{row.event_id}  dead: {row.dead_reason}  "
         f"(died {_age(row.updated_at)}, {row.attempts} attempts)"
     )
-    console.print(
+    out.print(
         f"last answer: {row.last_message or '-'} "
         f"(HTTP {row.last_status or '-'}, code {row.last_code or '-'})"
     )
-    console.print_json(row.payload if row.kind != "malformed" else json.dumps(row.payload))
+    out.print_json(row.payload if row.kind != "malformed" else json.dumps(row.payload))
     attempts = Table(title="attempts")
     for column in ("#", "at", "took", "outcome", "status", "code", "message"):
         attempts.add_column(column, overflow="fold")
@@ -193,10 +192,10 @@ def show(event_id: Annotated[str, typer.Argument(help="The event id, e.g. paid:O
             str(attempt.code or ""),
             (attempt.message or "")[:100],
         )
-    console.print(attempts)
+    out.print(attempts)
     blocked = letters.blocked_by(row)
     if blocked:
-        console.print(
+        out.print(
             "blocked by it (retrying it releases them): " + ", ".join(b.event_id for b in blocked)
         )
 
@@ -234,6 +233,8 @@ def retry(
         raise typer.BadParameter("either event ids or --all with filters, not both")
     letters = _dead_letters()
     chosen = [row.event_id for row in letters.find(_filter(event_ids, *filters))]
+    for event_id in sorted(set(event_ids or ()) - set(chosen)):
+        typer.echo(f"skipped {event_id}: not a dead letter", err=True)
     if not chosen:
         fail("no dead letters match", ExitCode.NOTHING)
     if dry_run:
@@ -243,7 +244,7 @@ def retry(
         return
     queue = RedisQueue(redis_client(redis_url(load_settings(), must_answer=True), 10.0))
     sent, released, skipped = 0, 0, []
-    with Progress(console=Console(stderr=True), transient=True) as progress:
+    with Progress(console=console(stderr=True), transient=True) as progress:
         task = progress.add_task("retrying", total=len(chosen))
         for start in range(0, len(chosen), BATCH):
             result = letters.retry(chosen[start : start + BATCH], datetime.now(UTC))
@@ -302,12 +303,12 @@ def purge(
         typer.echo(f"{count} dead letter(s) would be deleted (dry run: nothing changed)")
         return
     if not yes:
-        if not sys.stdin.isatty():
+        try:
+            typer.confirm(f"Delete {count} dead letter(s) for good?", abort=True)
+        except typer.Abort:
             fail(
-                f"refusing to delete {count} dead letter(s) without confirmation: pass --yes",
-                ExitCode.USAGE,
+                "nothing deleted (not confirmed); pass --yes to skip the question", ExitCode.NOTHING
             )
-        typer.confirm(f"Delete {count} dead letter(s) for good?", abort=True)
     typer.echo(f"deleted {letters.purge(dead)} dead letter(s)")
 
 

@@ -6,10 +6,9 @@ import json
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from worker.cli.common import ExitCode, fail, ledger_engine
+from worker.cli.common import ExitCode, console, fail, ledger_engine
 from worker.ledger.deadletters import DeadLetters
 from worker.ledger.repository import Ledger
 from worker.settings import load_settings
@@ -73,4 +72,4 @@ def run(
             if attempt.message and attempt.outcome != "delivered":
                 answer += f": {attempt.message[:80]}"
             table.add_row(attempt.started_at.isoformat(), "", "", f"#{attempt.attempt_no}", answer)
-    Console().print(table)
+    console().print(table)

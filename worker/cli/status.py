@@ -7,12 +7,11 @@ from typing import Annotated
 
 import redis
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from producers.spool import Spool
 from producers.transport import redis_client
-from worker.cli.common import fail, ledger_engine, redis_url
+from worker.cli.common import console, fail, ledger_engine, redis_url
 from worker.ledger.repository import Ledger
 from worker.ratelimit import RateLimiter, RateLimits
 from worker.settings import load_settings
@@ -46,25 +45,25 @@ def run(
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
         return
-    console = Console()
+    out = console()
     table = Table(title="events", show_header=True)
     table.add_column("state")
     table.add_column("count", justify="right")
     for state in ("pending", "in_flight", "scheduled", "waiting", "delivered", "dead"):
         table.add_row(state, str(report.events.get(state, 0)))
-    console.print(table)
+    out.print(table)
     age = report.oldest_pending_age_s
-    console.print(f"oldest undelivered: {'none' if age is None else f'{age:.0f}s old'}")
+    out.print(f"oldest undelivered: {'none' if age is None else f'{age:.0f}s old'}")
     dead = ", ".join(f"{reason}={count}" for reason, count in report.dead_by_reason.items())
-    console.print(f"dead letters: {dead or 'none'}")
-    console.print(f"delivered in the last minute: {report.delivered_last_minute}")
+    out.print(f"dead letters: {dead or 'none'}")
+    out.print(f"delivered in the last minute: {report.delivered_last_minute}")
     breaker = report.breaker
-    console.print(f"circuit breaker: [bold]{breaker['state']}[/bold] — {breaker['explanation']}")
+    out.print(f"circuit breaker: {breaker['state']} — {breaker['explanation']}")
     backlog = (
         ", ".join(f"{k} window {v:.1f}s ahead" for k, v in report.rate_limit_backlog_s.items())
         or "off"
     )
-    console.print(f"rate limit: {backlog}")
-    console.print(f"scheduler leader: {report.scheduler_leader or 'none running'}")
+    out.print(f"rate limit: {backlog}")
+    out.print(f"scheduler leader: {report.scheduler_leader or 'none running'}")
     if report.spooled_here:
-        console.print(f"spooled on this host, waiting for Redis: {report.spooled_here}")
+        out.print(f"spooled on this host, waiting for Redis: {report.spooled_here}")
