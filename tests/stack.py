@@ -27,6 +27,7 @@ FAST = {
     "GBQ_RATE_LIMIT_PER_S": "0",  # off unless a test is about the limit
     "GBQ_RATE_LIMIT_PER_30S": "0",
     "GBQ_BREAKER_COOLDOWN_S": "1",
+    "GBQ_METRICS_PORT": "0",  # on only where a test scrapes it
 }
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
+from celery.signals import setup_logging
 
 from producers.transport import QUEUE
+from worker.logs import configure_logging
 from worker.settings import load_settings
 
 
@@ -58,6 +60,12 @@ app.conf.update(
     worker_hijack_root_logger=False,
     worker_consumer="worker.consumer:DeadLetteringConsumer",
 )
+
+
+@setup_logging.connect  # type: ignore[untyped-decorator]
+def _configure_logging(**_: object) -> None:
+    """Connected, this replaces Celery's own logging setup with ours (text or JSON)."""
+    configure_logging(load_settings())
 
 
 def worker_argv(concurrency: int, pool: str, loglevel: str, hostname: str | None) -> list[str]:

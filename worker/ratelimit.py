@@ -23,6 +23,7 @@ import redis
 from worker.settings import Settings
 
 KEYS = ("gbq:ratelimit:1s", "gbq:ratelimit:30s")
+WAITS_KEY = "gbq:stats:rate_limit_waits"  # how often a worker had to wait (a metric)
 
 _GCRA = """
 local now = tonumber(ARGV[1])
@@ -134,12 +135,17 @@ class RateLimiter:
     def acquire(self, max_wait_s: float) -> tuple[bool, float]:
         """Wait up to ``max_wait_s`` for permission; else (False, how long until likely)."""
         deadline = time.monotonic() + max_wait_s
+        waited = False
         while True:
             allowed, wait_s = self.try_acquire()
             if allowed:
+                if waited:
+                    self.client.incr(WAITS_KEY)
                 return True, 0.0
+            waited = True
             remaining = deadline - time.monotonic()
             if wait_s > remaining:
+                self.client.incr(WAITS_KEY)
                 return False, wait_s
             self.sleep(wait_s)  # waiting for a token: the rate limit's own pacing
 

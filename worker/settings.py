@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     )
     worker_concurrency: int = Field(default=4, ge=1)
 
+    # Observability.
+    metrics_port: int = Field(default=9464, ge=0, le=65535, description="0: no metrics.")
+    metrics_host: str = Field(default="127.0.0.1", description="Where /metrics listens.")
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+
     @field_validator("gameball_base_url")
     @classmethod
     def _base_url_is_http(cls, value: str) -> str:

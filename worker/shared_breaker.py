@@ -28,6 +28,7 @@ from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 BREAKER_KEY = "gbq:breaker"
+DEFERRALS_KEY = "gbq:stats:breaker_deferrals"  # events held back while not closed (a metric)
 T = TypeVar("T")
 
 
@@ -63,7 +64,10 @@ class SharedBreaker:
         """Whether this call may go now (closed: yes, without a write)."""
         if self.current().state == "closed":
             return Admission(True)
-        return self._update(lambda b, now: admit(b, now, self.config))
+        admission = self._update(lambda b, now: admit(b, now, self.config))
+        if not admission.allowed:
+            self.client.incr(DEFERRALS_KEY)
+        return admission
 
     def observe(self, signal: Signal, detail: str = "") -> Breaker:
         if signal is Signal.NEUTRAL:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 from types import FrameType
@@ -15,6 +14,8 @@ from producers.transport import redis_client
 from worker.cli.common import fail, ledger_engine, redis_url
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.repository import Ledger
+from worker.logs import configure_logging
+from worker.metrics import serve_metrics
 from worker.scheduler import Scheduler
 from worker.settings import load_settings, redact_url
 
@@ -23,14 +24,15 @@ def run() -> None:
     """Re-send due retries, recover crashed deliveries, relay the spool and the outbox.
 
     Several may run for safety; one leads through a Redis lock. SIGTERM stops it cleanly.
+    Also serves Prometheus metrics on GBQ_METRICS_HOST:GBQ_METRICS_PORT (/metrics).
     Settings: GBQ_SCHEDULER_TICK_S, GBQ_SCHEDULER_BATCH, GBQ_REDRIVE_AFTER_S, GBQ_LEASE_S.
 
     Example:
 
       gbq scheduler
     """
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     settings = load_settings()
+    configure_logging(settings)
     engine = ledger_engine(settings)
     url = redis_url(settings, must_answer=False)
     outbox_url = settings.effective_outbox_url()
@@ -42,6 +44,19 @@ def run() -> None:
         )
     except SQLAlchemyError as error:
         fail(f"cannot use the outbox database at {redact_url(outbox_url)}: {error}")
+    if settings.metrics_port:
+        try:
+            serve_metrics(
+                Ledger(engine),
+                redis_client(url, 10.0),
+                settings.metrics_host,
+                settings.metrics_port,
+            )
+        except OSError as error:
+            fail(
+                f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port} "
+                f"({error.strerror}); set GBQ_METRICS_PORT (0 turns metrics off)"
+            )
     scheduler = Scheduler(
         settings,
         ledger=Ledger(engine),

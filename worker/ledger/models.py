@@ -109,6 +109,7 @@ class EventRow(Base):
         Index(None, "state", "enqueued_at"),
         Index(None, "order_id"),
         Index(None, "dead_reason", "updated_at"),
+        Index(None, "delivered_at"),
     )
 
 

@@ -1,0 +1,83 @@
+"""Prometheus metrics from the scheduler, JSON logs from the worker, no secrets in either."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from tests.processes import SandboxProcess, free_port, wait_until
+from tests.scenario import generate
+from tests.stack import Stack
+
+pytestmark = pytest.mark.integration
+API_KEY, SECRET_KEY = "obs-test-APIKEY-31f", "obs-test-SECRET-c2e"
+
+
+def metric(text: str, sample: str) -> float:
+    """The value of one sample, e.g. 'gbq_queue_depth' or 'gbq_breaker_state{state="open"}'."""
+    for line in text.splitlines():
+        name, _, value = line.rpartition(" ")
+        if name == sample:
+            return float(value)
+    raise AssertionError(f"{sample} not in the metrics")
+
+
+def test_metrics_and_json_logs(
+    make_stack: type[Stack], start_sandbox: type[SandboxProcess], sqlite_url: str
+) -> None:
+    """After deliveries, /metrics reports them and the worker's JSON lines describe each."""
+    sandbox = start_sandbox(
+        "--api-key",
+        API_KEY,
+        "--secret-key",
+        SECRET_KEY,
+        "--rate-limit-per-s",
+        "0",
+        "--rate-limit-per-30s",
+        "0",
+    )
+    port = free_port()
+    scenario = generate(seed=41, orders=5, total_events=20)
+    stack = make_stack(
+        sqlite_url,
+        gameball=sandbox.url,
+        GBQ_METRICS_PORT=str(port),
+        GBQ_LOG_FORMAT="json",
+        GBQ_GAMEBALL_API_KEY=API_KEY,
+        GBQ_GAMEBALL_SECRET_KEY=SECRET_KEY,
+    )
+    worker = stack.start_worker(concurrency=2)
+    stack.start_scheduler()
+    url = f"http://127.0.0.1:{port}/metrics"
+
+    def scrape() -> str | None:
+        try:
+            return httpx.get(url, timeout=5).text
+        except httpx.TransportError:
+            return None
+
+    wait_until(scrape, timeout_s=60, what="the metrics endpoint")
+    stack.publisher.publish_many(scenario.events)
+    assert stack.wait_settled(20) == {"delivered": 20}
+    text = wait_until(
+        lambda: (t := scrape()) and "gbq_delivery_latency_seconds_count 20" in t and t,
+        timeout_s=30,
+        what="the latency histogram to count 20",
+    )
+    assert 'gbq_events{kind="cashback",reason="",state="delivered"}' in text
+    assert metric(text, 'gbq_attempts_total{outcome="delivered",reason="accepted"}') == 20
+    assert metric(text, 'gbq_breaker_state{state="closed"}') == 1
+    assert metric(text, "gbq_queue_depth") == 0
+    assert metric(text, "gbq_oldest_pending_age_seconds") == 0
+    worker.stop()
+    lines = [json.loads(line) for line in worker.output().splitlines() if line.startswith("{")]
+    deliveries = [line for line in lines if "attempt" in line]
+    assert len(deliveries) == 20
+    assert {line["outcome"] for line in deliveries} == {"accepted"}
+    assert all(line["event_id"] and line["level"] == "INFO" for line in deliveries)
+    assert any(line.get("order_id") for line in deliveries)
+    everything = worker.output() + text + stack.folder.joinpath("scheduler.log").read_text()
+    assert API_KEY not in everything
+    assert SECRET_KEY not in everything

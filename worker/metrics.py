@@ -1,0 +1,155 @@
+"""Prometheus metrics, served by ``gbq scheduler`` on ``GBQ_METRICS_HOST:GBQ_METRICS_PORT``.
+
+The choice: metrics are aggregated through the ledger and Redis rather than collected in
+each worker process (no multiprocess directory, one scrape target, cluster-wide figures by
+construction). Counts come from the ledger at scrape time; the latency histogram is fed
+incrementally from deliveries newer than the last scrape; the breaker, the queue and the
+limiter come from Redis, where workers also count rate-limit waits and breaker deferrals.
+
+    gbq_events{kind, state, reason}              events in the ledger (published = all)
+    gbq_attempts_total{outcome, reason}          HTTP attempts
+    gbq_delivery_latency_seconds                 publish → Gameball acceptance (histogram)
+    gbq_oldest_pending_age_seconds               age of the oldest undelivered event
+    gbq_queue_depth / gbq_inbox_depth            messages waiting in Redis
+    gbq_breaker_state{state}                     1 for the current state
+    gbq_rate_limit_waits_total                   times a worker waited for a token
+    gbq_breaker_deferrals_total                  events held back by the breaker
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import redis
+from prometheus_client import CollectorRegistry, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from producers.transport import INBOX_KEY, QUEUE
+from worker.breaker import Breaker, State
+from worker.ledger.models import AttemptRow, EventRow, EventState
+from worker.ledger.repository import Ledger
+from worker.ratelimit import WAITS_KEY
+from worker.shared_breaker import BREAKER_KEY, DEFERRALS_KEY
+
+LATENCY_BUCKETS = (
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    300,
+    900,
+    3600,
+    6 * 3600,
+    24 * 3600,
+    72 * 3600,
+)
+_OPEN = (EventState.PENDING, EventState.IN_FLIGHT, EventState.SCHEDULED, EventState.WAITING)
+
+
+class LedgerCollector(Collector):
+    """Reads the figures at scrape time."""
+
+    def __init__(self, ledger: Ledger, client: redis.Redis, registry: CollectorRegistry) -> None:
+        self.ledger, self.client = ledger, client
+        self.latency = Histogram(
+            "gbq_delivery_latency_seconds",
+            "From publish to Gameball's acceptance.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self._watermark = datetime.now(UTC)
+        self._lock = threading.Lock()
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        now = datetime.now(UTC)
+        with self.ledger.engine.connect() as connection:
+            events = connection.execute(
+                select(EventRow.kind, EventRow.state, EventRow.dead_reason, func.count()).group_by(
+                    EventRow.kind, EventRow.state, EventRow.dead_reason
+                )
+            ).all()
+            attempts = connection.execute(
+                select(AttemptRow.outcome, AttemptRow.reason, func.count()).group_by(
+                    AttemptRow.outcome, AttemptRow.reason
+                )
+            ).all()
+            oldest = connection.execute(
+                select(func.min(EventRow.created_at)).where(EventRow.state.in_(_OPEN))
+            ).scalar()
+            with self._lock:
+                fresh = connection.execute(
+                    select(EventRow.delivered_at, EventRow.published_at).where(
+                        EventRow.delivered_at > self._watermark
+                    )
+                ).all()
+                for delivered_at, published_at in fresh:
+                    if delivered_at is None:
+                        continue
+                    if published_at is not None:
+                        self.latency.observe(
+                            max(0.0, (delivered_at - published_at).total_seconds())
+                        )
+                    self._watermark = max(self._watermark, delivered_at)
+        by_kind = GaugeMetricFamily(
+            "gbq_events", "Events in the ledger.", labels=["kind", "state", "reason"]
+        )
+        for kind, state, reason, count in events:
+            by_kind.add_metric([kind, state, reason or ""], count)
+        yield by_kind
+        by_outcome = CounterMetricFamily(
+            "gbq_attempts", "HTTP attempts to Gameball.", labels=["outcome", "reason"]
+        )
+        for outcome, reason, count in attempts:
+            by_outcome.add_metric([outcome, reason], count)
+        yield by_outcome
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)
+        yield GaugeMetricFamily(
+            "gbq_oldest_pending_age_seconds",
+            "Age of the oldest undelivered event.",
+            value=0.0 if oldest is None else (now - oldest).total_seconds(),
+        )
+        yield from self._redis_figures()
+
+    def _redis_figures(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.llen(QUEUE)
+        pipe.hlen(INBOX_KEY)
+        pipe.get(BREAKER_KEY)
+        pipe.get(WAITS_KEY)
+        pipe.get(DEFERRALS_KEY)
+        queue, inbox, breaker_raw, waits, deferrals = pipe.execute()
+        yield GaugeMetricFamily("gbq_queue_depth", "Delivery messages queued.", value=queue)
+        yield GaugeMetricFamily("gbq_inbox_depth", "Published, not yet ingested.", value=inbox)
+        current = Breaker.from_json(breaker_raw).state
+        states = GaugeMetricFamily(
+            "gbq_breaker_state", "1 for the breaker's state.", labels=["state"]
+        )
+        for state in State:
+            states.add_metric([state.value], 1.0 if state is current else 0.0)
+        yield states
+        yield CounterMetricFamily(
+            "gbq_rate_limit_waits", "Waits for a rate-limit token.", value=int(waits or 0)
+        )
+        yield CounterMetricFamily(
+            "gbq_breaker_deferrals",
+            "Events held back by the open breaker.",
+            value=int(deferrals or 0),
+        )
+
+
+def serve_metrics(ledger: Ledger, client: redis.Redis, host: str, port: int) -> None:
+    """Serve /metrics in a background thread of this process."""
+    registry = CollectorRegistry()
+    registry.register(LedgerCollector(ledger, client, registry))
+    start_http_server(port, addr=host, registry=registry)
