@@ -10,10 +10,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = sorted(p for folder in ("producers", "worker") for p in (ROOT / folder).rglob("*.py"))
-FORBIDDEN = re.compile(r"\bcountdown\s*=|\beta\s*=|\.apply_async\(|\.retry\(|self\.retry\b")
+FORBIDDEN = re.compile(
+    r"\bcountdown\s*=|\beta\s*=|\.apply_async\(|self\.retry\b|autoretry_for|retry_backoff"
+)
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_countdown_eta_or_celery_retry(path: Path) -> None:
-    """Each module is free of countdown=, eta=, apply_async( and Task.retry."""
+    """Each module is free of countdown=, eta=, apply_async(, Task.retry and autoretry."""
     assert not FORBIDDEN.findall(path.read_text())
