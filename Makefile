@@ -31,9 +31,9 @@ typecheck: install
 test: lint typecheck
 	$(BIN)/pytest
 
-# Step 5 turns this into the full demo; for now it serves the local Gameball sandbox.
+# The whole system on embedded defaults, through an outage and a crash (Ctrl-C stops it).
 run: install
-	$(BIN)/gbq sandbox
+	$(BIN)/gbq demo
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

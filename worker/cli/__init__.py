@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from worker.cli import dlq, events, migrate, publish, sandbox, scheduler, status, worker
+from worker.cli import demo, dlq, events, migrate, publish, sandbox, scheduler, status, worker
 
 app = typer.Typer(
     name="gbq",
@@ -27,6 +27,7 @@ app.add_typer(dlq.app, name="dlq")
 app.command("events")(events.run)
 app.command("publish")(publish.run)
 app.command("sandbox")(sandbox.run)
+app.command("demo")(demo.run)
 
 
 def _print_version(value: bool) -> None:

@@ -1,0 +1,66 @@
+"""`gbq demo` in a short run: the reconciliation holds and no child process survives."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.processes import GBQ, wait_until
+from worker.embedded_redis import answers, socket_url
+
+pytestmark = pytest.mark.integration
+
+
+def alive(pids_file: Path) -> list[int]:
+    pids = [int(line) for line in pids_file.read_text().split()]
+    return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
+
+
+@pytest.mark.timeout(300)
+def test_short_demo_reconciles_and_leaves_nothing_running(tmp_path: Path) -> None:
+    """A short demo (outage and worker kill included) ends with every wallet equal."""
+    env = {**os.environ, "GBQ_VAR_DIR": str(tmp_path / "var")}
+    result = subprocess.run(
+        [*GBQ, "demo", "--orders", "40", "--outage-s", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    line = result.stdout.strip().splitlines()[-1]
+    assert line.startswith("reconciliation: 120 published, 120 delivered, 0 dead, ")
+    assert line.endswith("(all equal)")
+    demo = tmp_path / "var" / "demo"
+    assert len(alive(demo / "children.pids")) == 0
+    assert not answers(socket_url(demo))  # the embedded Redis was shut down too
+
+
+@pytest.mark.timeout(200)
+def test_ctrl_c_stops_every_child(tmp_path: Path) -> None:
+    """SIGINT mid-run: the demo stops its children and the embedded Redis, exit 130."""
+    env = {**os.environ, "GBQ_VAR_DIR": str(tmp_path / "var")}
+    demo = tmp_path / "var" / "demo"
+    process = subprocess.Popen(
+        [*GBQ, "demo", "--orders", "300", "--outage-s", "30"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_until(
+        lambda: (demo / "children.pids").exists() and len(alive(demo / "children.pids")) >= 3,
+        timeout_s=60,
+        what="the demo's children",
+    )
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "every child process was shut down" in stderr
+    assert alive(demo / "children.pids") == []
+    assert not answers(socket_url(demo))  # the embedded Redis was shut down too
