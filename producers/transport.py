@@ -6,6 +6,8 @@ One ``MULTI`` per publish (or per batch) writes, for each event:
   the durable record until a worker has ingested it into the ledger;
 - ``gbq:inbox:due`` (sorted set): event_id → publish time, so the scheduler can find
   entries no worker ingested in time (a lost message) and ingest them itself;
+- ``gbq:inbox:order:<order id>`` (set): the ids of an order's events still in the inbox,
+  so that ordering can take them into account before a worker has ingested them;
 - a Celery protocol-2 message for the task ``gbq.deliver`` on the queue ``gbq``: the fast
   path. It is built here rather than through ``Celery.send_task`` so that it goes out
   in the same transaction as the inbox entry, under this module's short timeouts
@@ -33,6 +35,7 @@ QUEUE: Final = "gbq"
 DELIVER_TASK: Final = "gbq.deliver"
 INBOX_KEY: Final = "gbq:inbox"
 INBOX_DUE_KEY: Final = "gbq:inbox:due"
+ORDER_INBOX_PREFIX: Final = "gbq:inbox:order:"  # + order id: ids of its events in the inbox
 _ORIGIN: Final = f"{os.getpid()}@{socket.gethostname()}"
 
 
@@ -49,6 +52,11 @@ class InboxEntry:
             {"event": json.loads(self.event_json), "published_at": self.published_at},
             separators=(",", ":"),
         )
+
+    @property
+    def order_id(self) -> str | None:
+        value = json.loads(self.event_json).get("order_id")
+        return value if isinstance(value, str) else None
 
     @classmethod
     def from_envelope(cls, event_id: str, envelope: str | bytes) -> InboxEntry:
@@ -125,6 +133,8 @@ def push_to_inbox(client: redis.Redis, entries: Sequence[InboxEntry]) -> None:
     for entry in entries:
         pipe.hset(INBOX_KEY, entry.event_id, entry.envelope())
         pipe.zadd(INBOX_DUE_KEY, {entry.event_id: entry.published_at}, nx=True)
+        if entry.order_id is not None:  # lets ordering see events not yet in the ledger
+            pipe.sadd(ORDER_INBOX_PREFIX + entry.order_id, entry.event_id)
         pipe.lpush(
             QUEUE, task_message(entry.event_id, json.loads(entry.event_json), entry.published_at)
         )

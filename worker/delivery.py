@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from producers.events import Event, InvalidEventError, parse_event
+from producers.transport import InboxEntry
 from worker.breaker import Admission, Breaker, Signal, signal_of
 from worker.gameball.client import Attempt
 from worker.gameball.outcomes import Reason
@@ -101,7 +102,8 @@ class Sender(Protocol):
 
 class Queue(Protocol):
     def enqueue(self, event_ids: list[str]) -> int: ...
-    def inbox_done(self, event_ids: list[str]) -> None: ...
+    def inbox_done(self, done: list[tuple[str, str | None]]) -> None: ...
+    def inbox_for_order(self, order_id: str) -> list[InboxEntry]: ...
 
 
 class Gatekeeper(Protocol):
@@ -161,7 +163,7 @@ class Deliverer:
             return "malformed"
         if message.event is not None:
             self.ledger.ingest([new_event(message.event, message.published_at)], self.clock())
-            self.queue.inbox_done([message.event_id])
+            self.queue.inbox_done([(message.event_id, getattr(message.event, "order_id", None))])
         now = self.clock()
         claimed = self.ledger.claim(message.event_id, self.owner, now, now + self.lease)
         if claimed is None:
@@ -172,6 +174,8 @@ class Deliverer:
         event = parse_event(claimed.payload)
         now = self.clock()
         if claimed.order_id is not None:
+            if claimed.kind != "paid":
+                self._ingest_order_inbox(claimed.order_id, now)
             fact = OrderFact(
                 claimed.event_id, claimed.kind, claimed.occurred_at, EventState.IN_FLIGHT
             )
@@ -250,6 +254,21 @@ class Deliverer:
         ):
             self._settled(claimed, transition.state, finished)
         return transition.state.value
+
+    def _ingest_order_inbox(self, order_id: str, now: datetime) -> None:
+        """Take the order's published-but-not-ingested events into the ledger first, so
+        that an earlier refund whose message is delayed (or held by a crashed worker)
+        still holds back a later cancellation."""
+        entries = self.queue.inbox_for_order(order_id)
+        events = []
+        for entry in entries:
+            try:
+                events.append(new_event(parse_event(entry.event_json), entry.published_at))
+            except InvalidEventError:
+                continue  # left for the scheduler's inbox sweep to dead-letter
+        if events:
+            self.ledger.ingest(events, now)
+            self.queue.inbox_done([(event.event_id, order_id) for event in events])
 
     def _defer(self, claimed: Claimed, until: datetime, reason: str, message: str) -> str:
         """Not now, and not Gameball's fault: come back later without spending budget."""

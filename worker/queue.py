@@ -6,7 +6,13 @@ from collections.abc import Iterable
 
 import redis
 
-from producers.transport import INBOX_DUE_KEY, INBOX_KEY, InboxEntry, enqueue
+from producers.transport import (
+    INBOX_DUE_KEY,
+    INBOX_KEY,
+    ORDER_INBOX_PREFIX,
+    InboxEntry,
+    enqueue,
+)
 
 
 class RedisQueue:
@@ -19,14 +25,38 @@ class RedisQueue:
         """Queue a delivery message for each event (the ledger already has them)."""
         return enqueue(self.client, event_ids)
 
-    def inbox_done(self, event_ids: Iterable[str]) -> None:
-        """Forget inbox entries once the ledger holds their events."""
-        ids = list(event_ids)
-        if ids:
+    def inbox_done(self, done: Iterable[tuple[str, str | None]]) -> None:
+        """Forget inbox entries, given as (event_id, order_id), once the ledger has them."""
+        pairs = list(done)
+        if pairs:
             pipe = self.client.pipeline(transaction=True)
-            pipe.hdel(INBOX_KEY, *ids)
-            pipe.zrem(INBOX_DUE_KEY, *ids)
+            pipe.hdel(INBOX_KEY, *[event_id for event_id, _ in pairs])
+            pipe.zrem(INBOX_DUE_KEY, *[event_id for event_id, _ in pairs])
+            for event_id, order_id in pairs:
+                if order_id is not None:
+                    pipe.srem(ORDER_INBOX_PREFIX + order_id, event_id)
             pipe.execute()
+
+    def inbox_for_order(self, order_id: str) -> list[InboxEntry]:
+        """An order's events that are published but not yet ingested."""
+        key = ORDER_INBOX_PREFIX + order_id
+        ids = [
+            raw.decode() if isinstance(raw, bytes) else str(raw)
+            for raw in self.client.smembers(key)
+        ]
+        if not ids:
+            return []
+        envelopes = self.client.hmget(INBOX_KEY, ids)
+        gone = [
+            event_id for event_id, envelope in zip(ids, envelopes, strict=True) if envelope is None
+        ]
+        if gone:
+            self.client.srem(key, *gone)
+        return [
+            InboxEntry.from_envelope(event_id, envelope)
+            for event_id, envelope in zip(ids, envelopes, strict=True)
+            if envelope is not None
+        ]
 
     def inbox_older_than(self, published_before: float, limit: int) -> list[InboxEntry]:
         """Inbox entries published before ``published_before`` (epoch s), oldest first."""

@@ -162,7 +162,7 @@ class Scheduler:
             return 0
         events = [event for event in (self._readable(entry, now) for entry in entries) if event]
         self.ledger.ingest(events, now)
-        self.queue.inbox_done([entry.event_id for entry in entries])
+        self.queue.inbox_done([(entry.event_id, entry.order_id) for entry in entries])
         return len(entries)
 
     def _readable(self, entry: InboxEntry, now: datetime) -> NewEvent | None:

@@ -312,3 +312,38 @@ def test_malformed_messages_become_dead_letters(make_stack: type[Stack], sqlite_
     assert '"event_id": 42' in payloads
     messages = " ".join(row.last_message for row in rows)
     assert "order_id" in messages  # the invalid event's field-by-field error is kept
+
+
+def test_a_refund_whose_message_is_lost_still_goes_before_the_cancel(
+    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
+) -> None:
+    """The earlier refund's message is gone (a crashed worker held it): the cancel still
+    waits for it, because ordering also looks at the order's un-ingested inbox entries."""
+    paid = OrderPaid(
+        order_id="ORD-L",
+        customer_id="c-l",
+        occurred_at=T0,
+        total_price=Decimal(100),
+        total_paid=Decimal(100),
+    )
+    refund = OrderRefunded(
+        order_id="ORD-L",
+        refund_id="RF-L",
+        customer_id="c-l",
+        occurred_at=T0 + timedelta(minutes=1),
+        amount=Decimal(40),
+    )
+    cancel = OrderCancelled(
+        order_id="ORD-L", customer_id="c-l", occurred_at=T0 + timedelta(minutes=2)
+    )
+    stack = make_stack(sqlite_url)
+    stack.publisher.publish_many([paid, refund, cancel])
+    client = stack.publisher._redis
+    for raw in client.lrange(QUEUE, 0, -1):
+        if json.loads(raw)["headers"]["id"] == refund.event_id:
+            assert client.lrem(QUEUE, 1, raw) == 1  # the refund's message is lost
+    stack.start_worker(concurrency=2)
+    stack.start_scheduler()
+    assert stack.wait_settled(3, timeout_s=60) == {"delivered": 3}
+    assert applied_order(sandbox) == ["ORD-L", "RF-L", "ORD-L-cancel"]
+    assert sandbox.balance("c-l") == 0

@@ -21,3 +21,16 @@ def test_readme_example_runs(block: str, capsys: pytest.CaptureFixture[str]) -> 
     """Each Python block executes and its asserts hold."""
     exec(compile(block, str(README), "exec"), {})  # noqa: S102 - our own README
     capsys.readouterr()
+
+
+def test_every_setting_is_in_the_configuration_table() -> None:
+    """Each GBQ_ variable the code reads is documented (and spelled out in full)."""
+    from worker.settings import Settings  # noqa: PLC0415 - only this test needs it
+
+    text = README.read_text()
+    missing = [
+        f"GBQ_{name.upper()}"
+        for name in Settings.model_fields
+        if f"`GBQ_{name.upper()}`" not in text
+    ]
+    assert missing == []
