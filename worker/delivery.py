@@ -111,6 +111,7 @@ class Gatekeeper(Protocol):
 
     def admit(self) -> Admission: ...
     def observe(self, signal: Signal, detail: str = "") -> Breaker: ...
+    def current(self) -> Breaker: ...
 
 
 class Limiter(Protocol):
@@ -194,7 +195,7 @@ class Deliverer:
                 return DeadReason.BLOCKED.value
         admission = self.breaker.admit()
         if not admission.allowed:
-            breaker = self.breaker.observe(Signal.NEUTRAL)
+            breaker = self.breaker.current()
             until = datetime.fromtimestamp(admission.retry_at, UTC)
             return self._defer(
                 claimed,
