@@ -9,8 +9,6 @@ work back; the scheduler's lease sweep is.
 
 from __future__ import annotations
 
-from typing import Any
-
 from celery import Celery
 from celery.signals import setup_logging
 
@@ -87,4 +85,4 @@ def worker_argv(concurrency: int, pool: str, loglevel: str, hostname: str | None
     return argv
 
 
-__all__: list[Any] = ["app", "broker_url", "worker_argv"]
+__all__ = ["app", "broker_url", "worker_argv"]

@@ -154,11 +154,6 @@ class Settings(BaseSettings):
 
         return ensure_running(self.var_dir)
 
-    @property
-    def uses_sandbox_keys(self) -> bool:
-        """True when the keys are the sandbox's public defaults."""
-        return self.gameball_api_key.get_secret_value() == SANDBOX_API_KEY
-
 
 def redact_url(url: str) -> str:
     """Return ``url`` with any password replaced by ``***`` (for logs and the CLI)."""
