@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -30,6 +32,13 @@ def run(
       gbq demo --orders 300 --outage-s 8
     """
     settings = load_settings()
+
+    def interrupted(signum: int, frame: FrameType | None) -> None:
+        # The first Ctrl-C starts the shutdown; further ones must not cut the cleanup short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupted)
     try:
         result = run_demo(
             settings.var_dir, orders=orders, outage_s=outage_s, seed=seed, live=sys.stdout.isatty()
