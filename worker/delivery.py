@@ -183,6 +183,7 @@ class Deliverer:
             verdict = gate(fact, self.ledger.order_facts(claimed.order_id))
             if verdict is Gate.WAIT:
                 self.ledger.park(claimed.event_id, self.owner, now, now + self.recheck)
+                self._recheck_parked(fact, claimed.order_id, now)
                 return EventState.WAITING.value
             if verdict is Gate.BLOCK:
                 self.ledger.bury(
@@ -270,6 +271,19 @@ class Deliverer:
         if events:
             self.ledger.ingest(events, now)
             self.queue.inbox_done([(event.event_id, order_id) for event in events])
+
+    def _recheck_parked(self, fact: OrderFact, order_id: str, now: datetime) -> None:
+        """Close the lost-wakeup window: what this event waited for may have settled after
+        our read and before our park, and its ``release_waiting`` then ran too early to see
+        us. Read again now that ``waiting`` is committed; if the way is clear, release the
+        order's waiting events ourselves (the UPDATE hands each one to one releaser only).
+        Without this, such an event sat until the scheduler's re-check (GBQ_REDRIVE_AFTER_S).
+        """
+        if gate(fact, self.ledger.order_facts(order_id)) is Gate.WAIT:
+            return
+        released = self.ledger.release_waiting(order_id, now)
+        if released:
+            self.queue.enqueue(released)
 
     def _defer(self, claimed: Claimed, until: datetime, reason: str, message: str) -> str:
         """Not now, and not Gameball's fault: come back later without spending budget."""

@@ -1,0 +1,99 @@
+"""Interleavings of two deliverers that a test can only hit by placing one inside the other:
+the real Deliverer, ledger, Redis queue and sandbox, with the second worker's step run at
+the exact point where the race opens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import redis
+from pydantic import SecretStr
+
+from producers.events import OrderPaid, OrderRefunded
+from producers.publisher import Publisher
+from producers.transport import QUEUE
+from tests.conftest import settings_for
+from tests.processes import SandboxProcess
+from worker.ledger.models import EventState
+from worker.runtime import Runtime, build_runtime
+from worker.settings import Settings
+
+pytestmark = pytest.mark.integration
+START = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def settings(
+    sandbox: SandboxProcess, redis_url: str, database_url: str, tmp_path: Path
+) -> Settings:
+    return settings_for(
+        sandbox.url,
+        redis_url=SecretStr(redis_url),
+        database_url=SecretStr(database_url),
+        var_dir=tmp_path,
+        rate_limit_per_s=0,
+        rate_limit_per_30s=0,
+        redrive_after_s=3600.0,  # the scheduler's re-check must not be what saves us
+    )
+
+
+@pytest.fixture
+def workers(settings: Settings) -> Iterator[tuple[Runtime, Runtime]]:
+    first, second = build_runtime(settings), build_runtime(settings)
+    yield first, second
+    for runtime in (first, second):
+        runtime.ledger.engine.dispose()
+
+
+def test_paid_settling_between_a_refunds_check_and_its_park_still_wakes_the_refund(
+    settings: Settings, workers: tuple[Runtime, Runtime], sandbox: SandboxProcess
+) -> None:
+    """Worker A reads 'paid not delivered yet' for a refund; before A parks it, worker B
+    delivers the paid event and wakes the order's waiting events (none yet). The refund
+    must still be released at once, not after GBQ_REDRIVE_AFTER_S."""
+    paid = OrderPaid(
+        order_id="O-race",
+        customer_id="c-race",
+        occurred_at=START,
+        total_price=Decimal(100),
+        total_paid=Decimal(100),
+    )
+    refund = OrderRefunded(
+        order_id="O-race",
+        refund_id="R1",
+        customer_id="c-race",
+        occurred_at=START + timedelta(minutes=5),
+        amount=Decimal(40),
+    )
+    with Publisher(settings) as publisher:
+        publisher.publish_many([paid, refund])
+    worker_a, worker_b = workers
+    queue = redis.Redis.from_url(settings.effective_redis_url())
+    queue.delete(QUEUE)  # the deliveries below are driven by hand
+    park = worker_a.ledger.park
+
+    def park_after_b_delivers_paid(*args: object, **kwargs: object) -> bool:
+        assert worker_b.deliverer.handle((), {"event_id": paid.event_id}) == "delivered"
+        return park(*args, **kwargs)  # type: ignore[arg-type]
+
+    worker_a.ledger.park = park_after_b_delivers_paid  # type: ignore[method-assign]
+    worker_a.deliverer.handle(
+        (), {"event_id": refund.event_id, "event": refund.model_dump(mode="json")}
+    )
+    # Then the refund is pending again with a message queued, not parked for an hour
+    row = worker_a.ledger.get(refund.event_id)
+    assert row is not None
+    assert row.state == EventState.PENDING
+    queued = [
+        message for message in queue.lrange(QUEUE, 0, -1) if refund.event_id.encode() in message
+    ]
+    assert len(queued) == 1
+    # and delivering that message credits the wallet exactly once: 100 - 40
+    worker_a.ledger.park = park  # type: ignore[method-assign]
+    assert worker_b.deliverer.handle((), {"event_id": refund.event_id}) == "delivered"
+    assert sandbox.balance("c-race") == 60
+    queue.close()
