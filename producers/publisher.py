@@ -7,6 +7,11 @@ writes the event to the local spool instead and still returns normally. It raise
     InvalidEventError(ValueError)   the event is invalid (a dict that fails validation)
     PublishError(RuntimeError)      neither Redis nor the spool could take the event
 
+Order: once this publisher has spooled, it keeps its events behind the spooled ones. Each
+later call first relays the spool to Redis (oldest first) and writes to Redis only when the
+spool is empty; otherwise it spools too. So one process's events reach Redis in the order
+it published them, across a Redis outage (a refund never overtakes an earlier one).
+
 ``stage(session, event)`` writes to the transactional outbox instead, inside the caller's
 own SQLAlchemy transaction.
 """
@@ -28,6 +33,8 @@ from worker.settings import Settings, load_settings, redact_url
 
 log = logging.getLogger(__name__)
 Destination = Literal["queued", "spooled"]
+CATCH_UP_BATCH = 500
+CATCH_UP_BATCHES = 4  # a call relays at most 2,000 spooled events before its own
 
 
 class PublishError(RuntimeError):
@@ -43,6 +50,7 @@ class Publisher:
         self._where = redact_url(url)
         self._redis = redis_client(url, settings.publish_timeout_s)
         self.spool = Spool(settings.effective_spool_path)
+        self._spooled = False  # this publisher spooled events that may not be relayed yet
 
     @classmethod
     def from_env(cls) -> Publisher:
@@ -61,14 +69,27 @@ class Publisher:
         if not entries:
             return "queued"
         try:
+            if self._spooled and not self._caught_up():
+                self.spool.add(entries)  # still behind: keep the order, relay next time
+                return "spooled"
             push_to_inbox(self._redis, entries)
         except (redis.RedisError, OSError) as error:
             return self._spool(entries, error)
         return "queued"
 
+    def _caught_up(self) -> bool:
+        """Relay the spool (oldest first) before anything new goes to Redis; True once it
+        is empty. Bounded, so a spool other processes keep filling cannot hold a call."""
+        for _ in range(CATCH_UP_BATCHES):
+            if self.relay_spool(CATCH_UP_BATCH) == 0:
+                self._spooled = False
+                return True
+        return False
+
     def _spool(self, entries: Sequence[InboxEntry], cause: BaseException) -> Destination:
         try:
             self.spool.add(entries)
+            self._spooled = True
         except Exception as error:
             raise PublishError(
                 f"could not persist {len(entries)} event(s): Redis at {self._where} failed "

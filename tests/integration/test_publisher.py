@@ -16,12 +16,13 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from producers import InvalidEventError, OrderPaid
+from producers import InvalidEventError, OrderPaid, OrderRefunded
 from producers.outbox import outbox_table
 from producers.publisher import Publisher, PublishError
 from producers.spool import Spool
 from producers.transport import INBOX_DUE_KEY, INBOX_KEY, QUEUE, redis_client
 from tests.processes import free_port
+from tests.services import RedisServer
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.repository import Ledger
 from worker.scheduler import LEADER_KEY, Scheduler
@@ -209,3 +210,34 @@ def test_only_one_scheduler_leads(
     first.lock.release()
     assert second.lock.hold()
     assert redis.Redis.from_url(redis_url).get(LEADER_KEY) == second.owner.encode()
+
+
+def test_after_spooling_a_publisher_keeps_its_order_when_redis_returns(tmp_path: Path) -> None:
+    """Published R0 (Redis up), R1 (Redis down: spooled), R2 (Redis back): R2 must not
+    overtake R1, or a cancellation could overtake an earlier refund."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        events = [
+            OrderRefunded(
+                order_id="O-1",
+                refund_id=f"R{number}",
+                customer_id="c-1",
+                occurred_at=datetime(2026, 11, 1, 12, number, tzinfo=UTC),
+                amount=Decimal(1),
+            )
+            for number in range(3)
+        ]
+        with Publisher(settings(tmp_path, server.url)) as publisher:
+            assert publisher.publish(events[0]) == "queued"
+            server.stop()
+            assert publisher.publish(events[1]) == "spooled"
+            server.start()
+            assert publisher.publish(events[2]) == "queued"
+            assert publisher.spool.count() == 0
+        client = redis.Redis.from_url(server.url)
+        pushed = list(reversed(client.lrange(QUEUE, 0, -1)))  # LPUSH: oldest at the right
+        order = [next(e.event_id for e in events if e.event_id.encode() in m) for m in pushed]
+        assert order == [e.event_id for e in events]
+        client.close()
+    finally:
+        server.kill()
