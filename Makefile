@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install lint format typecheck test run clean
+.PHONY: install lint format typecheck test run bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ test: lint typecheck
 # The whole system on embedded defaults, through an outage and a crash (Ctrl-C stops it).
 run: install
 	$(BIN)/gbq demo
+
+# Benchmarks (not part of `make test`): each starts its own services on loopback and writes
+# bench/results/<name>.md and .json. `make bench BENCH=publish` runs one; BENCH_ARGS=--quick
+# runs small sizes.
+BENCH      ?=
+BENCH_ARGS ?=
+bench: install
+	$(BIN)/python -m bench $(BENCH) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

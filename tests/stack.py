@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,18 @@ FAST = {
 class Process:
     """A child process in its own session, so that SIGKILL takes all of its children."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        log: Path,
+        command: Sequence[str] = GBQ,
+    ) -> None:
         self.name, self.log_path = name, log
         self._log = log.open("ab")
         self.popen = subprocess.Popen(
-            [*GBQ, *args],
+            [*command, *args],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -35,6 +35,11 @@ class Runtime:
 
 
 _runtime: tuple[int, Runtime] | None = None
+# Runtimes inherited across a fork stay referenced and untouched: closing (or garbage-
+# collecting) their pooled connections in the child would act on the parent's database
+# sessions; for SQLite in WAL mode a child closing an inherited handle can even delete the
+# parent's WAL (SQLite: "do not carry an open database connection across a fork").
+_inherited: list[Runtime] = []
 _lock = threading.Lock()
 
 
@@ -68,5 +73,7 @@ def runtime() -> Runtime:
     global _runtime  # noqa: PLW0603 - one per process is the point
     with _lock:
         if _runtime is None or _runtime[0] != os.getpid():
+            if _runtime is not None:
+                _inherited.append(_runtime[1])
             _runtime = (os.getpid(), build_runtime(load_settings()))
         return _runtime[1]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.pool import NullPool
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+SQLITE_POOL_SIZE = 8
 READ_ONLY = "gbq_read_only"  # execution option marking a transaction that only reads
 
 
@@ -19,8 +19,16 @@ def create_ledger_engine(url: str) -> Engine:
 
 
 def _sqlite_engine(url: str) -> Engine:
-    # NullPool: a connection never crosses a fork (Celery prefork) or a thread.
-    engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 30})
+    # A pool per process: opening a connection (and its PRAGMAs) and closing it (which
+    # may checkpoint the WAL) cost more than the work of a delivery. worker.runtime builds
+    # one engine per process id and never closes one inherited across a fork. Overflow is
+    # unbounded so a threads pool never waits for a connection; extra ones close on return.
+    engine = create_engine(
+        url,
+        pool_size=SQLITE_POOL_SIZE,
+        max_overflow=-1,
+        connect_args={"timeout": 30, "check_same_thread": False},
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _: Any) -> None:

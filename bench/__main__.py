@@ -1,0 +1,53 @@
+"""``python -m bench [NAME ...] [--quick]``: run benchmarks, write bench/results/.
+
+Each benchmark starts its own Redis, sandbox and ledgers on loopback, runs the baseline
+and the candidate in the same run, and writes ``bench/results/<name>.md`` and ``.json``.
+``bench/results/latest.md`` collects the latest table of every benchmark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import RESULTS
+
+BENCHMARKS = ["publish", "delivery", "drain", "outage", "crash", "ledger_scale"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("names", nargs="*", choices=[[], *BENCHMARKS], default=[])
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    args = parser.parse_args(argv)
+    names = args.names or BENCHMARKS
+    for name in names:
+        module = importlib.import_module(f"bench.{name}")
+        started = time.monotonic()
+        print(f"== {name} ...", flush=True)
+        with tempfile.TemporaryDirectory(prefix=f"gbq-bench-{name}-") as folder:
+            report = module.run(Path(folder), quick=args.quick)
+        path = report.write(args.out)
+        print(path.read_text(), flush=True)
+        print(f"== {name}: {time.monotonic() - started:.0f} s, written to {path}", flush=True)
+    collect(args.out)
+    return 0
+
+
+def collect(folder: Path) -> None:
+    """Concatenate the latest table of every benchmark into latest.md, in order."""
+    parts = [
+        (folder / f"{name}.md").read_text()
+        for name in BENCHMARKS
+        if (folder / f"{name}.md").exists()
+    ]
+    (folder / "latest.md").write_text("# Latest benchmark results\n\n" + "\n".join(parts))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Start the plain-Celery baselines (bench/naive_app.py) and feed them events."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import redis
+
+from bench.naive_app import CALLS_KEY, DONE_KEY, FAILED_KEY, QUEUE
+from bench.naive_app import app as celery_app
+from producers.events import Event
+from tests.stack import Process
+from worker.gameball.payloads import build_request
+
+CELERY = [sys.executable, "-m", "celery"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_celery_worker(
+    folder: Path,
+    *,
+    redis_url: str,
+    gameball_url: str = "http://127.0.0.1:9",
+    name: str = "naive",
+    concurrency: int = 2,
+    pool: str = "prefork",
+    **env: str,
+) -> Process:
+    """A plain Celery worker with the settings ``gbq worker`` uses (prefetch 1, late acks,
+    no gossip or mingle), consuming the naive queue."""
+    environment = {
+        **_base_env(),
+        "PYTHONPATH": str(ROOT),
+        "BENCH_BROKER_URL": redis_url,
+        "BENCH_GAMEBALL_URL": gameball_url,
+        **env,
+    }
+    return Process(
+        name,
+        [
+            "-A",
+            "bench.naive_app",
+            "worker",
+            "-Q",
+            QUEUE,
+            "--concurrency",
+            str(concurrency),
+            "--pool",
+            pool,
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            "INFO",
+            "--hostname",
+            f"{name}@%h",
+        ],
+        environment,
+        folder / f"{name}.log",
+        command=CELERY,
+    )
+
+
+def _base_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("GBQ_")}
+
+
+def send_noops(redis_url: str, count: int) -> None:
+    celery_app.conf.broker_url = redis_url
+    for number in range(count):
+        celery_app.send_task("bench.noop", args=[number], queue=QUEUE)
+
+
+def send_naive_posts(redis_url: str, events: Sequence[Event]) -> None:
+    """What a hand-written integration enqueues: the same request bytes gbq sends."""
+    celery_app.conf.broker_url = redis_url
+    for event in events:
+        request = build_request(event)
+        celery_app.send_task(
+            "bench.naive_post", args=[request.path, request.body.decode()], queue=QUEUE
+        )
+
+
+def counters(redis_url: str) -> dict[str, int]:
+    client = redis.Redis.from_url(redis_url)
+    values = client.mget([DONE_KEY, FAILED_KEY, CALLS_KEY])
+    client.close()
+    return {
+        "done": int(values[0] or 0),
+        "failed": int(values[1] or 0),
+        "calls": int(values[2] or 0),
+    }
