@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import redis
+from celery import Celery
 
 from bench.naive_app import CALLS_KEY, DONE_KEY, FAILED_KEY, QUEUE
-from bench.naive_app import app as celery_app
 from producers.events import Event
 from tests.stack import Process
 from worker.gameball.payloads import build_request
@@ -67,20 +68,24 @@ def _base_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("GBQ_")}
 
 
+@functools.cache
+def sender(redis_url: str) -> Celery:
+    """A Celery app that only sends, one per broker (a benchmark starts a new Redis)."""
+    return Celery("bench-sender", broker=redis_url, set_as_current=False)
+
+
 def send_noops(redis_url: str, count: int) -> None:
-    celery_app.conf.broker_url = redis_url
+    app = sender(redis_url)
     for number in range(count):
-        celery_app.send_task("bench.noop", args=[number], queue=QUEUE)
+        app.send_task("bench.noop", args=[number], queue=QUEUE)
 
 
 def send_naive_posts(redis_url: str, events: Sequence[Event]) -> None:
     """What a hand-written integration enqueues: the same request bytes gbq sends."""
-    celery_app.conf.broker_url = redis_url
+    app = sender(redis_url)
     for event in events:
         request = build_request(event)
-        celery_app.send_task(
-            "bench.naive_post", args=[request.path, request.body.decode()], queue=QUEUE
-        )
+        app.send_task("bench.naive_post", args=[request.path, request.body.decode()], queue=QUEUE)
 
 
 def counters(redis_url: str) -> dict[str, int]:

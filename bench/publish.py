@@ -13,8 +13,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from bench.baseline import sender
 from bench.common import Report, percentile, services
-from bench.naive_app import app as celery_app
 from producers.events import event_to_json
 from producers.publisher import Publisher
 from tests.processes import free_port
@@ -33,7 +33,7 @@ def run(folder: Path, *, quick: bool = False) -> Report:
     with services(folder) as running:
         settings = Settings(redis_url=SecretStr(running.redis.url), var_dir=folder / "var")  # type: ignore[call-arg]
         publisher = Publisher(settings)
-        celery_app.conf.broker_url = running.redis.url
+        celery_app = sender(running.redis.url)
         # Warm both paths up: connections, imports, first-call caches.
         for event, body in zip(events[:200], bodies[:200], strict=True):
             publisher.publish(event)

@@ -80,6 +80,7 @@ class Publisher:
     def _caught_up(self) -> bool:
         """Relay the spool (oldest first) before anything new goes to Redis; True once it
         is empty. Bounded, so a spool other processes keep filling cannot hold a call."""
+        self._redis.ping()  # still down? fail here, before reading the spool for nothing
         for _ in range(CATCH_UP_BATCHES):
             if self.relay_spool(CATCH_UP_BATCH) == 0:
                 self._spooled = False
