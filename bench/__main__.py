@@ -24,14 +24,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", choices=[[], *BENCHMARKS], default=[])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument("--keep", type=Path, help="keep services' logs and files here")
     args = parser.parse_args(argv)
     names = args.names or BENCHMARKS
     for name in names:
         module = importlib.import_module(f"bench.{name}")
         started = time.monotonic()
         print(f"== {name} ...", flush=True)
-        with tempfile.TemporaryDirectory(prefix=f"gbq-bench-{name}-") as folder:
-            report = module.run(Path(folder), quick=args.quick)
+        if args.keep:
+            report = module.run(args.keep / name, quick=args.quick)
+        else:
+            with tempfile.TemporaryDirectory(prefix=f"gbq-bench-{name}-") as folder:
+                report = module.run(Path(folder), quick=args.quick)
         path = report.write(args.out)
         print(path.read_text(), flush=True)
         print(f"== {name}: {time.monotonic() - started:.0f} s, written to {path}", flush=True)

@@ -109,7 +109,7 @@ def run(folder: Path, *, quick: bool = False) -> Report:
                 counts["failed"],
             ]
         )
-        report.data["naive"] = {"calls": during, "drain_s": drain_s, **counts}
+        report.data["naive"] = {**counts, "calls": during, "drain_s": drain_s}
     gbq, naive_data = report.data["gbq"], report.data["naive"]
     report.notes = [
         (

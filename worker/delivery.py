@@ -40,6 +40,7 @@ from worker.retry import RetryPolicy, after_attempt
 from worker.settings import ApiVersion
 
 log = logging.getLogger(__name__)
+BREAKER_DEFERRAL = "breaker_open"  # last_outcome of an event the breaker held back
 
 
 class MalformedMessageError(ValueError):
@@ -201,7 +202,7 @@ class Deliverer:
             return self._defer(
                 claimed,
                 max(until, now),
-                "breaker_open",
+                BREAKER_DEFERRAL,
                 f"circuit breaker {breaker.state}: {breaker.reason}",
             )
         allowed, wait_s = self.limiter.acquire(self.max_token_wait_s)
@@ -216,7 +217,10 @@ class Deliverer:
         attempt = self.gameball.send(build_request(event, self.api_version))
         finished = self.clock()
         outcome = attempt.outcome
-        self.breaker.observe(signal_of(outcome), f"{outcome.reason}: {outcome.message[:200]}")
+        signal = signal_of(outcome)
+        self.breaker.observe(signal, f"{outcome.reason}: {outcome.message[:200]}")
+        if admission.probe and signal is Signal.SUCCESS:
+            self._wake_deferred(finished)
         if outcome.reason is Reason.RATE_LIMITED:
             self.limiter.penalize()
         transition = after_attempt(
@@ -284,6 +288,13 @@ class Deliverer:
         released = self.ledger.release_waiting(order_id, now)
         if released:
             self.queue.enqueue(released)
+
+    def _wake_deferred(self, now: datetime) -> None:
+        """Our probe succeeded, so the breaker closed: the events it held back are due now,
+        not at the next probe time each was given (up to a cool-down later)."""
+        woken = self.ledger.wake_deferred(BREAKER_DEFERRAL, now)
+        if woken:
+            log.info("breaker closed: %d deferred event(s) are due now", woken)
 
     def _defer(self, claimed: Claimed, until: datetime, reason: str, message: str) -> str:
         """Not now, and not Gameball's fault: come back later without spending budget."""

@@ -4,7 +4,9 @@ the exact point where the race opens."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -18,9 +20,11 @@ from producers.publisher import Publisher
 from producers.transport import QUEUE
 from tests.conftest import settings_for
 from tests.processes import SandboxProcess
+from worker.breaker import Breaker, State
 from worker.ledger.models import EventState
 from worker.runtime import Runtime, build_runtime
 from worker.settings import Settings
+from worker.shared_breaker import BREAKER_KEY
 
 pytestmark = pytest.mark.integration
 START = datetime(2026, 11, 1, tzinfo=UTC)
@@ -38,6 +42,7 @@ def settings(
         rate_limit_per_s=0,
         rate_limit_per_30s=0,
         redrive_after_s=3600.0,  # the scheduler's re-check must not be what saves us
+        breaker_cooldown_s=30.0,
     )
 
 
@@ -97,3 +102,55 @@ def test_paid_settling_between_a_refunds_check_and_its_park_still_wakes_the_refu
     assert worker_b.deliverer.handle((), {"event_id": refund.event_id}) == "delivered"
     assert sandbox.balance("c-race") == 60
     queue.close()
+
+
+def test_a_successful_probe_makes_the_events_the_breaker_held_back_due_at_once(
+    settings: Settings, workers: tuple[Runtime, Runtime]
+) -> None:
+    """Deferred by an open breaker to the next probe (a cool-down away); when a probe
+    succeeds they are due now, not up to a cool-down later."""
+    worker, _ = workers
+    events = [
+        OrderPaid(
+            order_id=f"O-held-{number}",
+            customer_id="c-held",
+            occurred_at=START + timedelta(minutes=number),
+            total_price=Decimal(10),
+            total_paid=Decimal(10),
+        )
+        for number in range(3)
+    ]
+    client = redis.Redis.from_url(settings.effective_redis_url())
+    opened = Breaker(State.OPEN, time.time(), "test: Gameball down")
+    client.set(BREAKER_KEY, opened.to_json())
+    for event in events[:2]:
+        assert (
+            worker.deliverer.handle(
+                (), {"event_id": event.event_id, "event": event.model_dump(mode="json")}
+            )
+            == "deferred"
+        )
+    held = [worker.ledger.get(event.event_id) for event in events[:2]]
+    assert all(
+        row
+        and row.next_attempt_at
+        and row.next_attempt_at > datetime.now(UTC) + timedelta(seconds=20)
+        for row in held
+    )
+    # When the cool-down has passed and the next call (the probe) succeeds
+    client.set(BREAKER_KEY, replace(opened, since=time.time() - 31).to_json())
+    assert (
+        worker.deliverer.handle(
+            (), {"event_id": events[2].event_id, "event": events[2].model_dump(mode="json")}
+        )
+        == "delivered"
+    )
+    # Then the breaker is closed and the held-back events are due now
+    assert Breaker.from_json(client.get(BREAKER_KEY)).state is State.CLOSED
+    for event in events[:2]:
+        row = worker.ledger.get(event.event_id)
+        assert row is not None
+        assert row.state == EventState.SCHEDULED
+        assert row.next_attempt_at is not None
+        assert row.next_attempt_at <= datetime.now(UTC)
+    client.close()

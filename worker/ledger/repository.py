@@ -246,6 +246,20 @@ class Ledger:
             enqueued_at=None,
         )
 
+    def wake_deferred(self, reason: str, now: datetime) -> int:
+        """Make events deferred for ``reason`` due now (the breaker closed early)."""
+        statement = (
+            update(EventRow)
+            .where(
+                EventRow.state == S.SCHEDULED,
+                EventRow.last_outcome == reason,
+                EventRow.next_attempt_at > now,
+            )
+            .values(next_attempt_at=now, updated_at=now)
+        )
+        with self.engine.begin() as connection:
+            return connection.execute(statement).rowcount
+
     def bury(
         self, event_id: str, owner: str, reason: DeadReason, message: str, now: datetime
     ) -> bool:
