@@ -43,5 +43,12 @@ BENCH_ARGS ?=
 bench: install
 	$(BIN)/python -m bench $(BENCH) $(BENCH_ARGS)
 
+# The long soak (not part of `make test`, which runs a 2,000-event version): randomized
+# faults, then an exact check; writes bench/results/soak-<seed>-<events>.md.
+SEED   ?= 1
+EVENTS ?= 100000
+soak: install
+	$(BIN)/python -m tests.chaos --seed $(SEED) --events $(EVENTS) $(SOAK_ARGS)
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from bench.common import RESULTS
 
+MARKER = "<!-- latest results: written by python -m bench -->"
 BENCHMARKS = ["publish", "delivery", "drain", "outage", "crash", "ledger_scale"]
 
 
@@ -44,13 +45,19 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def collect(folder: Path) -> None:
-    """Concatenate the latest table of every benchmark into latest.md, in order."""
+    """Concatenate the latest table of every benchmark into latest.md, in order, and put
+    them in bench/README.md below its marker when the results are the repository's own."""
     parts = [
         (folder / f"{name}.md").read_text()
         for name in BENCHMARKS
         if (folder / f"{name}.md").exists()
     ]
-    (folder / "latest.md").write_text("# Latest benchmark results\n\n" + "\n".join(parts))
+    tables = "\n".join(parts)
+    (folder / "latest.md").write_text("# Latest benchmark results\n\n" + tables)
+    readme = Path(__file__).resolve().parent / "README.md"
+    if folder.resolve() == RESULTS.resolve() and readme.exists():
+        intro = readme.read_text().split(MARKER)[0]
+        readme.write_text(f"{intro}{MARKER}\n\n{tables}")
 
 
 if __name__ == "__main__":

@@ -64,8 +64,8 @@ class RedisServer:
         """Shut down cleanly (the AOF is flushed), like a service restart."""
         if self.process is None:
             return
-        client = redis.Redis(port=self.port, socket_timeout=5)
-        with contextlib.suppress(redis.ConnectionError):  # it closes the connection on exit
+        client = redis.Redis(port=self.port, socket_timeout=1)  # it answers by closing
+        with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
             client.shutdown()
         self.process.wait(timeout=15)
         self.process = None

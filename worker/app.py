@@ -45,6 +45,9 @@ app.conf.update(
     task_default_queue=QUEUE,
     task_create_missing_queues=True,
     broker_connection_retry_on_startup=True,
+    # Wait for Redis as long as it takes (every 2 s at most, worker.consumer), rather than
+    # exit after 100 tries; supervisor would restart us anyway.
+    broker_connection_max_retries=None,
     broker_transport_options={
         "visibility_timeout": 3600,
         "socket_timeout": 15,

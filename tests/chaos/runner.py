@@ -1,0 +1,298 @@
+"""The soak: real Redis, sandbox, workers, schedulers and producer processes, a seeded fault
+schedule, then an exact check of the end state (tests/chaos/check.py).
+
+On failure the result names the seed and the first divergence; the same seed replays the
+same history and the same fault schedule (timing on a busy machine may still differ).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+from sqlalchemy import select
+
+from tests.chaos.check import Row, check_calls, check_settled, check_wallets, expected_wallets
+from tests.chaos.faults import Fault, schedule
+from tests.chaos.histories import History, generate
+from tests.processes import SandboxProcess, wait_until
+from tests.services import RedisServer, sqlite_ledger
+from tests.stack import Process, Stack
+from worker.ledger.models import EventRow
+from worker.scheduler import LEADER_KEY
+
+ROOT = Path(__file__).resolve().parents[2]
+NO_LIMITS = ["--rate-limit-per-s", "0", "--rate-limit-per-30s", "0"]
+
+
+@dataclass(frozen=True)
+class SoakConfig:
+    seed: int
+    events: int
+    producers: int = 3
+    workers: int = 3
+    concurrency: int = 2
+    schedulers: int = 2
+    per_kind: int = 1  # faults of each kind
+    window_s: float | None = None  # publishing window; default: events / 100 per second
+    database_url: str | None = None  # default: a SQLite file in the run's folder
+
+    @property
+    def publishing_s(self) -> float:
+        return self.window_s or max(20.0, self.events / 100)
+
+
+@dataclass
+class SoakResult:
+    config: SoakConfig
+    history: History
+    faults: list[Fault] = field(default_factory=list)
+    states: Counter[str] = field(default_factory=Counter)
+    calls: dict[str, Any] = field(default_factory=dict)
+    published: Counter[str] = field(default_factory=Counter)
+    wallets: int = 0
+    seconds: float = 0.0
+    divergences: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.divergences
+
+    def summary(self) -> str:
+        config, history = self.config, self.history
+        kinds = Counter(fault.kind for fault in self.faults)
+        head = (
+            f"seed {config.seed}: {len(history.events):,} events ({history.duplicates:,} "
+            f"re-published, {history.early_refunds:,} refunds before their paid event) from "
+            f"{config.producers} producers ({self.published['spooled']:,} publications "
+            f"spooled), {len(self.faults)} faults ({len(kinds)} kinds), "
+            f"{config.workers} workers x {config.concurrency}: "
+            f"{self.states['delivered']:,} delivered, {self.states['dead']:,} dead "
+            f"({len(history.invalid):,} made invalid on purpose), "
+            f"{self.wallets:,} wallets, in {self.seconds:.0f} s: "
+        )
+        if self.ok:
+            return head + "every check exact"
+        return head + f"{len(self.divergences)} divergences; first: {self.divergences[0]}"
+
+    def markdown(self) -> str:
+        lines = [
+            f"# Soak, seed {self.config.seed}, {self.config.events:,} events",
+            "",
+            self.summary(),
+            "",
+            "## Faults",
+            "",
+            *(f"- {fault.describe()}" for fault in self.faults),
+            "",
+            "## Sandbox calls",
+            "",
+            *(f"- {key}: {value}" for key, value in self.calls.items()),
+            "",
+            "## Divergences",
+            "",
+            *(f"- {problem}" for problem in self.divergences[:50]),
+        ]
+        if not self.divergences:
+            lines.append("none")
+        return "\n".join(lines) + "\n"
+
+
+class Soak:
+    def __init__(self, folder: Path, config: SoakConfig) -> None:
+        self.folder, self.config = folder, config
+        self.rng = random.Random(config.seed)
+        self.history = generate(config.seed, config.events, config.producers)
+        self.redis = RedisServer(folder / "redis").start()
+        self.sandbox = SandboxProcess(
+            folder / "sandbox.log", [*NO_LIMITS, "--seed", str(config.seed)]
+        )
+        (folder / "stack").mkdir()
+        self.stack = Stack(
+            folder / "stack",
+            redis_url=self.redis.url,
+            database_url=config.database_url or sqlite_ledger(folder),
+            gameball_url=self.sandbox.url,
+        )
+        self.workers: dict[str, Process] = {}
+        self.schedulers: dict[str, Process] = {}
+        self.producers: list[Process] = []
+
+    # --- the run -----------------------------------------------------------------------
+
+    def run(self) -> SoakResult:
+        started = time.monotonic()
+        result = SoakResult(self.config, self.history)
+        try:
+            self._start()
+            result.faults = self._inject(
+                schedule(self.config.seed, self.config.publishing_s, self.config.per_kind)
+            )
+            result.published = self._wait_producers()
+            self._wait_quiet()
+            result.seconds = time.monotonic() - started
+            self._check(result)
+        finally:
+            self.close()
+        return result
+
+    def _start(self) -> None:
+        for number in range(self.config.workers):
+            self._start_worker(f"w{number}")
+        for number in range(self.config.schedulers):
+            self._start_scheduler(f"s{number}")
+        for process in self.workers.values():
+            wait_until(lambda p=process: " ready." in p.output(), timeout_s=60, what="workers")
+        env = {**self.stack.env, "PYTHONPATH": str(ROOT)}
+        for number in range(self.config.producers):
+            args = [
+                "--seed", str(self.config.seed),
+                "--events", str(self.config.events),
+                "--producers", str(self.config.producers),
+                "--producer", str(number),
+                "--window-s", str(self.config.publishing_s),
+            ]  # fmt: skip
+            self.producers.append(
+                Process(
+                    f"producer-{number}",
+                    args,
+                    env,
+                    self.folder / f"producer-{number}.log",
+                    command=[sys.executable, "-m", "tests.chaos.producer"],
+                )
+            )
+
+    def _start_worker(self, name: str) -> None:
+        self.workers[name] = self.stack.start_worker(name, concurrency=self.config.concurrency)
+
+    def _start_scheduler(self, name: str) -> None:
+        self.schedulers[name] = self.stack.start_scheduler(name)
+
+    def _inject(self, faults: list[Fault]) -> list[Fault]:
+        began = time.monotonic()
+        for fault in faults:
+            delay = began + fault.at_s - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)  # the schedule's moment for this fault
+            self._fault(fault)
+        return faults
+
+    def _fault(self, fault: Fault) -> None:
+        sandbox, kind = self.sandbox, fault.kind
+        if kind == "outage":
+            sandbox.faults(outage=True)
+            time.sleep(fault.duration_s)  # the fault lasts this long
+            sandbox.faults(outage=False)
+        elif kind in ("server_errors", "rate_limits", "drop_after_apply"):
+            field_name = {
+                "server_errors": "error_count",
+                "rate_limits": "rate_limit_count",
+                "drop_after_apply": "drop_after_apply_count",
+            }[kind]
+            sandbox.faults(**{field_name: fault.size, "retry_after_s": 1})
+            time.sleep(fault.duration_s)
+            sandbox.faults(**{field_name: 0})
+        elif kind == "latency":
+            sandbox.faults(latency_s=0.3, latency_jitter_s=0.7)
+            time.sleep(fault.duration_s)
+            sandbox.faults(latency_s=0, latency_jitter_s=0)
+        elif kind == "kill_worker":
+            name = self.rng.choice(sorted(self.workers))
+            self.workers[name].kill()
+            time.sleep(fault.duration_s)  # supervisor's restart delay
+            self._start_worker(name)
+        elif kind == "kill_leader":
+            name = self._leader()
+            self.schedulers[name].kill()
+            time.sleep(fault.duration_s)
+            self._start_scheduler(name)
+        elif kind in ("redis_restart", "redis_down_publishing"):
+            self.redis.stop()
+            time.sleep(fault.duration_s)
+            self.redis.start()
+        else:
+            raise ValueError(f"unknown fault {kind!r}")
+
+    def _leader(self) -> str:
+        client = redis.Redis.from_url(self.redis.url)
+        owner = client.get(LEADER_KEY)
+        client.close()
+        for name, process in self.schedulers.items():
+            if owner and owner.decode() in process.output():
+                return name
+        return self.rng.choice(sorted(self.schedulers))  # no leader right now: any
+
+    def _wait_producers(self) -> Counter[str]:
+        counts: Counter[str] = Counter()
+        for producer in self.producers:
+            producer.popen.wait(timeout=self.config.publishing_s * 3 + 120)
+            if producer.popen.returncode != 0:
+                raise AssertionError(f"{producer.name} failed: {producer.output()[-3000:]}")
+            counts.update(json.loads(producer.output().strip().splitlines()[-1]))
+        return counts
+
+    def _wait_quiet(self) -> None:
+        """Every published event is in the ledger and settled."""
+        total = len(self.history.events)
+
+        def quiet() -> bool:
+            states = self.stack.states()
+            return states["delivered"] + states["dead"] == total == sum(states.values())
+
+        try:
+            wait_until(quiet, timeout_s=300 + total / 20, what="quiescence", interval_s=0.5)
+        except AssertionError:
+            raise AssertionError(
+                f"seed {self.config.seed}: not quiet: {dict(self.stack.states())}"
+            ) from None
+
+    # --- the check ---------------------------------------------------------------------
+
+    def _check(self, result: SoakResult) -> None:
+        statement = select(
+            EventRow.event_id, EventRow.state, EventRow.dead_reason, EventRow.last_code
+        )
+        with self.stack.ledger.engine.connect() as connection:
+            rows = {row.event_id: Row(*row) for row in connection.execute(statement)}
+        result.states = Counter(row.state for row in rows.values())
+        state = self.sandbox.state(transactions=False)
+        wallets = {player: int(w["balance"]) for player, w in state["wallets"].items()}
+        result.wallets = len(wallets)
+        result.calls = dict(state["request_counts"])
+        log = self._request_log()
+        delivered = {event_id for event_id, row in rows.items() if row.state == "delivered"}
+        result.divergences = [
+            *check_settled(self.history, rows),
+            *check_wallets(expected_wallets(self.history.events, delivered), wallets),
+            *check_calls(self.history, rows, log),
+        ]
+
+    def _request_log(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        while True:
+            page = self.sandbox.http.get(
+                "/_sandbox/requests", params={"since": len(rows), "limit": 100_000}
+            ).json()["requests"]
+            if not page:
+                return rows
+            rows += page
+
+    def close(self) -> None:
+        for producer in self.producers:
+            if producer.alive():
+                producer.kill()
+        self.stack.close()
+        self.sandbox.stop()
+        self.redis.kill()
+
+
+def run_soak(folder: Path, config: SoakConfig) -> SoakResult:
+    folder.mkdir(parents=True, exist_ok=True)
+    return Soak(folder, config).run()
