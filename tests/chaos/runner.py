@@ -286,8 +286,7 @@ class Soak:
 
     def close(self) -> None:
         for producer in self.producers:
-            if producer.alive():
-                producer.kill()
+            producer.stop()  # already exited, normally: this closes its log
         self.stack.close()
         self.sandbox.stop()
         self.redis.kill()
