@@ -70,8 +70,7 @@ class Publisher:
             return "queued"
         try:
             if self._spooled and not self._caught_up():
-                self.spool.add(entries)  # still behind: keep the order, relay next time
-                return "spooled"
+                return self._spool(entries, None)  # still behind: keep the order
             push_to_inbox(self._redis, entries)
         except (redis.RedisError, OSError) as error:
             return self._spool(entries, error)
@@ -87,23 +86,30 @@ class Publisher:
                 return True
         return False
 
-    def _spool(self, entries: Sequence[InboxEntry], cause: BaseException) -> Destination:
+    def _spool(self, entries: Sequence[InboxEntry], cause: BaseException | None) -> Destination:
+        """Spool ``entries``: Redis failed (``cause``), or the spool is not relayed yet."""
+        why = (
+            "earlier events are still in the spool"
+            if cause is None
+            else f"Redis at {self._where} failed ({type(cause).__name__})"
+        )
         try:
             self.spool.add(entries)
             self._spooled = True
         except Exception as error:
             raise PublishError(
-                f"could not persist {len(entries)} event(s): Redis at {self._where} failed "
-                f"({type(cause).__name__}) and the spool at {self.spool.path} failed "
+                f"could not persist {len(entries)} event(s): {why}, and the spool at "
+                f"{self.spool.path} failed "
                 f"({type(error).__name__}: {error})"
             ) from error
-        log.warning(
-            "Redis at %s unreachable (%s): spooled %d event(s) to %s",
-            self._where,
-            type(cause).__name__,
-            len(entries),
-            self.spool.path,
-        )
+        if cause is not None:
+            log.warning(
+                "Redis at %s unreachable (%s): spooled %d event(s) to %s",
+                self._where,
+                type(cause).__name__,
+                len(entries),
+                self.spool.path,
+            )
         return "spooled"
 
     def stage(self, session: Any, event: Event | Mapping[str, Any]) -> None:
