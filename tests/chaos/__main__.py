@@ -36,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.postgres:
         from tests.services import PostgresSchema  # noqa: PLC0415 - only with --postgres
 
-        schema = PostgresSchema(os.environ["GBQ_TEST_DATABASE_URL"])
+        base = os.environ.get("GBQ_TEST_DATABASE_URL")
+        if not base:
+            parser.error("--postgres needs GBQ_TEST_DATABASE_URL (postgresql://user@host/db)")
+        schema = PostgresSchema(base)
         database_url = schema.url
     config = SoakConfig(
         seed=args.seed,
