@@ -13,7 +13,7 @@ import os
 import platform
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -247,13 +247,6 @@ def _cell(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
-
-
-def timed(action: Callable[[], object]) -> float:
-    """Seconds one call of ``action`` took (perf_counter)."""
-    started = time.perf_counter()
-    action()
-    return time.perf_counter() - started
 
 
 def sandbox_requests(sandbox: SandboxProcess) -> list[dict[str, Any]]:

@@ -233,17 +233,30 @@ def run(folder: Path, *, quick: bool = False) -> Report:
         for case in CASES:
             if case.database == "postgresql" and not postgres_available():
                 continue
-            common = {
-                "label": case.label,
-                "pool": case.pool,
-                "concurrency": case.concurrency,
-                "latency_s": case.latency_ms / 1000,
-            }
             sample = events[case.latency_ms]
+            latency_s = case.latency_ms / 1000
             if case.what == "gbq":
-                result = gbq_run(running, sandbox, sample, database=case.database, **common)
+                result = gbq_run(
+                    running,
+                    sandbox,
+                    sample,
+                    label=case.label,
+                    database=case.database,
+                    pool=case.pool,
+                    concurrency=case.concurrency,
+                    latency_s=latency_s,
+                )
             else:
-                result = celery_run(running, sandbox, sample, naive=case.what == "naive", **common)
+                result = celery_run(
+                    running,
+                    sandbox,
+                    sample,
+                    label=case.label,
+                    naive=case.what == "naive",
+                    pool=case.pool,
+                    concurrency=case.concurrency,
+                    latency_s=latency_s,
+                )
             runs[case.key] = result
             report.rows.append(
                 [

@@ -63,7 +63,7 @@ def http() -> httpx.Client:
     return _http[1]
 
 
-@app.task(name="bench.noop")
+@app.task(name="bench.noop")  # type: ignore[untyped-decorator]
 def noop(_: Any = None) -> None:
     _counter.incr(DONE_KEY)
 
@@ -73,7 +73,7 @@ class CountFailures(Task):  # type: ignore[misc]
         _counter.incr(FAILED_KEY)
 
 
-@app.task(
+@app.task(  # type: ignore[untyped-decorator]
     name="bench.naive_post",
     base=CountFailures,
     autoretry_for=(httpx.HTTPError,),
