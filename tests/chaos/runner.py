@@ -111,9 +111,13 @@ class Soak:
         self.rng = random.Random(config.seed)
         self.history = generate(config.seed, config.events, config.producers)
         self.redis = RedisServer(folder / "redis").start()
-        self.sandbox = SandboxProcess(
-            folder / "sandbox.log", [*NO_LIMITS, "--seed", str(config.seed)]
-        )
+        try:
+            self.sandbox = SandboxProcess(
+                folder / "sandbox.log", [*NO_LIMITS, "--seed", str(config.seed)]
+            )
+        except BaseException:
+            self.redis.kill()  # no server left behind when the sandbox cannot start
+            raise
         (folder / "stack").mkdir()
         self.stack = Stack(
             folder / "stack",
