@@ -39,6 +39,20 @@ def wait_until(
         time.sleep(interval_s)  # polling interval, not synchronisation
 
 
+def pool_children(parent: int) -> list[int]:
+    """Pids whose parent is ``parent`` (a Celery worker's prefork pool)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # it ended while we looked
+            if int(fields[1]) == parent:
+                children.append(int(entry.name))
+    return children
+
+
 class SandboxProcess:
     """``gbq sandbox`` in a child process, with helpers for its control endpoints."""
 

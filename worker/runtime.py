@@ -43,9 +43,14 @@ _inherited: list[Runtime] = []
 _lock = threading.Lock()
 
 
+def owner_prefix(pid: int) -> str:
+    """What every lease-owner name of process ``pid`` on this host starts with."""
+    return f"{socket.gethostname()}:{pid}:"
+
+
 def owner_id() -> str:
     """This process's lease-owner name: host, pid and a nonce (pids get reused)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return f"{owner_prefix(os.getpid())}{uuid.uuid4().hex[:8]}"
 
 
 def build_runtime(settings: Settings) -> Runtime:

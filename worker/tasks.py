@@ -1,15 +1,56 @@
-"""The one task, ``gbq.deliver``: a thin adapter from Celery to ``worker.delivery``."""
+"""The one task, ``gbq.deliver``: a thin adapter from Celery to ``worker.delivery``.
+
+``DeliveryRequest`` runs in the worker's main process. When a pool child dies mid-delivery
+(SIGKILL, the OOM killer), Celery requeues its message at once (``reject_on_worker_lost``),
+but the event's lease would still be held by the dead child for up to ``GBQ_LEASE_S``. The
+main process knows that child is gone, so it hands the child's leases back first and the
+requeued message is delivered in seconds. A whole worker killed (a host crash) still
+waits for the lease.
+"""
 
 from __future__ import annotations
 
+import logging
+from datetime import UTC, datetime
 from typing import Any
+
+from billiard.exceptions import WorkerLostError
+from celery.worker.request import Request
 
 from producers.transport import DELIVER_TASK
 from worker.app import app
-from worker.runtime import runtime
+from worker.runtime import owner_prefix, runtime
+
+log = logging.getLogger(__name__)
 
 
-@app.task(name=DELIVER_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]
+class DeliveryRequest(Request):  # type: ignore[misc]
+    def on_failure(
+        self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False
+    ) -> Any:
+        exc = getattr(exc_info.exception, "exc", exc_info.exception)
+        if isinstance(exc, WorkerLostError) and self.worker_pid:
+            _release_leases_of_dead_child(self.worker_pid)
+        return super().on_failure(exc_info, send_failed_event, return_ok)
+
+
+def _release_leases_of_dead_child(pid: int) -> None:
+    try:
+        released = runtime().ledger.release_leases_of(owner_prefix(pid), datetime.now(UTC))
+    except Exception:  # the lease will expire anyway; never break Celery's bookkeeping
+        log.exception("could not release the leases of dead pool process %d", pid)
+        return
+    if released:
+        log.warning("pool process %d died: released %d lease(s) at once", pid, len(released))
+
+
+@app.task(
+    name=DELIVER_TASK,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    ignore_result=True,
+    Request=DeliveryRequest,
+)  # type: ignore[untyped-decorator]
 def deliver(*args: Any, **kwargs: Any) -> str:
     """Deliver one event (see ``worker.delivery.Deliverer.handle``)."""
     return runtime().deliverer.handle(args, kwargs)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import signal
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -14,7 +16,7 @@ from sqlalchemy import text
 
 from producers.events import OrderCancelled, OrderPaid, OrderRefunded
 from producers.transport import QUEUE, enqueue, task_message
-from tests.processes import SandboxProcess, wait_until
+from tests.processes import SandboxProcess, pool_children, wait_until
 from tests.scenario import generate, wallets
 from tests.services import RedisServer
 from tests.stack import Stack
@@ -185,6 +187,29 @@ def test_worker_killed_mid_delivery_recovers_in_seconds(
     state = sandbox.state()
     assert len(state["transactions"]) == 40
     assert wallets(state) == dict(scenario.expected)
+
+
+def test_a_pool_child_killed_mid_delivery_hands_its_lease_back_at_once(
+    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
+) -> None:
+    """SIGKILL one pool child (an OOM kill) mid-call: the worker's main process releases
+    that child's lease, so the requeued message delivers now, not after GBQ_LEASE_S."""
+    scenario = generate(seed=15, orders=2, total_events=2)
+    sandbox.faults(latency_s=2.0)
+    stack = make_stack(sqlite_url, GBQ_LEASE_S="600", GBQ_REDRIVE_AFTER_S="600")
+    worker = stack.start_worker("w1", concurrency=1)
+    stack.publisher.publish(scenario.events[0])
+    wait_until(lambda: stack.states()["in_flight"] == 1, timeout_s=60, what="a call in flight")
+    children = pool_children(worker.popen.pid)
+    assert len(children) == 1
+    # When the child dies mid-call
+    os.kill(children[0], signal.SIGKILL)
+    # Then the event is delivered long before its 600 s lease could expire
+    assert stack.wait_settled(1, timeout_s=60) == {"delivered": 1}
+    assert "released 1 lease(s) at once" in worker.output()
+    paid = scenario.events[0]
+    assert isinstance(paid, OrderPaid)
+    assert sandbox.balance(paid.customer_id) == int(paid.total_paid)  # credited once
 
 
 def test_redis_down_while_publishing_spools_and_delivers_later(

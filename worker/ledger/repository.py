@@ -246,6 +246,27 @@ class Ledger:
             enqueued_at=None,
         )
 
+    def release_leases_of(self, owner_prefix: str, now: datetime) -> list[str]:
+        """Hand back the in-flight events of a process known to be dead (its owner ids
+        start with ``owner_prefix``), instead of waiting for their leases to expire."""
+        statement = (
+            update(EventRow)
+            .where(
+                EventRow.state == S.IN_FLIGHT,
+                EventRow.lease_owner.startswith(owner_prefix, autoescape=True),
+            )
+            .values(
+                state=S.PENDING,
+                lease_owner=None,
+                lease_expires_at=None,
+                enqueued_at=now,
+                updated_at=now,
+            )
+            .returning(EventRow.event_id)
+        )
+        with self.engine.begin() as connection:
+            return list(connection.execute(statement).scalars())
+
     def wake_deferred(self, reason: str, now: datetime) -> int:
         """Make events deferred for ``reason`` due now (the breaker closed early)."""
         statement = (
