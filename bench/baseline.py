@@ -14,6 +14,7 @@ from celery import Celery
 from bench.naive_app import CALLS_KEY, DONE_KEY, FAILED_KEY, QUEUE
 from producers.events import Event
 from tests.stack import Process
+from worker.app import worker_argv
 from worker.gameball.payloads import build_request
 
 CELERY = [sys.executable, "-m", "celery"]
@@ -30,8 +31,8 @@ def start_celery_worker(
     pool: str = "prefork",
     **env: str,
 ) -> Process:
-    """A plain Celery worker with the settings ``gbq worker`` uses (prefetch 1, late acks,
-    no gossip or mingle), consuming the naive queue."""
+    """A plain Celery worker started with ``gbq worker``'s own arguments (no gossip or
+    mingle) and its app's prefetch 1 and late acks, consuming the naive queue."""
     environment = {
         **_base_env(),
         "PYTHONPATH": str(ROOT),
@@ -41,23 +42,7 @@ def start_celery_worker(
     }
     return Process(
         name,
-        [
-            "-A",
-            "bench.naive_app",
-            "worker",
-            "-Q",
-            QUEUE,
-            "--concurrency",
-            str(concurrency),
-            "--pool",
-            pool,
-            "--without-gossip",
-            "--without-mingle",
-            "--loglevel",
-            "INFO",
-            "--hostname",
-            f"{name}@%h",
-        ],
+        ["-A", "bench.naive_app", *worker_argv(concurrency, pool, "INFO", f"{name}@%h", QUEUE)],
         environment,
         folder / f"{name}.log",
         command=CELERY,

@@ -22,7 +22,7 @@ from typing import Any
 import celery
 import redis
 
-from tests.processes import SandboxProcess, wait_until
+from tests.processes import NO_RATE_LIMIT, SandboxProcess, proc_stats, wait_until
 from tests.services import PostgresSchema, RedisServer, sqlite_ledger
 from tests.stack import FAST, Process, Stack
 from worker.embedded_redis import redis_server_binary
@@ -30,7 +30,6 @@ from worker.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PG_URL_VAR = "GBQ_TEST_DATABASE_URL"
-NO_LIMITS = ("--rate-limit-per-s", "0", "--rate-limit-per-30s", "0")
 # Benchmarks run the shipped defaults, not the tests' fast timings (tests/stack.py FAST).
 DEFAULTS = {
     key: str(Settings.model_fields[key[4:].lower()].default)
@@ -76,18 +75,12 @@ def percentile(values: Sequence[float], share: float) -> float:
 def group_cpu_s(pgid: int) -> float:
     """User+system CPU seconds of every live process in a process group, plus what their
     reaped children used (so a prefork pool's children count)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # the process ended while we looked
-        if int(fields[2]) == pgid:  # fields[0] is the state: pgrp is the 5th stat field
-            total += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
-    return total / tick
+    ticks = sum(
+        sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+        for _, fields in proc_stats()
+        if int(fields[2]) == pgid
+    )
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def processes_cpu_s(processes: Sequence[Process]) -> float:
@@ -126,7 +119,7 @@ class Services:
 
     def sandbox(self, *args: str) -> SandboxProcess:
         log = self.folder / f"sandbox-{len(self._sandboxes)}.log"
-        process = SandboxProcess(log, args or NO_LIMITS)
+        process = SandboxProcess(log, args or NO_RATE_LIMIT)
         self._sandboxes.append(process)
         return process
 
@@ -247,18 +240,6 @@ def _cell(value: Any) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
-
-
-def sandbox_requests(sandbox: SandboxProcess) -> list[dict[str, Any]]:
-    """The sandbox's whole request log, page by page."""
-    rows: list[dict[str, Any]] = []
-    while True:
-        page = sandbox.http.get(
-            "/_sandbox/requests", params={"since": len(rows), "limit": 100_000}
-        ).json()["requests"]
-        if not page:
-            return rows
-        rows += page
 
 
 def sandbox_calls(sandbox: SandboxProcess) -> int:

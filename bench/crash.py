@@ -20,7 +20,6 @@ from bench.common import (
     LIMITS_OFF,
     Report,
     Services,
-    sandbox_requests,
     services,
     wait_ready,
 )
@@ -116,7 +115,7 @@ def celery_case(
     def resent() -> list[float]:
         return [
             float(row["at"]) - LATENCY_S - killed
-            for row in sandbox_requests(sandbox)
+            for row in sandbox.requests()
             if row["transaction_id"] in ids and float(row["at"]) - LATENCY_S > killed
         ]
 

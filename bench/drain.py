@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.baseline import counters, send_naive_posts, start_celery_worker
-from bench.common import Report, percentile, sandbox_requests, services, wait_ready
+from bench.common import Report, percentile, services, wait_ready
 from tests.processes import wait_until
 from tests.scenario import generate
 
@@ -57,7 +57,7 @@ def run(folder: Path, *, quick: bool = False) -> Report:
         stack.start_scheduler()
         wait_ready(worker)
         settled = stack.wait_settled(total, timeout_s=total / ALLOWED * 3 + 120)
-        rows = sandbox_requests(sandbox)
+        rows = sandbox.requests()
         rate, share = rate_and_429s(rows)
         waits = [
             (event.delivered_at.timestamp() - published)
@@ -96,7 +96,7 @@ def run(folder: Path, *, quick: bool = False) -> Report:
         )
         finished = time.time() - published
         naive.stop()
-        rows = sandbox_requests(sandbox)
+        rows = sandbox.requests()
         rate, share = rate_and_429s(rows)
         counts = counters(running.redis.url)
         report.rows.append(

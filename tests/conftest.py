@@ -10,7 +10,7 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from tests.processes import SandboxProcess
+from tests.processes import NO_RATE_LIMIT, SandboxProcess
 from tests.services import PostgresSchema, RedisServer, sqlite_ledger
 from tests.stack import Stack
 from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY, Settings
@@ -19,7 +19,7 @@ from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY, Settings
 @pytest.fixture(scope="session")
 def sandbox_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxProcess]:
     log = tmp_path_factory.mktemp("sandbox") / "sandbox.log"
-    process = SandboxProcess(log, ["--rate-limit-per-s", "0", "--rate-limit-per-30s", "0"])
+    process = SandboxProcess(log, NO_RATE_LIMIT)
     yield process
     process.stop()
 

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,6 +16,7 @@ import httpx
 
 T = TypeVar("T")
 GBQ = [sys.executable, "-m", "worker"]
+NO_RATE_LIMIT = ("--rate-limit-per-s", "0", "--rate-limit-per-30s", "0")  # sandbox options
 
 
 def free_port() -> int:
@@ -39,18 +40,20 @@ def wait_until(
         time.sleep(interval_s)  # polling interval, not synchronisation
 
 
-def pool_children(parent: int) -> list[int]:
-    """Pids whose parent is ``parent`` (a Celery worker's prefork pool)."""
-    children = []
+def proc_stats() -> Iterator[tuple[int, list[str]]]:
+    """(pid, /proc/<pid>/stat fields after the command name) of every live process:
+    fields[1] is the parent pid, fields[2] the process group, fields[11:15] CPU ticks."""
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                yield int(entry.name), (entry / "stat").read_text().rsplit(")", 1)[1].split()
             except OSError:
                 continue  # it ended while we looked
-            if int(fields[1]) == parent:
-                children.append(int(entry.name))
-    return children
+
+
+def pool_children(parent: int) -> list[int]:
+    """Pids whose parent is ``parent`` (a Celery worker's prefork pool)."""
+    return [pid for pid, fields in proc_stats() if int(fields[1]) == parent]
 
 
 class SandboxProcess:
@@ -84,6 +87,17 @@ class SandboxProcess:
         response.raise_for_status()
         state: dict[str, Any] = response.json()
         return state
+
+    def requests(self) -> list[dict[str, Any]]:
+        """The whole request log, page by page."""
+        rows: list[dict[str, Any]] = []
+        while True:
+            page = self.http.get(
+                "/_sandbox/requests", params={"since": len(rows), "limit": 100_000}
+            ).json()["requests"]
+            if not page:
+                return rows
+            rows += page
 
     def balance(self, player: str) -> int:
         wallet = self.state(transactions=False)["wallets"].get(player)

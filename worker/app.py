@@ -69,11 +69,13 @@ def _configure_logging(**_: object) -> None:
     configure_logging(load_settings())
 
 
-def worker_argv(concurrency: int, pool: str, loglevel: str, hostname: str | None) -> list[str]:
+def worker_argv(
+    concurrency: int, pool: str, loglevel: str, hostname: str | None, queue: str = QUEUE
+) -> list[str]:
     argv: list[str] = [
         "worker",
         "-Q",
-        QUEUE,
+        queue,
         "--concurrency",
         str(concurrency),
         "--pool",

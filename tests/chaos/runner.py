@@ -22,14 +22,13 @@ from sqlalchemy import select
 from tests.chaos.check import Row, check_calls, check_settled, check_wallets, expected_wallets
 from tests.chaos.faults import Fault, schedule
 from tests.chaos.histories import History, generate
-from tests.processes import SandboxProcess, wait_until
+from tests.processes import NO_RATE_LIMIT, SandboxProcess, wait_until
 from tests.services import RedisServer, sqlite_ledger
 from tests.stack import Process, Stack
 from worker.ledger.models import EventRow
 from worker.scheduler import LEADER_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
-NO_LIMITS = ["--rate-limit-per-s", "0", "--rate-limit-per-30s", "0"]
 
 
 @dataclass(frozen=True)
@@ -113,7 +112,7 @@ class Soak:
         self.redis = RedisServer(folder / "redis").start()
         try:
             self.sandbox = SandboxProcess(
-                folder / "sandbox.log", [*NO_LIMITS, "--seed", str(config.seed)]
+                folder / "sandbox.log", [*NO_RATE_LIMIT, "--seed", str(config.seed)]
             )
         except BaseException:
             self.redis.kill()  # no server left behind when the sandbox cannot start
@@ -270,23 +269,13 @@ class Soak:
         wallets = {player: int(w["balance"]) for player, w in state["wallets"].items()}
         result.wallets = len(wallets)
         result.calls = dict(state["request_counts"])
-        log = self._request_log()
+        log = self.sandbox.requests()
         delivered = {event_id for event_id, row in rows.items() if row.state == "delivered"}
         result.divergences = [
             *check_settled(self.history, rows),
             *check_wallets(expected_wallets(self.history.events, delivered), wallets),
             *check_calls(self.history, rows, log),
         ]
-
-    def _request_log(self) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = []
-        while True:
-            page = self.sandbox.http.get(
-                "/_sandbox/requests", params={"since": len(rows), "limit": 100_000}
-            ).json()["requests"]
-            if not page:
-                return rows
-            rows += page
 
     def close(self) -> None:
         for producer in self.producers:
