@@ -12,6 +12,7 @@ from producers.events import (
     OrderCancelled,
     OrderPaid,
     OrderRefunded,
+    as_event,
     event_to_json,
     parse_event,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "OrderCancelled",
     "OrderPaid",
     "OrderRefunded",
+    "as_event",
     "event_to_json",
     "parse_event",
 ]

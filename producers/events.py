@@ -15,7 +15,6 @@ pydantic's errors into :class:`InvalidEventError`, whose ``problems`` list each 
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -26,8 +25,10 @@ from typing import Annotated, Any, Final, Literal, TypeAlias
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     StringConstraints,
     TypeAdapter,
     ValidationError,
@@ -35,12 +36,19 @@ from pydantic import (
     field_validator,
 )
 
+from producers.untrusted import UnreadableError, load_json
+
 SCHEMA_VERSION: Final = 1
 MAX_ID_LENGTH: Final = 100
 MAX_MONEY: Final = Decimal("1000000000000")  # exclusive; keeps every amount exact as a double
 MAX_FUTURE_SKEW: Final = timedelta(minutes=5)
 MAX_LINE_ITEMS: Final = 1000
 MAX_EXTRA_ENTRIES: Final = 50
+MAX_LABELS: Final = 50  # categories, collections or tags of one line
+MAX_MONEY_DIGITS: Final = 16  # MAX_MONEY with three decimals fits
+MAX_EXTRA_INT: Final = 2**53  # exact in every JSON reader
+MAX_EVENT_BYTES: Final = 512 * 1024  # an event as JSON: what the queue carries
+EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)  # before this: an unset or epoch-0 time
 CANCEL_SUFFIX: Final = "-cancel"
 
 # ISO 4217 minor units where they differ from 2. Gameball keeps the currency as an account
@@ -79,12 +87,27 @@ def currency_decimals(currency: str) -> int:
 # --- field types ---------------------------------------------------------------------------
 
 
+_NOT_IN_TEXT: Final = frozenset({"Cc", "Cs"})  # control characters (NUL, ESC, …), surrogates
+_NOT_IN_IDS: Final = _NOT_IN_TEXT | {"Cf", "Co", "Zl", "Zp"}  # also invisible/format chars
+
+
+def _check_chars(value: str, refused: frozenset[str]) -> str:
+    for char in value:
+        category = unicodedata.category(char)
+        if category in refused:
+            kind = {"Cc": "control", "Cs": "surrogate"}.get(category, "invisible or format")
+            raise ValueError(f"must not contain {kind} characters (found U+{ord(char):04X})")
+    return value
+
+
+def _check_text(value: str) -> str:
+    return _check_chars(value, _NOT_IN_TEXT)
+
+
 def _check_id(value: str) -> str:
     if value != value.strip():
         raise ValueError("must not start or end with whitespace (ids are matched exactly)")
-    if any(unicodedata.category(char) == "Cc" for char in value):
-        raise ValueError("must not contain control characters")
-    return value
+    return _check_chars(value, _NOT_IN_IDS)
 
 
 def _check_order_id(value: str) -> str:
@@ -94,12 +117,55 @@ def _check_order_id(value: str) -> str:
     return value
 
 
+def _not_bool(value: Any) -> Any:
+    """JSON's true/false are not numbers (pydantic would read true as 1)."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not true or false")  # noqa: TRY004 - a field error
+    return value
+
+
 Id: TypeAlias = Annotated[
     str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH), AfterValidator(_check_id)
 ]
 OrderId: TypeAlias = Annotated[Id, AfterValidator(_check_order_id)]
 Currency: TypeAlias = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$")]
-ShortText: TypeAlias = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+_Checked = AfterValidator(_check_text)
+ShortText: TypeAlias = Annotated[str, StringConstraints(min_length=1, max_length=255), _Checked]
+Email: TypeAlias = Annotated[str, StringConstraints(min_length=3, max_length=254), _Checked]
+Mobile: TypeAlias = Annotated[str, StringConstraints(min_length=3, max_length=32), _Checked]
+ExtraKey: TypeAlias = Annotated[str, StringConstraints(min_length=1, max_length=100), _Checked]
+
+
+def _check_extra_value(value: Any) -> str | int:
+    if isinstance(value, str):
+        if len(value) > 1000:
+            raise ValueError("must be at most 1000 characters")
+        return _check_text(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) > MAX_EXTRA_INT:
+            raise ValueError("must be within ±2^53 (exact in JSON)")
+        return value
+    raise ValueError("must be a string or a whole number")
+
+
+ExtraValue: TypeAlias = Annotated[str | int, PlainValidator(_check_extra_value)]
+Money: TypeAlias = Annotated[
+    Decimal, BeforeValidator(_not_bool), Field(max_digits=MAX_MONEY_DIGITS)
+]
+Count: TypeAlias = Annotated[int, BeforeValidator(_not_bool)]
+Labels: TypeAlias = tuple[ShortText, ...]
+
+
+def _decimal_places(value: Decimal) -> int:
+    """Decimals of ``value`` ignoring trailing zeros, exactly (``normalize`` would round a
+    tiny value to 0 under the default context)."""
+    _, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int):
+        raise ValueError("must be a finite number")  # noqa: TRY004 - pydantic wants ValueError
+    if not any(digits):
+        return 0
+    trailing = len(digits) - len("".join(map(str, digits)).rstrip("0"))
+    return max(0, -(exponent + min(trailing, max(0, -exponent))))
 
 
 def _check_money(value: Decimal, currency: str | None, *, allow_zero: bool) -> Decimal:
@@ -110,10 +176,7 @@ def _check_money(value: Decimal, currency: str | None, *, allow_zero: bool) -> D
         raise ValueError(f"must be less than {MAX_MONEY}")
     if currency is not None:
         decimals = currency_decimals(currency)
-        exponent = value.normalize().as_tuple().exponent
-        if not isinstance(exponent, int):  # NaN/Infinity; pydantic refuses them earlier
-            raise ValueError("must be a finite number")
-        if -exponent > decimals:
+        if _decimal_places(value) > decimals:
             raise ValueError(f"has more than {decimals} decimals, the most {currency} allows")
     return value
 
@@ -121,7 +184,12 @@ def _check_money(value: Decimal, currency: str | None, *, allow_zero: bool) -> D
 def _check_aware_utc(value: datetime) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError("must be timezone-aware, e.g. 2024-10-16T08:13:29Z")
-    value = value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None
+    if value < EARLIEST:
+        raise ValueError(f"is before {EARLIEST:%Y-%m-%d}: an unset or wrong clock?")
     if value > datetime.now(UTC) + MAX_FUTURE_SKEW:
         raise ValueError(f"is in the future (more than {MAX_FUTURE_SKEW} ahead of this clock)")
     return value
@@ -138,17 +206,17 @@ class LineItem(_Frozen):
     """One order line, in Gameball's terms: unit ``price``, line-total ``discount``/``taxes``."""
 
     product_id: Id
-    quantity: int = Field(ge=1, le=1_000_000)
-    price: Decimal = Field(description="Unit price before tax and discount.")
-    discount: Decimal = Field(default=Decimal(0), description="Total discount of the line.")
-    taxes: Decimal = Field(default=Decimal(0), description="Total tax of the line.")
+    quantity: Count = Field(ge=1, le=1_000_000)
+    price: Money = Field(description="Unit price before tax and discount.")
+    discount: Money = Field(default=Decimal(0), description="Total discount of the line.")
+    taxes: Money = Field(default=Decimal(0), description="Total tax of the line.")
     sku: ShortText | None = None
     title: ShortText | None = None
-    category: tuple[ShortText, ...] = ()
-    collection: tuple[ShortText, ...] = ()
-    tags: tuple[ShortText, ...] = ()
+    category: Labels = Field(default=(), max_length=MAX_LABELS)
+    collection: Labels = Field(default=(), max_length=MAX_LABELS)
+    tags: Labels = Field(default=(), max_length=MAX_LABELS)
     vendor: ShortText | None = None
-    weight: Decimal | None = Field(default=None, ge=0)
+    weight: Money | None = Field(default=None, ge=0, decimal_places=6)
 
     @field_validator("price", "discount", "taxes")
     @classmethod
@@ -200,8 +268,8 @@ def _money_validator(*fields: str, allow_zero: bool) -> Any:
 class _EventBase(_Frozen):
     schema_version: Literal[1] = SCHEMA_VERSION
     customer_id: Id = Field(description="Gameball playerUniqueId: the shop's permanent id.")
-    email: Annotated[str, StringConstraints(min_length=3, max_length=254)] | None = None
-    mobile: Annotated[str, StringConstraints(min_length=3, max_length=32)] | None = None
+    email: Email | None = None
+    mobile: Mobile | None = None
     occurred_at: UtcTime = Field(description="When it happened; sent as Gameball's time.")
 
 
@@ -211,17 +279,14 @@ class OrderPaid(_EventBase):
     kind: Literal["paid"] = "paid"
     order_id: OrderId
     currency: Currency = "USD"
-    total_price: Decimal = Field(description="Gross value incl. shipping and tax.")
-    total_paid: Decimal = Field(description="What the customer paid: the reward basis.")
-    total_discount: Decimal = Decimal(0)
-    total_shipping: Decimal = Decimal(0)
-    total_tax: Decimal = Decimal(0)
+    total_price: Money = Field(description="Gross value incl. shipping and tax.")
+    total_paid: Money = Field(description="What the customer paid: the reward basis.")
+    total_discount: Money = Decimal(0)
+    total_shipping: Money = Decimal(0)
+    total_tax: Money = Decimal(0)
     line_items: tuple[LineItem, ...] = Field(default=(), max_length=MAX_LINE_ITEMS)
     discount_codes: tuple[ShortText, ...] = Field(default=(), max_length=50)
-    extra: dict[
-        Annotated[str, StringConstraints(min_length=1, max_length=100)],
-        Annotated[str, StringConstraints(max_length=1000)] | int,
-    ] = Field(default_factory=dict, max_length=MAX_EXTRA_ENTRIES)
+    extra: dict[ExtraKey, ExtraValue] = Field(default_factory=dict, max_length=MAX_EXTRA_ENTRIES)
     guest: bool = False
 
     _positive = _money_validator("total_price", "total_paid", allow_zero=False)
@@ -308,7 +373,7 @@ class OrderRefunded(_EventBase):
     order_id: OrderId
     refund_id: Id = Field(description="The shop's refund id: Gameball's transactionId.")
     currency: Currency = "USD"
-    amount: Decimal | None = Field(default=None, description="None means a full refund.")
+    amount: Money | None = Field(default=None, description="None means a full refund.")
     line_items: tuple[LineItem, ...] = Field(default=(), max_length=MAX_LINE_ITEMS)
 
     _positive = _money_validator("amount", allow_zero=False)
@@ -347,7 +412,7 @@ class CashbackAwarded(_EventBase):
     kind: Literal["cashback"] = "cashback"
     transaction_id: Id
     currency: Currency = "USD"
-    amount: Decimal
+    amount: Money
 
     _positive = _money_validator("amount", allow_zero=False)
 
@@ -359,6 +424,7 @@ class CashbackAwarded(_EventBase):
 Event: TypeAlias = Annotated[
     OrderPaid | OrderCancelled | OrderRefunded | CashbackAwarded, Field(discriminator="kind")
 ]
+EVENT_CLASSES: Final = (OrderPaid, OrderCancelled, OrderRefunded, CashbackAwarded)
 EventKind: TypeAlias = Literal["paid", "cancelled", "refunded", "cashback"]
 EVENT_KINDS: Final[tuple[EventKind, ...]] = ("paid", "cancelled", "refunded", "cashback")
 _EVENT_ADAPTER: Final[TypeAdapter[Event]] = TypeAdapter(Event)
@@ -413,23 +479,45 @@ def problems_from(error: ValidationError) -> tuple[FieldProblem, ...]:
 def parse_event(data: Mapping[str, Any] | str | bytes) -> Event:
     """Validate a dict or a JSON document into an :data:`Event`.
 
-    Raises :class:`InvalidEventError` naming each bad field.
+    Raises :class:`InvalidEventError` naming each bad field, and nothing else, whatever
+    ``data`` holds (JSON is read with bounded nesting and no NaN/Infinity).
     """
-    kind = None
+    if isinstance(data, str | bytes):
+        try:
+            data = load_json(data, max_bytes=MAX_EVENT_BYTES)
+        except UnreadableError as error:
+            raise InvalidEventError([FieldProblem("event", f"is {error}")]) from None
+    if not isinstance(data, Mapping):
+        raise InvalidEventError([FieldProblem("event", "must be a JSON object")])
+    kind = data.get("kind") if data.get("kind") in EVENT_KINDS else None
     try:
-        if isinstance(data, str | bytes):
-            raw = json.loads(data)
-            if not isinstance(raw, dict):
-                raise InvalidEventError([FieldProblem("event", "must be a JSON object")])
-            data = raw
-        kind = data.get("kind") if data.get("kind") in EVENT_KINDS else None
         return _EVENT_ADAPTER.validate_python(data)
-    except json.JSONDecodeError as error:
-        raise InvalidEventError([FieldProblem("event", f"is not valid JSON ({error})")]) from None
     except ValidationError as error:
         raise InvalidEventError(problems_from(error), kind) from None
+    except RecursionError:  # a Python object (not JSON) nested past the stack
+        raise InvalidEventError([FieldProblem("event", "is nested too deeply")], kind) from None
+
+
+def as_event(value: object) -> Event:
+    """An :data:`Event` from an event model, a mapping or a JSON document; anything else
+    (``None``, a list, another model) is an :class:`InvalidEventError`."""
+    if isinstance(value, EVENT_CLASSES):
+        return value
+    if isinstance(value, Mapping | str | bytes):
+        return parse_event(value)
+    raise InvalidEventError(
+        [FieldProblem("event", f"must be an event, a mapping or JSON, not {type(value).__name__}")]
+    )
 
 
 def event_to_json(event: Event) -> str:
-    """Serialize an event; :func:`parse_event` gives back an equal event (Decimals exact)."""
-    return event.model_dump_json()
+    """Serialize an event; :func:`parse_event` gives back an equal event (Decimals exact).
+
+    Raises :class:`InvalidEventError` for an event larger than :data:`MAX_EVENT_BYTES`.
+    """
+    text = event.model_dump_json()
+    size = len(text.encode())
+    if size > MAX_EVENT_BYTES:
+        problem = FieldProblem("event", f"is {size} bytes as JSON, more than {MAX_EVENT_BYTES}")
+        raise InvalidEventError([problem], event.kind)
+    return text

@@ -4,7 +4,8 @@
 round trip, under short timeouts (``GBQ_PUBLISH_TIMEOUT_S``). If Redis cannot be reached it
 writes the event to the local spool instead and still returns normally. It raises only:
 
-    InvalidEventError(ValueError)   the event is invalid (a dict that fails validation)
+    InvalidEventError(ValueError)   the event is invalid, field by field (or is not an event,
+                                    a mapping or JSON at all)
     PublishError(RuntimeError)      neither Redis nor the spool could take the event
 
 Order: once this publisher has spooled, it keeps its events behind the spooled ones. Each
@@ -25,7 +26,7 @@ from typing import Any, Literal
 
 import redis
 
-from producers.events import Event, event_to_json, parse_event
+from producers.events import Event, as_event, event_to_json
 from producers.outbox import stage as stage_in_outbox
 from producers.spool import Spool
 from producers.transport import InboxEntry, push_to_inbox, redis_client
@@ -115,16 +116,11 @@ class Publisher:
     def stage(self, session: Any, event: Event | Mapping[str, Any]) -> None:
         """Stage ``event`` in the outbox inside ``session``'s transaction (a SQLAlchemy
         ``Session``); it is relayed once the caller commits, and vanishes on rollback."""
-        stage_in_outbox(session, event if not isinstance(event, Mapping) else parse_event(event))
+        stage_in_outbox(session, as_event(event))
 
     def relay_spool(self, limit: int = 500) -> int:
         """Move up to ``limit`` spooled events to Redis; returns how many moved."""
-        batch = self.spool.peek(limit)
-        if not batch:
-            return 0
-        push_to_inbox(self._redis, [entry for _, entry in batch])
-        self.spool.remove(seq for seq, _ in batch)
-        return len(batch)
+        return self.spool.relay(self._redis, limit)
 
     def close(self) -> None:
         self._redis.close()
@@ -137,5 +133,5 @@ class Publisher:
 
 
 def _entry(event: Event | Mapping[str, Any]) -> InboxEntry:
-    parsed = parse_event(event) if isinstance(event, Mapping) else event
+    parsed = as_event(event)
     return InboxEntry(parsed.event_id, event_to_json(parsed), time.time())

@@ -3,7 +3,9 @@
 A SQLite file (WAL, ``synchronous=FULL``: an accepted event survives a power cut), safe to
 share between the processes of one host. The scheduler (or ``Publisher.relay_spool``)
 moves its rows to Redis once Redis answers again, then deletes them; a crash in between
-sends an event twice, which the ledger and Gameball's id check make harmless.
+sends an event twice, which the ledger and Gameball's id check make harmless. A row that
+cannot be read (the file is shared, so anything may have written it) is quarantined on
+the way, never left to block the rows behind it.
 """
 
 from __future__ import annotations
@@ -11,9 +13,14 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from producers.transport import InboxEntry
+import redis
+
+from producers.quarantine import Poison
+from producers.transport import MAX_EVENT_BYTES, InboxEntry, push_to_inbox
+from producers.untrusted import UnreadableError, load_json, printable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (
@@ -23,6 +30,29 @@ CREATE TABLE IF NOT EXISTS spool (
     published_at REAL NOT NULL
 )
 """
+
+
+@dataclass(frozen=True)
+class SpoolRow:
+    """A spool row: an entry to relay, or poison to quarantine."""
+
+    seq: int
+    entry: InboxEntry | None
+    poison: Poison | None = None
+
+
+def _read_row(seq: int, event_id: object, event_json: object, published_at: object) -> SpoolRow:
+    try:
+        event = load_json(event_json, max_bytes=MAX_EVENT_BYTES)
+        return SpoolRow(seq, InboxEntry.of(event_id, event, published_at))
+    except UnreadableError as error:
+        raw = (
+            event_json
+            if isinstance(event_json, bytes)
+            else str(event_json).encode("utf-8", "surrogatepass")
+        )
+        problem = f"row {seq} ({printable(str(event_id), 120)}): {error}"
+        return SpoolRow(seq, None, Poison.of("spool", problem, raw))
 
 
 class Spool:
@@ -57,8 +87,9 @@ class Spool:
             )
             connection.execute("COMMIT")
 
-    def peek(self, limit: int) -> list[tuple[int, InboxEntry]]:
-        """The oldest ``limit`` entries with their sequence numbers (for ``remove``)."""
+    def peek(self, limit: int) -> list[SpoolRow]:
+        """The oldest ``limit`` rows, each read as an entry or as poison (a row written by
+        anything but :meth:`add`: wrong types, JSON that is not an object, …)."""
         if not self.path.exists():
             return []
         with self._connect() as connection:
@@ -66,9 +97,21 @@ class Spool:
                 "SELECT seq, event_id, event_json, published_at FROM spool ORDER BY seq LIMIT ?",
                 (limit,),
             ).fetchall()
-        return [
-            (seq, InboxEntry(event_id, event_json, at)) for seq, event_id, event_json, at in rows
-        ]
+        return [_read_row(*row) for row in rows]
+
+    def relay(self, client: redis.Redis, limit: int) -> int:
+        """Move up to ``limit`` rows to Redis, oldest first, in one transaction that also
+        quarantines unreadable rows; then delete them. Returns how many rows moved."""
+        rows = self.peek(limit)
+        if not rows:
+            return 0
+        push_to_inbox(
+            client,
+            [row.entry for row in rows if row.entry is not None],
+            [row.poison for row in rows if row.poison is not None],
+        )
+        self.remove(row.seq for row in rows)
+        return len(rows)
 
     def remove(self, seqs: Iterable[int]) -> None:
         with self._connect() as connection:

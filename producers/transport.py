@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import socket
 import uuid
@@ -31,11 +32,17 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from producers.quarantine import Poison, quarantine
+from producers.untrusted import UnreadableError, load_json
+
 QUEUE: Final = "gbq"
 DELIVER_TASK: Final = "gbq.deliver"
 INBOX_KEY: Final = "gbq:inbox"
 INBOX_DUE_KEY: Final = "gbq:inbox:due"
 ORDER_INBOX_PREFIX: Final = "gbq:inbox:order:"  # + order id: ids of its events in the inbox
+MAX_EVENT_ID_LENGTH: Final = 300  # the ledger's key column
+MAX_EVENT_BYTES: Final = 512 * 1024  # an event's JSON (producers.events refuses larger ones)
+MAX_ENVELOPE_BYTES: Final = MAX_EVENT_BYTES + 1024
 _ORIGIN: Final = f"{os.getpid()}@{socket.gethostname()}"
 
 
@@ -52,9 +59,40 @@ class InboxEntry:
         return _order_id(json.loads(self.event_json))
 
     @classmethod
-    def from_envelope(cls, event_id: str, envelope: str | bytes) -> InboxEntry:
-        data = json.loads(envelope)
-        return cls(event_id, json.dumps(data["event"]), float(data["published_at"]))
+    def from_envelope(cls, event_id: str | bytes, envelope: str | bytes) -> InboxEntry:
+        """Read an inbox hash entry; raises UnreadableError if it is not one of ours."""
+        data = load_json(envelope, max_bytes=MAX_ENVELOPE_BYTES)
+        if not isinstance(data, dict) or set(data) != {"event", "published_at"}:
+            raise UnreadableError('not an inbox envelope {"event": …, "published_at": …}')
+        return cls.of(event_id, data["event"], data["published_at"])
+
+    @classmethod
+    def of(cls, event_id: object, event: object, published_at: object) -> InboxEntry:
+        """Check the parts of an entry read back from Redis or the spool (not the event's
+        fields: the ledger's ingest validates those, with field-by-field errors)."""
+        if not isinstance(event, dict):
+            raise UnreadableError("the event is not a JSON object")
+        if (
+            isinstance(published_at, bool)
+            or not isinstance(published_at, int | float)
+            or not math.isfinite(published_at)
+        ):
+            raise UnreadableError("published_at is not a finite number")
+        return cls(checked_event_id(event_id), json.dumps(event), float(published_at))
+
+
+def checked_event_id(value: object) -> str:
+    """An event id read back from storage, or UnreadableError."""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UnreadableError("the event id is not UTF-8") from None
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_EVENT_ID_LENGTH:
+        raise UnreadableError(f"the event id is not a string of 1 to {MAX_EVENT_ID_LENGTH} chars")
+    if not value.isprintable():
+        raise UnreadableError("the event id has unprintable characters")
+    return value
 
 
 def redis_client(url: str, timeout_s: float) -> redis.Redis:
@@ -76,6 +114,14 @@ def task_message(
     The task id is the event id. ``event`` may be omitted when the ledger already has
     the event (re-sends by the scheduler).
     """
+    return json.dumps(task_envelope(event_id, event, published_at), separators=(",", ":")).encode()
+
+
+def task_envelope(
+    event_id: str, event: dict[str, Any] | None = None, published_at: float | None = None
+) -> dict[str, Any]:
+    """The message of :func:`task_message` before serialisation: the only shape a worker
+    passes on to Celery (``worker.intake`` rebuilds every accepted message with it)."""
     kwargs: dict[str, Any] = {"event_id": event_id}
     if event is not None:
         kwargs["event"] = event
@@ -83,7 +129,7 @@ def task_message(
     body = json.dumps(
         [[], kwargs, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
     ).encode()
-    message = {
+    return {
         "body": base64.b64encode(body).decode(),
         "content-encoding": "utf-8",
         "content-type": "application/json",
@@ -115,14 +161,17 @@ def task_message(
             "delivery_tag": str(uuid.uuid4()),
         },
     }
-    return json.dumps(message, separators=(",", ":")).encode()
 
 
-def push_to_inbox(client: redis.Redis, entries: Sequence[InboxEntry]) -> None:
-    """Write entries to the inbox and queue their messages, all in one transaction."""
-    if not entries:
+def push_to_inbox(
+    client: redis.Redis, entries: Sequence[InboxEntry], poisons: Sequence[Poison] = ()
+) -> None:
+    """Write entries to the inbox and queue their messages, all in one transaction (with
+    ``poisons`` found on the way, such as unreadable spool rows, quarantined)."""
+    if not entries and not poisons:
         return
     pipe = client.pipeline(transaction=True)
+    quarantine(pipe, poisons)
     for entry in entries:
         event = json.loads(entry.event_json)  # once per event: this is checkout's hot path
         envelope = {"event": event, "published_at": entry.published_at}

@@ -2,8 +2,9 @@
 reconnects to Redis quickly.
 
 Celery logs and acks (or rejects) a message it cannot decode, or whose task it does not
-know: the message is gone. Here the raw body goes to the ledger as a dead letter
-``malformed`` first, so ``gbq dlq`` can show it.
+know: the message is gone. ``worker.transport`` already screens every raw item, so these
+hooks are a second line: should one fire anyway, the raw message is quarantined first
+(the scheduler keeps it as a dead letter ``malformed``), so ``gbq dlq`` can show it.
 
 After losing Redis, Celery's consumer retries at 2, 4, 6 … up to 30 s apart (kombu's
 defaults, not configurable in Celery): a 3 s Redis restart stopped every worker for about
@@ -12,27 +13,31 @@ defaults, not configurable in Celery): a 3 s Redis restart stopped every worker 
 
 from __future__ import annotations
 
+import json
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
 from celery.worker.consumer import Consumer
 
+from producers.quarantine import Poison
+
 log = logging.getLogger(__name__)
 
 
-def _raw(body: Any, message: Any) -> str:
-    raw = getattr(message, "body", body)
-    if isinstance(raw, bytes):
-        return raw.decode("utf-8", "replace")
-    return str(raw)
+def _raw(message: Any) -> bytes:
+    raw = getattr(message, "_raw", None)
+    if raw is not None:  # kombu's envelope as read from Redis
+        try:
+            return json.dumps(raw).encode()
+        except (TypeError, ValueError, RecursionError):
+            pass
+    body = getattr(message, "body", b"")
+    return body if isinstance(body, bytes) else str(body).encode("utf-8", "surrogatepass")
 
 
-def _keep(body: Any, message: Any, problem: str) -> None:
-    from worker.runtime import runtime  # noqa: PLC0415 - the ledger is built on first need
-
+def _keep(message: Any, problem: str) -> None:
     try:
-        runtime().ledger.dead_letter_malformed(_raw(body, message), problem, datetime.now(UTC))
+        message.channel.quarantine(Poison.of("consumer", problem, _raw(message)))
     except Exception:
         log.exception("could not keep a malformed message as a dead letter")
 
@@ -51,17 +56,17 @@ class DeadLetteringConsumer(Consumer):  # type: ignore[misc]
         return super().ensure_connected(conn)
 
     def on_decode_error(self, message: Any, exc: Exception) -> None:
-        _keep(None, message, f"cannot decode the message: {exc}")
+        _keep(message, f"cannot decode the message: {exc}")
         super().on_decode_error(message, exc)
 
     def on_unknown_message(self, body: Any, message: Any) -> None:
-        _keep(body, message, "not a Celery task message")
+        _keep(message, "not a Celery task message")
         super().on_unknown_message(body, message)
 
     def on_unknown_task(self, body: Any, message: Any, exc: Exception) -> None:
-        _keep(body, message, f"unknown task: {exc}")
+        _keep(message, f"unknown task: {exc}")
         super().on_unknown_task(body, message, exc)
 
     def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
-        _keep(body, message, f"invalid task message: {exc}")
+        _keep(message, f"invalid task message: {exc}")
         super().on_invalid_task(body, message, exc)

@@ -28,7 +28,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from producers.events import Event, InvalidEventError, parse_event
-from producers.transport import InboxEntry
+from producers.quarantine import Poison
+from producers.transport import DELIVER_TASK, InboxEntry
 from worker.breaker import Admission, Breaker, Signal, signal_of
 from worker.gameball.client import Attempt
 from worker.gameball.outcomes import Reason
@@ -160,7 +161,8 @@ class Deliverer:
             message = parse_message(args, kwargs)
         except MalformedMessageError as error:
             raw = json.dumps({"args": list(args), "kwargs": dict(kwargs)}, default=str)
-            dead_id = self.ledger.dead_letter_malformed(raw, str(error), self.clock())
+            poison = Poison.of(f"task {DELIVER_TASK}", str(error), raw)
+            dead_id = self.ledger.dead_letter_poison(poison, self.clock())
             log.warning("malformed message kept as dead letter %s: %s", dead_id, error)
             return "malformed"
         if message.event is not None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import redis
 
+from producers.quarantine import Poison
 from producers.transport import (
     INBOX_DUE_KEY,
     INBOX_KEY,
@@ -13,6 +16,15 @@ from producers.transport import (
     InboxEntry,
     enqueue,
 )
+from producers.untrusted import UnreadableError, printable
+
+
+@dataclass(frozen=True)
+class UnreadableEntry:
+    """An inbox entry that is not one of ours: its key as stored, and the poison."""
+
+    event_id: bytes
+    poison: Poison
 
 
 class RedisQueue:
@@ -25,7 +37,7 @@ class RedisQueue:
         """Queue a delivery message for each event (the ledger already has them)."""
         return enqueue(self.client, event_ids)
 
-    def inbox_done(self, done: Iterable[tuple[str, str | None]]) -> None:
+    def inbox_done(self, done: Iterable[tuple[str | bytes, str | None]]) -> None:
         """Forget inbox entries, given as (event_id, order_id), once the ledger has them."""
         pairs = list(done)
         if pairs:
@@ -38,43 +50,40 @@ class RedisQueue:
             pipe.execute()
 
     def inbox_for_order(self, order_id: str) -> list[InboxEntry]:
-        """An order's events that are published but not yet ingested."""
+        """An order's events that are published but not yet ingested (unreadable entries
+        are left to the scheduler's inbox sweep)."""
         key = ORDER_INBOX_PREFIX + order_id
-        ids = [
-            raw.decode() if isinstance(raw, bytes) else str(raw)
-            for raw in self.client.smembers(key)
-        ]
+        ids = list(self.client.smembers(key))
         if not ids:
             return []
-        envelopes = self.client.hmget(INBOX_KEY, ids)
-        gone = [
-            event_id for event_id, envelope in zip(ids, envelopes, strict=True) if envelope is None
-        ]
+        entries, _, gone = self._read(ids)
         if gone:
             self.client.srem(key, *gone)
-        return [
-            InboxEntry.from_envelope(event_id, envelope)
-            for event_id, envelope in zip(ids, envelopes, strict=True)
-            if envelope is not None
-        ]
+        return entries
 
-    def inbox_older_than(self, published_before: float, limit: int) -> list[InboxEntry]:
-        """Inbox entries published before ``published_before`` (epoch s), oldest first."""
-        ids = [
-            raw.decode() if isinstance(raw, bytes) else str(raw)
-            for raw in self.client.zrangebyscore(
-                INBOX_DUE_KEY, "-inf", published_before, start=0, num=limit
-            )
-        ]
+    def inbox_older_than(
+        self, published_before: float, limit: int
+    ) -> tuple[list[InboxEntry], list[UnreadableEntry]]:
+        """Inbox entries published before ``published_before`` (epoch s), oldest first, and
+        those among them that cannot be read."""
+        ids = self.client.zrangebyscore(INBOX_DUE_KEY, "-inf", published_before, start=0, num=limit)
         if not ids:
-            return []
+            return [], []
+        entries, unreadable, gone = self._read(ids)
+        if gone:  # hash entry gone (ingested): drop the index entry
+            self.client.zrem(INBOX_DUE_KEY, *gone)
+        return entries, unreadable
+
+    def _read(self, ids: list[Any]) -> tuple[list[InboxEntry], list[UnreadableEntry], list[bytes]]:
         envelopes = self.client.hmget(INBOX_KEY, ids)
-        entries, orphans = [], []
+        entries, unreadable, gone = [], [], []
         for event_id, envelope in zip(ids, envelopes, strict=True):
             if envelope is None:
-                orphans.append(event_id)  # hash entry gone (ingested): drop the index entry
-            else:
+                gone.append(event_id)
+                continue
+            try:
                 entries.append(InboxEntry.from_envelope(event_id, envelope))
-        if orphans:
-            self.client.zrem(INBOX_DUE_KEY, *orphans)
-        return entries
+            except UnreadableError as error:
+                problem = f"inbox entry {printable(event_id, 120)}: {error}"
+                unreadable.append(UnreadableEntry(event_id, Poison.of("inbox", problem, envelope)))
+        return entries, unreadable, gone

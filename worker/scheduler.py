@@ -6,20 +6,26 @@ Several may run; one leads through a Redis lock (renewed every tick, expiring af
 
 1. due retries → ``pending``, and a delivery message each;
 2. expired leases (a worker died mid-delivery) → ``pending``, and a message each;
-3. inbox entries no worker ingested within ``GBQ_REDRIVE_AFTER_S`` → into the ledger;
-4. ``pending`` events whose message nobody took within ``GBQ_REDRIVE_AFTER_S`` → a new
+3. the quarantine (poison that workers and publishers found) → dead letters ``malformed``;
+4. inbox entries no worker ingested within ``GBQ_REDRIVE_AFTER_S`` → into the ledger;
+5. ``pending`` events whose message nobody took within ``GBQ_REDRIVE_AFTER_S`` → a new
    message, once the queue is nearly drained (a backlog means the message is still there);
-5. the spool → Redis; the outbox → the ledger, with a message each;
-6. ``waiting`` events due for a re-check → released, blocked, or expired.
+6. the spool → Redis; the outbox → the ledger, with a message each;
+7. ``waiting`` events due for a re-check → released, blocked, or expired.
 
 Sending an event twice is always harmless (claims are conditional, Gameball ids are
 stable); losing one is not. So every doubt is settled by sending again.
+
+Every sweep reads its input as hostile (anyone with access to Redis, the spool file or
+the outbox table can write there): an entry that cannot be read becomes a dead letter
+``malformed`` with its raw bytes and leaves the place it sat, in the same tick, and the
+entries behind it go on. A sweep that fails for another reason (the ledger is down, say)
+fails alone and says so once.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
@@ -33,8 +39,10 @@ from sqlalchemy import Engine, delete, select
 
 from producers.events import InvalidEventError, parse_event
 from producers.outbox import outbox_table
+from producers.quarantine import Poison, forget_oldest, oldest_quarantined
 from producers.spool import Spool
-from producers.transport import QUEUE, InboxEntry, push_to_inbox
+from producers.transport import QUEUE, InboxEntry, checked_event_id
+from producers.untrusted import UnreadableError, printable
 from worker.delivery import new_event
 from worker.ledger.repository import Ledger, NewEvent
 from worker.ordering import Gate, gate
@@ -80,9 +88,10 @@ class LeaderLock:
 
 @dataclass
 class TickReport:
-    """What one tick did (counts per sweep)."""
+    """What one tick did (counts per sweep) and which sweeps failed (with why)."""
 
     counts: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
 
     def add(self, sweep: str, count: int) -> None:
         if count:
@@ -91,6 +100,27 @@ class TickReport:
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise UnreadableError(f"a {type(value).__name__}, not text")
+    return value
+
+
+def _readable(entry: InboxEntry, *, published: bool = True) -> NewEvent:
+    """The event an inbox (or outbox) entry holds, or UnreadableError saying why not."""
+    try:
+        event = parse_event(entry.event_json)
+    except InvalidEventError as error:
+        raise UnreadableError(str(error)) from None
+    except Exception as error:  # noqa: BLE001 - whatever the cause, it is this entry's
+        raise UnreadableError(f"could not be read ({type(error).__name__})") from None
+    if event.event_id != entry.event_id:
+        raise UnreadableError(
+            f"filed as {printable(entry.event_id, 120)} but holds {event.event_id!r:.120}"
+        )
+    return new_event(event, entry.published_at if published else None)
 
 
 class Scheduler:
@@ -113,6 +143,7 @@ class Scheduler:
         self.clock = clock
         self.owner = f"scheduler:{uuid.uuid4().hex[:12]}"
         self.lock = LeaderLock(redis_client, self.owner, 3 * settings.scheduler_tick_s + 1)
+        self._failing: dict[str, str] = {}  # sweep → why it failed last tick
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -138,39 +169,81 @@ class Scheduler:
                 self.lock.release()
 
     def tick(self) -> TickReport:
+        """Run every sweep once. Each runs on its own: one that fails (its cause logged
+        once, not every tick) holds back none of the others, and a bad entry never fails a
+        sweep: it becomes a dead letter ``malformed`` and the rest go on."""
         report = TickReport()
         now = self.clock()
-        batch = self.settings.scheduler_batch
-        report.add("due", self.queue.enqueue(self.ledger.take_due(now, batch)))
-        report.add(
-            "expired_leases", self.queue.enqueue(self.ledger.take_expired_leases(now, batch))
-        )
-        report.add("inbox", self._inbox(now))
-        report.add("stale_pending", self._stale_pending(now))
-        report.add("spool", self._spool())
-        report.add("outbox", self._outbox(now))
-        for sweep, count in self._waiting(now).items():
-            report.add(sweep, count)
+        for name, sweep in self._sweeps():
+            try:
+                for counted, count in sweep(now).items():
+                    report.add(counted, count)
+            except Exception as error:  # isolate the sweep; say why once
+                report.failures[name] = f"{type(error).__name__}: {error}"
+                if self._failing.get(name) != report.failures[name]:
+                    log.exception("scheduler sweep %s failed (retried every tick)", name)
+        for name in set(self._failing) - set(report.failures):
+            log.info("scheduler sweep %s works again", name)
+        self._failing = report.failures
         return report
+
+    def _sweeps(self) -> list[tuple[str, Callable[[datetime], dict[str, int]]]]:
+        batch = self.settings.scheduler_batch
+        return [
+            ("due", lambda now: {"due": self.queue.enqueue(self.ledger.take_due(now, batch))}),
+            (
+                "expired_leases",
+                lambda now: {
+                    "expired_leases": self.queue.enqueue(
+                        self.ledger.take_expired_leases(now, batch)
+                    )
+                },
+            ),
+            ("quarantine", lambda now: {"malformed": self._quarantine(now)}),
+            ("inbox", lambda now: {"inbox": self._inbox(now)}),
+            ("stale_pending", lambda now: {"stale_pending": self._stale_pending(now)}),
+            ("spool", lambda _: {"spool": self.spool.relay(self.redis, batch)}),
+            ("outbox", lambda now: {"outbox": self._outbox(now)}),
+            ("waiting", self._waiting),
+        ]
 
     # --- sweeps ---------------------------------------------------------------------------
 
+    def _quarantine(self, now: datetime) -> int:
+        """Poison that workers and publishers found (they have no ledger): dead letters."""
+        poisons = oldest_quarantined(self.redis, self.settings.scheduler_batch)
+        for poison in poisons:
+            self._bury(poison, now)
+        forget_oldest(self.redis, len(poisons))
+        return len(poisons)
+
+    def _bury(self, poison: Poison, now: datetime) -> None:
+        dead_id = self.ledger.dead_letter_poison(poison, now)
+        log.warning("kept unreadable input as dead letter %s (%s)", dead_id, poison.problem[:300])
+
     def _inbox(self, now: datetime) -> int:
         older_than = time.time() - self.settings.redrive_after_s
-        entries = self.queue.inbox_older_than(older_than, self.settings.scheduler_batch)
-        if not entries:
+        entries, unreadable = self.queue.inbox_older_than(older_than, self.settings.scheduler_batch)
+        if not entries and not unreadable:
             return 0
-        events = [event for event in (self._readable(entry, now) for entry in entries) if event]
-        self.ledger.ingest(events, now)
-        self.queue.inbox_done([(entry.event_id, entry.order_id) for entry in entries])
-        return len(entries)
-
-    def _readable(self, entry: InboxEntry, now: datetime) -> NewEvent | None:
-        try:
-            return new_event(parse_event(entry.event_json), entry.published_at)
-        except (InvalidEventError, ValueError) as error:
-            self.ledger.dead_letter_malformed(entry.event_json, str(error), now)
-            return None
+        poisons = [entry.poison for entry in unreadable]
+        events: list[NewEvent] = []
+        for entry in entries:
+            try:
+                events.append(_readable(entry))
+            except UnreadableError as error:
+                poisons.append(Poison.of("inbox", str(error), entry.event_json))
+        poisons += [
+            Poison.of("inbox", why, event.payload)
+            for event, why in self.ledger.ingest_isolated(events, now)
+        ]
+        for poison in poisons:
+            self._bury(poison, now)
+        self.queue.inbox_done(
+            [(entry.event_id, entry.order_id) for entry in entries]
+            + [(entry.event_id, None) for entry in unreadable]
+        )
+        return len(entries) + len(unreadable)
 
     def _stale_pending(self, now: datetime) -> int:
         if self.redis.llen(QUEUE) >= self.settings.scheduler_batch:
@@ -179,36 +252,35 @@ class Scheduler:
         stale = self.ledger.take_stale_pending(sent_before, now, self.settings.scheduler_batch)
         return self.queue.enqueue(stale)
 
-    def _spool(self) -> int:
-        batch = self.spool.peek(self.settings.scheduler_batch)
-        if not batch:
-            return 0
-        push_to_inbox(self.redis, [entry for _, entry in batch])
-        self.spool.remove(seq for seq, _ in batch)
-        return len(batch)
-
     def _outbox(self, now: datetime) -> int:
         if self.outbox_engine is None:
             return 0
         with self.outbox_engine.begin() as connection:
             rows = connection.execute(
-                select(outbox_table.c.id, outbox_table.c.event_json)
+                select(outbox_table.c.id, outbox_table.c.event_id, outbox_table.c.event_json)
                 .order_by(outbox_table.c.id)
                 .limit(self.settings.scheduler_batch)
             ).all()
         if not rows:
             return 0
-        events = []
-        for _, event_json in rows:
+        events: list[NewEvent] = []
+        poisons: list[Poison] = []
+        for row_id, event_id, event_json in rows:
             try:
-                events.append(new_event(parse_event(json.loads(event_json)), None))
-            except (InvalidEventError, ValueError) as error:
-                self.ledger.dead_letter_malformed(event_json, str(error), now)
-        self.ledger.ingest(events, now)
-        self.queue.enqueue(event.event_id for event in events)
+                entry = InboxEntry(checked_event_id(event_id), _text(event_json), time.time())
+                events.append(_readable(entry, published=False))
+            except UnreadableError as error:
+                raw = event_json if isinstance(event_json, str | bytes) else repr(event_json)
+                poisons.append(Poison.of("outbox", f"row {row_id}: {error}", raw))
+        refused = self.ledger.ingest_isolated(events, now)
+        poisons += [Poison.of("outbox", why, event.payload) for event, why in refused]
+        for poison in poisons:
+            self._bury(poison, now)
+        refused_ids = {event.event_id for event, _ in refused}
+        self.queue.enqueue(event.event_id for event in events if event.event_id not in refused_ids)
         with self.outbox_engine.begin() as connection:
             connection.execute(
-                delete(outbox_table).where(outbox_table.c.id.in_([row_id for row_id, _ in rows]))
+                delete(outbox_table).where(outbox_table.c.id.in_([row.id for row in rows]))
             )
         return len(rows)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -9,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import create_engine
 
+from producers.quarantine import KEEP_BYTES, Poison
 from worker.gameball.outcomes import Outcome, OutcomeKind, Reason
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.models import DeadReason, EventState
@@ -139,13 +141,19 @@ def test_waiting_release_and_blocking(ledger: Ledger) -> None:
     assert (row.state, row.dead_reason) == ("dead", DeadReason.BLOCKED)
 
 
-def test_malformed_messages_are_kept(ledger: Ledger) -> None:
-    """An unreadable message is a dead letter with its raw body; the same body once."""
-    first = ledger.dead_letter_malformed("{garbage", "not JSON", NOW)
-    assert ledger.dead_letter_malformed("{garbage", "not JSON", NOW) == first
+def test_malformed_input_is_kept_byte_for_byte(ledger: Ledger) -> None:
+    """Unreadable input is a dead letter with its exact bytes (NUL and invalid UTF-8 too,
+    which PostgreSQL text cannot hold), length and hash; the same bytes give one letter."""
+    raw = b"{garbage\x00\xff\xfe" + b"x" * (KEEP_BYTES + 10)
+    first = ledger.dead_letter_poison(Poison.of("queue gbq", "not JSON", raw), NOW)
+    assert ledger.dead_letter_poison(Poison.of("spool", "other words", raw), NOW) == first
     row = ledger.get(first)
     assert row is not None
-    assert (row.state, row.dead_reason, row.payload) == ("dead", "malformed", "{garbage")
+    assert (row.state, row.dead_reason) == ("dead", "malformed")
+    assert row.raw == raw[:KEEP_BYTES]
+    assert (row.raw_length, row.raw_sha256) == (len(raw), hashlib.sha256(raw).hexdigest())
+    assert row.payload.startswith("{garbage\\x00\\xff\\xfe")
+    assert row.last_message == "queue gbq: not JSON"
 
 
 def test_an_unmigrated_ledger_is_refused_with_the_command_to_run(tmp_path: object) -> None:

@@ -15,6 +15,7 @@ import pytest
 import redis
 
 from producers.events import CashbackAwarded, Event, OrderPaid, OrderRefunded
+from producers.quarantine import Poison
 from producers.transport import INBOX_KEY, QUEUE
 from tests.processes import GBQ, SandboxProcess, free_port
 from tests.stack import Stack
@@ -134,7 +135,7 @@ def ledger(database_url: str) -> Iterator[Ledger]:
         reason=DeadReason.EXPIRED,
         died=NOW - timedelta(days=40),
     )
-    ledger.dead_letter_malformed("{not an event", "not JSON", NOW)
+    ledger.dead_letter_poison(Poison.of("queue gbq", "not JSON", "{not an event"), NOW)
     yield ledger
     ledger.engine.dispose()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from producers.transport import redis_client
+from producers.untrusted import UnreadableError, load_json, printable
 from worker.cli.common import ExitCode, console, fail, ledger_engine, redis_url
 from worker.ledger.deadletters import DeadFilter, DeadLetters
 from worker.ledger.models import EventRow
@@ -72,12 +74,30 @@ def _dead_letters() -> DeadLetters:
 
 
 def as_json(row: EventRow) -> dict[str, Any]:
-    """A dead letter for scripts: the event as published (no secrets exist in events)."""
+    """A dead letter for scripts: the event as published (no secrets exist in events), or,
+    for a malformed one, its raw bytes as an escaped string (never parsed), with their
+    length, SHA-256 and base64."""
+    if row.kind == "malformed":
+        return {**_fields(row), "event": None, **_raw(row)}
     event: Any
     try:
-        event = json.loads(row.payload)
-    except ValueError:
-        event = row.payload
+        event = load_json(row.payload)
+    except UnreadableError:
+        event = printable(row.payload, 10_000)
+    return {**_fields(row), "event": event}
+
+
+def _raw(row: EventRow) -> dict[str, Any]:
+    raw = row.raw if row.raw is not None else row.payload.encode("utf-8", "surrogatepass")
+    return {
+        "raw": printable(raw, len(raw)),
+        "raw_length": row.raw_length if row.raw_length is not None else len(raw),
+        "raw_sha256": row.raw_sha256,
+        "raw_base64": base64.b64encode(raw).decode(),
+    }
+
+
+def _fields(row: EventRow) -> dict[str, Any]:
     return {
         "event_id": row.event_id,
         "kind": row.kind,
@@ -89,7 +109,6 @@ def as_json(row: EventRow) -> dict[str, Any]:
         "message": row.last_message,
         "attempts": row.attempts,
         "died_at": row.updated_at.isoformat(),
-        "event": event,
     }
 
 
@@ -110,7 +129,7 @@ def _table(rows: list[EventRow], title: str) -> Table:
             row.event_id,
             row.dead_reason or "",
             str(row.last_code or ""),
-            (row.last_message or "")[:80],
+            printable(row.last_message or "", 80),
             str(row.attempts),
             _age(row.updated_at),
         )
@@ -175,10 +194,15 @@ def show(event_id: Annotated[str, typer.Argument(help="The event id, e.g. paid:O
         f"(died {_age(row.updated_at)}, {row.attempts} attempts)"
     )
     out.print(
-        f"last answer: {row.last_message or '-'} "
+        f"last answer: {printable(row.last_message or '-')} "
         f"(HTTP {row.last_status or '-'}, code {row.last_code or '-'})"
     )
-    out.print_json(row.payload if row.kind != "malformed" else json.dumps(row.payload))
+    if row.kind == "malformed":
+        raw = _raw(row)
+        out.print(f"raw ({raw['raw_length']} bytes, sha256 {raw['raw_sha256']}), escaped:")
+        out.print(printable(raw["raw"], 4000), soft_wrap=True)
+    else:
+        out.print(json.dumps(as_json(row)["event"], indent=2))
     attempts = Table(title="attempts")
     for column in ("#", "at", "took", "outcome", "status", "code", "message"):
         attempts.add_column(column, overflow="fold")
@@ -190,7 +214,7 @@ def show(event_id: Annotated[str, typer.Argument(help="The event id, e.g. paid:O
             f"{attempt.outcome}/{attempt.reason}",
             str(attempt.status or ""),
             str(attempt.code or ""),
-            (attempt.message or "")[:100],
+            printable(attempt.message or "", 100),
         )
     out.print(attempts)
     blocked = letters.blocked_by(row)

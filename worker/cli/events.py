@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from producers.untrusted import printable
 from worker.cli.common import ExitCode, console, fail, ledger_engine
 from worker.ledger.deadletters import DeadLetters
 from worker.ledger.repository import Ledger
@@ -70,6 +71,6 @@ def run(
             if attempt.code:
                 answer += f" code {attempt.code}"
             if attempt.message and attempt.outcome != "delivered":
-                answer += f": {attempt.message[:80]}"
+                answer += f": {printable(attempt.message, 80)}"
             table.add_row(attempt.started_at.isoformat(), "", "", f"#{attempt.attempt_no}", answer)
     console().print(table)

@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -40,7 +41,7 @@ class DeadReason(StrEnum):
     REJECTED = "rejected"  # Gameball refused it for good (its code and message are kept)
     EXPIRED = "expired"  # the retry window (or the waiting window) ran out
     BLOCKED = "blocked"  # its order's paid event is dead
-    MALFORMED = "malformed"  # the message could not be read as an event
+    MALFORMED = "malformed"  # the input could not be read as an event (raw bytes are kept)
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -102,6 +103,10 @@ class EventRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Malformed input only: its first bytes exactly, with the whole input's size and hash.
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    raw_length: Mapped[int | None] = mapped_column(BigInteger)
+    raw_sha256: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (
         Index(None, "state", "next_attempt_at"),

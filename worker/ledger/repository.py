@@ -8,7 +8,6 @@ PostgreSQL (SQLite serialises writers with ``BEGIN IMMEDIATE`` instead).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -17,9 +16,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from producers.quarantine import Poison
+from producers.untrusted import printable
 from worker.gameball.outcomes import Outcome
 from worker.ledger.engine import READ_ONLY
 from worker.ledger.models import AttemptRow, DeadReason, EventRow, EventState
@@ -27,6 +29,20 @@ from worker.ordering import OrderFact
 from worker.retry import Transition
 
 S = EventState
+MALFORMED_PREVIEW_CHARS = 2000
+
+
+def refuses_data(error: StatementError) -> bool:
+    """Whether the database refused a statement for its data (a value it cannot store),
+    rather than for being unreachable or busy: only the former is the row's fault."""
+    if isinstance(error, OperationalError | InterfaceError):
+        return False
+    return not getattr(error, "connection_invalidated", False)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error)
+    return printable(text.splitlines()[0] if text else type(error).__name__, 300)
 
 
 @dataclass(frozen=True)
@@ -111,32 +127,65 @@ class Ledger:
             }
             for e in events
         ]
-        dialect_insert = (
-            postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
-        )
-        statement = dialect_insert(EventRow).on_conflict_do_nothing(index_elements=["event_id"])
+        statement = self._insert().on_conflict_do_nothing(index_elements=["event_id"])
         with self.engine.begin() as connection:
             result = connection.execute(statement.returning(EventRow.event_id), rows)
             return len(result.all())
 
-    def dead_letter_malformed(self, raw: str, problem: str, now: datetime) -> str:
-        """Keep an unreadable message as a dead letter ``malformed``; returns its id."""
-        event_id = "malformed:" + hashlib.sha256(raw.encode()).hexdigest()[:32]
-        self.ingest([NewEvent(event_id, "malformed", None, "", raw, now, None)], now)
+    def ingest_isolated(
+        self, events: Sequence[NewEvent], now: datetime
+    ) -> list[tuple[NewEvent, str]]:
+        """Ingest ``events``; if the database refuses the batch for its data (not for being
+        unreachable), ingest them one by one. Returns the refused events with the reason,
+        so that one bad row never holds back the others."""
+        try:
+            self.ingest(events, now)
+        except StatementError as error:
+            if not refuses_data(error):
+                raise
+        else:
+            return []
+        refused = []
+        for event in events:
+            try:
+                self.ingest([event], now)
+            except StatementError as error:
+                if not refuses_data(error):
+                    raise
+                refused.append((event, f"the ledger refused it: {_first_line(error)}"))
+        return refused
+
+    def dead_letter_poison(self, poison: Poison, now: datetime) -> str:
+        """Keep unreadable input as a dead letter ``malformed`` (its raw bytes exactly, a
+        printable preview as payload); idempotent per content. Returns its id."""
+        row = {
+            "event_id": poison.dead_letter_id,
+            "kind": "malformed",
+            "order_id": None,
+            "customer_id": "",
+            "payload": printable(poison.raw, MALFORMED_PREVIEW_CHARS),
+            "occurred_at": now,
+            "published_at": None,
+            "state": S.DEAD,
+            "attempts": 0,
+            "window_credit_s": 0.0,
+            "dead_reason": DeadReason.MALFORMED,
+            "last_outcome": "malformed",
+            "last_message": printable(f"{poison.source}: {poison.problem}", 2000),
+            "raw": poison.raw,
+            "raw_length": poison.length,
+            "raw_sha256": poison.sha256,
+            "created_at": now,
+            "updated_at": now,
+        }
+        statement = self._insert().on_conflict_do_nothing(index_elements=["event_id"])
         with self.engine.begin() as connection:
-            connection.execute(
-                update(EventRow)
-                .where(EventRow.event_id == event_id)
-                .values(
-                    state=S.DEAD,
-                    dead_reason=DeadReason.MALFORMED,
-                    last_outcome="malformed",
-                    last_message=problem[:2000],
-                    updated_at=now,
-                    enqueued_at=None,
-                )
-            )
-        return event_id
+            connection.execute(statement, [row])
+        return poison.dead_letter_id
+
+    def _insert(self) -> Any:
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(EventRow)
 
     # --- the worker's path ------------------------------------------------------------------
 
