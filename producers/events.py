@@ -266,7 +266,7 @@ def _money_validator(*fields: str, allow_zero: bool) -> Any:
 
 
 class _EventBase(_Frozen):
-    schema_version: Literal[1] = SCHEMA_VERSION
+    schema_version: Annotated[Literal[1], BeforeValidator(_not_bool)] = SCHEMA_VERSION
     customer_id: Id = Field(description="Gameball playerUniqueId: the shop's permanent id.")
     email: Email | None = None
     mobile: Mobile | None = None

@@ -18,8 +18,9 @@ from pathlib import Path
 
 import redis
 
+from producers.events import MAX_EVENT_BYTES
 from producers.quarantine import Poison
-from producers.transport import MAX_EVENT_BYTES, InboxEntry, push_to_inbox
+from producers.transport import InboxEntry, push_to_inbox
 from producers.untrusted import UnreadableError, load_json, printable
 
 _SCHEMA = """
@@ -42,9 +43,12 @@ class SpoolRow:
 
 
 def _read_row(seq: int, event_id: object, event_json: object, published_at: object) -> SpoolRow:
+    """Only ``Spool.add`` writes valid rows (of validated events); check all the same: the
+    file is shared, and a bad row found here is the spool's, not the inbox's, to report."""
     try:
         event = load_json(event_json, max_bytes=MAX_EVENT_BYTES)
-        return SpoolRow(seq, InboxEntry.of(event_id, event, published_at))
+        entry = InboxEntry.of(event_id, event, published_at)
+        entry.event()
     except UnreadableError as error:
         raw = (
             event_json
@@ -53,6 +57,7 @@ def _read_row(seq: int, event_id: object, event_json: object, published_at: obje
         )
         problem = f"row {seq} ({printable(str(event_id), 120)}): {error}"
         return SpoolRow(seq, None, Poison.of("spool", problem, raw))
+    return SpoolRow(seq, entry)
 
 
 class Spool:

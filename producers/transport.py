@@ -25,15 +25,16 @@ import os
 import socket
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from producers.events import MAX_EVENT_BYTES, Event, InvalidEventError, parse_event
 from producers.quarantine import Poison, quarantine
-from producers.untrusted import UnreadableError, load_json
+from producers.untrusted import UnreadableError, load_json, printable
 
 QUEUE: Final = "gbq"
 DELIVER_TASK: Final = "gbq.deliver"
@@ -41,7 +42,6 @@ INBOX_KEY: Final = "gbq:inbox"
 INBOX_DUE_KEY: Final = "gbq:inbox:due"
 ORDER_INBOX_PREFIX: Final = "gbq:inbox:order:"  # + order id: ids of its events in the inbox
 MAX_EVENT_ID_LENGTH: Final = 300  # the ledger's key column
-MAX_EVENT_BYTES: Final = 512 * 1024  # an event's JSON (producers.events refuses larger ones)
 MAX_ENVELOPE_BYTES: Final = MAX_EVENT_BYTES + 1024
 _ORIGIN: Final = f"{os.getpid()}@{socket.gethostname()}"
 
@@ -53,10 +53,24 @@ class InboxEntry:
     event_id: str
     event_json: str
     published_at: float  # epoch seconds
+    envelope: bytes | None = field(default=None, compare=False, repr=False)  # as read back
 
     @property
     def order_id(self) -> str | None:
         return _order_id(json.loads(self.event_json))
+
+    def event(self) -> Event:
+        """The event this entry holds, validated; UnreadableError (naming the bad fields) if
+        it is invalid or is not the event the entry is filed under."""
+        try:
+            event = parse_event(self.event_json)
+        except InvalidEventError as error:
+            raise UnreadableError(str(error)) from None
+        if event.event_id != self.event_id:
+            raise UnreadableError(
+                f"filed as {printable(self.event_id, 120)} but holds {event.event_id!r:.120}"
+            )
+        return event
 
     @classmethod
     def from_envelope(cls, event_id: str | bytes, envelope: str | bytes) -> InboxEntry:
@@ -64,7 +78,9 @@ class InboxEntry:
         data = load_json(envelope, max_bytes=MAX_ENVELOPE_BYTES)
         if not isinstance(data, dict) or set(data) != {"event", "published_at"}:
             raise UnreadableError('not an inbox envelope {"event": …, "published_at": …}')
-        return cls.of(event_id, data["event"], data["published_at"])
+        entry = cls.of(event_id, data["event"], data["published_at"])
+        raw = envelope.encode("utf-8", "surrogatepass") if isinstance(envelope, str) else envelope
+        return replace(entry, envelope=raw)
 
     @classmethod
     def of(cls, event_id: object, event: object, published_at: object) -> InboxEntry:

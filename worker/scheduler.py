@@ -37,12 +37,11 @@ from datetime import UTC, datetime, timedelta
 import redis
 from sqlalchemy import Engine, delete, select
 
-from producers.events import InvalidEventError, parse_event
 from producers.outbox import outbox_table
 from producers.quarantine import Poison, forget_oldest, oldest_quarantined
 from producers.spool import Spool
 from producers.transport import QUEUE, InboxEntry, checked_event_id
-from producers.untrusted import UnreadableError, printable
+from producers.untrusted import UnreadableError
 from worker.delivery import new_event
 from worker.ledger.repository import Ledger, NewEvent
 from worker.ordering import Gate, gate
@@ -111,15 +110,11 @@ def _text(value: object) -> str:
 def _readable(entry: InboxEntry, *, published: bool = True) -> NewEvent:
     """The event an inbox (or outbox) entry holds, or UnreadableError saying why not."""
     try:
-        event = parse_event(entry.event_json)
-    except InvalidEventError as error:
-        raise UnreadableError(str(error)) from None
+        event = entry.event()
+    except UnreadableError:
+        raise
     except Exception as error:  # noqa: BLE001 - whatever the cause, it is this entry's
         raise UnreadableError(f"could not be read ({type(error).__name__})") from None
-    if event.event_id != entry.event_id:
-        raise UnreadableError(
-            f"filed as {printable(entry.event_id, 120)} but holds {event.event_id!r:.120}"
-        )
     return new_event(event, entry.published_at if published else None)
 
 
@@ -232,7 +227,7 @@ class Scheduler:
             try:
                 events.append(_readable(entry))
             except UnreadableError as error:
-                poisons.append(Poison.of("inbox", str(error), entry.event_json))
+                poisons.append(Poison.of("inbox", str(error), entry.envelope or entry.event_json))
         poisons += [
             Poison.of("inbox", why, event.payload)
             for event, why in self.ledger.ingest_isolated(events, now)

@@ -24,7 +24,9 @@ from producers.events import (
 # --- strategies for valid events ------------------------------------------------------------
 
 ids = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Cf", "Co", "Zs", "Zl", "Zp")),
+    alphabet=st.characters(
+        codec="utf-8", exclude_categories=("Cc", "Cs", "Cf", "Co", "Zs", "Zl", "Zp")
+    ),
     min_size=1,
     max_size=100,
 )
