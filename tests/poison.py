@@ -168,7 +168,7 @@ def inbox_envelopes() -> list[tuple[bytes, Poison]]:
     """(hash field, envelope) pairs for ``gbq:inbox`` that cannot be ingested."""
     good = _event("INBOX")
     pairs = {
-        b"paid:INBOX-1": ("inbox not JSON", b"{not json"),
+        b"paid:INBOX-1": ("inbox not JSON", b"{not json (inbox)"),
         b"paid:INBOX-2": ("inbox a list", b"[1]"),
         b"paid:INBOX-3": ("inbox without published_at", _item({"event": good})),
         b"paid:INBOX-4": (
@@ -195,19 +195,24 @@ def spool_rows() -> list[tuple[object, object, object, Poison]]:
     """(event_id, event_json, published_at) rows for the spool that cannot be relayed; the
     poison's bytes are the row's event_json."""
 
-    def good(n: int) -> str:
-        return json.dumps(_event(f"SPOOL-{n}"))
+    good = {n: json.dumps(_event(f"SPOOL-{n}")) for n in (3, 4, 8)}
 
     too_old = json.dumps({**_event("SPOOL"), "occurred_at": "1970-01-01T00:00:00Z"})
     rows: list[tuple[object, object, object, str, bytes]] = [
-        ("paid:SPOOL", "{not json", 1.0, "spool not JSON", b"{not json"),
+        ("paid:SPOOL", "{not json (spool)", 1.0, "spool not JSON", b"{not json (spool)"),
         ("paid:SPOOL", "[1, 2]", 1.0, "spool a list", b"[1, 2]"),
-        ("paid:SPOOL-3", good(3), "soon", "spool published_at text", good(3).encode()),
-        (b"\xff", good(4), 1.0, "spool id a blob", good(4).encode()),
+        ("paid:SPOOL-3", good[3], "soon", "spool published_at text", good[3].encode()),
+        (b"\xff", good[4], 1.0, "spool id a blob", good[4].encode()),
         ("paid:SPOOL", b"\x00\xffblob", 1.0, "spool JSON a blob", b"\x00\xffblob"),
         ("paid:SPOOL", 12345, 1.0, "spool JSON a number", b"12345"),
-        ("paid:SPOOL", deeply_nested(), 1.0, "spool deeply nested", deeply_nested().encode()),
-        ("paid:OTHER", good(8), 1.0, "spool filed under another id", good(8).encode()),
+        (
+            "paid:SPOOL",
+            deeply_nested(DEEP + 1),
+            1.0,
+            "spool deeply nested",
+            deeply_nested(DEEP + 1).encode(),
+        ),
+        ("paid:OTHER", good[8], 1.0, "spool filed under another id", good[8].encode()),
         ("paid:SPOOL", too_old, 1.0, "spool invalid event", too_old.encode()),
     ]
     return [(eid, ejson, at, Poison(name, raw)) for eid, ejson, at, name, raw in rows]
@@ -215,15 +220,14 @@ def spool_rows() -> list[tuple[object, object, object, Poison]]:
 
 def outbox_rows() -> list[tuple[str, str, Poison]]:
     """(event_id, event_json) rows for ``gbq_outbox`` that cannot be ingested."""
-    good = json.dumps(_event("OUTBOX"))
     invalid = json.dumps({**_event("OUTBOX"), "customer_id": "a\u0000b"})
     rows = [
-        ("paid:OUTBOX", "{not json", "outbox not JSON"),
-        ("paid:OUTBOX", "null", "outbox JSON null"),
-        ("paid:OUTBOX", deeply_nested(), "outbox deeply nested"),
+        ("paid:OUTBOX", "{not json (outbox)", "outbox not JSON"),
+        ("paid:OUTBOX", "[null]", "outbox JSON a list"),
+        ("paid:OUTBOX", deeply_nested(DEEP + 2), "outbox deeply nested"),
         ("paid:OUTBOX", invalid, "outbox invalid event (NUL)"),
-        ("paid:ELSEWHERE", good, "outbox filed under another id"),
-        ("x" * 300, good, "outbox id too long for the event"),
+        ("paid:ELSEWHERE", json.dumps(_event("OUTBOX-1")), "outbox filed under another id"),
+        ("x" * 300, json.dumps(_event("OUTBOX-2")), "outbox id too long for the event"),
     ]
     return [(eid, ejson, Poison(name, ejson.encode())) for eid, ejson, name in rows]
 
