@@ -20,10 +20,9 @@ from bench.common import Report, Services, postgres_available, services
 from bench.delivery import gbq_run
 from tests.processes import SandboxProcess
 from tests.scenario import generate
-from worker.delivery import new_event
 from worker.ledger.deadletters import DeadFilter, DeadLetters
 from worker.ledger.engine import create_ledger_engine
-from worker.ledger.repository import Ledger
+from worker.ledger.repository import Ledger, new_event
 
 COLUMNS = (
     "event_id, kind, order_id, customer_id, payload, occurred_at, published_at, state, "

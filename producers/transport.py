@@ -63,7 +63,7 @@ class InboxEntry:
         """The event this entry holds, validated; UnreadableError (naming the bad fields) if
         it is invalid or is not the event the entry is filed under."""
         try:
-            event = parse_event(self.event_json)
+            event = parse_event(self.event_json, accepted=True)
         except InvalidEventError as error:
             raise UnreadableError(str(error)) from None
         if event.event_id != self.event_id:

@@ -111,7 +111,8 @@ class Breaker:
 class Admission:
     allowed: bool
     probe: bool = False
-    retry_at: float = 0.0  # when to come back if not allowed (epoch seconds)
+    retry_at: float = 0.0  # when to come back if not allowed (epoch seconds, breaker's clock)
+    wait_s: float = 0.0  # the same as a wait: what other clocks can use
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,8 @@ def admit(breaker: Breaker, now: float, config: BreakerConfig) -> tuple[Breaker,
     if now < ready_at:
         # Come back after one cool-down at most, not at the probe's timeout: a probe
         # usually answers within a second, and callers deferred behind it are the oldest.
-        return breaker, Admission(False, retry_at=min(ready_at, now + cooldown))
+        retry_at = min(ready_at, now + cooldown)
+        return breaker, Admission(False, retry_at=retry_at, wait_s=retry_at - now)
     state = State.PAUSED if breaker.state is State.PAUSED else State.HALF_OPEN
     probing = replace(breaker, state=state, probe_until=now + config.probe_timeout_s)
     return probing, Admission(True, probe=True)

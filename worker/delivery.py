@@ -24,18 +24,19 @@ import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from producers.events import Event, InvalidEventError, parse_event
 from producers.quarantine import Poison
 from producers.transport import DELIVER_TASK, InboxEntry
+from producers.untrusted import UnreadableError
 from worker.breaker import Admission, Breaker, Signal, signal_of
 from worker.gameball.client import Attempt
 from worker.gameball.outcomes import Reason
 from worker.gameball.payloads import GameballRequest, build_request
 from worker.ledger.models import DeadReason, EventState
-from worker.ledger.repository import AttemptRecord, Claimed, Ledger, NewEvent
+from worker.ledger.repository import AttemptRecord, Claimed, Ledger, new_event
 from worker.ordering import Gate, OrderFact, gate
 from worker.retry import RetryPolicy, after_attempt
 from worker.settings import ApiVersion
@@ -76,7 +77,7 @@ def parse_message(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Message:
         if not isinstance(raw_event, dict):
             raise MalformedMessageError("event must be a JSON object")
         try:
-            event = parse_event(raw_event)
+            event = parse_event(raw_event, accepted=True)
         except InvalidEventError as error:
             raise MalformedMessageError(str(error)) from None
         if event.event_id != event_id:
@@ -84,18 +85,6 @@ def parse_message(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Message:
                 f"event_id {event_id!r} does not match the event's {event.event_id!r}"
             )
     return Message(event_id, event, None if published_at is None else float(published_at))
-
-
-def new_event(event: Event, published_at: float | None) -> NewEvent:
-    return NewEvent(
-        event_id=event.event_id,
-        kind=event.kind,
-        order_id=getattr(event, "order_id", None),
-        customer_id=event.customer_id,
-        payload=event.model_dump_json(),
-        occurred_at=event.occurred_at,
-        published_at=None if published_at is None else datetime.fromtimestamp(published_at, UTC),
-    )
 
 
 class Sender(Protocol):
@@ -123,10 +112,6 @@ class Limiter(Protocol):
     def penalize(self) -> None: ...
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Deliverer:
     """Runs the algorithm for one process (one lease owner)."""
 
@@ -144,7 +129,7 @@ class Deliverer:
         recheck_s: float,
         api_version: ApiVersion = "v3.0",
         max_token_wait_s: float = 2.0,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.ledger, self.gameball, self.queue = ledger, gameball, queue
@@ -152,7 +137,7 @@ class Deliverer:
         self.owner, self.policy, self.api_version = owner, policy, api_version
         self.lease = timedelta(seconds=lease_s)
         self.recheck = timedelta(seconds=recheck_s)
-        self.clock = clock
+        self.clock = clock or ledger.clock.now  # one clock for all processes (ledger.clock)
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
 
     def handle(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
@@ -175,7 +160,7 @@ class Deliverer:
         return self._deliver(claimed)
 
     def _deliver(self, claimed: Claimed) -> str:
-        event = parse_event(claimed.payload)
+        event = parse_event(claimed.payload, accepted=True)
         now = self.clock()
         if claimed.order_id is not None:
             if claimed.kind != "paid":
@@ -200,10 +185,9 @@ class Deliverer:
         admission = self.breaker.admit()
         if not admission.allowed:
             breaker = self.breaker.current()
-            until = datetime.fromtimestamp(admission.retry_at, UTC)
             return self._defer(
                 claimed,
-                max(until, now),
+                now + timedelta(seconds=max(0.0, admission.wait_s)),
                 BREAKER_DEFERRAL,
                 f"circuit breaker {breaker.state}: {breaker.reason}",
             )
@@ -271,8 +255,8 @@ class Deliverer:
         events = []
         for entry in entries:
             try:
-                events.append(new_event(parse_event(entry.event_json), entry.published_at))
-            except InvalidEventError:
+                events.append(new_event(entry.event(), entry.published_at))
+            except UnreadableError:
                 continue  # left for the scheduler's inbox sweep to dead-letter
         if events:
             self.ledger.ingest(events, now)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, Final
@@ -122,3 +123,41 @@ def _shown(value: Any) -> str:
         return "missing"
     text = repr(value) if isinstance(value, str) else f"a {type(value).__name__}"
     return text[:60]
+
+
+def recover(raw: bytes) -> dict[str, Any] | None:
+    """The event that unreadable input holds, if any can be found in it now: as a queue
+    item, as the task's arguments, as an unacked entry, as an inbox envelope or as an event
+    itself. ``gbq dlq retry`` uses it, so that a dead letter ``malformed`` whose bytes hold
+    an event (one buried for a reason since lifted) can be retried like any other."""
+    try:
+        found = load_json(raw, max_bytes=MAX_MESSAGE_BYTES + 1024)
+    except UnreadableError:
+        return None
+    candidates: list[Any] = [found]
+    if isinstance(found, list) and len(found) == 3:  # kombu's unacked entry
+        candidates.insert(0, found[0])
+    for candidate in candidates:
+        event = _event_in(candidate)
+        if event is not None:
+            return event
+    return None
+
+
+def _event_in(value: Any) -> dict[str, Any] | None:
+    if not isinstance(value, dict):
+        return None
+    if "headers" in value:  # a queue item
+        verdict = screen(json.dumps(value))
+        if not isinstance(verdict, Accepted):
+            return None
+        _, kwargs, _ = json.loads(base64.b64decode(verdict.message["body"]))
+        event = kwargs.get("event")
+    elif "kwargs" in value:  # the task's arguments, as the task kept them
+        kwargs = value["kwargs"]
+        event = kwargs.get("event") if isinstance(kwargs, dict) else None
+    elif "event" in value:  # an inbox envelope
+        event = value["event"]
+    else:
+        event = value
+    return event if isinstance(event, dict) and "kind" in event else None

@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import redis
 from sqlalchemy import Engine, delete, select
@@ -42,8 +42,7 @@ from producers.quarantine import Poison, forget_oldest, oldest_quarantined
 from producers.spool import Spool
 from producers.transport import QUEUE, InboxEntry, checked_event_id
 from producers.untrusted import UnreadableError
-from worker.delivery import new_event
-from worker.ledger.repository import Ledger, NewEvent
+from worker.ledger.repository import Ledger, NewEvent, new_event
 from worker.ordering import Gate, gate
 from worker.queue import RedisQueue
 from worker.settings import Settings
@@ -97,10 +96,6 @@ class TickReport:
             self.counts[sweep] = self.counts.get(sweep, 0) + count
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 def _text(value: object) -> str:
     if not isinstance(value, str):
         raise UnreadableError(f"a {type(value).__name__}, not text")
@@ -129,13 +124,13 @@ class Scheduler:
         redis_client: redis.Redis,
         spool: Spool,
         outbox_engine: Engine | None,
-        clock: Callable[[], datetime] = _utc_now,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings, self.ledger, self.spool = settings, ledger, spool
         self.redis = redis_client
         self.queue = RedisQueue(redis_client)
         self.outbox_engine = outbox_engine
-        self.clock = clock
+        self.clock = clock or ledger.clock.now  # one clock for all processes (ledger.clock)
         self.owner = f"scheduler:{uuid.uuid4().hex[:12]}"
         self.lock = LeaderLock(redis_client, self.owner, 3 * settings.scheduler_tick_s + 1)
         self._failing: dict[str, str] = {}  # sweep → why it failed last tick
@@ -217,7 +212,7 @@ class Scheduler:
         log.warning("kept unreadable input as dead letter %s (%s)", dead_id, poison.problem[:300])
 
     def _inbox(self, now: datetime) -> int:
-        older_than = time.time() - self.settings.redrive_after_s
+        older_than = now.timestamp() - self.settings.redrive_after_s
         entries, unreadable = self.queue.inbox_older_than(older_than, self.settings.scheduler_batch)
         if not entries and not unreadable:
             return 0

@@ -9,7 +9,6 @@ each transition is logged once.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -53,9 +52,17 @@ class SharedBreaker:
     """The breaker as every worker sees it."""
 
     def __init__(
-        self, client: redis.Redis, config: BreakerConfig, clock: Callable[[], float] = time.time
+        self,
+        client: redis.Redis,
+        config: BreakerConfig,
+        clock: Callable[[], float] | None = None,
     ) -> None:
-        self.client, self.config, self.clock = client, config, clock
+        self.client, self.config = client, config
+        self.clock = clock or self._redis_time  # Redis's clock: the same for every worker
+
+    def _redis_time(self) -> float:
+        seconds, micros = self.client.time()
+        return seconds + micros / 1_000_000
 
     def current(self) -> Breaker:
         return Breaker.from_json(self.client.get(BREAKER_KEY))

@@ -11,17 +11,23 @@ waits for the lease.
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 from typing import Any
 
+import redis
 from billiard.exceptions import WorkerLostError
 from celery.worker.request import Request
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from producers.transport import DELIVER_TASK
 from worker.app import app
+from worker.outage import OutageLog
 from worker.runtime import owner_prefix, runtime
 
 log = logging.getLogger(__name__)
+LEDGER_DOWN = (OperationalError, InterfaceError, DisconnectionError)
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
+_ledger_outage = OutageLog("the ledger", log)
+_redis_outage = OutageLog("Redis", log)
 
 
 class DeliveryRequest(Request):  # type: ignore[misc]
@@ -36,7 +42,8 @@ class DeliveryRequest(Request):  # type: ignore[misc]
 
 def _release_leases_of_dead_child(pid: int) -> None:
     try:
-        released = runtime().ledger.release_leases_of(owner_prefix(pid), datetime.now(UTC))
+        ledger = runtime().ledger
+        released = ledger.release_leases_of(owner_prefix(pid), ledger.clock.now())
     except Exception:  # the lease will expire anyway; never break Celery's bookkeeping
         log.exception("could not release the leases of dead pool process %d", pid)
         return
@@ -52,5 +59,16 @@ def _release_leases_of_dead_child(pid: int) -> None:
     Request=DeliveryRequest,
 )  # type: ignore[untyped-decorator]
 def deliver(*args: Any, **kwargs: Any) -> str:
-    """Deliver one event (see ``worker.delivery.Deliverer.handle``)."""
-    return runtime().deliverer.handle(args, kwargs)
+    """Deliver one event (see ``worker.delivery.Deliverer.handle``); during a ledger or
+    Redis outage, say so once and leave the message to the scheduler's sweeps."""
+    try:
+        result = runtime().deliverer.handle(args, kwargs)
+    except LEDGER_DOWN as error:
+        _ledger_outage.failed(error)
+        return "ledger unavailable"
+    except REDIS_DOWN as error:
+        _redis_outage.failed(error)
+        return "redis unavailable"
+    _ledger_outage.succeeded()
+    _redis_outage.succeeded()
+    return result

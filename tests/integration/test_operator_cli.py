@@ -19,11 +19,10 @@ from producers.quarantine import Poison
 from producers.transport import INBOX_KEY, QUEUE
 from tests.processes import GBQ, SandboxProcess, free_port
 from tests.stack import Stack
-from worker.delivery import new_event
 from worker.gameball.outcomes import Outcome, OutcomeKind, Reason
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.models import DeadReason, EventState
-from worker.ledger.repository import AttemptRecord, Ledger
+from worker.ledger.repository import AttemptRecord, Ledger, new_event
 from worker.retry import Transition
 
 pytestmark = pytest.mark.integration

@@ -281,6 +281,8 @@ def retry(
                 )
             released += len(result.released)
             skipped += result.skipped
+            for malformed, event_id in result.recovered:
+                typer.echo(f"recovered {malformed} as {event_id}", err=True)
             progress.advance(task, len(chosen[start : start + BATCH]))
     for event_id, why in skipped:
         typer.echo(f"skipped {event_id}: {why}", err=True)

@@ -3,21 +3,25 @@
 Retrying keeps the event's id, so Gameball sees the same transaction ids and an event
 that was in fact applied comes back "already exists": a retry never rewards twice. A
 retried event starts afresh (attempts and retry window reset). Retrying a dead *paid*
-event also releases the refunds and cancellations it had blocked. Malformed dead letters
-hold no event and cannot be retried: fix them and ``gbq publish`` them instead.
+event also releases the refunds and cancellations it had blocked. A dead letter
+``malformed`` is retried by reading its bytes again: if they hold a valid event (one
+buried for a reason since lifted), that event takes its place under its own id;
+otherwise it is skipped with the reason (fix it and ``gbq publish`` it instead).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
+from producers.events import InvalidEventError, parse_event
+from worker.intake import recover
 from worker.ledger.models import AttemptRow, DeadReason, EventRow, EventState
-from worker.ledger.repository import Ledger
+from worker.ledger.repository import Ledger, new_event
 
 DEAD = EventState.DEAD
 
@@ -58,10 +62,11 @@ class RetryResult:
     requeued: list[str]  # the events asked for
     released: list[str]  # refunds and cancels a retried paid event had blocked
     skipped: list[tuple[str, str]]  # (event_id, why)
+    recovered: list[tuple[str, str]] = field(default_factory=list)  # (malformed id, event id)
 
     @property
     def to_send(self) -> list[str]:
-        return [*self.requeued, *self.released]
+        return [*self.requeued, *self.released, *(event_id for _, event_id in self.recovered)]
 
 
 class DeadLetters:
@@ -121,11 +126,8 @@ class DeadLetters:
         skipped = [
             (event_id, "not a dead letter") for event_id in event_ids if event_id not in rows
         ]
-        skipped += [
-            (event_id, "malformed: fix it and `gbq publish` it")
-            for event_id, row in rows.items()
-            if row.dead_reason == DeadReason.MALFORMED
-        ]
+        malformed = [row for row in rows.values() if row.dead_reason == DeadReason.MALFORMED]
+        recovered = self._recover(malformed, now, skipped)
         retryable = [
             event_id for event_id, row in rows.items() if row.dead_reason != DeadReason.MALFORMED
         ]
@@ -171,7 +173,37 @@ class DeadLetters:
                         .returning(EventRow.event_id)
                     ).scalars()
                 )
-        return RetryResult(sorted(retryable), sorted(released), skipped)
+        return RetryResult(sorted(retryable), sorted(released), skipped, recovered)
+
+    def _recover(
+        self, rows: list[EventRow], now: datetime, skipped: list[tuple[str, str]]
+    ) -> list[tuple[str, str]]:
+        """Read malformed dead letters again; those holding a valid event, not yet known,
+        are replaced by it (pending). The others are added to ``skipped`` with why."""
+        recovered = []
+        for row in rows:
+            raw = row.raw if row.raw is not None else row.payload.encode("utf-8", "surrogatepass")
+            data = recover(raw)
+            if data is None:
+                skipped.append((row.event_id, "no event in its bytes: fix it, `gbq publish` it"))
+                continue
+            try:
+                event = parse_event(data, accepted=True)
+            except InvalidEventError as error:
+                skipped.append((row.event_id, f"holds an invalid event ({error})"))
+                continue
+            if self.ledger.known([event.event_id]):
+                skipped.append((row.event_id, f"holds {event.event_id}, already in the ledger"))
+                continue
+            self.ledger.ingest([new_event(event, None)], now)
+            self._delete([row.event_id])
+            recovered.append((row.event_id, event.event_id))
+        return recovered
+
+    def _delete(self, event_ids: list[str]) -> None:
+        with self.ledger.engine.begin() as connection:
+            connection.execute(delete(AttemptRow).where(AttemptRow.event_id.in_(event_ids)))
+            connection.execute(delete(EventRow).where(EventRow.event_id.in_(event_ids)))
 
     def purge(self, dead: DeadFilter) -> int:
         """Delete dead letters (and their attempts) for good."""

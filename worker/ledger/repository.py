@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
@@ -20,9 +20,11 @@ from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
+from producers.events import Event
 from producers.quarantine import Poison
 from producers.untrusted import printable
 from worker.gameball.outcomes import Outcome
+from worker.ledger.clock import LedgerClock
 from worker.ledger.engine import READ_ONLY
 from worker.ledger.models import AttemptRow, DeadReason, EventRow, EventState
 from worker.ordering import OrderFact
@@ -54,6 +56,19 @@ class NewEvent:
     payload: str
     occurred_at: datetime
     published_at: datetime | None
+
+
+def new_event(event: Event, published_at: float | None) -> NewEvent:
+    """The ledger row of an accepted event (``published_at`` in epoch seconds)."""
+    return NewEvent(
+        event_id=event.event_id,
+        kind=event.kind,
+        order_id=getattr(event, "order_id", None),
+        customer_id=event.customer_id,
+        payload=event.model_dump_json(),
+        occurred_at=event.occurred_at,
+        published_at=None if published_at is None else datetime.fromtimestamp(published_at, UTC),
+    )
 
 
 @dataclass(frozen=True)
@@ -94,6 +109,7 @@ class Ledger:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self.clock = LedgerClock.of(engine)  # the time every lease and due date is in
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
