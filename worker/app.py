@@ -9,6 +9,7 @@ work back; the scheduler's lease sweep is.
 
 from __future__ import annotations
 
+import click
 from celery import Celery
 from celery.signals import setup_logging
 
@@ -90,4 +91,24 @@ def worker_argv(
     return argv
 
 
-__all__ = ["app", "broker_url", "worker_argv"]
+def run_celery(argv: list[str]) -> int:
+    """Run Celery's command line on our app and return its exit status.
+
+    ``app.worker_main`` and ``app.start`` both drop it: Celery calls click with
+    ``standalone_mode=False``, in which click *returns* the status of ``ctx.exit(1)``
+    ("Unrecoverable error") and Celery ignores the return value, so a worker whose
+    consumer died exited 0 and restart-on-failure policies never fired.
+    """
+    from celery.bin.celery import celery as command  # noqa: PLC0415 - heavy, only here
+
+    command.params[0].default = app
+    try:
+        status = command.main(args=argv, standalone_mode=False)
+    except click.exceptions.Exit as done:
+        status = done.exit_code
+    finally:
+        command.params[0].default = None
+    return status if isinstance(status, int) else 0
+
+
+__all__ = ["app", "broker_url", "run_celery", "worker_argv"]

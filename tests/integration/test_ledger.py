@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from sqlalchemy import create_engine
 
 from producers.quarantine import KEEP_BYTES, Poison
 from worker.gameball.outcomes import Outcome, OutcomeKind, Reason
+from worker.ledger.deadletters import DeadLetters
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.models import DeadReason, EventState
 from worker.ledger.repository import AttemptRecord, Ledger, NewEvent
@@ -161,3 +163,32 @@ def test_an_unmigrated_ledger_is_refused_with_the_command_to_run(tmp_path: objec
     engine = create_engine(f"sqlite:///{tmp_path}/empty.db")
     with pytest.raises(LedgerNotMigratedError, match="run `gbq migrate`"):
         ensure_migrated(engine)
+
+
+def test_a_malformed_dead_letter_holding_an_event_is_retried_as_that_event(
+    ledger: Ledger,
+) -> None:
+    """A dead letter of any reason can be retried: a malformed one whose bytes hold a valid
+    event (here, one an older worker buried as "in the future" by its own clock) is
+    replaced by that event, pending; one without an event is skipped with the reason."""
+    future = {
+        "kind": "paid",
+        "order_id": "FUT",
+        "customer_id": "c",
+        "occurred_at": (NOW + timedelta(minutes=10)).isoformat(),
+        "total_price": "5",
+        "total_paid": "5",
+    }
+    holding = json.dumps({"args": [], "kwargs": {"event_id": "paid:FUT", "event": future}})
+    buried = ledger.dead_letter_poison(Poison.of("task", "is in the future", holding), NOW)
+    garbage = ledger.dead_letter_poison(Poison.of("queue gbq", "not JSON", b"\x00"), NOW)
+    result = DeadLetters(ledger).retry([buried, garbage], NOW)
+    assert result.recovered == [(buried, "paid:FUT")]
+    assert result.to_send == ["paid:FUT"]
+    assert [event_id for event_id, _ in result.skipped] == [garbage]
+    assert ledger.get(buried) is None
+    row = ledger.get("paid:FUT")
+    assert row is not None
+    assert (row.state, row.kind, row.order_id) == ("pending", "paid", "FUT")
+    again = DeadLetters(ledger).retry([garbage], NOW)
+    assert "no event in its bytes" in again.skipped[0][1]

@@ -6,11 +6,15 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import redis
 
-from tests.processes import SandboxProcess, wait_until
+from producers.events import OrderPaid
+from tests.processes import GBQ, SandboxProcess, wait_until
 from tests.scenario import generate, wallets
 from tests.stack import Stack
 
@@ -82,3 +86,91 @@ def test_supervisor_restarts_a_killed_worker_and_everything_is_delivered(
         )
         supervisord.wait(timeout=120)
     assert not pid_of("gbq-scheduler")
+
+
+def test_a_worker_whose_consumer_dies_exits_non_zero(
+    make_stack: type[Stack], redis_url: str, sqlite_url: str
+) -> None:
+    """ "Unrecoverable error" ends `gbq worker` with status 1, so restart policies fire
+    (Celery's worker_main used to return normally: status 0)."""
+    admin = redis.Redis.from_url(redis_url)
+    admin.acl_setuser(  # may use the queue, but not Celery's remote-control queues
+        "no-pidbox",
+        enabled=True,
+        passwords=["+pw"],
+        keys=["gbq*", "_kombu.*", "unacked*"],
+        channels=["*"],
+        commands=["+@all"],
+    )
+    try:
+        limited = redis_url.replace("redis://", "redis://no-pidbox:pw@", 1)
+        stack = make_stack(sqlite_url, redis=limited)
+        worker = stack.start_worker()
+        wait_until(lambda: not worker.alive(), timeout_s=60, what="the worker to exit")
+        assert worker.popen.returncode == 1
+        assert "Unrecoverable error" in worker.output()
+    finally:
+        admin.acl_deluser("no-pidbox")
+        admin.close()
+
+
+def test_supervisor_keeps_retrying_until_a_cause_that_clears(
+    make_stack: type[Stack], sandbox: SandboxProcess, tmp_path: Path
+) -> None:
+    """An unmigrated ledger makes the worker exit at start, over and over: supervisord backs
+    off and retries, never FATAL, and once `gbq migrate` has run the worker delivers."""
+    ledger = f"sqlite:///{tmp_path / 'later.db'}"
+    stack = make_stack(ledger)
+    var = Path(stack.env["GBQ_VAR_DIR"])
+    var.mkdir(parents=True, exist_ok=True)
+    env = {**stack.env, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    supervisord = subprocess.Popen(
+        [str(BIN / "supervisord"), "-c", str(CONF)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def status() -> str:
+        return subprocess.run(
+            [str(BIN / "supervisorctl"), "-c", str(CONF), "status", "gbq-worker:gbq-worker-0"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+
+    def failed_starts() -> int:
+        log = var / "supervisord.log"
+        text = log.read_text() if log.exists() else ""
+        return text.count("exited: gbq-worker-0 (exit status 3; not expected)")
+
+    try:
+        # Given: more failed starts than supervisor's default of 3 tries allows
+        wait_until(lambda: failed_starts() >= 5, timeout_s=90, what="five failed starts")
+        assert "FATAL" not in status()
+        # When the cause clears
+        migrated = subprocess.run([*GBQ, "migrate"], env=env, capture_output=True, check=False)
+        assert migrated.returncode == 0
+        # Then the next retry stays up and delivers
+        wait_until(lambda: "RUNNING" in status(), timeout_s=60, what="the worker to run")
+        stack.publisher.publish(
+            OrderPaid(
+                order_id="LATER",
+                customer_id="later",
+                occurred_at=datetime.now(UTC) - timedelta(minutes=1),
+                total_price=Decimal(4),
+                total_paid=Decimal(4),
+            )
+        )
+        assert stack.wait_settled(1, timeout_s=60) == {"delivered": 1}
+        assert sandbox.balance("later") == 4
+    finally:
+        subprocess.run(
+            [str(BIN / "supervisorctl"), "-c", str(CONF), "shutdown"],
+            env=env,
+            capture_output=True,
+            check=False,
+            timeout=120,
+        )
+        supervisord.wait(timeout=120)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from producers.transport import task_envelope, task_message
 from tests.poison import deeply_nested, forged_headers, message, queue_poisons, with_body
-from worker.intake import MAX_MESSAGE_BYTES, Accepted, Refused, screen
+from worker.intake import MAX_MESSAGE_BYTES, Accepted, Refused, recover, screen
 
 EVENT = {"kind": "paid", "order_id": "A", "customer_id": "c", "total_paid": "1"}
 
@@ -133,3 +133,32 @@ def test_random_arguments_never_raise(args: Any, kwargs: Any, embed: Any) -> Non
     _consistent(screen(with_body(json.dumps([args, kwargs, embed]))))
     arguments = {"event_id": kwargs, "event": args, "published_at": embed}
     _consistent(screen(with_body(json.dumps([[], arguments, None]))))
+
+
+FUTURE_EVENT = {**EVENT, "occurred_at": "2099-01-01T00:00:00Z", "total_price": "1"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "where"),
+    [
+        (task_message("paid:A", FUTURE_EVENT, 1.0), "a queue item"),
+        (json.dumps({"args": [], "kwargs": {"event_id": "paid:A", "event": FUTURE_EVENT}}), "task"),
+        (json.dumps([json.loads(task_message("paid:A", FUTURE_EVENT)), "", "gbq"]), "unacked"),
+        (json.dumps({"event": FUTURE_EVENT, "published_at": 1}), "an inbox envelope"),
+        (json.dumps(FUTURE_EVENT), "an event"),
+    ],
+)
+def test_the_event_in_a_malformed_dead_letter_is_found_wherever_it_was(
+    raw: bytes | str, where: str
+) -> None:
+    """`gbq dlq retry` reads a malformed letter's bytes again: the event is found in any of
+    the shapes the pipeline keeps (a worker used to bury future-dated events this way)."""
+    data = raw.encode() if isinstance(raw, str) else raw
+    assert recover(data) == FUTURE_EVENT, where
+
+
+@pytest.mark.parametrize(
+    "raw", [b"\x00garbage", b"[1, 2, 3]", b'{"kwargs": 5}', b'{"event": "x"}', b"null"]
+)
+def test_bytes_that_hold_no_event_recover_nothing(raw: bytes) -> None:
+    assert recover(raw) is None

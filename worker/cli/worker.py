@@ -34,11 +34,7 @@ def run(
     settings = load_settings()
     ledger_engine(settings).dispose()
     redis_url(settings, must_answer=False)
-    from worker.app import app, worker_argv  # noqa: PLC0415 - Celery loads only here
+    from worker.app import run_celery, worker_argv  # noqa: PLC0415 - Celery loads only here
 
-    # app.start, not app.worker_main: worker_main drops the exit code, so a worker whose
-    # consumer died ("Unrecoverable error") exited 0 and restart-on-failure never fired.
-    code = app.start(
-        argv=worker_argv(concurrency or settings.worker_concurrency, pool, loglevel, hostname)
-    )
-    raise typer.Exit(code or 0)
+    argv = worker_argv(concurrency or settings.worker_concurrency, pool, loglevel, hostname)
+    raise typer.Exit(run_celery(argv))
