@@ -6,6 +6,8 @@ writes the event to the local spool instead and still returns normally. It raise
 
     InvalidEventError(ValueError)   the event is invalid, field by field (or is not an event,
                                     a mapping or JSON at all)
+      ConflictingEventError         its id was already published with other content, and
+                                    the inbox still holds that first content
     PublishError(RuntimeError)      neither Redis nor the spool could take the event
 
 Order: once this publisher has spooled, it keeps its events behind the spooled ones. Each
@@ -26,7 +28,7 @@ from typing import Any, Literal
 
 import redis
 
-from producers.events import Event, as_event, event_to_json
+from producers.events import Event, FieldProblem, InvalidEventError, as_event, event_to_json
 from producers.outbox import stage as stage_in_outbox
 from producers.spool import Spool
 from producers.transport import InboxEntry, push_to_inbox, redis_client
@@ -40,6 +42,17 @@ CATCH_UP_BATCHES = 4  # a call relays at most 2,000 spooled events before its ow
 
 class PublishError(RuntimeError):
     """The event could be persisted nowhere: not in Redis, not in the spool."""
+
+
+class ConflictingEventError(InvalidEventError):
+    """An event id already published with other content (the first content is kept: an
+    event id stands for one event; a changed order needs a refund or a new id)."""
+
+    def __init__(self, event_ids: Iterable[str]) -> None:
+        super().__init__(
+            FieldProblem("event_id", f"{event_id} was already published with other content")
+            for event_id in event_ids
+        )
 
 
 class Publisher:
@@ -66,15 +79,17 @@ class Publisher:
 
     def publish_many(self, events: Iterable[Event | Mapping[str, Any]]) -> Destination:
         """Accept several events in one round trip (all validated before any is written)."""
-        entries = [_entry(event) for event in events]
+        entries = _distinct([_entry(event) for event in events])
         if not entries:
             return "queued"
         try:
             if self._spooled and not self._caught_up():
                 return self._spool(entries, None)  # still behind: keep the order
-            push_to_inbox(self._redis, entries)
+            conflicts = push_to_inbox(self._redis, entries, refuse_conflicts=True)
         except (redis.RedisError, OSError) as error:
             return self._spool(entries, error)
+        if conflicts:
+            raise ConflictingEventError(conflicts)
         return "queued"
 
     def _caught_up(self) -> bool:
@@ -130,6 +145,16 @@ class Publisher:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def _distinct(entries: list[InboxEntry]) -> list[InboxEntry]:
+    """One entry per event id; the same id twice with other content is refused."""
+    first: dict[str, InboxEntry] = {}
+    for entry in entries:
+        seen = first.setdefault(entry.event_id, entry)
+        if seen.event_json != entry.event_json:
+            raise ConflictingEventError([entry.event_id])
+    return list(first.values())
 
 
 def _entry(event: Event | Mapping[str, Any]) -> InboxEntry:

@@ -108,11 +108,15 @@ def quarantine(pipe: Any, poisons: Iterable[Poison]) -> None:
 
 def oldest_quarantined(client: Any, limit: int) -> list[Poison]:
     """Up to ``limit`` records, oldest first (they stay until :func:`forget_oldest`)."""
-    records = client.lrange(QUARANTINE_KEY, -limit, -1)
-    return [Poison.from_record(record) for record in reversed(records)]
+    return [Poison.from_record(record) for record in oldest(client, QUARANTINE_KEY, limit)]
 
 
-def forget_oldest(client: Any, count: int) -> None:
-    """Drop the ``count`` oldest records (new ones are only ever added at the other end)."""
+def forget_oldest(client: Any, count: int, key: str = QUARANTINE_KEY) -> None:
+    """Drop the ``count`` oldest items of a list that is only ever added to at the left."""
     if count > 0:
-        client.ltrim(QUARANTINE_KEY, 0, -count - 1)
+        client.ltrim(key, 0, -count - 1)
+
+
+def oldest(client: Any, key: str, limit: int) -> list[bytes]:
+    """Up to ``limit`` items of a list added to at the left, oldest first (left in place)."""
+    return list(reversed(client.lrange(key, -limit, -1)))

@@ -19,6 +19,7 @@ Nothing here imports the worker's delivery code: tasks are sent by name.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 import os
@@ -30,6 +31,7 @@ from typing import Any, Final
 
 import redis
 from redis.backoff import NoBackoff
+from redis.commands.core import Script
 from redis.retry import Retry
 
 from producers.events import MAX_EVENT_BYTES, Event, InvalidEventError, parse_event
@@ -41,6 +43,8 @@ DELIVER_TASK: Final = "gbq.deliver"
 INBOX_KEY: Final = "gbq:inbox"
 INBOX_DUE_KEY: Final = "gbq:inbox:due"
 ORDER_INBOX_PREFIX: Final = "gbq:inbox:order:"  # + order id: ids of its events in the inbox
+INBOX_SHA_KEY: Final = "gbq:inbox:sha"  # event_id → content hash of the first accepted
+CONFLICTS_KEY: Final = "gbq:conflicts"  # envelopes found conflicting while relaying a spool
 MAX_EVENT_ID_LENGTH: Final = 300  # the ledger's key column
 MAX_ENVELOPE_BYTES: Final = MAX_EVENT_BYTES + 1024
 _ORIGIN: Final = f"{os.getpid()}@{socket.gethostname()}"
@@ -95,6 +99,12 @@ class InboxEntry:
         ):
             raise UnreadableError("published_at is not a finite number")
         return cls(checked_event_id(event_id), json.dumps(event), float(published_at))
+
+
+def content_sha256(event_json: str) -> str:
+    """The hash of an event's content (its canonical JSON, as ``event_to_json`` writes it):
+    the inbox and the ledger compare re-publishes of one id with it."""
+    return hashlib.sha256(event_json.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def checked_event_id(value: object) -> str:
@@ -179,25 +189,76 @@ def task_envelope(
     }
 
 
+# KEYS: inbox, due, queue, content hashes, conflicts, then one order index per event (the
+# inbox key itself when the event has no order). ARGV: mode, then 5 per event.
+_PUSH = """
+local n = (#ARGV - 1) / 5
+local conflicts = {}
+for i = 0, n - 1 do
+  local id, sha = ARGV[2 + i * 5], ARGV[6 + i * 5]
+  local first = redis.call('HGET', KEYS[4], id)
+  if first and first ~= sha then conflicts[#conflicts + 1] = id end
+end
+if #conflicts > 0 and ARGV[1] == 'all-or-nothing' then return conflicts end
+for i = 0, n - 1 do
+  local id, envelope, score = ARGV[2 + i * 5], ARGV[3 + i * 5], ARGV[4 + i * 5]
+  local message, sha = ARGV[5 + i * 5], ARGV[6 + i * 5]
+  local first = redis.call('HGET', KEYS[4], id)
+  if not first then
+    redis.call('HSET', KEYS[1], id, envelope)
+    redis.call('HSET', KEYS[4], id, sha)
+    redis.call('ZADD', KEYS[2], 'NX', score, id)
+    if KEYS[5 + i + 1] ~= KEYS[1] then redis.call('SADD', KEYS[5 + i + 1], id) end
+    redis.call('LPUSH', KEYS[3], message)
+  elseif first ~= sha then
+    redis.call('LPUSH', KEYS[5], envelope)
+  end
+end
+return conflicts
+"""
+_PUSH_SCRIPT = Script(None, _PUSH.encode())  # type: ignore[arg-type] # bound per call
+
+
 def push_to_inbox(
-    client: redis.Redis, entries: Sequence[InboxEntry], poisons: Sequence[Poison] = ()
-) -> None:
-    """Write entries to the inbox and queue their messages, all in one transaction (with
-    ``poisons`` found on the way, such as unreadable spool rows, quarantined)."""
-    if not entries and not poisons:
-        return
-    pipe = client.pipeline(transaction=True)
-    quarantine(pipe, poisons)
+    client: redis.Redis,
+    entries: Sequence[InboxEntry],
+    poisons: Sequence[Poison] = (),
+    *,
+    refuse_conflicts: bool = False,
+) -> list[str]:
+    """Write entries to the inbox and queue their messages, atomically; returns the ids that
+    the inbox already holds with other content (the first content is kept).
+
+    An entry whose id the inbox holds with the same content is already on its way: nothing
+    is written. One with other content is a conflict: with ``refuse_conflicts`` (checkout's
+    ``publish()``) nothing at all is written and the ids come back to be refused; otherwise
+    (relaying a spool, whose caller is gone) it goes to ``gbq:conflicts``, where the
+    scheduler records it on the event. ``poisons`` found on the way (unreadable spool rows)
+    are quarantined first.
+    """
+    if poisons:
+        quarantine(client, poisons)
+    if not entries:
+        return []
+    keys = [INBOX_KEY, INBOX_DUE_KEY, QUEUE, INBOX_SHA_KEY, CONFLICTS_KEY]
+    args: list[Any] = ["all-or-nothing" if refuse_conflicts else "each"]
     for entry in entries:
         event = json.loads(entry.event_json)  # once per event: this is checkout's hot path
-        envelope = {"event": event, "published_at": entry.published_at}
-        pipe.hset(INBOX_KEY, entry.event_id, json.dumps(envelope, separators=(",", ":")))
-        pipe.zadd(INBOX_DUE_KEY, {entry.event_id: entry.published_at}, nx=True)
+        envelope = json.dumps({"event": event, "published_at": entry.published_at})
         order_id = _order_id(event)
-        if order_id is not None:  # lets ordering see events not yet in the ledger
-            pipe.sadd(ORDER_INBOX_PREFIX + order_id, entry.event_id)
-        pipe.lpush(QUEUE, task_message(entry.event_id, event, entry.published_at))
-    pipe.execute()
+        # The order index lets ordering see events not yet in the ledger.
+        keys.append(INBOX_KEY if order_id is None else ORDER_INBOX_PREFIX + order_id)
+        args += [
+            entry.event_id,
+            envelope,
+            entry.published_at,
+            task_message(entry.event_id, event, entry.published_at),
+            content_sha256(entry.event_json),
+        ]
+    return [
+        raw.decode() if isinstance(raw, bytes) else str(raw)
+        for raw in _PUSH_SCRIPT(keys=keys, args=args, client=client)
+    ]
 
 
 def _order_id(event: dict[str, Any]) -> str | None:

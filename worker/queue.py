@@ -12,6 +12,7 @@ from producers.quarantine import Poison
 from producers.transport import (
     INBOX_DUE_KEY,
     INBOX_KEY,
+    INBOX_SHA_KEY,
     ORDER_INBOX_PREFIX,
     InboxEntry,
     enqueue,
@@ -43,11 +44,22 @@ class RedisQueue:
         if pairs:
             pipe = self.client.pipeline(transaction=True)
             pipe.hdel(INBOX_KEY, *[event_id for event_id, _ in pairs])
+            pipe.hdel(INBOX_SHA_KEY, *[event_id for event_id, _ in pairs])
             pipe.zrem(INBOX_DUE_KEY, *[event_id for event_id, _ in pairs])
             for event_id, order_id in pairs:
                 if order_id is not None:
                     pipe.srem(ORDER_INBOX_PREFIX + order_id, event_id)
             pipe.execute()
+
+    def inbox_entry(self, event_id: str) -> InboxEntry | None:
+        """The inbox's entry of one event (None if there is none, or it is unreadable)."""
+        envelope = self.client.hget(INBOX_KEY, event_id)
+        if envelope is None:
+            return None
+        try:
+            return InboxEntry.from_envelope(event_id, envelope)
+        except UnreadableError:
+            return None  # the inbox sweep buries it
 
     def inbox_for_order(self, order_id: str) -> list[InboxEntry]:
         """An order's events that are published but not yet ingested (unreadable entries

@@ -37,11 +37,18 @@ from datetime import datetime, timedelta
 import redis
 from sqlalchemy import Engine, delete, select
 
+from producers.events import InvalidEventError, parse_event
 from producers.outbox import outbox_table
-from producers.quarantine import Poison, forget_oldest, oldest_quarantined
+from producers.quarantine import Poison, forget_oldest, oldest, oldest_quarantined
 from producers.spool import Spool
-from producers.transport import QUEUE, InboxEntry, checked_event_id
-from producers.untrusted import UnreadableError
+from producers.transport import (
+    CONFLICTS_KEY,
+    MAX_ENVELOPE_BYTES,
+    QUEUE,
+    InboxEntry,
+    checked_event_id,
+)
+from producers.untrusted import UnreadableError, load_json
 from worker.ledger.repository import Ledger, NewEvent, new_event
 from worker.ordering import Gate, gate
 from worker.queue import RedisQueue
@@ -94,6 +101,16 @@ class TickReport:
     def add(self, sweep: str, count: int) -> None:
         if count:
             self.counts[sweep] = self.counts.get(sweep, 0) + count
+
+
+def _event_id_of(envelope: object) -> str:
+    """The id an inbox envelope's event will have (checked again once it is parsed)."""
+    if not isinstance(envelope, dict) or not isinstance(envelope.get("event"), dict):
+        raise UnreadableError("not an inbox envelope")
+    try:
+        return parse_event(envelope["event"], accepted=True).event_id
+    except InvalidEventError as error:
+        raise UnreadableError(str(error)) from None
 
 
 def _text(value: object) -> str:
@@ -190,6 +207,7 @@ class Scheduler:
                 },
             ),
             ("quarantine", lambda now: {"malformed": self._quarantine(now)}),
+            ("conflicts", lambda now: {"conflicts": self._conflicts(now)}),
             ("inbox", lambda now: {"inbox": self._inbox(now)}),
             ("stale_pending", lambda now: {"stale_pending": self._stale_pending(now)}),
             ("spool", lambda _: {"spool": self.spool.relay(self.redis, batch)}),
@@ -206,6 +224,28 @@ class Scheduler:
             self._bury(poison, now)
         forget_oldest(self.redis, len(poisons))
         return len(poisons)
+
+    def _conflicts(self, now: datetime) -> int:
+        """Events a spool relay found published earlier with other content. The first
+        accepted content wins: if only the inbox has it yet, it is ingested first; the
+        other content is then recorded on the event (``Ledger.ingest``), never dropped."""
+        records = oldest(self.redis, CONFLICTS_KEY, self.settings.scheduler_batch)
+        for raw in records:
+            try:
+                envelope = load_json(raw, max_bytes=MAX_ENVELOPE_BYTES)
+                entry = InboxEntry.of(_event_id_of(envelope), envelope["event"], now.timestamp())
+                event = _readable(entry)
+            except UnreadableError as error:
+                self._bury(Poison.of("conflicts", str(error), raw), now)
+                continue
+            if not self.ledger.known([event.event_id]):
+                first = self.queue.inbox_entry(event.event_id)
+                if first is not None and self.ledger.ingest([_readable(first)], now):
+                    self.queue.enqueue([first.event_id])
+            if self.ledger.ingest([event], now):  # the first is gone: this one is the event
+                self.queue.enqueue([event.event_id])
+        forget_oldest(self.redis, len(records), CONFLICTS_KEY)
+        return len(records)
 
     def _bury(self, poison: Poison, now: datetime) -> None:
         dead_id = self.ledger.dead_letter_poison(poison, now)

@@ -9,6 +9,7 @@ from typing import Any
 import redis
 from sqlalchemy import func, select
 
+from producers.quarantine import QUARANTINE_KEY
 from producers.spool import Spool
 from worker.breaker import Breaker, State
 from worker.ledger.models import EventRow, EventState
@@ -53,6 +54,8 @@ class StatusReport:
     rate_limit_backlog_s: dict[str, float]
     scheduler_leader: str | None
     spooled_here: int
+    conflicts: int = 0  # events re-published with other content (the first is kept)
+    quarantined: int = 0  # poison found, not yet a dead letter (the scheduler moves it)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +81,7 @@ def collect(
         recent = connection.execute(
             select(func.count()).where(EventRow.delivered_at >= now - timedelta(minutes=1))
         ).scalar()
+        conflicts = connection.execute(select(func.count()).where(EventRow.conflicts > 0)).scalar()
     if oldest is not None and oldest.tzinfo is None:
         oldest = oldest.replace(tzinfo=UTC)
     breaker = Breaker.from_json(client.get(BREAKER_KEY))
@@ -97,4 +101,6 @@ def collect(
         rate_limit_backlog_s=limiter.usage(),
         scheduler_leader=LeaderLock(client, "status", 1).leader(),
         spooled_here=spool.count(),
+        conflicts=int(conflicts or 0),
+        quarantined=int(client.llen(QUARANTINE_KEY)),
     )

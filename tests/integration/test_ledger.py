@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from producers.quarantine import KEEP_BYTES, Poison
+from producers.transport import content_sha256
 from worker.gameball.outcomes import Outcome, OutcomeKind, Reason
 from worker.ledger.deadletters import DeadLetters
 from worker.ledger.engine import create_ledger_engine
@@ -192,3 +194,24 @@ def test_a_malformed_dead_letter_holding_an_event_is_retried_as_that_event(
     assert (row.state, row.kind, row.order_id) == ("pending", "paid", "FUT")
     again = DeadLetters(ledger).retry([garbage], NOW)
     assert "no event in its bytes" in again.skipped[0][1]
+
+
+def test_other_content_under_a_known_id_is_a_recorded_conflict(ledger: Ledger) -> None:
+    """The first content stays; each distinct other content is counted once, the latest
+    kept; the same content again is no conflict (a duplicate)."""
+    first, other, third = (
+        dataclasses.replace(event("paid:O"), payload=text)
+        for text in ('{"a":1}', '{"a":2}', '{"a":3}')
+    )
+    assert ledger.ingest([first], NOW) == 1
+    assert ledger.ingest([first, first], NOW) == 0
+    row = ledger.get("paid:O")
+    assert row is not None
+    assert (row.conflicts, row.content_sha256) == (0, content_sha256('{"a":1}'))
+    ledger.ingest([other], NOW)
+    ledger.ingest([other], NOW)
+    ledger.ingest([third], NOW + timedelta(seconds=5))
+    row = ledger.get("paid:O")
+    assert row is not None
+    assert (row.payload, row.conflicts, row.conflict_payload) == ('{"a":1}', 2, '{"a":3}')
+    assert row.conflict_at == NOW + timedelta(seconds=5)

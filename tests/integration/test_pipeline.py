@@ -6,6 +6,7 @@ import base64
 import json
 import os
 import signal
+import subprocess
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -16,7 +17,7 @@ from sqlalchemy import text
 
 from producers.events import OrderCancelled, OrderPaid, OrderRefunded
 from producers.transport import QUEUE, enqueue, task_message
-from tests.processes import SandboxProcess, pool_children, wait_until
+from tests.processes import GBQ, SandboxProcess, pool_children, wait_until
 from tests.scenario import generate, wallets
 from tests.services import RedisServer
 from tests.stack import Stack
@@ -374,3 +375,41 @@ def test_a_refund_whose_message_is_lost_still_goes_before_the_cancel(
     assert stack.wait_settled(3, timeout_s=60) == {"delivered": 3}
     assert applied_order(sandbox) == ["ORD-L", "RF-L", "ORD-L-cancel"]
     assert sandbox.balance("c-l") == 0
+
+
+def test_a_republish_with_other_content_after_delivery_is_recorded_not_sent(
+    make_stack: type[Stack], sandbox: SandboxProcess, database_url: str
+) -> None:
+    """Re-publishing a delivered order with a new amount (a bug in checkout): the first
+    content was sent and stays; the other is recorded on the event, shown by `gbq events`
+    and `gbq status`, and never sent."""
+    stack = make_stack(database_url)
+    stack.start_worker(concurrency=1)
+    stack.start_scheduler()
+    first = OrderPaid(
+        order_id="CHG",
+        customer_id="c-chg",
+        occurred_at=datetime.now(UTC) - timedelta(minutes=2),
+        total_price=Decimal(20),
+        total_paid=Decimal(20),
+    )
+    stack.publisher.publish(first)
+    assert stack.wait_settled(1) == {"delivered": 1}
+    # When: the inbox no longer holds it, so publish() cannot see the conflict itself
+    assert stack.publisher.publish(first.model_copy(update={"total_paid": Decimal(15)}))
+    wait_until(lambda: stack.event("paid:CHG").conflicts == 1, timeout_s=30, what="the conflict")
+    # Then
+    row = stack.event("paid:CHG")
+    assert (row.state, json.loads(row.payload)["total_paid"]) == ("delivered", "20")
+    assert json.loads(row.conflict_payload)["total_paid"] == "15"
+    assert sandbox.balance("c-chg") == 20
+    assert len([r for r in sandbox.requests() if r["transaction_id"] == "CHG"]) == 1
+    shown = subprocess.run(
+        [*GBQ, "events", "CHG"], env=stack.env, capture_output=True, text=True, check=False
+    )
+    assert "conflict" in shown.stdout
+    assert '"total_paid":"15"' in shown.stdout.replace(" ", "").replace("\n", "")
+    status = subprocess.run(
+        [*GBQ, "status"], env=stack.env, capture_output=True, text=True, check=False
+    )
+    assert "published again with other content: 1" in status.stdout

@@ -18,9 +18,9 @@ from sqlalchemy.orm import Session
 
 from producers import InvalidEventError, OrderPaid, OrderRefunded
 from producers.outbox import outbox_table
-from producers.publisher import Publisher, PublishError
+from producers.publisher import ConflictingEventError, Publisher, PublishError
 from producers.spool import Spool
-from producers.transport import INBOX_DUE_KEY, INBOX_KEY, QUEUE, redis_client
+from producers.transport import CONFLICTS_KEY, INBOX_DUE_KEY, INBOX_KEY, QUEUE, redis_client
 from tests.processes import free_port
 from tests.services import RedisServer
 from worker.ledger.engine import create_ledger_engine
@@ -241,3 +241,53 @@ def test_after_spooling_a_publisher_keeps_its_order_when_redis_returns(tmp_path:
         client.close()
     finally:
         server.kill()
+
+
+def test_a_conflicting_republish_is_refused_while_the_inbox_holds_the_first(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """An event id stands for one event: publishing it again with the same content is a
+    no-op (no second message), with other content an error naming the id, and the first
+    content stays in the inbox. Within one batch too."""
+    client = redis.Redis.from_url(redis_url)
+    first = paid(1)
+    changed = first.model_copy(update={"total_paid": Decimal(9)})
+    with Publisher(settings(tmp_path, redis_url)) as publisher:
+        assert publisher.publish(first) == "queued"
+        assert publisher.publish(first) == "queued"
+        assert client.llen(QUEUE) == 1
+        with pytest.raises(ConflictingEventError) as refused:
+            publisher.publish(changed)
+        assert refused.value.fields == ("event_id",)
+        assert "paid:O-1 was already published with other content" in str(refused.value)
+        with pytest.raises(ConflictingEventError):
+            publisher.publish_many([paid(2), paid(2).model_copy(update={"customer_id": "d"})])
+        with pytest.raises(ConflictingEventError):  # all or nothing: paid:O-3 not written
+            publisher.publish_many([paid(3), changed])
+    assert client.llen(QUEUE) == 1
+    assert sorted(client.hkeys(INBOX_KEY)) == [b"paid:O-1"]
+    envelope = json.loads(client.hget(INBOX_KEY, "paid:O-1") or b"{}")
+    assert envelope["event"]["total_paid"] == "10"
+    client.close()
+
+
+def test_a_conflict_found_when_relaying_a_spool_keeps_the_first_and_is_recorded(
+    ledger_and_scheduler: tuple[Ledger, Scheduler, Settings], redis_url: str, tmp_path: Path
+) -> None:
+    """A spooled re-publish whose caller is gone: the first content (still only in the
+    inbox) reaches the ledger first, the other is recorded on the event, nothing dropped."""
+    ledger, scheduler, config = ledger_and_scheduler
+    first = paid(1)
+    changed = first.model_copy(update={"total_paid": Decimal(9)})
+    Publisher(config).publish(first)
+    Publisher(settings(tmp_path, f"redis://127.0.0.1:{free_port()}/0")).publish(changed)
+    client = redis.Redis.from_url(redis_url)
+    assert Publisher(config).relay_spool() == 1  # the first is still only in the inbox
+    assert client.llen(CONFLICTS_KEY) == 1
+    assert scheduler.tick().counts["conflicts"] == 1
+    assert client.llen(CONFLICTS_KEY) == 0
+    row = ledger.get("paid:O-1")
+    assert row is not None
+    assert json.loads(row.payload)["total_paid"] == "10"
+    assert row.conflicts == 1
+    assert json.loads(row.conflict_payload or "{}")["total_paid"] == "9"

@@ -8,11 +8,20 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from producers.untrusted import printable
+from producers.untrusted import UnreadableError, load_json, printable
 from worker.cli.common import ExitCode, console, fail, ledger_engine
 from worker.ledger.deadletters import DeadLetters
 from worker.ledger.repository import Ledger
 from worker.settings import load_settings
+
+
+def _content(payload: str | None) -> object:
+    if payload is None:
+        return None
+    try:
+        return load_json(payload)
+    except UnreadableError:
+        return printable(payload, 10_000)
 
 
 def run(
@@ -39,6 +48,8 @@ def run(
                         "state": e.state,
                         "dead_reason": e.dead_reason,
                         "occurred_at": e.occurred_at.isoformat(),
+                        "conflicts": e.conflicts,
+                        "conflicting_content": _content(e.conflict_payload),
                         "attempts": [
                             {
                                 "attempt": a.attempt_no,
@@ -64,6 +75,15 @@ def run(
     for event, attempts in timeline:
         state = event.state + (f" ({event.dead_reason})" if event.dead_reason else "")
         table.add_row(event.occurred_at.isoformat(), event.event_id, state, "", "")
+        if event.conflicts:
+            table.add_row(
+                event.conflict_at.isoformat() if event.conflict_at else "",
+                "",
+                "conflict",
+                "",
+                f"published {event.conflicts} more time(s) with other content; the first "
+                f"is kept. Latest other: {printable(event.conflict_payload or '', 300)}",
+            )
         for attempt in attempts:
             answer = f"{attempt.outcome}/{attempt.reason}"
             if attempt.status:

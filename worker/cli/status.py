@@ -67,3 +67,10 @@ def run(
     out.print(f"scheduler leader: {report.scheduler_leader or 'none running'}")
     if report.spooled_here:
         out.print(f"spooled on this host, waiting for Redis: {report.spooled_here}")
+    if report.conflicts:
+        out.print(
+            f"events published again with other content: {report.conflicts} "
+            "(the first content is kept; `gbq events <order>` shows the other)"
+        )
+    if report.quarantined:
+        out.print(f"unreadable input waiting to become dead letters: {report.quarantined}")

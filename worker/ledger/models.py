@@ -107,6 +107,12 @@ class EventRow(Base):
     raw: Mapped[bytes | None] = mapped_column(LargeBinary)
     raw_length: Mapped[int | None] = mapped_column(BigInteger)
     raw_sha256: Mapped[str | None] = mapped_column(String(64))
+    # The event's content, and re-publishes of its id with other content (the first
+    # accepted content is kept and sent; the latest other one is kept here to look at).
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
+    conflicts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    conflict_payload: Mapped[str | None] = mapped_column(Text)
+    conflict_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
     __table_args__ = (
         Index(None, "state", "next_attempt_at"),

@@ -8,6 +8,7 @@ PostgreSQL (SQLite serialises writers with ``BEGIN IMMEDIATE`` instead).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from producers.events import Event
 from producers.quarantine import Poison
+from producers.transport import content_sha256
 from producers.untrusted import printable
 from worker.gameball.outcomes import Outcome
 from worker.ledger.clock import LedgerClock
@@ -32,6 +34,7 @@ from worker.retry import Transition
 
 S = EventState
 MALFORMED_PREVIEW_CHARS = 2000
+log = logging.getLogger(__name__)
 
 
 def refuses_data(error: StatementError) -> bool:
@@ -140,13 +143,48 @@ class Ledger:
                 "enqueued_at": now,
                 "created_at": now,
                 "updated_at": now,
+                "content_sha256": content_sha256(e.payload),
             }
             for e in events
         ]
         statement = self._insert().on_conflict_do_nothing(index_elements=["event_id"])
         with self.engine.begin() as connection:
-            result = connection.execute(statement.returning(EventRow.event_id), rows)
-            return len(result.all())
+            new = set(connection.execute(statement.returning(EventRow.event_id), rows).scalars())
+            for event in events:
+                if event.event_id not in new:
+                    self._compare(connection, event, now)
+            return len(new)
+
+    def _compare(self, connection: Connection, event: NewEvent, now: datetime) -> None:
+        """``event`` is known already: if its content differs, the first content stays (it
+        may have been sent) and the conflict is recorded on the event, never dropped
+        silently; the same other content seen again counts once."""
+        sha = content_sha256(event.payload)
+        differs = or_(
+            and_(EventRow.content_sha256.is_not(None), EventRow.content_sha256 != sha),
+            and_(EventRow.content_sha256.is_(None), EventRow.payload != event.payload),
+        )
+        recorded = connection.execute(
+            update(EventRow)
+            .where(
+                EventRow.event_id == event.event_id,
+                differs,
+                or_(
+                    EventRow.conflict_payload.is_(None),
+                    EventRow.conflict_payload != event.payload,
+                ),
+            )
+            .values(
+                conflicts=EventRow.conflicts + 1, conflict_payload=event.payload, conflict_at=now
+            )
+        )
+        if recorded.rowcount:
+            log.warning(
+                "event %s was published again with other content: the first content is kept "
+                "and the other recorded (gbq events %s)",
+                event.event_id,
+                event.order_id or event.event_id,
+            )
 
     def ingest_isolated(
         self, events: Sequence[NewEvent], now: datetime

@@ -1,5 +1,6 @@
 """Keep the raw bytes of malformed input, exactly: a binary column with the first 64 KiB,
-the whole input's length and its SHA-256 (PostgreSQL text cannot hold NUL bytes).
+the whole input's length and its SHA-256 (PostgreSQL text cannot hold NUL bytes). And a
+content hash per event, with the conflicts seen: re-publishes of its id with other content.
 
 Revision ID: 0003
 Revises: 0002
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+
+from worker.ledger.models import UtcDateTime
 
 revision = "0003"
 down_revision = "0002"
@@ -22,10 +25,18 @@ def upgrade() -> None:
         batch.add_column(sa.Column("raw", sa.LargeBinary()))
         batch.add_column(sa.Column("raw_length", sa.BigInteger()))
         batch.add_column(sa.Column("raw_sha256", sa.String(64)))
+        batch.add_column(sa.Column("content_sha256", sa.String(64)))
+        batch.add_column(sa.Column("conflicts", sa.Integer(), nullable=False, server_default="0"))
+        batch.add_column(sa.Column("conflict_payload", sa.Text()))
+        batch.add_column(sa.Column("conflict_at", UtcDateTime()))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("gbq_events") as batch:
+        batch.drop_column("conflict_at")
+        batch.drop_column("conflict_payload")
+        batch.drop_column("conflicts")
+        batch.drop_column("content_sha256")
         batch.drop_column("raw_sha256")
         batch.drop_column("raw_length")
         batch.drop_column("raw")
