@@ -101,10 +101,13 @@ class InboxEntry:
         return cls(checked_event_id(event_id), json.dumps(event), float(published_at))
 
 
-def content_sha256(event_json: str) -> str:
-    """The hash of an event's content (its canonical JSON, as ``event_to_json`` writes it):
-    the inbox and the ledger compare re-publishes of one id with it."""
-    return hashlib.sha256(event_json.encode("utf-8", "surrogatepass")).hexdigest()
+def content_sha256(event: str | dict[str, Any]) -> str:
+    """The hash of an event's content, whatever its serialisation (key order, spacing: a
+    spool relay writes the JSON again): the inbox and the ledger compare re-publishes of
+    one id with it."""
+    data = json.loads(event) if isinstance(event, str) else event
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def checked_event_id(value: object) -> str:
@@ -253,7 +256,7 @@ def push_to_inbox(
             envelope,
             entry.published_at,
             task_message(entry.event_id, event, entry.published_at),
-            content_sha256(entry.event_json),
+            content_sha256(event),
         ]
     return [
         raw.decode() if isinstance(raw, bytes) else str(raw)

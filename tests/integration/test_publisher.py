@@ -291,3 +291,15 @@ def test_a_conflict_found_when_relaying_a_spool_keeps_the_first_and_is_recorded(
     assert json.loads(row.payload)["total_paid"] == "10"
     assert row.conflicts == 1
     assert json.loads(row.conflict_payload or "{}")["total_paid"] == "9"
+
+
+def test_the_same_event_again_after_a_spool_relay_is_no_conflict(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """A relayed spool writes the event's JSON again (other spacing): re-publishing the
+    same event is still the same content (found by the soak)."""
+    Publisher(settings(tmp_path, f"redis://127.0.0.1:{free_port()}/0")).publish(paid(1))
+    with Publisher(settings(tmp_path, redis_url)) as publisher:
+        assert publisher.relay_spool() == 1
+        assert publisher.publish(paid(1)) == "queued"
+    assert redis.Redis.from_url(redis_url).llen(QUEUE) == 1

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -24,14 +26,22 @@ CONF = ROOT / "deploy" / "supervisord.conf"
 BIN = Path(sys.executable).parent
 
 
-def test_supervisor_restarts_a_killed_worker_and_everything_is_delivered(
-    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
-) -> None:
-    """SIGKILL the worker under supervisord: restarted, every event delivered once."""
-    scenario = generate(seed=31, orders=20, total_events=60)
-    stack = make_stack(sqlite_url, GBQ_LEASE_S="5")
-    var = Path(stack.env["GBQ_VAR_DIR"])
-    var.mkdir(parents=True, exist_ok=True)
+def supervisorctl(env: dict[str, str], *args: str) -> str:
+    return subprocess.run(
+        [str(BIN / "supervisorctl"), "-c", str(CONF), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    ).stdout
+
+
+@contextlib.contextmanager
+def supervised(stack: Stack) -> Iterator[dict[str, str]]:
+    """deploy/supervisord.conf run by a real supervisord for ``stack``; yields its env and
+    shuts it (and every program) down afterwards."""
+    Path(stack.env["GBQ_VAR_DIR"]).mkdir(parents=True, exist_ok=True)
     env = {**stack.env, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     supervisord = subprocess.Popen(
         [str(BIN / "supervisord"), "-c", str(CONF)],
@@ -39,18 +49,26 @@ def test_supervisor_restarts_a_killed_worker_and_everything_is_delivered(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-
-    def pid_of(program: str) -> int:
-        result = subprocess.run(
-            [str(BIN / "supervisorctl"), "-c", str(CONF), "pid", program],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        return int(result.stdout.strip()) if result.stdout.strip().isdigit() else 0
-
     try:
+        yield env
+    finally:
+        supervisorctl(env, "shutdown")
+        supervisord.wait(timeout=120)
+
+
+def test_supervisor_restarts_a_killed_worker_and_everything_is_delivered(
+    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
+) -> None:
+    """SIGKILL the worker under supervisord: restarted, every event delivered once."""
+    scenario = generate(seed=31, orders=20, total_events=60)
+    stack = make_stack(sqlite_url, GBQ_LEASE_S="5")
+    var = Path(stack.env["GBQ_VAR_DIR"])
+    with supervised(stack) as env:
+
+        def pid_of(program: str) -> int:
+            found = supervisorctl(env, "pid", program).strip()
+            return int(found) if found.isdigit() else 0
+
         first = wait_until(
             lambda: pid_of("gbq-worker:gbq-worker-0"),
             timeout_s=60,
@@ -76,23 +94,14 @@ def test_supervisor_restarts_a_killed_worker_and_everything_is_delivered(
         assert len(state["transactions"]) == 60
         assert wallets(state) == dict(scenario.expected)
         assert (var / "gbq-worker-0.log").read_text()
-    finally:
-        subprocess.run(
-            [str(BIN / "supervisorctl"), "-c", str(CONF), "shutdown"],
-            env=env,
-            capture_output=True,
-            check=False,
-            timeout=120,
-        )
-        supervisord.wait(timeout=120)
-    assert not pid_of("gbq-scheduler")
+    assert not supervisorctl(env, "pid", "gbq-scheduler").strip().isdigit()
 
 
 def test_a_worker_whose_consumer_dies_exits_non_zero(
     make_stack: type[Stack], redis_url: str, sqlite_url: str
 ) -> None:
-    """ "Unrecoverable error" ends `gbq worker` with status 1, so restart policies fire
-    (Celery's worker_main used to return normally: status 0)."""
+    """A consumer that dies ("Unrecoverable error") ends `gbq worker` with status 1, so
+    restart policies fire (Celery's worker_main used to return normally: status 0)."""
     admin = redis.Redis.from_url(redis_url)
     admin.acl_setuser(  # may use the queue, but not Celery's remote-control queues
         "no-pidbox",
@@ -121,39 +130,25 @@ def test_supervisor_keeps_retrying_until_a_cause_that_clears(
     off and retries, never FATAL, and once `gbq migrate` has run the worker delivers."""
     ledger = f"sqlite:///{tmp_path / 'later.db'}"
     stack = make_stack(ledger)
-    var = Path(stack.env["GBQ_VAR_DIR"])
-    var.mkdir(parents=True, exist_ok=True)
-    env = {**stack.env, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    supervisord = subprocess.Popen(
-        [str(BIN / "supervisord"), "-c", str(CONF)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-    def status() -> str:
-        return subprocess.run(
-            [str(BIN / "supervisorctl"), "-c", str(CONF), "status", "gbq-worker:gbq-worker-0"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout
+    log = Path(stack.env["GBQ_VAR_DIR"]) / "supervisord.log"
 
     def failed_starts() -> int:
-        log = var / "supervisord.log"
         text = log.read_text() if log.exists() else ""
         return text.count("exited: gbq-worker-0 (exit status 3; not expected)")
 
-    try:
+    with supervised(stack) as env:
         # Given: more failed starts than supervisor's default of 3 tries allows
         wait_until(lambda: failed_starts() >= 5, timeout_s=90, what="five failed starts")
-        assert "FATAL" not in status()
+        assert "FATAL" not in supervisorctl(env, "status")
         # When the cause clears
         migrated = subprocess.run([*GBQ, "migrate"], env=env, capture_output=True, check=False)
         assert migrated.returncode == 0
         # Then the next retry stays up and delivers
-        wait_until(lambda: "RUNNING" in status(), timeout_s=60, what="the worker to run")
+        wait_until(
+            lambda: "RUNNING" in supervisorctl(env, "status", "gbq-worker:gbq-worker-0"),
+            timeout_s=60,
+            what="the worker to run",
+        )
         stack.publisher.publish(
             OrderPaid(
                 order_id="LATER",
@@ -165,12 +160,3 @@ def test_supervisor_keeps_retrying_until_a_cause_that_clears(
         )
         assert stack.wait_settled(1, timeout_s=60) == {"delivered": 1}
         assert sandbox.balance("later") == 4
-    finally:
-        subprocess.run(
-            [str(BIN / "supervisorctl"), "-c", str(CONF), "shutdown"],
-            env=env,
-            capture_output=True,
-            check=False,
-            timeout=120,
-        )
-        supervisord.wait(timeout=120)
