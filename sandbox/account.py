@@ -5,7 +5,9 @@ Business rules as Gameball documents them (reference §1.6, §5, §10):
 - every ``orderId``/``transactionId`` is unique per account → 305 and no side effect;
 - a refund whose ``reverseTransactionId`` matches nothing (case-sensitive) → 306;
 - any refund after a full refund/cancel of the same order → 302;
-- refunds are proportional and capped at what the order earned (``rules.refund_reversal``);
+- refunds reverse base points by money (proportionally, capped at what the order earned)
+  and bonus points only for the line items they name (``rules.refund_reversal``); once the
+  whole paid amount is refunded the order counts as cancelled (a later cancel → 302);
 - optionally, two transactions of one player at the same instant → 304.
 
 No I/O and no asyncio: the app calls it from one event loop, so each call is atomic.
@@ -13,12 +15,18 @@ No I/O and no asyncio: the app calls it from one event loop, so each call is ato
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from sandbox.parsing import CashbackCommand, GameballError, OrderCommand, RefundCommand
-from sandbox.rules import CashbackRules, cashback_points, order_earning, refund_reversal
+from sandbox.rules import (
+    CashbackRules,
+    EarnedLine,
+    cashback_points,
+    order_earning,
+    refund_reversal,
+)
 
 
 @dataclass
@@ -31,15 +39,18 @@ class Wallet:
 
 @dataclass
 class Reversible:
-    """An order or cashback that refunds can reverse."""
+    """An order or cashback that refunds can reverse: its base points and each line's bonus."""
 
     transaction_id: str
     kind: str  # "order" | "cashback"
     player_id: str
     total_paid: Decimal
     earned: int
+    base: int = 0
+    lines: list[EarnedLine] = field(default_factory=list)
     refunded: Decimal = Decimal(0)
     reversed: int = 0
+    base_reversed: int = 0
     cancelled: bool = False
 
 
@@ -83,7 +94,16 @@ class Account:
             total_shipping=order.total_shipping,
         )
         self.reversible[order.order_id] = Reversible(
-            order.order_id, "order", order.player_id, order.total_paid, earning.points
+            order.order_id,
+            "order",
+            order.player_id,
+            order.total_paid,
+            earning.points,
+            base=earning.base,
+            lines=[
+                EarnedLine(line.product_id, line.quantity, bonus)
+                for line, bonus in zip(order.lines, earning.line_bonus, strict=True)
+            ],
         )
         self._record(
             transaction_id=order.order_id,
@@ -111,7 +131,7 @@ class Account:
         self._check_new(command.transaction_id, command.player_id, command.time)
         points = cashback_points(self.rules, command.amount)
         self.reversible[command.transaction_id] = Reversible(
-            command.transaction_id, "cashback", command.player_id, command.amount, points
+            command.transaction_id, "cashback", command.player_id, command.amount, points, points
         )
         txn = self._record(
             transaction_id=command.transaction_id,
@@ -135,15 +155,20 @@ class Account:
             raise GameballError(302, "Transaction Already Canceled")
         self._check_time(command.player_id, command.time)
         reversal = refund_reversal(
-            earned=original.earned,
+            base=original.base,
             total_paid=original.total_paid,
             refunded_before=original.refunded,
-            reversed_before=original.reversed,
+            base_reversed_before=original.base_reversed,
             amount=command.amount,
+            earned_lines=original.lines,
+            refund_lines=command.lines,
         )
         original.refunded += reversal.amount
         original.reversed += reversal.points
-        original.cancelled = command.amount is None
+        original.base_reversed += reversal.base_points
+        for line, (quantity, bonus_reversed) in zip(original.lines, reversal.lines, strict=True):
+            line.refunded_quantity, line.bonus_reversed = quantity, bonus_reversed
+        original.cancelled = command.amount is None or original.refunded >= original.total_paid
         kind = "Refund" if command.amount is None else "PartialRefund"
         txn = self._record(
             transaction_id=command.transaction_id,

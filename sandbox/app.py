@@ -26,14 +26,15 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -74,7 +75,21 @@ _V4_ERRORS: Final[Mapping[int, tuple[int, int]]] = {
     305: (9004, 422),
     306: (9005, 404),
 }
+_V4_STATUS: Final[Mapping[int, int]] = {1002: 403, 3016: 400, 9006: 404, 9008: 422}
+# The categories of status-error-codes.mdx, by the code's thousands.
+_V4_TYPES: Final[Mapping[int, str]] = {
+    1: "Authentication Error",
+    2: "Request Error",
+    3: "Payload Error",
+    4: "General Error",
+    5: "Server Error",
+    6: "Configurations Error",
+    7: "Customer Error",
+    8: "Subscription Error",
+    9: "Transactions Error",
+}
 _VALIDATION_CODES: Final = frozenset({MISSING_ARGUMENTS, NULL_ARGUMENTS, INVALID_VALUE, 13})
+VERSIONS: Final = ("v3.0", "v4.0", "v4.1")
 
 
 @dataclass(frozen=True)
@@ -86,6 +101,8 @@ class SandboxConfig:
     rate_limit_per_s: int = 30  # 0 switches the window off
     rate_limit_per_30s: int = 360
     rate_limit_shared: bool = False  # one budget for orders and transactions together
+    # The dashboard's "minimum allowed version" (introduction-v4.1.mdx): older calls refused.
+    minimum_version: Literal["v3.0", "v4.0", "v4.1"] = "v3.0"
     error_style: ErrorStyle = "v4"  # HTTP statuses: v4's (400/404/422) or v2's (400/402)
     strict_transaction_time: bool = True  # 304 for two transactions of a player at one instant
 
@@ -108,6 +125,11 @@ class RulesUpdate(BaseModel):
     max_cashback_per_order: int | None = Field(default=None, ge=0)
     category_rates: dict[str, Decimal] = Field(default_factory=dict)
     exclude_tax_and_shipping: bool = False
+    # "product:<id>" or "category:<name>" → a points multiplier (a bonus campaign)
+    campaign_multipliers: dict[
+        Annotated[str, StringConstraints(pattern=r"^(product|category):.+$")],
+        Annotated[Decimal, Field(ge=1)],
+    ] = Field(default_factory=dict)
 
 
 def rules_json(rules: CashbackRules) -> dict[str, Any]:
@@ -117,6 +139,9 @@ def rules_json(rules: CashbackRules) -> dict[str, Any]:
         "max_cashback_per_order": rules.max_cashback_per_order,
         "category_rates": {name: str(rate) for name, rate in rules.category_rates.items()},
         "exclude_tax_and_shipping": rules.exclude_tax_and_shipping,
+        "campaign_multipliers": {
+            key: str(value) for key, value in rules.campaign_multipliers.items()
+        },
     }
 
 
@@ -148,6 +173,16 @@ class Sandbox:
         return self.account.rules
 
     # --- the API ----------------------------------------------------------------------------
+
+    def refuse_version(self, version: str) -> Reply | None:
+        """An account with a minimum version refuses older calls. Gameball documents the
+        rejection, not its answer: 403 with code 1002 (Forbidden) is this sandbox's guess."""
+        if VERSIONS.index(version) >= VERSIONS.index(self.config.minimum_version):
+            return None
+        message = (
+            f"API version {version} is not allowed: the minimum is {self.config.minimum_version}"
+        )
+        return Reply(403, {"code": 1002, "message": message})
 
     def write(
         self, operation: Operation, v4: bool, path: str, headers: Mapping[str, str], raw: bytes
@@ -275,6 +310,8 @@ class Sandbox:
 
     def _error(self, error: GameballError, v4: bool) -> Reply:
         v4_code, v4_status = _V4_ERRORS.get(error.code, (4500, 400))
+        if error.v4_code is not None:
+            v4_code, v4_status = error.v4_code, _V4_STATUS.get(error.v4_code, v4_status)
         if self.config.error_style == "v2":
             status = 400 if error.code in _VALIDATION_CODES else 402
         else:
@@ -282,8 +319,9 @@ class Sandbox:
         if v4:
             body = {
                 "code": v4_code,
-                "type": "Business Error",
+                "type": _V4_TYPES.get(v4_code // 1000, "General Error"),
                 "message": error.message,
+                "documentationUrl": "https://docs.gameball.co/api-reference/overview/status-error-codes",
                 "requestId": f"sandbox-{len(self.request_log) + 1}",
             }
         else:
@@ -338,7 +376,7 @@ def _parse_json(raw: bytes) -> object:
         return json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         raise GameballError(
-            MISSING_ARGUMENTS, "Missing Arguments: body is not valid JSON"
+            MISSING_ARGUMENTS, "Invalid Payload: body is not valid JSON", v4_code=3016
         ) from None
 
 
@@ -382,35 +420,9 @@ def _respond(reply: Reply) -> Response:
     )
 
 
-def create_app(config: SandboxConfig | None = None) -> Starlette:
+def create_app(config: SandboxConfig | None = None) -> SandboxApp:
     """The Starlette app; ``app.state.sandbox`` is the :class:`Sandbox` behind it."""
     sandbox = Sandbox(config or SandboxConfig())
-
-    def write_route(path: str, operation: Operation, v4: bool) -> Route:
-        async def endpoint(request: Request) -> Response:
-            raw = await request.body()
-            latency = sandbox.faults.latency_s()
-            if latency:
-                await asyncio.sleep(latency)  # a slow Gameball, on purpose
-            return _respond(sandbox.write(operation, v4, path, request.headers, raw))
-
-        return Route(path, endpoint, methods=["POST"])
-
-    def read_route(path: str, what: Literal["balance", "transactions"], v4: bool) -> Route:
-        async def endpoint(request: Request) -> Response:
-            latency = sandbox.faults.latency_s()
-            if latency:
-                await asyncio.sleep(latency)
-            ident = request.path_params["ident"]
-            return _respond(sandbox.read(what, v4, request.url.path, request.headers, ident))
-
-        return Route(path, endpoint, methods=["GET"])
-
-    def preview_route(path: str, v4: bool) -> Route:
-        async def endpoint(request: Request) -> Response:
-            return _respond(sandbox.preview(v4, request.headers, await request.body()))
-
-        return Route(path, endpoint, methods=["POST"])
 
     async def health(_: Request) -> Response:
         return JSONResponse({"ok": True, "seed": sandbox.config.seed})
@@ -448,20 +460,8 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
         rows = sandbox.request_log[max(0, since) : max(0, since) + limit]
         return JSONResponse({"requests": rows, "next": max(0, since) + len(rows)})
 
-    v3, v4 = "/api/v3.0/integrations", "/api/v4.0/integrations"
-    routes = [
-        write_route(f"{v3}/order", "order", False),
-        preview_route(f"{v3}/order/cashback", False),
-        write_route(f"{v3}/transaction/refund", "refund", False),
-        write_route(f"{v3}/transaction/cashback", "cashback", False),
-        read_route(f"{v3}/player/{{ident}}/balance", "balance", False),
-        read_route(f"{v3}/order/{{ident}}/transactions", "transactions", False),
-        write_route(f"{v4}/orders", "order", True),
-        preview_route(f"{v4}/orders/cashback", True),
-        write_route(f"{v4}/transactions/refund", "refund", True),
-        write_route(f"{v4}/transactions/cashback", "cashback", True),
-        read_route(f"{v4}/customers/{{ident}}/balance", "balance", True),
-        read_route(f"{v4}/orders/{{ident}}/transactions", "transactions", True),
+    routes = _api_routes(sandbox)
+    routes += [
         Route("/_sandbox/health", health),
         Route("/_sandbox/state", state),
         Route("/_sandbox/faults", faults, methods=["GET", "POST"]),
@@ -471,7 +471,94 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
     ]
     app = Starlette(routes=routes)
     app.state.sandbox = sandbox
-    return app
+    return SandboxApp(app)
+
+
+def _api_routes(sandbox: Sandbox) -> list[Route]:
+    v3 = "/api/v3.0/integrations"
+    routes = [
+        _write_route(sandbox, f"{v3}/order", "order", "v3.0"),
+        _preview_route(sandbox, f"{v3}/order/cashback", "v3.0"),
+        _write_route(sandbox, f"{v3}/transaction/refund", "refund", "v3.0"),
+        _write_route(sandbox, f"{v3}/transaction/cashback", "cashback", "v3.0"),
+        _read_route(sandbox, f"{v3}/player/{{ident}}/balance", "balance", "v3.0"),
+        _read_route(sandbox, f"{v3}/order/{{ident}}/transactions", "transactions", "v3.0"),
+    ]
+    for version in ("v4.0", "v4.1"):  # v4.1: the v4.0 surface, SecretKey always required
+        v4 = f"/api/{version}/integrations"
+        routes += [
+            _write_route(sandbox, f"{v4}/orders", "order", version),
+            _preview_route(sandbox, f"{v4}/orders/cashback", version),
+            _write_route(sandbox, f"{v4}/transactions/refund", "refund", version),
+            _write_route(sandbox, f"{v4}/transactions/cashback", "cashback", version),
+            _read_route(sandbox, f"{v4}/customers/{{ident}}/balance", "balance", version),
+            _read_route(sandbox, f"{v4}/orders/{{ident}}/transactions", "transactions", version),
+        ]
+    return routes
+
+
+def _write_route(sandbox: Sandbox, path: str, operation: Operation, version: str) -> Route:
+    async def endpoint(request: Request) -> Response:
+        raw = await request.body()
+        latency = sandbox.faults.latency_s()
+        if latency:
+            await asyncio.sleep(latency)  # a slow Gameball, on purpose
+        refused = sandbox.refuse_version(version)
+        if refused is not None:
+            return _respond(refused)
+        v4 = version != "v3.0"
+        return _respond(sandbox.write(operation, v4, path, request.headers, raw))
+
+    return _any_case(Route(path, endpoint, methods=["POST"]))
+
+
+def _read_route(
+    sandbox: Sandbox, path: str, what: Literal["balance", "transactions"], version: str
+) -> Route:
+    async def endpoint(request: Request) -> Response:
+        latency = sandbox.faults.latency_s()
+        if latency:
+            await asyncio.sleep(latency)
+        refused = sandbox.refuse_version(version)
+        if refused is not None:
+            return _respond(refused)
+        ident = request.path_params["ident"]
+        v4 = version != "v3.0"
+        return _respond(sandbox.read(what, v4, request.url.path, request.headers, ident))
+
+    return _any_case(Route(path, endpoint, methods=["GET"]))
+
+
+def _preview_route(sandbox: Sandbox, path: str, version: str) -> Route:
+    async def endpoint(request: Request) -> Response:
+        refused = sandbox.refuse_version(version)
+        if refused is not None:
+            return _respond(refused)
+        v4 = version != "v3.0"
+        return _respond(sandbox.preview(v4, request.headers, await request.body()))
+
+    return _any_case(Route(path, endpoint, methods=["POST"]))
+
+
+def _any_case(route: Route) -> Route:
+    """Gameball's paths are matched case-insensitively: the official SDKs write
+    ``/Integrations/order``, the docs ``/integrations/order``."""
+    route.path_regex = re.compile(route.path_regex.pattern, re.IGNORECASE)
+    return route
+
+
+class SandboxApp:
+    """ASGI wrapper that reads ``//api/v3.0/…`` (the SDKs join base URL and path with a
+    slash each) as ``/api/v3.0/…``, as Gameball's servers do."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.app = app
+        self.state = app.state
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and "//" in scope["path"]:
+            scope = {**scope, "path": re.sub("/{2,}", "/", scope["path"])}
+        await self.app(scope, receive, send)
 
 
 async def _json_object(request: Request) -> dict[str, Any]:

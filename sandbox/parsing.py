@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from sandbox.rules import OrderLine
+from sandbox.rules import OrderLine, RefundLine
 
 MISSING_ARGUMENTS: Final = 4
 NULL_ARGUMENTS: Final = 5
@@ -30,10 +30,11 @@ MAX_AMOUNT: Final = Decimal("1e15")
 class GameballError(Exception):
     """A Gameball error answer (v3 code; the app maps it to v4 and an HTTP status)."""
 
-    def __init__(self, code: int, message: str) -> None:
+    def __init__(self, code: int, message: str, v4_code: int | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+        self.v4_code = v4_code  # when v4 has a finer code than v3 (e.g. 3016, malformed JSON)
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class RefundCommand:
     reverse_id: str
     time: str
     amount: Decimal | None  # None: a full refund
+    lines: tuple[RefundLine, ...] = ()  # the refunded items: their bonus points go too
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,9 @@ def parse_refund(body: object, *, v4: bool = False) -> RefundCommand:
         reverse_id=fields.text("reverseTransactionId"),
         time=fields.time("transactionTime"),
         amount=fields.money("refundAmount" if v4 else "amount", required=False),
+        lines=tuple(
+            RefundLine(line.product_id, line.quantity) for line in fields.lines("lineItems")
+        ),
     )
 
 

@@ -25,16 +25,30 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Protocol
 
-from producers.events import Event, InvalidEventError, parse_event
+from producers.events import (
+    Event,
+    InvalidEventError,
+    OrderCancelled,
+    OrderPaid,
+    OrderRefunded,
+    parse_event,
+)
 from producers.quarantine import Poison
 from producers.transport import DELIVER_TASK, InboxEntry
 from producers.untrusted import UnreadableError
 from worker.breaker import Admission, Breaker, Signal, signal_of
 from worker.gameball.client import Attempt
 from worker.gameball.outcomes import Reason
-from worker.gameball.payloads import GameballRequest, build_request
+from worker.gameball.payloads import (
+    Fixed,
+    GameballRequest,
+    RefundLine,
+    build_request,
+    reversal_lines,
+)
 from worker.ledger.models import DeadReason, EventState
 from worker.ledger.repository import AttemptRecord, Claimed, Ledger, new_event
 from worker.ordering import Gate, OrderFact, gate
@@ -128,6 +142,7 @@ class Deliverer:
         lease_s: float,
         recheck_s: float,
         api_version: ApiVersion = "v3.0",
+        v3_refund_lines: bool = True,
         max_token_wait_s: float = 2.0,
         clock: Callable[[], datetime] | None = None,
         rng: random.Random | None = None,
@@ -135,6 +150,7 @@ class Deliverer:
         self.ledger, self.gameball, self.queue = ledger, gameball, queue
         self.breaker, self.limiter, self.max_token_wait_s = breaker, limiter, max_token_wait_s
         self.owner, self.policy, self.api_version = owner, policy, api_version
+        self.v3_refund_lines = v3_refund_lines
         self.lease = timedelta(seconds=lease_s)
         self.recheck = timedelta(seconds=recheck_s)
         self.clock = clock or ledger.clock.now  # one clock for all processes (ledger.clock)
@@ -200,7 +216,11 @@ class Deliverer:
                 "waiting for the shared rate limit",
             )
         started = self.clock()
-        attempt = self.gameball.send(build_request(event, self.api_version))
+        fixed = Fixed(claimed.transaction_time, self._reversal_lines(claimed, event))
+        request = build_request(
+            event, self.api_version, fixed, v3_refund_lines=self.v3_refund_lines
+        )
+        attempt = self.gameball.send(request)
         finished = self.clock()
         outcome = attempt.outcome
         signal = signal_of(outcome)
@@ -246,6 +266,34 @@ class Deliverer:
         ):
             self._settled(claimed, transition.state, finished)
         return transition.state.value
+
+    def _reversal_lines(self, claimed: Claimed, event: Event) -> tuple[RefundLine, ...] | None:
+        """For a cancellation or a full refund: the order's lines not yet refunded, fixed at
+        the first attempt (retries send the same bytes). Gameball reverses campaign and
+        other bonus points only for the lines a refund names."""
+        full = isinstance(event, OrderCancelled) or (
+            isinstance(event, OrderRefunded) and event.is_full
+        )
+        if not full or claimed.order_id is None:
+            return None
+        if claimed.reversal_lines is None:
+            paid, refunds = None, []
+            for _, kind, state, payload in self.ledger.order_payloads(claimed.order_id):
+                if kind == "paid":
+                    paid = parse_event(payload, accepted=True)
+                elif kind == "refunded" and state == EventState.DELIVERED:
+                    refunds.append(parse_event(payload, accepted=True))
+            if not isinstance(paid, OrderPaid):
+                return None  # nothing to name: Gameball reverses the cashback
+            lines = reversal_lines(paid, [r for r in refunds if isinstance(r, OrderRefunded)])
+            text = json.dumps([line.json() for line in lines])
+            stored = self.ledger.fix_reversal_lines(claimed.event_id, self.owner, text)
+        else:
+            stored = claimed.reversal_lines
+        return tuple(
+            RefundLine(line["productId"], int(line["quantity"]), Decimal(str(line["price"])))
+            for line in json.loads(stored)
+        )
 
     def _ingest_order_inbox(self, order_id: str, now: datetime) -> None:
         """Take the order's published-but-not-ingested events into the ledger first, so

@@ -68,6 +68,7 @@ def build_runtime(settings: Settings) -> Runtime:
         lease_s=settings.lease_s,
         recheck_s=settings.redrive_after_s,
         api_version=settings.gameball_api_version,
+        v3_refund_lines=settings.gameball_v3_refund_line_items,
         max_token_wait_s=settings.rate_limit_max_wait_s,
     )
     return Runtime(settings, ledger, queue, deliverer)

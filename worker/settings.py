@@ -23,7 +23,7 @@ SANDBOX_SECRET_KEY = "sandbox-secret-key"  # noqa: S105 - a public test value, n
 SANDBOX_PORT = 8099
 SANDBOX_BASE_URL = f"http://127.0.0.1:{SANDBOX_PORT}"
 
-ApiVersion: TypeAlias = Literal["v3.0", "v4.0"]
+ApiVersion: TypeAlias = Literal["v3.0", "v4.0", "v4.1"]
 
 
 class Settings(BaseSettings):
@@ -48,6 +48,11 @@ class Settings(BaseSettings):
     gameball_api_key: SecretStr = Field(default=SecretStr(SANDBOX_API_KEY))
     gameball_secret_key: SecretStr = Field(default=SecretStr(SANDBOX_SECRET_KEY))
     gameball_api_version: ApiVersion = "v3.0"
+    gameball_v3_refund_line_items: bool = Field(
+        default=True,
+        description="v3.0 only: send refunded line items (v4 always does). Without them "
+        "Gameball reverses cashback only, not campaign or category bonus points.",
+    )
     gameball_connect_timeout_s: float = Field(default=5.0, gt=0)
     gameball_read_timeout_s: float = Field(default=20.0, gt=0)
     gameball_write_timeout_s: float = Field(default=10.0, gt=0)

@@ -17,7 +17,14 @@ from producers.events import (
     event_to_json,
     parse_event,
 )
-from worker.gameball.payloads import build_request, gameball_time, json_number
+from worker.gameball.payloads import (
+    Fixed,
+    RefundLine,
+    build_request,
+    gameball_time,
+    json_number,
+    reversal_lines,
+)
 
 PAID_AT = datetime(2024, 10, 16, 8, 13, 29, 290123, tzinfo=UTC)
 
@@ -125,16 +132,59 @@ def test_refund_v4_uses_refund_transaction_id_and_line_items() -> None:
     assert body["refundTransactionId"] == "RF-9"
     assert body["refundAmount"] == 10
     assert body["customerId"] == "c-1"
-    assert body["lineItems"] == [
-        {"productId": "P-1", "quantity": 1, "price": 10, "discount": 0, "taxes": 0}
-    ]
+    assert body["lineItems"] == [{"productId": "P-1", "quantity": 1, "price": 10}]
     assert "transactionId" not in body
 
 
-def test_refund_v3_sends_no_line_items() -> None:
-    """v3.0's refund takes no lines (reference §5)."""
+def test_refund_v3_sends_line_items_unless_told_not_to() -> None:
+    """v3.0's docs are silent on refund lines (v4 documents them): sent by default, since
+    without them Gameball reverses cashback only; GBQ_GAMEBALL_V3_REFUND_LINE_ITEMS=false
+    turns them off."""
     line = LineItem(product_id="P-1", quantity=1, price=Decimal("10"))
-    assert "lineItems" not in build_request(refund("10", line_items=(line,))).json()
+    event = refund("10", line_items=(line,))
+    assert build_request(event).json()["lineItems"] == [
+        {"productId": "P-1", "quantity": 1, "price": 10}
+    ]
+    assert "lineItems" not in build_request(event, v3_refund_lines=False).json()
+
+
+@pytest.mark.parametrize("version", ["v3.0", "v4.0", "v4.1"])
+def test_a_cancellation_names_the_lines_it_reverses_and_keeps_its_fixed_time(
+    version: str,
+) -> None:
+    """The order's remaining lines and the transaction time fixed in the ledger go into
+    the request: byte-identical on every attempt."""
+    lines = (RefundLine("P-1", 2, Decimal("4.5")),)
+    moment = datetime(2024, 10, 17, 8, 13, 29, 291000, tzinfo=UTC)
+    event = OrderCancelled(
+        order_id="ORD-1", customer_id="c-1", occurred_at=datetime(2024, 10, 17, tzinfo=UTC)
+    )
+    body = build_request(event, version, Fixed(moment, lines)).json()  # type: ignore[arg-type]
+    assert body["lineItems"] == [{"productId": "P-1", "quantity": 2, "price": 4.5}]
+    assert body["transactionTime"] == "2024-10-17T08:13:29.291Z"
+    assert "amount" not in body
+    assert "refundAmount" not in body
+
+
+def test_the_lines_a_full_reversal_names_are_those_not_yet_refunded() -> None:
+    """Paid: 3 mats and 2 bottles; refunded earlier: 2 mats; left: 1 mat, 2 bottles."""
+    paid = OrderPaid(
+        order_id="ORD-1",
+        customer_id="c-1",
+        occurred_at=datetime(2024, 10, 17, tzinfo=UTC),
+        total_price=Decimal(40),
+        total_paid=Decimal(40),
+        line_items=(
+            LineItem(product_id="mat", quantity=3, price=Decimal(10)),
+            LineItem(product_id="bottle", quantity=2, price=Decimal(5)),
+        ),
+    )
+    earlier = refund("20", line_items=(LineItem(product_id="mat", quantity=2, price=Decimal(10)),))
+    assert reversal_lines(paid, [earlier]) == (
+        RefundLine("mat", 1, Decimal(10)),
+        RefundLine("bottle", 2, Decimal(5)),
+    )
+    assert reversal_lines(paid, [earlier, earlier]) == (RefundLine("bottle", 2, Decimal(5)),)
 
 
 @pytest.mark.parametrize("version", ["v3.0", "v4.0"])

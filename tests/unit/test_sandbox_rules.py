@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -11,7 +12,9 @@ from hypothesis import strategies as st
 
 from sandbox.rules import (
     CashbackRules,
+    EarnedLine,
     OrderLine,
+    RefundLine,
     cashback_points,
     order_earning,
     refund_reversal,
@@ -22,11 +25,12 @@ rates = st.decimals(min_value=Decimal("0"), max_value=Decimal("20"), places=2)
 
 
 def test_gameballs_worked_example_gives_19000_points() -> None:
-    """Reference §3: a line at 20 × 5 (campaign) = 15 000, the uncovered 200 at 20 = 4 000."""
+    """Reference §3: a line at 20 × 5 (campaign) = 15 000, the uncovered 200 at 20 = 4 000;
+    of the line's points 12 000 are the campaign's (Gameball's campaignImpactPoints)."""
     rules = CashbackRules(points_per_unit=Decimal(20), category_rates={"summer": Decimal(100)})
     line = OrderLine("875511", Decimal(1), Decimal(150), categories=("summer",))
     earning = order_earning(rules, Decimal(350), [line])
-    assert earning == type(earning)(19000, (15000,))
+    assert earning == type(earning)(19000, (15000,), base=7000, line_bonus=(12000,))
 
 
 @pytest.mark.parametrize(
@@ -79,10 +83,10 @@ def test_tax_and_shipping_exclusion() -> None:
 def test_refund_of_12_50_at_one_point_per_unit_takes_12() -> None:
     """Reference §5 (PD-CALC): refunds round down."""
     reversal = refund_reversal(
-        earned=100,
+        base=100,
         total_paid=Decimal(100),
         refunded_before=Decimal(0),
-        reversed_before=0,
+        base_reversed_before=0,
         amount=Decimal("12.50"),
     )
     assert reversal.points == 12
@@ -108,10 +112,10 @@ def apply_refunds(earned: int, total_paid: Decimal, refunds: list[Decimal | None
     refunded, reversed_points, taken = Decimal(0), 0, []
     for amount in refunds:
         reversal = refund_reversal(
-            earned=earned,
+            base=earned,
             total_paid=total_paid,
             refunded_before=refunded,
-            reversed_before=reversed_points,
+            base_reversed_before=reversed_points,
             amount=amount,
         )
         refunded += reversal.amount
@@ -167,3 +171,129 @@ def test_a_full_refund_takes_back_whatever_remains(
     earned, total_paid, refunds = case
     taken = apply_refunds(earned, total_paid, [*refunds, None])
     assert sum(taken) == earned
+
+
+# --- base and bonus points, reversed as Gameball's refund tutorial documents ---------------
+
+
+def _refund(
+    rules: CashbackRules,
+    lines: list[OrderLine],
+    total_paid: Decimal,
+    refunds: list[tuple[Decimal | None, list[tuple[str, int]]]],
+) -> list[int]:
+    """Earn an order, then apply refunds (amount, [(product, quantity)]): points each took."""
+    earning = order_earning(rules, total_paid, lines)
+    earned = [
+        EarnedLine(line.product_id, line.quantity, bonus)
+        for line, bonus in zip(lines, earning.line_bonus, strict=True)
+    ]
+    refunded, base_reversed, taken = Decimal(0), 0, []
+    for amount, refund_lines in refunds:
+        reversal = refund_reversal(
+            base=earning.base,
+            total_paid=total_paid,
+            refunded_before=refunded,
+            base_reversed_before=base_reversed,
+            amount=amount,
+            earned_lines=earned,
+            refund_lines=[RefundLine(p, Decimal(q)) for p, q in refund_lines],
+        )
+        refunded += reversal.amount
+        base_reversed += reversal.base_points
+        for line, (quantity, bonus_reversed) in zip(earned, reversal.lines, strict=True):
+            line.refunded_quantity, line.bonus_reversed = quantity, bonus_reversed
+        taken.append(reversal.points)
+    assert sum(taken) <= earning.points
+    return taken
+
+
+TRIPLE = CashbackRules(campaign_multipliers={"product:console001": Decimal(3)})
+DOUBLE = CashbackRules(campaign_multipliers={"category:sports": Decimal(2)})
+MATS = [
+    OrderLine("yoga_mat001", Decimal(3), Decimal(10), categories=("sports",)),
+    OrderLine("bottle001", Decimal(2), Decimal(5), categories=("sports",)),
+]
+
+
+@pytest.mark.parametrize(
+    ("rules", "lines", "paid", "refunds", "taken"),
+    [
+        # use case 1: shoes at 12.50, 1 point per unit, refunded with their line: 12
+        (
+            CashbackRules(),
+            [OrderLine("shoes001", Decimal(1), Decimal("12.50"))],
+            Decimal("12.50"),
+            [(Decimal("12.50"), [("shoes001", 1)])],
+            [12],
+        ),
+        # use case 2: a console during a triple-points campaign: 75 earned, 75 back
+        (
+            TRIPLE,
+            [OrderLine("console001", Decimal(1), Decimal(25))],
+            Decimal(25),
+            [(Decimal(25), [("console001", 1)])],
+            [75],
+        ),
+        # use case 3: the same refund without line items: cashback (base) only
+        (
+            TRIPLE,
+            [OrderLine("console001", Decimal(1), Decimal(25))],
+            Decimal(25),
+            [(Decimal(25), [])],
+            [25],
+        ),
+        # use case 4: 2 of 3 mats refunded under double points: 40 of the 80 earned
+        (DOUBLE, MATS, Decimal(40), [(Decimal(20), [("yoga_mat001", 2)])], [40]),
+        # a cancellation without lines leaves every bonus point with the customer
+        (DOUBLE, MATS, Decimal(40), [(None, [])], [40]),
+        # with every line it takes back all 80
+        (DOUBLE, MATS, Decimal(40), [(None, [("yoga_mat001", 3), ("bottle001", 2)])], [80]),
+        # mats one by one, then the rest: never a point more than earned
+        (
+            DOUBLE,
+            MATS,
+            Decimal(40),
+            [(Decimal(10), [("yoga_mat001", 1)])] * 3 + [(None, [("bottle001", 2)])],
+            [20, 20, 20, 20],
+        ),
+        # asking for more units than were bought counts what was bought
+        (DOUBLE, MATS, Decimal(40), [(Decimal(30), [("yoga_mat001", 9)])], [60]),
+    ],
+)
+def test_refunds_reverse_bonus_points_only_for_the_lines_they_name(
+    rules: CashbackRules,
+    lines: list[OrderLine],
+    paid: Decimal,
+    refunds: list[tuple[Decimal | None, list[tuple[str, int]]]],
+    taken: list[int],
+) -> None:
+    assert _refund(rules, lines, paid, refunds) == taken
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.tuples(st.integers(1, 5), st.integers(1, 40), st.booleans()), min_size=1, max_size=4
+    ),
+    st.sampled_from([Decimal(1), Decimal("1.5"), Decimal(2), Decimal(3)]),
+    st.randoms(use_true_random=False),
+)
+def test_refunding_every_unit_with_its_line_reverses_exactly_what_was_earned(
+    specs: list[tuple[int, int, bool]], multiplier: Decimal, random: Any
+) -> None:
+    """Whatever the split into refunds, refunding every unit of every line (and the
+    whole amount) takes back exactly what the order earned: no leak, no overdraft."""
+    rules = CashbackRules(campaign_multipliers={"category:promo": multiplier})
+    lines = [
+        OrderLine(f"p{n}", Decimal(quantity), Decimal(price), categories=("promo",) if on else ())
+        for n, (quantity, price, on) in enumerate(specs)
+    ]
+    paid = sum((line.price * line.quantity for line in lines), Decimal(0))
+    units = [(line.product_id, line.price) for line in lines for _ in range(int(line.quantity))]
+    random.shuffle(units)
+    refunds: list[tuple[Decimal | None, list[tuple[str, int]]]] = [
+        (price, [(product, 1)]) for product, price in units
+    ]
+    taken = _refund(rules, lines, paid, refunds)
+    assert sum(taken) == order_earning(rules, paid, lines).points

@@ -12,20 +12,21 @@ from sandbox.app import DEFAULT_API_KEY, DEFAULT_SECRET_KEY, ErrorStyle, Sandbox
 from sandbox.rules import CashbackRules
 
 
-def _category_rates(values: list[str]) -> dict[str, Decimal]:
-    rates: dict[str, Decimal] = {}
+def _decimal_map(
+    values: list[str], option: str, form: str, minimum: Decimal, prefixes: tuple[str, ...] = ()
+) -> dict[str, Decimal]:
+    """``NAME=NUMBER`` options as a dict, refusing anything else with the expected form."""
+    found: dict[str, Decimal] = {}
     for value in values:
-        name, _, rate = value.partition("=")
+        name, _, number = value.partition("=")
         try:
-            parsed = Decimal(rate)
+            parsed = Decimal(number)
         except InvalidOperation:
             parsed = Decimal(-1)
-        if not name or not parsed.is_finite() or parsed < 0:
-            raise typer.BadParameter(
-                f"{value!r} is not CATEGORY=RATE with a rate >= 0", param_hint="--category-rate"
-            )
-        rates[name] = parsed
-    return rates
+        if not name or not parsed.is_finite() or parsed < minimum or not name.startswith(prefixes):
+            raise typer.BadParameter(f"{value!r} is not {form}", param_hint=option)
+        found[name] = parsed
+    return found
 
 
 def run(
@@ -50,6 +51,13 @@ def run(
     category_rate: Annotated[
         list[str] | None,
         typer.Option(help="Points per unit for a line category, CATEGORY=RATE (repeatable)."),
+    ] = None,
+    campaign: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A bonus campaign: product:ID=MULTIPLIER or category:NAME=MULTIPLIER "
+            "(repeatable). Refunds take its points back only for the lines they name."
+        ),
     ] = None,
     exclude_tax_shipping: Annotated[
         bool, typer.Option(help="Reward total_paid minus tax and shipping.")
@@ -97,7 +105,16 @@ def run(
         points_per_unit=Decimal(str(points_per_unit)),
         min_order_value=Decimal(str(min_order_value)),
         max_cashback_per_order=max_cashback,
-        category_rates=_category_rates(category_rate or []),
+        category_rates=_decimal_map(
+            category_rate or [], "--category-rate", "CATEGORY=RATE with a rate >= 0", Decimal(0)
+        ),
+        campaign_multipliers=_decimal_map(
+            campaign or [],
+            "--campaign",
+            "product:ID=MULTIPLIER or category:NAME=MULTIPLIER with a multiplier >= 1",
+            Decimal(1),
+            ("product:", "category:"),
+        ),
         exclude_tax_and_shipping=exclude_tax_shipping,
     )
     config = SandboxConfig(

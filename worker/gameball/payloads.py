@@ -8,7 +8,8 @@ shop's own ids and the time is the event's ``occurred_at`` at millisecond precis
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final, Literal, TypeAlias
@@ -36,6 +37,12 @@ _PATHS: Final[dict[ApiVersion, dict[str, str]]] = {
         "order": "/api/v4.0/integrations/orders",
         "refund": "/api/v4.0/integrations/transactions/refund",
         "cashback": "/api/v4.0/integrations/transactions/cashback",
+    },
+    # v4.1 is v4.0 with SecretKey mandatory on every call (introduction-v4.1.mdx)
+    "v4.1": {
+        "order": "/api/v4.1/integrations/orders",
+        "refund": "/api/v4.1/integrations/transactions/refund",
+        "cashback": "/api/v4.1/integrations/transactions/cashback",
     },
 }
 
@@ -77,35 +84,87 @@ def call_kind(event: Event) -> CallKind:
     return "cashback"
 
 
-def build_request(event: Event, version: ApiVersion = "v3.0") -> GameballRequest:
+@dataclass(frozen=True)
+class Fixed:
+    """What an event's request is fixed to when the ledger first takes it, so that every
+    attempt sends the same bytes: its transaction time (unique per customer) and, for a
+    cancellation or full refund, the order's line items it reverses."""
+
+    transaction_time: datetime | None = None  # None: the event's occurred_at
+    reversal_lines: tuple[RefundLine, ...] | None = None  # None: the event's own lines
+
+
+@dataclass(frozen=True)
+class RefundLine:
+    """A refunded line as Gameball's refund takes it: product, quantity, unit price."""
+
+    product_id: str
+    quantity: int
+    price: Decimal
+
+    def json(self) -> dict[str, Any]:
+        return {
+            "productId": self.product_id,
+            "quantity": self.quantity,
+            "price": json_number(self.price),
+        }
+
+
+def reversal_lines(paid: OrderPaid, refunds: Iterable[OrderRefunded]) -> tuple[RefundLine, ...]:
+    """The order's lines not yet refunded: what a cancellation or full refund must name so
+    that Gameball takes back their bonus (campaign, category, collection) points too;
+    without line items it reverses cashback only (refund tutorial, use case 3)."""
+    left = [RefundLine(item.product_id, item.quantity, item.price) for item in paid.line_items]
+    for refund in refunds:
+        for item in refund.line_items:
+            wanted = item.quantity
+            for index, line in enumerate(left):
+                if line.product_id == item.product_id and wanted > 0:
+                    taken = min(wanted, line.quantity)
+                    left[index] = replace(line, quantity=line.quantity - taken)
+                    wanted -= taken
+    return tuple(line for line in left if line.quantity > 0)
+
+
+def build_request(
+    event: Event,
+    version: ApiVersion = "v3.0",
+    fixed: Fixed = Fixed(),
+    *,
+    v3_refund_lines: bool = True,
+) -> GameballRequest:
     """The Gameball request for ``event`` in API ``version``."""
-    v4 = version == "v4.0"
+    v4 = version != "v3.0"
     paths = _PATHS[version]
+    moment = fixed.transaction_time or event.occurred_at
     customer = {("customerId" if v4 else "playerUniqueId"): event.customer_id}
     customer.update(_channels(event))
     body: dict[str, Any]
     if isinstance(event, OrderPaid):
-        body = {**customer, **_order_body(event, v4=v4)}
+        body = {**customer, **_order_body(event, moment, v4=v4)}
         return _request("order", paths["order"], body, event.order_id)
+    send_lines = v4 or v3_refund_lines
     if isinstance(event, OrderCancelled):
         body = _refund_body(
             customer=customer,
             refund_id=event.transaction_id,
             order_id=event.order_id,
-            occurred_at=event.occurred_at,
+            moment=moment,
             amount=None,
-            line_items=(),
+            lines=(fixed.reversal_lines or ()) if send_lines else (),
             v4=v4,
         )
         return _request("cancel", paths["refund"], body, event.transaction_id)
     if isinstance(event, OrderRefunded):
+        own = tuple(RefundLine(i.product_id, i.quantity, i.price) for i in event.line_items)
+        lines = own if fixed.reversal_lines is None or not event.is_full else fixed.reversal_lines
         body = _refund_body(
             customer=customer,
             refund_id=event.refund_id,
             order_id=event.order_id,
-            occurred_at=event.occurred_at,
+            moment=moment,
             amount=event.amount,
-            line_items=event.line_items,
+            lines=lines if send_lines else (),
             v4=v4,
         )
         return _request(call_kind(event), paths["refund"], body, event.refund_id)
@@ -113,7 +172,7 @@ def build_request(event: Event, version: ApiVersion = "v3.0") -> GameballRequest
     body = {
         **customer,
         "transactionId": event.transaction_id,
-        "transactionTime": gameball_time(event.occurred_at),
+        "transactionTime": gameball_time(moment),
         "amount": json_number(event.amount),
     }
     return _request("cashback", paths["cashback"], body, event.transaction_id)
@@ -130,10 +189,10 @@ def _channels(event: Event) -> dict[str, str]:
     return {key: value for key, value in channels.items() if value is not None}
 
 
-def _order_body(event: OrderPaid, *, v4: bool) -> dict[str, Any]:
+def _order_body(event: OrderPaid, moment: datetime, *, v4: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
         "orderId": event.order_id,
-        "orderDate": gameball_time(event.occurred_at),
+        "orderDate": gameball_time(moment),
         "totalPrice": json_number(event.total_price),
         "totalPaid": json_number(event.total_paid),
         "totalDiscount": json_number(event.total_discount),
@@ -158,21 +217,21 @@ def _refund_body(
     customer: dict[str, str],
     refund_id: str,
     order_id: str,
-    occurred_at: datetime,
+    moment: datetime,
     amount: Decimal | None,
-    line_items: tuple[LineItem, ...],
+    lines: tuple[RefundLine, ...],
     v4: bool,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         **customer,
         ("refundTransactionId" if v4 else "transactionId"): refund_id,
         "reverseTransactionId": order_id,
-        "transactionTime": gameball_time(occurred_at),
+        "transactionTime": gameball_time(moment),
     }
     if amount is not None:  # absent means "refund everything the order earned"
         body["refundAmount" if v4 else "amount"] = json_number(amount)
-    if line_items and v4:  # v3.0's refund takes no line items (reference §5)
-        body["lineItems"] = [_line_item(item) for item in line_items]
+    if lines:  # without them Gameball reverses cashback only, never the bonus points
+        body["lineItems"] = [line.json() for line in lines]
     return body
 
 

@@ -113,6 +113,9 @@ class EventRow(Base):
     conflicts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     conflict_payload: Mapped[str | None] = mapped_column(Text)
     conflict_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # What the Gameball request is fixed to (every attempt sends the same bytes).
+    transaction_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    reversal_lines: Mapped[str | None] = mapped_column(Text)  # JSON: lines a full reversal names
 
     __table_args__ = (
         Index(None, "state", "next_attempt_at"),
@@ -121,6 +124,7 @@ class EventRow(Base):
         Index(None, "order_id"),
         Index(None, "dead_reason", "updated_at"),
         Index(None, "delivered_at"),
+        Index(None, "customer_id", "transaction_time", unique=True),
     )
 
 

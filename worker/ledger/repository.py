@@ -12,12 +12,12 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import InterfaceError, OperationalError, StatementError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -34,6 +34,8 @@ from worker.retry import Transition
 
 S = EventState
 MALFORMED_PREVIEW_CHARS = 2000
+MILLISECOND = timedelta(milliseconds=1)  # Gameball's precision for transaction times
+TIME_CLASH_RETRIES = 5
 log = logging.getLogger(__name__)
 
 
@@ -43,6 +45,10 @@ def refuses_data(error: StatementError) -> bool:
     if isinstance(error, OperationalError | InterfaceError):
         return False
     return not getattr(error, "connection_invalidated", False)
+
+
+def to_millisecond(moment: datetime) -> datetime:
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
 def _first_line(error: BaseException) -> str:
@@ -86,6 +92,8 @@ class Claimed:
     attempts: int
     first_attempt_at: datetime | None
     window_credit_s: float
+    transaction_time: datetime | None = None  # fixed at ingest (None: an older row)
+    reversal_lines: str | None = None  # JSON, fixed at the first attempt of a full reversal
 
 
 @dataclass(frozen=True)
@@ -125,7 +133,22 @@ class Ledger:
     # --- ingest -------------------------------------------------------------------------------
 
     def ingest(self, events: Sequence[NewEvent], now: datetime) -> int:
-        """Insert events not yet known (idempotent); returns how many were new."""
+        """Insert events not yet known (idempotent); returns how many were new.
+
+        Each new event gets its Gameball transaction time here, once: its ``occurred_at``
+        at millisecond precision, moved on by a millisecond while another event of the same
+        customer holds that instant (Gameball refuses the second, 304/9003). A process that
+        took the same instant at the same moment makes the unique index refuse the insert:
+        it is tried again with the instants now taken."""
+        for attempt in range(TIME_CLASH_RETRIES):
+            try:
+                return self._ingest(events, now)
+            except IntegrityError:
+                if attempt == TIME_CLASH_RETRIES - 1:
+                    raise
+        return 0  # not reached
+
+    def _ingest(self, events: Sequence[NewEvent], now: datetime) -> int:
         if not events:
             return 0
         rows = [
@@ -149,11 +172,37 @@ class Ledger:
         ]
         statement = self._insert().on_conflict_do_nothing(index_elements=["event_id"])
         with self.engine.begin() as connection:
+            times = self._free_times(connection, events)
+            for row, event in zip(rows, events, strict=True):
+                row["transaction_time"] = times[event.event_id]
             new = set(connection.execute(statement.returning(EventRow.event_id), rows).scalars())
             for event in events:
                 if event.event_id not in new:
                     self._compare(connection, event, now)
             return len(new)
+
+    def _free_times(
+        self, connection: Connection, events: Sequence[NewEvent]
+    ) -> dict[str, datetime]:
+        """A transaction time per event that no other event of its customer holds."""
+        wanted = {e.event_id: to_millisecond(e.occurred_at) for e in events}
+        low, high = min(wanted.values()), max(wanted.values()) + len(events) * MILLISECOND
+        held = connection.execute(
+            select(EventRow.customer_id, EventRow.transaction_time).where(
+                EventRow.customer_id.in_({e.customer_id for e in events}),
+                EventRow.transaction_time >= low,
+                EventRow.transaction_time <= high,
+            )
+        ).all()
+        taken = {(row.customer_id, row.transaction_time) for row in held}
+        times = {}
+        for event in sorted(events, key=lambda e: (wanted[e.event_id], e.event_id)):
+            moment = wanted[event.event_id]
+            while (event.customer_id, moment) in taken:
+                moment += MILLISECOND
+            taken.add((event.customer_id, moment))
+            times[event.event_id] = moment
+        return times
 
     def _compare(self, connection: Connection, event: NewEvent, now: datetime) -> None:
         """``event`` is known already: if its content differs, the first content stays (it
@@ -262,6 +311,8 @@ class Ledger:
                 EventRow.attempts,
                 EventRow.first_attempt_at,
                 EventRow.window_credit_s,
+                EventRow.transaction_time,
+                EventRow.reversal_lines,
             )
         )
         with self.engine.begin() as connection:
@@ -277,7 +328,35 @@ class Ledger:
             attempts=row.attempts,
             first_attempt_at=row.first_attempt_at,
             window_credit_s=row.window_credit_s,
+            transaction_time=row.transaction_time,
+            reversal_lines=row.reversal_lines,
         )
+
+    def fix_reversal_lines(self, event_id: str, owner: str, lines: str) -> str:
+        """Fix (once) the line items a cancellation or full refund names; returns the ones
+        fixed, which are an earlier holder's if it got there first."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                update(EventRow)
+                .where(
+                    EventRow.event_id == event_id,
+                    EventRow.lease_owner == owner,
+                    EventRow.reversal_lines.is_(None),
+                )
+                .values(reversal_lines=lines)
+            )
+            fixed = connection.execute(
+                select(EventRow.reversal_lines).where(EventRow.event_id == event_id)
+            ).scalar()
+        return fixed or lines
+
+    def order_payloads(self, order_id: str) -> list[tuple[str, str, str, str]]:
+        """(event_id, kind, state, payload) of every event of an order."""
+        statement = select(
+            EventRow.event_id, EventRow.kind, EventRow.state, EventRow.payload
+        ).where(EventRow.order_id == order_id)
+        with self._reading() as connection:
+            return [(row[0], row[1], row[2], row[3]) for row in connection.execute(statement)]
 
     def order_facts_many(self, order_ids: Iterable[str]) -> dict[str, list[OrderFact]]:
         """The facts of several orders in one query."""
