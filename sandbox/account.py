@@ -225,6 +225,14 @@ class Account:
                     **asdict(item),
                     "total_paid": str(item.total_paid),
                     "refunded": str(item.refunded),
+                    "lines": [
+                        {
+                            **asdict(line),
+                            "quantity": str(line.quantity),
+                            "refunded_quantity": str(line.refunded_quantity),
+                        }
+                        for line in item.lines
+                    ],
                 }
                 for tid, item in self.reversible.items()
             },

@@ -218,6 +218,9 @@ class Sandbox:
             if faults.server_error():
                 status = faults.config.error_status
                 return Reply(status, {"code": 5000, "message": "Internal Server Error"})
+            injected = faults.rejected()
+            if injected is not None:
+                return self._error(GameballError(injected, f"Injected error {injected}"), v4)
             body = self._apply(operation, v4, _parse_json(raw))
         except GameballError as error:
             return self._error(error, v4)

@@ -34,6 +34,10 @@ class FaultConfig(BaseModel):
         default=0, ge=0, description="The next N applied calls lose their response."
     )
     account_disabled: bool = Field(default=False, description="Answer code 50.")
+    reject_count: int = Field(
+        default=0, ge=0, description="The next N write calls are refused with reject_code."
+    )
+    reject_code: int = Field(default=7, ge=1, le=999, description="A v3 code, e.g. 7 or 13.")
 
 
 class FaultUpdate(FaultConfig):
@@ -71,6 +75,10 @@ class FaultInjector:
 
     def server_error(self) -> bool:
         return self._take("error_count") or self._chance(self.config.error_rate)
+
+    def rejected(self) -> int | None:
+        """The business error code the next write gets, if one is injected."""
+        return self.config.reject_code if self._take("reject_count") else None
 
     def rate_limited(self) -> bool:
         return self._take("rate_limit_count") or self._chance(self.config.rate_limit_rate)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from producers.events import OrderCancelled, OrderPaid, OrderRefunded
+from producers.events import LineItem, OrderCancelled, OrderPaid, OrderRefunded
 from producers.transport import QUEUE, enqueue, task_message
 from tests.processes import GBQ, SandboxProcess, pool_children, wait_until
 from tests.scenario import generate, wallets
@@ -276,10 +276,10 @@ def test_permanent_rejection_is_dead_with_gameballs_code_and_blocks_the_order(
         total_price=Decimal(10),
         total_paid=Decimal(10),
     )
-    clash = OrderPaid(
+    rejected = OrderPaid(
         order_id="B",
         customer_id="c-1",
-        occurred_at=T0,  # same instant: 304
+        occurred_at=T0 + timedelta(minutes=1),
         total_price=Decimal(20),
         total_paid=Decimal(20),
     )
@@ -295,17 +295,44 @@ def test_permanent_rejection_is_dead_with_gameballs_code_and_blocks_the_order(
     stack.start_scheduler()
     stack.publisher.publish(first)
     wait_until(lambda: stack.states()["delivered"] == 1, timeout_s=60, what="the first order")
-    stack.publisher.publish_many([clash, refund])
+    sandbox.faults(reject_count=1, reject_code=7)
+    stack.publisher.publish_many([rejected, refund])
     assert stack.wait_settled(3) == {"delivered": 1, "dead": 2}
     dead = stack.event("paid:B")
     assert (dead.dead_reason, dead.last_code, dead.last_message) == (
         "rejected",
-        304,
-        "Transaction Time Already Exists",
+        7,
+        "Injected error 7",
     )
     assert dead.attempts == 1
     assert stack.event("refunded:B:B-R1").dead_reason == "blocked"
     assert sandbox.balance("c-1") == 10
+
+
+def test_transactions_of_one_customer_at_one_instant_are_all_delivered(
+    make_stack: type[Stack], sandbox: SandboxProcess, database_url: str
+) -> None:
+    """Gameball refuses a second transaction of a customer at the same millisecond (304):
+    the ledger gives each event its own transaction time once, a millisecond apart, and
+    sends that time on every attempt."""
+    orders = [
+        OrderPaid(
+            order_id=f"SAME-{number}",
+            customer_id="c-same",
+            occurred_at=T0,
+            total_price=Decimal(5),
+            total_paid=Decimal(5),
+        )
+        for number in range(5)
+    ]
+    stack = make_stack(database_url)
+    stack.start_worker(concurrency=2)
+    stack.start_scheduler()
+    stack.publisher.publish_many(orders)
+    assert stack.wait_settled(5) == {"delivered": 5}
+    assert sandbox.balance("c-same") == 25
+    times = sorted(stack.event(order.event_id).transaction_time for order in orders)
+    assert times == [T0 + timedelta(milliseconds=n) for n in range(5)]
 
 
 def test_malformed_messages_become_dead_letters(make_stack: type[Stack], sqlite_url: str) -> None:
@@ -413,3 +440,51 @@ def test_a_republish_with_other_content_after_delivery_is_recorded_not_sent(
         [*GBQ, "status"], env=stack.env, capture_output=True, text=True, check=False
     )
     assert "published again with other content: 1" in status.stdout
+
+
+@pytest.mark.parametrize("version", ["v3.0", "v4.0", "v4.1"])
+def test_refunds_and_cancellations_take_back_bonus_points_too(
+    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str, version: str
+) -> None:
+    """A double-points campaign on mats: 3 mats and 2 bottles earn 40 base + 30 bonus.
+    A partial refund of 2 mats names them (20 base + 20 bonus back); the cancellation
+    names what is left, so the wallet ends at exactly 0 (Gameball reverses cashback only
+    for a refund without line items: the bonus would stay)."""
+    sandbox.rules(campaign_multipliers={"category:mats": "2"})
+    mat = LineItem(product_id="mat", quantity=3, price=Decimal(10), category=("mats",))
+    bottle = LineItem(product_id="bottle", quantity=2, price=Decimal(5))
+    paid = OrderPaid(
+        order_id="BONUS",
+        customer_id="c-bonus",
+        occurred_at=T0,
+        total_price=Decimal(40),
+        total_paid=Decimal(40),
+        line_items=(mat, bottle),
+    )
+    partial = OrderRefunded(
+        order_id="BONUS",
+        refund_id="BONUS-R1",
+        customer_id="c-bonus",
+        occurred_at=T0 + timedelta(minutes=1),
+        amount=Decimal(20),
+        line_items=(mat.model_copy(update={"quantity": 2}),),
+    )
+    cancel = OrderCancelled(
+        order_id="BONUS", customer_id="c-bonus", occurred_at=T0 + timedelta(minutes=2)
+    )
+    stack = make_stack(sqlite_url, GBQ_GAMEBALL_API_VERSION=version)
+    stack.start_worker(concurrency=1)
+    stack.start_scheduler()
+    stack.publisher.publish(paid)
+    wait_until(lambda: sandbox.balance("c-bonus") == 70, timeout_s=60, what="70 points earned")
+    stack.publisher.publish(partial)
+    wait_until(lambda: sandbox.balance("c-bonus") == 30, timeout_s=60, what="40 points back")
+    stack.publisher.publish(cancel)
+    assert stack.wait_settled(3) == {"delivered": 3}
+    assert sandbox.balance("c-bonus") == 0
+    cancelled = [r for r in sandbox.requests() if r["transaction_id"] == "BONUS-cancel"]
+    assert len(cancelled) == 1
+    assert json.loads(stack.event("cancelled:BONUS").reversal_lines) == [
+        {"productId": "mat", "quantity": 1, "price": 10},
+        {"productId": "bottle", "quantity": 2, "price": 5},
+    ]

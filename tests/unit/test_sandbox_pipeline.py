@@ -183,7 +183,11 @@ def test_v4_paths_answer_with_v4_codes(sandbox: Sandbox) -> None:
     assert sandbox.write("order", True, "/api/v4.0/integrations/orders", KEYS, raw).status == 200
     reply = sandbox.write("order", True, "/api/v4.0/integrations/orders", KEYS, raw)
     assert reply.body is not None
-    assert (reply.status, reply.body["code"], reply.body["type"]) == (422, 9004, "Business Error")
+    assert (reply.status, reply.body["code"], reply.body["type"]) == (
+        422,
+        9004,
+        "Transactions Error",
+    )
 
 
 def test_rate_limits_allow_30_per_second_and_360_per_30_seconds() -> None:
