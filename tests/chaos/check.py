@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from producers.events import CashbackAwarded, Event, OrderCancelled, OrderPaid, OrderRefunded
-from tests.chaos.histories import History
+from tests.chaos.histories import PROMO, PROMO_MULTIPLIER, History
 from worker.gameball.payloads import build_request
 
 
@@ -50,24 +50,73 @@ def check_settled(history: History, rows: Mapping[str, Row]) -> list[str]:
 
 
 def expected_wallets(events: Iterable[Event], delivered: set[str]) -> dict[str, int]:
-    """Balances computed from the delivered events alone: 1 point per unit paid, refunds
-    take back their amount, a cancellation takes back what the order still had."""
+    """Balances computed from the delivered events alone: 1 point per unit paid (base),
+    plus the bonus of a double-points campaign on promo lines; a refund takes back its
+    amount and the bonus of the units it names; a cancellation whatever the order has left."""
     balance: dict[str, int] = defaultdict(int)
-    left: dict[str, Decimal] = {}
+    base_left: dict[str, Decimal] = {}
+    bonus: dict[str, dict[str, Decimal]] = {}  # order → product → bonus per unit
+    units: dict[str, dict[str, int]] = {}  # order → product → units not refunded
     for event in sorted(events, key=lambda e: e.occurred_at):
         if event.event_id not in delivered:
             continue
         if isinstance(event, OrderPaid):
-            left[event.order_id] = event.total_paid
-            balance[event.customer_id] += int(event.total_paid)
+            base_left[event.order_id] = event.total_paid
+            bonus[event.order_id] = {
+                line.product_id: line.price * (PROMO_MULTIPLIER - 1)
+                if PROMO in line.category
+                else Decimal(0)
+                for line in event.line_items
+            }
+            units[event.order_id] = {line.product_id: line.quantity for line in event.line_items}
+            earned = event.total_paid + sum(
+                (
+                    bonus[event.order_id][line.product_id] * line.quantity
+                    for line in event.line_items
+                ),
+                Decimal(0),
+            )
+            balance[event.customer_id] += int(earned)
         elif isinstance(event, OrderRefunded):
-            left[event.order_id] -= event.amount
-            balance[event.customer_id] -= int(event.amount)
+            assert event.amount is not None  # the histories refund with amounts
+            base_left[event.order_id] -= event.amount
+            reversed_points = event.amount
+            for line in event.line_items:
+                taken = min(line.quantity, units[event.order_id][line.product_id])
+                units[event.order_id][line.product_id] -= taken
+                reversed_points += taken * bonus[event.order_id][line.product_id]
+            balance[event.customer_id] -= int(reversed_points)
         elif isinstance(event, OrderCancelled):
-            balance[event.customer_id] -= int(left.pop(event.order_id))
+            left = base_left.pop(event.order_id) + sum(
+                (
+                    bonus[event.order_id][product] * count
+                    for product, count in units.pop(event.order_id).items()
+                ),
+                Decimal(0),
+            )
+            balance[event.customer_id] -= int(left)
         elif isinstance(event, CashbackAwarded):
             balance[event.customer_id] += int(event.amount)
     return dict(balance)
+
+
+def _cancelled_by_refunds(events: Iterable[Event], applied: Mapping[str, int]) -> set[str]:
+    """Cancellations of orders whose applied refunds had already returned the whole paid
+    amount: Gameball counts such an order cancelled, and answers the cancellation 302."""
+    paid: dict[str, Decimal] = {}
+    refunded: dict[str, Decimal] = defaultdict(Decimal)
+    for event in events:
+        if isinstance(event, OrderPaid):
+            paid[event.order_id] = event.total_paid
+        elif isinstance(event, OrderRefunded) and event.event_id in applied:
+            refunded[event.order_id] += event.amount or Decimal(0)
+    return {
+        event.event_id
+        for event in events
+        if isinstance(event, OrderCancelled)
+        and event.order_id in paid
+        and refunded[event.order_id] >= paid[event.order_id]
+    }
 
 
 def check_wallets(expected: Mapping[str, int], wallets: Mapping[str, int]) -> list[str]:
@@ -112,9 +161,12 @@ def check_calls(history: History, rows: Mapping[str, Row], log: list[dict[str, A
                 f"order {order_id}: applied as {[e.event_id for e in done]}, "
                 f"happened as {[e.event_id for e in happened]}"
             )
+    already = _cancelled_by_refunds(history.events, applied)
     for event in history.events:
         row = rows.get(event.event_id)
         in_ledger = row is not None and row.state == "delivered"
+        if event.event_id in already and in_ledger:
+            continue  # answered "already cancelled" (302): delivered, rightly not applied
         if in_ledger != (event.event_id in applied):
             problems.append(
                 f"{event.event_id}: ledger says {row.state if row else 'nothing'}, sandbox "

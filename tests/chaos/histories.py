@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from producers.events import CashbackAwarded, Event, OrderCancelled, OrderPaid, OrderRefunded
+from producers.events import (
+    CashbackAwarded,
+    Event,
+    LineItem,
+    OrderCancelled,
+    OrderPaid,
+    OrderRefunded,
+)
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
 EARLY_REFUND_SHARE = 0.04
@@ -30,6 +37,9 @@ DUPLICATE_SHARE = 0.03
 CANCEL_SHARE = 0.15
 LATE_REFUND_SHARE = 0.3  # of cancelled orders
 CASHBACK_SHARE = 0.1  # of all events
+PROMO = "promo"  # a category under a double-points campaign (bonus points)
+PROMO_MULTIPLIER = Decimal(2)
+PROMO_SHARE = 0.4  # of order lines
 
 
 @dataclass(frozen=True)
@@ -72,7 +82,16 @@ def generate(seed: int, total: int, producers: int, customers: int | None = None
         customer = f"c-{rng.randrange(customers)}"
         checkout, office = rng.randrange(producers), rng.randrange(producers)
         when = rng.random() * 0.9
-        total_paid = rng.randint(20, 500)
+        lines = [
+            LineItem(
+                product_id=f"P{product}",
+                quantity=rng.randint(1, 4),
+                price=Decimal(rng.randint(5, 120)),
+                category=(PROMO,) if rng.random() < PROMO_SHARE else (),
+            )
+            for product in range(rng.randint(1, 3))
+        ]
+        total_paid = sum(int(line.gross) for line in lines)
         paid_when = when + (0.05 if rng.random() < EARLY_REFUND_SHARE else 0.0)
         publish(
             OrderPaid(
@@ -81,29 +100,35 @@ def generate(seed: int, total: int, producers: int, customers: int | None = None
                 occurred_at=at(),
                 total_price=Decimal(total_paid),
                 total_paid=Decimal(total_paid),
+                line_items=tuple(lines),
             ),
             paid_when,
             checkout,
         )
         if paid_when > when:
             history.early_refunds += 1
-        remaining = total_paid
+        left = {line.product_id: line.quantity for line in lines}
         step = 0.002
         for number in range(rng.choice([0, 0, 1, 1, 2, 3])):
-            amount = rng.randint(1, max(1, remaining // 2))
-            remaining -= amount
+            line = rng.choice(lines)
+            if left[line.product_id] == 0:
+                continue
+            units = rng.randint(1, left[line.product_id])
+            left[line.product_id] -= units
             when += step
-            publish(
+            publish(  # whole units of one line, named: their bonus points come back too
                 OrderRefunded(
                     order_id=order_id,
                     refund_id=f"{order_id}-R{number}",
                     customer_id=customer,
                     occurred_at=at(),
-                    amount=Decimal(amount),
+                    amount=line.price * units,
+                    line_items=(line.model_copy(update={"quantity": units}),),
                 ),
                 when,
                 office,
             )
+        remaining = sum(line.price * left[line.product_id] for line in lines)
         if rng.random() < CANCEL_SHARE:
             when += step
             publish(

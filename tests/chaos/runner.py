@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from tests.chaos.check import Row, check_calls, check_settled, check_wallets, expected_wallets
 from tests.chaos.faults import Fault, schedule
-from tests.chaos.histories import History, generate
+from tests.chaos.histories import PROMO, PROMO_MULTIPLIER, History, generate
 from tests.processes import NO_RATE_LIMIT, SandboxProcess, wait_until
 from tests.services import RedisServer, sqlite_ledger
 from tests.stack import Process, Stack
@@ -112,7 +112,14 @@ class Soak:
         self.redis = RedisServer(folder / "redis").start()
         try:
             self.sandbox = SandboxProcess(
-                folder / "sandbox.log", [*NO_RATE_LIMIT, "--seed", str(config.seed)]
+                folder / "sandbox.log",
+                [
+                    *NO_RATE_LIMIT,
+                    "--seed",
+                    str(config.seed),
+                    "--campaign",
+                    f"category:{PROMO}={PROMO_MULTIPLIER}",
+                ],
             )
         except BaseException:
             self.redis.kill()  # no server left behind when the sandbox cannot start
