@@ -21,8 +21,10 @@ from worker.shared_breaker import BREAKER_KEY
 _OPEN_STATES = (EventState.PENDING, EventState.IN_FLIGHT, EventState.SCHEDULED, EventState.WAITING)
 
 _HINTS = {
-    "unauthorized": "Gameball refuses the keys: check GBQ_GAMEBALL_API_KEY and "
-    "GBQ_GAMEBALL_SECRET_KEY (test vs live key?), then restart the workers",
+    "unauthorized": "Gameball refuses the keys or the API version: check "
+    "GBQ_GAMEBALL_API_KEY and GBQ_GAMEBALL_SECRET_KEY (test vs live key?); if the account "
+    "sets a minimum API version in Gameball's dashboard, set GBQ_GAMEBALL_API_VERSION=v4.1; "
+    "then restart the workers",
     "account_disabled": "the Gameball account or its cashback program is disabled: "
     "re-enable it in Gameball's dashboard",
     "misconfigured_endpoint": "the URL does not answer like Gameball: check "

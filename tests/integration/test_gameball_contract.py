@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import httpx
 import pytest
 from pydantic import SecretStr
 
 from producers.events import CashbackAwarded, Event, OrderCancelled, OrderPaid, OrderRefunded
 from tests.conftest import settings_for
 from tests.processes import SandboxProcess, free_port, wait_until
+from worker.breaker import Breaker, State
 from worker.gameball import GameballClient, OutcomeKind, Reason, build_request
 from worker.gameball.outcomes import Outcome
+from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY
+from worker.status import explain
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 1, 10, 9, 0, tzinfo=UTC)
@@ -275,3 +281,54 @@ def test_nothing_listening_is_a_connection_error() -> None:
     with GameballClient(settings_for(f"http://127.0.0.1:{free_port()}")) as client:
         outcome = send(client, paid())
     assert (outcome.kind, outcome.reason) == (OutcomeKind.RETRY, Reason.CONNECTION_ERROR)
+
+
+@pytest.mark.parametrize("version", ["v3.0", "v4.0", "v4.1"])
+def test_an_account_with_a_minimum_version_refuses_older_calls_and_pauses(
+    start_sandbox: type[SandboxProcess], version: str
+) -> None:
+    """introduction-v4.1.mdx: with "minimum allowed version = v4.1" Gameball rejects
+    v3.0 and v4.0 calls. The refusal pauses delivery (nothing is dead-lettered) and
+    `gbq status` says to set GBQ_GAMEBALL_API_VERSION=v4.1; v4.1 is accepted."""
+    strict = start_sandbox("--minimum-version", "v4.1", "--rate-limit-per-s", "0")
+    with GameballClient(settings_for(strict.url, gameball_api_version=version)) as gameball:
+        outcome = gameball.send(build_request(paid(), version)).outcome  # type: ignore[arg-type]
+    if version == "v4.1":
+        assert (outcome.kind, outcome.reason) == (OutcomeKind.DELIVERED, Reason.ACCEPTED)
+        return
+    assert (outcome.kind, outcome.reason, outcome.status) == (
+        OutcomeKind.PAUSED,
+        Reason.UNAUTHORIZED,
+        403,
+    )
+    assert "minimum is v4.1" in outcome.message
+    hint = explain(Breaker(State.PAUSED, 0.0, f"{outcome.reason}: {outcome.message}"))
+    assert "GBQ_GAMEBALL_API_VERSION=v4.1" in hint
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v3.0/Integrations/order",  # the official SDKs' spelling
+        "//api/v3.0/integrations/order",  # base URL with a trailing slash, path with a leading one
+        "/API/V3.0/INTEGRATIONS/ORDER",
+    ],
+)
+def test_the_sandbox_takes_the_paths_the_official_sdks_send(
+    sandbox: SandboxProcess, path: str
+) -> None:
+    request = build_request(paid(order_id=f"SDK-{len(path)}"))
+    headers = {"APIKey": SANDBOX_API_KEY, "secretKey": SANDBOX_SECRET_KEY}
+    answer = httpx.post(sandbox.url + path, content=request.body, headers=headers, timeout=10)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["rewardedPoints"] == 100
+
+
+def test_v4_errors_carry_gameballs_categories_and_3016_for_malformed_json(
+    client: GameballClient,
+) -> None:
+    """status-error-codes.mdx: v4 errors have a `type` by code range; malformed JSON is 3016."""
+    request = build_request(paid(), "v4.0")
+    outcome = client.send(replace(request, body=b"{not json")).outcome
+    assert (outcome.kind, outcome.code, outcome.status) == (OutcomeKind.DEAD, 3016, 400)
+    assert json.loads(outcome.body_excerpt)["type"] == "Payload Error"

@@ -99,8 +99,15 @@ ANSWERS: list[tuple[HttpAnswer, CallKind, OutcomeKind, Reason]] = [
     (error(422, 5), "cashback", DEAD, Reason.REJECTED),
     # 7 invalid value: dead.
     (error(422, 7), "partial_refund", DEAD, Reason.REJECTED),
-    # 13 something wrong: dead.
-    (error(400, 13), "order", DEAD, Reason.REJECTED),
+    # 13 / 4500 "something wrong": Gameball's general processing error, retried within
+    # the window (status-error-codes.mdx: "unexpected failure during transaction").
+    (error(400, 13), "order", RETRY, Reason.TRANSIENT_REJECTION),
+    (error(400, 4500), "partial_refund", RETRY, Reason.TRANSIENT_REJECTION),
+    # 303 / 9002 transaction not found, on a refund: its order is not there yet, like 306.
+    (error(404, 303), "partial_refund", WAITING, Reason.PREDECESSOR_MISSING),
+    (error(404, 9002), "cancel", WAITING, Reason.PREDECESSOR_MISSING),
+    # ... but on an order it is a verdict.
+    (error(404, 9002), "order", DEAD, Reason.REJECTED),
     # 304 transaction time already exists: dead (the operator must look).
     (error(422, 304), "cashback", DEAD, Reason.REJECTED),
     # 400 without any body: dead.

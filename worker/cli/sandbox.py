@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from decimal import Decimal, InvalidOperation
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -27,6 +27,15 @@ def _decimal_map(
             raise typer.BadParameter(f"{value!r} is not {form}", param_hint=option)
         found[name] = parsed
     return found
+
+
+_VERSIONS: dict[str, Literal["v3.0", "v4.0", "v4.1"]] = {v: v for v in ("v3.0", "v4.0", "v4.1")}
+
+
+def _version(value: str) -> Literal["v3.0", "v4.0", "v4.1"]:
+    if value not in _VERSIONS:
+        raise typer.BadParameter("must be v3.0, v4.0 or v4.1", param_hint="--minimum-version")
+    return _VERSIONS[value]
 
 
 def run(
@@ -75,6 +84,13 @@ def run(
         str,
         typer.Option(help="HTTP statuses for business errors: v4 (400/404/422) or v2 (400/402)."),
     ] = "v4",
+    minimum_version: Annotated[
+        str,
+        typer.Option(
+            help="Refuse API versions older than this (403, code 1002), as an account that "
+            "sets a minimum version in Gameball's dashboard does: v3.0, v4.0 or v4.1."
+        ),
+    ] = "v3.0",
     strict_transaction_time: Annotated[
         bool,
         typer.Option(help="Answer 304 to two transactions of one player at the same instant."),
@@ -127,6 +143,7 @@ def run(
         rate_limit_shared=shared_rate_limit,
         error_style=style,
         strict_transaction_time=strict_transaction_time,
+        minimum_version=_version(minimum_version),
     )
     keys = "default sandbox keys" if api_key == DEFAULT_API_KEY else "the keys given"
     typer.echo(f"Gameball sandbox on http://{host}:{port} ({keys}; state at /_sandbox/state)")

@@ -7,9 +7,12 @@ DESIGN §4, as a table (v3 code / v4 code):
                                                             an applied call answers 305 next)
     305 / 9004 transaction id exists             delivered  already_applied
     302 / 9001 on a cancel or full refund        delivered  already_applied
-    306 / 9005, and 101 / 7000 on a refund       waiting    predecessor_missing
+    306 / 9005, 303 / 9002 and 101 / 7000        waiting    predecessor_missing
+      on a refund (the order is not there yet)
     429                                          retry      rate_limited (Retry-After kept)
     5xx, 408, 425, code 2001 / 5000 / 5003       retry      server_error / transient_rejection
+    13 / 4500 "Something Wrong" (a general       retry      transient_rejection (within the
+      processing error: status-error-codes.mdx)             retry window, then expired)
     timeout                                      retry      timeout
     connection refused or reset before sending   retry      connection_error
     connection dropped after sending             retry      response_lost
@@ -94,11 +97,15 @@ class Outcome:
 
 _ALREADY_APPLIED: Final = frozenset({305, 9004})
 _ALREADY_CANCELLED: Final = frozenset({302, 9001})
-_ORIGINAL_MISSING: Final = frozenset({306, 9005})
+_ORIGINAL_MISSING: Final = frozenset(
+    {306, 9005, 303, 9002}
+)  # on refunds: the order is not there yet
 _PLAYER_MISSING: Final = frozenset({101, 7000})
 _UNAUTHORIZED: Final = frozenset({1000, 1001, 1002})
 _DISABLED: Final = frozenset({50, 51, 6000, 6001})
-_TRANSIENT_CODES: Final = frozenset({2001, 5000, 5003})
+# 13 / 4500 "Something Wrong": Gameball's general processing error ("unexpected failure
+# during transaction", status-error-codes.mdx), not a verdict on the request: retried.
+_TRANSIENT_CODES: Final = frozenset({2001, 5000, 5003, 13, 4500})
 _TRANSIENT_STATUSES: Final = frozenset({408, 425})
 _FULL_REVERSALS: Final[frozenset[CallKind]] = frozenset({"cancel", "full_refund"})
 
