@@ -47,7 +47,11 @@ class Settings(BaseSettings):
     gameball_base_url: str = Field(default=SANDBOX_BASE_URL, description="Gameball API root.")
     gameball_api_key: SecretStr = Field(default=SecretStr(SANDBOX_API_KEY))
     gameball_secret_key: SecretStr = Field(default=SecretStr(SANDBOX_SECRET_KEY))
-    gameball_api_version: ApiVersion = "v3.0"
+    gameball_api_version: ApiVersion = Field(
+        default="v4.1",
+        description="v4.1: Gameball's current version for new integrations (SecretKey on every "
+        "call; accounts may refuse older ones).",
+    )
     gameball_v3_refund_line_items: bool = Field(
         default=True,
         description="v3.0 only: send refunded line items (v4 always does). Without them "
