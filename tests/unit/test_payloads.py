@@ -83,14 +83,20 @@ def test_paid_maps_to_v3_order_api() -> None:
 
 
 def test_paid_maps_to_v4_orders_api() -> None:
-    """v4.0 renames the path, the customer field and puts coupons under redemption."""
+    """v4.0 renames the path and the customer field. The shop's own discount codes are not
+    redemption.couponCodes (Gameball's coupons, which an order burns): they go to extra."""
     request = build_request(paid(), "v4.0")
     body = request.json()
     assert request.path == "/api/v4.0/integrations/orders"
     assert body["customerId"] == "cust_1001"
     assert "playerUniqueId" not in body
-    assert body["redemption"] == {"couponCodes": ["WELCOME10"]}
+    assert "redemption" not in body
     assert "discountCodes" not in body
+    assert body["extra"] == {
+        "paymentMethod": "card",
+        "storeCode": 7,
+        "shopDiscountCodes": "WELCOME10",
+    }
 
 
 def refund(amount: str | None, **extra: object) -> OrderRefunded:

@@ -24,6 +24,7 @@ from producers.events import (
 )
 from worker.settings import ApiVersion
 
+SHOP_CODES_KEY: Final = "shopDiscountCodes"  # v4: the shop's own codes, in extra
 CallKind: TypeAlias = Literal["order", "cancel", "full_refund", "partial_refund", "cashback"]
 REFUND_CALLS: Final[frozenset[CallKind]] = frozenset({"cancel", "full_refund", "partial_refund"})
 
@@ -201,13 +202,17 @@ def _order_body(event: OrderPaid, moment: datetime, *, v4: bool) -> dict[str, An
     }
     if event.line_items:
         body["lineItems"] = [_line_item(item) for item in event.line_items]
+    extra: dict[str, str | int] = dict(event.extra)
     if event.discount_codes:
         if v4:
-            body["redemption"] = {"couponCodes": list(event.discount_codes)}
+            # Not redemption.couponCodes: those are Gameball's own coupons, which must be
+            # locked and are burnt by the order (openapi.json). v4 has no field for the
+            # shop's codes, so they travel as order metadata.
+            extra.setdefault(SHOP_CODES_KEY, ",".join(event.discount_codes))
         else:
             body["discountCodes"] = list(event.discount_codes)
-    if event.extra:
-        body["extra"] = dict(event.extra)
+    if extra:
+        body["extra"] = extra
     body["guest"] = event.guest
     return body
 
