@@ -23,7 +23,7 @@ import json
 import logging
 import random
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
@@ -40,8 +40,8 @@ from producers.quarantine import Poison
 from producers.transport import DELIVER_TASK, InboxEntry
 from producers.untrusted import UnreadableError
 from worker.breaker import Admission, Breaker, Signal, signal_of
-from worker.gameball.client import Attempt
-from worker.gameball.outcomes import Reason
+from worker.gameball.client import Attempt, GameballReadError
+from worker.gameball.outcomes import Outcome, OutcomeKind, Reason
 from worker.gameball.payloads import (
     Fixed,
     GameballRequest,
@@ -49,6 +49,7 @@ from worker.gameball.payloads import (
     build_request,
     reversal_lines,
 )
+from worker.gameball.records import order_records
 from worker.ledger.models import DeadReason, EventState
 from worker.ledger.repository import AttemptRecord, Claimed, Ledger, new_event
 from worker.ordering import Gate, OrderFact, gate
@@ -57,6 +58,7 @@ from worker.settings import ApiVersion
 
 log = logging.getLogger(__name__)
 BREAKER_DEFERRAL = "breaker_open"  # last_outcome of an event the breaker held back
+TIME_TAKEN = frozenset({304, 9003})  # "Transaction Time Already Exists"
 
 
 class MalformedMessageError(ValueError):
@@ -103,6 +105,7 @@ def parse_message(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Message:
 
 class Sender(Protocol):
     def send(self, request: GameballRequest) -> Attempt: ...
+    def get_json(self, path: str) -> tuple[int, object]: ...
 
 
 class Queue(Protocol):
@@ -221,6 +224,8 @@ class Deliverer:
             event, self.api_version, fixed, v3_refund_lines=self.v3_refund_lines
         )
         attempt = self.gameball.send(request)
+        if attempt.outcome.code in TIME_TAKEN and claimed.order_id is not None:
+            attempt = replace(attempt, outcome=self._settle_time_clash(claimed, request, attempt))
         finished = self.clock()
         outcome = attempt.outcome
         signal = signal_of(outcome)
@@ -266,6 +271,38 @@ class Deliverer:
         ):
             self._settled(claimed, transition.state, finished)
         return transition.state.value
+
+    def _settle_time_clash(
+        self, claimed: Claimed, request: GameballRequest, attempt: Attempt
+    ) -> Outcome:
+        """304/9003: a transaction of the customer holds this instant. Ours, applied by an
+        earlier attempt whose answer was lost (then it is delivered), or one gbq never sent
+        (then ours moves on by a millisecond and goes again). Gameball's records say which."""
+        outcome = attempt.outcome
+        assert claimed.order_id is not None  # noqa: S101 - checked by the caller
+        try:
+            records = order_records(self.gameball, claimed.order_id, self.api_version)
+        except GameballReadError as error:
+            return replace(
+                outcome,
+                kind=OutcomeKind.RETRY,
+                reason=Reason.TRANSIENT_REJECTION,
+                message=f"{outcome.message}; Gameball's records unreadable ({error})",
+            )
+        if request.transaction_id in {record.transaction_id for record in records}:
+            return replace(
+                outcome,
+                kind=OutcomeKind.DELIVERED,
+                reason=Reason.ALREADY_APPLIED,
+                message=f"{outcome.message}: Gameball holds this transaction (applied earlier)",
+            )
+        moved = self.ledger.move_transaction_time(claimed.event_id, self.owner)
+        return replace(
+            outcome,
+            kind=OutcomeKind.RETRY,
+            reason=Reason.TRANSIENT_REJECTION,
+            message=f"{outcome.message}: another transaction holds that instant; moved to {moved}",
+        )
 
     def _reversal_lines(self, claimed: Claimed, event: Event) -> tuple[RefundLine, ...] | None:
         """For a cancellation or a full refund: the order's lines not yet refunded, fixed at

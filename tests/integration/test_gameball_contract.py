@@ -18,6 +18,7 @@ from tests.processes import SandboxProcess, free_port, wait_until
 from worker.breaker import Breaker, State
 from worker.gameball import GameballClient, OutcomeKind, Reason, build_request
 from worker.gameball.outcomes import Outcome
+from worker.gameball.records import order_records
 from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY
 from worker.status import explain
 
@@ -332,3 +333,19 @@ def test_v4_errors_carry_gameballs_categories_and_3016_for_malformed_json(
     outcome = client.send(replace(request, body=b"{not json")).outcome
     assert (outcome.kind, outcome.code, outcome.status) == (OutcomeKind.DEAD, 3016, 400)
     assert json.loads(outcome.body_excerpt)["type"] == "Payload Error"
+
+
+@pytest.mark.parametrize("version", ["v3.0", "v4.0", "v4.1"])
+def test_an_orders_transactions_are_read_in_every_version(
+    sandbox: SandboxProcess, version: str
+) -> None:
+    """Reconciliation reads GET …/order(s)/{orderId}/transactions (openapi.json)."""
+    with GameballClient(settings_for(sandbox.url, gameball_api_version=version)) as gameball:
+        assert order_records(gameball, "ORD-1", version) == []  # type: ignore[arg-type]
+        gameball.send(build_request(paid(), version))  # type: ignore[arg-type]
+        gameball.send(build_request(refund("R-1", "10"), version))  # type: ignore[arg-type]
+        held = order_records(gameball, "ORD-1", version)  # type: ignore[arg-type]
+    assert [(r.transaction_id, r.type) for r in held] == [
+        ("ORD-1", "PaymentReward"),
+        ("R-1", "PartialRefund"),
+    ]

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import text
 
@@ -23,6 +24,7 @@ from tests.services import RedisServer
 from tests.stack import Stack
 from worker.breaker import BreakerConfig
 from worker.gameball.payloads import build_request
+from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY
 from worker.shared_breaker import SharedBreaker
 
 pytestmark = pytest.mark.integration
@@ -488,3 +490,82 @@ def test_refunds_and_cancellations_take_back_bonus_points_too(
         {"productId": "mat", "quantity": 1, "price": 10},
         {"productId": "bottle", "quantity": 2, "price": 5},
     ]
+
+
+def test_a_304_from_a_transaction_gbq_never_sent_moves_the_time_and_delivers(
+    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
+) -> None:
+    """Another system recorded a transaction of the customer at our instant: Gameball
+    answers 304. The worker reads the order's records: not ours, so it moves its time on
+    by a millisecond and sends again; nothing is dead-lettered."""
+    foreign = {
+        "customerId": "c-clash",
+        "orderId": "FOREIGN-1",
+        "orderDate": "2026-02-01T12:00:00.000Z",  # T0
+        "totalPrice": 3,
+        "totalPaid": 3,
+    }
+    headers = {"APIKey": SANDBOX_API_KEY, "secretKey": SANDBOX_SECRET_KEY}
+    answer = httpx.post(
+        f"{sandbox.url}/api/v4.1/integrations/orders", json=foreign, headers=headers
+    )
+    assert answer.status_code == 200
+    stack = make_stack(sqlite_url)
+    stack.start_worker(concurrency=1)
+    stack.start_scheduler()
+    stack.publisher.publish(
+        OrderPaid(
+            order_id="OURS",
+            customer_id="c-clash",
+            occurred_at=T0,
+            total_price=Decimal(4),
+            total_paid=Decimal(4),
+        )
+    )
+    assert stack.wait_settled(1) == {"delivered": 1}
+    row = stack.event("paid:OURS")
+    assert (row.attempts, row.transaction_time) == (2, T0 + timedelta(milliseconds=1))
+    assert sandbox.balance("c-clash") == 7
+    codes = [r["code"] for r in sandbox.requests() if r["transaction_id"] == "OURS"]
+    assert codes == [9003, None]
+
+
+def test_reconcile_finds_what_gameball_lost_and_redrives_it(
+    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
+) -> None:
+    """`gbq reconcile` agrees with Gameball after delivery; when Gameball has no record of
+    delivered events (here: its state wiped), it says so (exit 1) and --redrive sends them
+    again, after which everything agrees."""
+    stack = make_stack(sqlite_url)
+    stack.start_worker(concurrency=1)
+    stack.start_scheduler()
+    stack.publisher.publish_many(
+        [
+            OrderPaid(
+                order_id=f"REC-{n}",
+                customer_id="c-rec",
+                occurred_at=T0 + timedelta(minutes=n),
+                total_price=Decimal(5),
+                total_paid=Decimal(5),
+            )
+            for n in range(3)
+        ]
+    )
+    assert stack.wait_settled(3) == {"delivered": 3}
+
+    def reconcile(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*GBQ, "reconcile", *args], env=stack.env, capture_output=True, text=True, check=False
+        )
+
+    agreed = reconcile("--customer", "c-rec", "--json")
+    assert agreed.returncode == 0, agreed.stderr
+    assert {json.loads(line)["verdict"] for line in agreed.stdout.splitlines()} == {"agreed"}
+    sandbox.reset()  # Gameball "loses" them
+    lost = reconcile("--order", "REC-0", "--order", "REC-2", "--redrive", "--json")
+    assert lost.returncode == 1
+    verdicts = [json.loads(line)["verdict"] for line in lost.stdout.splitlines()]
+    assert verdicts == ["missing_at_gameball"] * 2
+    assert "re-driven: 2" in lost.stderr
+    wait_until(lambda: sandbox.balance("c-rec") == 10, timeout_s=60, what="the re-sent orders")
+    assert reconcile("--order", "REC-0", "--order", "REC-2").returncode == 0

@@ -10,7 +10,18 @@ from typing import Annotated
 
 import typer
 
-from worker.cli import demo, dlq, events, migrate, publish, sandbox, scheduler, status, worker
+from worker.cli import (
+    demo,
+    dlq,
+    events,
+    migrate,
+    publish,
+    reconcile,
+    sandbox,
+    scheduler,
+    status,
+    worker,
+)
 
 app = typer.Typer(
     name="gbq",
@@ -26,6 +37,7 @@ app.command("status")(status.run)
 app.add_typer(dlq.app, name="dlq")
 app.command("events")(events.run)
 app.command("publish")(publish.run)
+app.command("reconcile")(reconcile.run)
 app.command("sandbox")(sandbox.run)
 app.command("demo")(demo.run)
 

@@ -74,6 +74,17 @@ def json_number(amount: Decimal) -> int | float:
     return int(amount) if amount == amount.to_integral_value() else float(amount)
 
 
+def transaction_id_of(event: Event) -> str:
+    """The id Gameball keeps the event's transaction under."""
+    if isinstance(event, OrderPaid):
+        return event.order_id
+    if isinstance(event, OrderCancelled):
+        return event.transaction_id
+    if isinstance(event, OrderRefunded):
+        return event.refund_id
+    return event.transaction_id
+
+
 def call_kind(event: Event) -> CallKind:
     """Which Gameball call an event becomes."""
     if isinstance(event, OrderPaid):

@@ -358,6 +358,85 @@ class Ledger:
         with self._reading() as connection:
             return [(row[0], row[1], row[2], row[3]) for row in connection.execute(statement)]
 
+    def move_transaction_time(self, event_id: str, owner: str) -> datetime | None:
+        """Move a claimed event's transaction time on to the next instant its customer has
+        free (Gameball answered 304 to one that a transaction gbq never sent holds)."""
+        for _ in range(TIME_CLASH_RETRIES):
+            try:
+                with self.engine.begin() as connection:
+                    row = connection.execute(
+                        select(
+                            EventRow.customer_id, EventRow.transaction_time, EventRow.occurred_at
+                        ).where(EventRow.event_id == event_id, EventRow.lease_owner == owner)
+                    ).one_or_none()
+                    if row is None:
+                        return None
+                    moment = (row.transaction_time or to_millisecond(row.occurred_at)) + MILLISECOND
+                    taken = set(
+                        connection.execute(
+                            select(EventRow.transaction_time).where(
+                                EventRow.customer_id == row.customer_id,
+                                EventRow.transaction_time >= moment,
+                            )
+                        ).scalars()
+                    )
+                    while moment in taken:
+                        moment += MILLISECOND
+                    connection.execute(
+                        update(EventRow)
+                        .where(EventRow.event_id == event_id)
+                        .values(transaction_time=moment)
+                    )
+                    return moment
+            except IntegrityError:
+                continue
+        return None
+
+    def order_rows(self, order_id: str) -> list[tuple[str, str, str, str, int | None]]:
+        """(event_id, kind, state, payload, last_code) of an order's events, for
+        reconciliation."""
+        statement = select(
+            EventRow.event_id, EventRow.kind, EventRow.state, EventRow.payload, EventRow.last_code
+        ).where(EventRow.order_id == order_id)
+        with self._reading() as connection:
+            return [(r[0], r[1], r[2], r[3], r[4]) for r in connection.execute(statement)]
+
+    def orders_matching(
+        self,
+        *,
+        customer_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[str]:
+        """Order ids with events of ``customer_id`` and/or that happened in [since, until)."""
+        conditions: list[ColumnElement[bool]] = [EventRow.order_id.is_not(None)]
+        if customer_id is not None:
+            conditions.append(EventRow.customer_id == customer_id)
+        if since is not None:
+            conditions.append(EventRow.occurred_at >= since)
+        if until is not None:
+            conditions.append(EventRow.occurred_at < until)
+        statement = (
+            select(EventRow.order_id).where(*conditions).distinct().order_by(EventRow.order_id)
+        ).limit(limit)
+        with self._reading() as connection:
+            return [str(order_id) for order_id in connection.execute(statement).scalars()]
+
+    def redrive(self, event_ids: Sequence[str], now: datetime) -> list[str]:
+        """Delivered events Gameball has no record of: back to ``pending`` to be sent again
+        (same ids: if Gameball does have them after all, it answers "already exists")."""
+        if not event_ids:
+            return []
+        statement = (
+            update(EventRow)
+            .where(EventRow.event_id.in_(list(event_ids)), EventRow.state == S.DELIVERED)
+            .values(state=S.PENDING, enqueued_at=now, updated_at=now, last_outcome="redriven")
+            .returning(EventRow.event_id)
+        )
+        with self.engine.begin() as connection:
+            return list(connection.execute(statement).scalars())
+
     def order_facts_many(self, order_ids: Iterable[str]) -> dict[str, list[OrderFact]]:
         """The facts of several orders in one query."""
         ids = sorted(set(order_ids))
