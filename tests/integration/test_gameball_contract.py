@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
@@ -349,3 +350,22 @@ def test_an_orders_transactions_are_read_in_every_version(
         ("ORD-1", "PaymentReward"),
         ("R-1", "PartialRefund"),
     ]
+
+
+SDK_BODIES = json.loads(
+    (Path(__file__).resolve().parents[1] / "fixtures" / "sdk_python_v3_bodies.json").read_text()
+)
+
+
+def test_the_sandbox_accepts_what_the_official_python_sdk_sends(sandbox: SandboxProcess) -> None:
+    """The official SDK's v3 bodies (nulls for every absent field, line items without a
+    price, `source`, microsecond times): accepted, with the wallet moving as Gameball's
+    rules say, in the order the SDK would send them."""
+    headers = {"APIKey": SANDBOX_API_KEY, "secretKey": SANDBOX_SECRET_KEY}
+    balance = 0
+    for call in ("order", "partial_refund", "full_refund", "cashback"):
+        spec = SDK_BODIES[call]
+        answer = httpx.post(sandbox.url + spec["path"], json=spec["body"], headers=headers)
+        assert answer.status_code == 200, (call, answer.text)
+        balance += spec["points"]
+        assert sandbox.balance("sdk-player") == balance, call
