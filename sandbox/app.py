@@ -41,7 +41,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from sandbox.account import Account
+from sandbox.account import Account, number
 from sandbox.faults import FaultInjector
 from sandbox.parsing import (
     INVALID_VALUE,
@@ -237,6 +237,14 @@ class Sandbox:
         else:
             cashback = parse_cashback(body, v4=v4)
             result, player = account.cashback(cashback), cashback.player_id
+            if v4:  # openapi.json: the v4 cashback answer
+                result = {
+                    "gameballTransactionId": result["gameballTransactionId"],
+                    "rewardAmount": number(cashback.amount),
+                    "rewardEquivalentPoints": result["rewardedPoints"],
+                }
+        if operation == "refund" and v4:  # openapi.json: refundTransactionId, not transactionId
+            result = {"refundTransactionId": result.pop("transactionId"), **result}
         return {("customerId" if v4 else "playerUniqueId"): player, **result}
 
     def read(

@@ -369,3 +369,37 @@ def test_the_sandbox_accepts_what_the_official_python_sdk_sends(sandbox: Sandbox
         assert answer.status_code == 200, (call, answer.text)
         balance += spec["points"]
         assert sandbox.balance("sdk-player") == balance, call
+
+
+def test_v4_answers_have_the_openapi_shapes(
+    client: GameballClient, sandbox: SandboxProcess
+) -> None:
+    """openapi.json: cashback answers rewardAmount/rewardEquivalentPoints, a refund
+    refundTransactionId and refundEquivalentPoints."""
+    headers = {"APIKey": SANDBOX_API_KEY, "secretKey": SANDBOX_SECRET_KEY}
+    base = f"{sandbox.url}/api/v4.1/integrations"
+    cashback = {
+        "customerId": "shape",
+        "transactionId": "SHAPE-CB",
+        "transactionTime": "2026-01-10T09:00:00.000Z",
+        "amount": 12.5,
+    }
+    answer = httpx.post(f"{base}/transactions/cashback", json=cashback, headers=headers).json()
+    assert set(answer) == {
+        "customerId",
+        "gameballTransactionId",
+        "rewardAmount",
+        "rewardEquivalentPoints",
+    }
+    assert (answer["rewardAmount"], answer["rewardEquivalentPoints"]) == (12.5, 12)
+    refund = {
+        "customerId": "shape",
+        "refundTransactionId": "SHAPE-R",
+        "reverseTransactionId": "SHAPE-CB",
+        "transactionTime": "2026-01-10T09:01:00.000Z",
+        "refundAmount": 2.5,
+    }
+    answer = httpx.post(f"{base}/transactions/refund", json=refund, headers=headers).json()
+    assert answer["refundTransactionId"] == "SHAPE-R"
+    assert "transactionId" not in answer
+    assert answer["refundEquivalentPoints"] == 2
