@@ -34,6 +34,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from producers.untrusted import UnreadableError, load_json
@@ -275,6 +276,56 @@ def _money_validator(*fields: str, allow_zero: bool) -> Any:
 # --- the events -----------------------------------------------------------------------------
 
 
+Channel: TypeAlias = Literal["mobile", "pos", "web", "callcenter"]  # v4 (openapi.json)
+ReturnWindow: TypeAlias = Annotated[int, BeforeValidator(_not_bool), Field(ge=0, le=7300)]
+
+
+class Branch(_Frozen):
+    unique_id: Id
+    name: ShortText | None = None
+
+
+class Merchant(_Frozen):
+    """The merchant (and branch) of a multi-merchant account (v3 and v4 ``merchant``)."""
+
+    unique_id: Id | None = None
+    name: ShortText | None = None
+    branch: Branch | None = None
+
+    @model_validator(mode="after")
+    def _identified(self) -> Merchant:
+        if self.unique_id is None and self.branch is None:
+            raise ValueError("needs unique_id or a branch")
+        return self
+
+
+class Redemption(_Frozen):
+    """Points or Gameball coupons the customer redeemed on the order at checkout.
+
+    ``points_hold_reference``: a hold made with Gameball's Hold API, consumed by the order
+    (v3 ``holdReference``, v4 ``redemption.pointsHoldReference``); gbq never releases it.
+    ``redeemed_amount``: points worth this amount, without a hold (v3 ``redeemedAmount``;
+    v4 redeems through a hold only). ``gameball_coupon_codes``: coupons *Gameball* issued,
+    locked beforehand (v4 ``redemption.couponCodes`` with ``couponsLockReference``): not
+    the shop's own discount codes, which are ``OrderPaid.discount_codes``.
+    """
+
+    points_hold_reference: Id | None = None
+    redeemed_amount: Money | None = Field(default=None, gt=0)
+    gameball_coupon_codes: tuple[ShortText, ...] = Field(default=(), max_length=50)
+    coupons_lock_reference: Id | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Redemption:
+        if self.points_hold_reference is not None and self.redeemed_amount is not None:
+            raise ValueError("give points_hold_reference or redeemed_amount, not both")
+        if self.gameball_coupon_codes and self.coupons_lock_reference is None:
+            raise ValueError(
+                "gameball_coupon_codes need the coupons_lock_reference they were locked with"
+            )
+        return self
+
+
 class _EventBase(_Frozen):
     schema_version: Annotated[Literal[1], BeforeValidator(_not_bool)] = SCHEMA_VERSION
     customer_id: Id = Field(description="Gameball playerUniqueId: the shop's permanent id.")
@@ -298,6 +349,13 @@ class OrderPaid(_EventBase):
     discount_codes: tuple[ShortText, ...] = Field(default=(), max_length=50)
     extra: dict[ExtraKey, ExtraValue] = Field(default_factory=dict, max_length=MAX_EXTRA_ENTRIES)
     guest: bool = False
+    redemption: Redemption | None = None
+    merchant: Merchant | None = None
+    channel: Channel | None = Field(default=None, description="v4: mobile, pos, web, callcenter.")
+    cart_id: Id | None = Field(default=None, description="v4 cartId.")
+    return_window_days: ReturnWindow | None = Field(
+        default=None, description="v4: days the cashback stays pending (0 to 7300)."
+    )
 
     _positive = _money_validator("total_price", "total_paid", allow_zero=False)
     _non_negative = _money_validator(
@@ -423,6 +481,10 @@ class CashbackAwarded(_EventBase):
     transaction_id: Id
     currency: Currency = "USD"
     amount: Money
+    merchant: Merchant | None = None
+    return_window_days: ReturnWindow | None = Field(
+        default=None, description="v4: days the cashback stays pending (0 to 7300)."
+    )
 
     _positive = _money_validator("amount", allow_zero=False)
 

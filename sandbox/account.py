@@ -15,11 +15,20 @@ No I/O and no asyncio: the app calls it from one event loop, so each call is ato
 
 from __future__ import annotations
 
+import time
+import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-from sandbox.parsing import CashbackCommand, GameballError, OrderCommand, RefundCommand
+from sandbox.parsing import (
+    CashbackCommand,
+    GameballError,
+    HoldCommand,
+    OrderCommand,
+    RefundCommand,
+)
 from sandbox.rules import (
     CashbackRules,
     EarnedLine,
@@ -55,6 +64,14 @@ class Reversible:
 
 
 @dataclass(frozen=True)
+class Hold:
+    reference: str
+    player_id: str
+    points: int
+    expires_at: float  # on the account's clock
+
+
+@dataclass(frozen=True)
 class Transaction:
     gameball_id: int
     transaction_id: str
@@ -73,9 +90,18 @@ def number(amount: Decimal) -> int | float:
 class Account:
     """One Gameball account's state and its business rules."""
 
-    def __init__(self, rules: CashbackRules, *, strict_transaction_time: bool = True) -> None:
+    def __init__(
+        self,
+        rules: CashbackRules,
+        *,
+        strict_transaction_time: bool = True,
+        hold_ttl_s: float = 600.0,  # Gameball's default: 10 minutes
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rules = rules
         self.strict_transaction_time = strict_transaction_time
+        self.hold_ttl_s, self.clock = hold_ttl_s, clock
+        self.holds: dict[str, Hold] = {}
         self.wallets: dict[str, Wallet] = {}
         self.reversible: dict[str, Reversible] = {}
         self.transactions: list[Transaction] = []
@@ -84,8 +110,63 @@ class Account:
 
     # --- writes ---------------------------------------------------------------------------
 
+    def hold(self, command: HoldCommand) -> dict[str, Any]:
+        """Reserve points worth ``amount`` (1 point per unit) until the hold expires or an
+        order consumes it."""
+        wallet = self.wallets.get(command.player_id)
+        if wallet is None:
+            raise GameballError(101, "Player External ID Not Found")
+        points = int(command.amount.to_integral_value(rounding=ROUND_CEILING))
+        if points > wallet.balance - self._held(command.player_id):
+            raise GameballError(309, "Insufficient Balance Points", v4_code=9008)
+        reference = str(uuid.uuid4())
+        self.holds[reference] = Hold(
+            reference, command.player_id, points, self.clock() + self.hold_ttl_s
+        )
+        return {
+            "holdReference": reference,
+            "holdAmount": number(command.amount),
+            "holdEquivalentPoints": points,
+        }
+
+    def release_hold(self, reference: str) -> dict[str, Any]:
+        hold = self._live_hold(reference, None)
+        del self.holds[hold.reference]
+        return {"success": True, "message": "Hold released successfully"}
+
+    def _held(self, player_id: str) -> int:
+        now = self.clock()
+        return sum(
+            h.points for h in self.holds.values() if h.player_id == player_id and h.expires_at > now
+        )
+
+    def _live_hold(self, reference: str, player_id: str | None) -> Hold:
+        hold = self.holds.get(reference)
+        if (
+            hold is None
+            or hold.expires_at <= self.clock()
+            or player_id not in (None, hold.player_id)
+        ):
+            raise GameballError(307, "Transaction Hold Reference Not Found", v4_code=9006)
+        return hold
+
+    def _redeem(self, order: OrderCommand) -> int:
+        """Points the order redeems: its hold (consumed now) or its redeemedAmount."""
+        if order.hold_reference is not None:
+            hold = self._live_hold(order.hold_reference, order.player_id)
+            del self.holds[hold.reference]
+            return hold.points
+        if order.redeemed_amount is not None:
+            points = int(order.redeemed_amount.to_integral_value(rounding=ROUND_CEILING))
+            wallet = self.wallets.get(order.player_id)
+            if wallet is None or points > wallet.balance - self._held(order.player_id):
+                raise GameballError(309, "Insufficient Balance Points", v4_code=9008)
+            return points
+        return 0
+
     def track_order(self, order: OrderCommand) -> dict[str, Any]:
         self._check_new(order.order_id, order.player_id, order.time)
+        redeemed = self._redeem(order)
         earning = order_earning(
             self.rules,
             order.total_paid,
@@ -113,9 +194,19 @@ class Account:
             amount=order.total_paid,
             time=order.time,
         )
+        if redeemed:
+            self._record(
+                transaction_id=f"{order.order_id}#redemption",
+                kind="Redemption",
+                player_id=order.player_id,
+                points=-redeemed,
+                amount=None,
+                time=order.time,
+                reverses=order.order_id,
+            )
         return {
             "rewardedPoints": earning.points,
-            "redeemedPoints": 0,
+            "redeemedPoints": redeemed,
             "lineItems": [
                 {
                     "productId": line.product_id,

@@ -1,10 +1,11 @@
 """The sandbox: a local Gameball served over HTTP (DESIGN §7).
 
-Gameball's v3.0 surface that this project uses (and the same under v4.0 names):
+Gameball's v3.0 surface that this project uses (and the same under v4.0 and v4.1 names):
 
     POST /api/v3.0/integrations/order                      track a paid order
     POST /api/v3.0/integrations/order/cashback             preview an order's points
     POST /api/v3.0/integrations/transaction/cashback       cashback on an amount
+    POST /api/v3.0/integrations/transaction/hold           hold points (DELETE …/hold/{ref})
     POST /api/v3.0/integrations/transaction/refund         full or partial refund
     GET  /api/v3.0/integrations/player/{id}/balance
     GET  /api/v3.0/integrations/order/{id}/transactions
@@ -49,6 +50,7 @@ from sandbox.parsing import (
     NULL_ARGUMENTS,
     GameballError,
     parse_cashback,
+    parse_hold,
     parse_order,
     parse_refund,
 )
@@ -57,7 +59,7 @@ from sandbox.rules import CashbackRules, order_earning
 
 DEFAULT_API_KEY: Final = "sandbox-api-key"
 DEFAULT_SECRET_KEY: Final = "sandbox-secret-key"  # noqa: S105 - a public test value
-Operation = Literal["order", "refund", "cashback"]
+Operation = Literal["order", "refund", "cashback", "hold"]
 ErrorStyle = Literal["v4", "v2"]
 
 # v3 code → (v4 code, HTTP status as v4 documents it). v3's own statuses are not public.
@@ -103,6 +105,7 @@ class SandboxConfig:
     rate_limit_shared: bool = False  # one budget for orders and transactions together
     # The dashboard's "minimum allowed version" (introduction-v4.1.mdx): older calls refused.
     minimum_version: Literal["v3.0", "v4.0", "v4.1"] = "v3.0"
+    hold_ttl_s: float = 600.0  # Gameball's default hold lifetime: 10 minutes
     error_style: ErrorStyle = "v4"  # HTTP statuses: v4's (400/404/422) or v2's (400/402)
     strict_transaction_time: bool = True  # 304 for two transactions of a player at one instant
 
@@ -156,7 +159,12 @@ class Sandbox:
 
     def reset(self) -> None:
         config = self.config
-        self.account = Account(config.rules, strict_transaction_time=config.strict_transaction_time)
+        self.account = Account(
+            config.rules,
+            strict_transaction_time=config.strict_transaction_time,
+            hold_ttl_s=config.hold_ttl_s,
+            clock=self._clock,
+        )
         self.faults.reset()
         self.limits = GameballRateLimits(
             config.rate_limit_per_s, config.rate_limit_per_30s, self._clock
@@ -234,6 +242,9 @@ class Sandbox:
         elif operation == "refund":
             refund = parse_refund(body, v4=v4)
             result, player = account.refund(refund), refund.player_id
+        elif operation == "hold":
+            hold = parse_hold(body, v4=v4)
+            result, player = account.hold(hold), hold.player_id
         else:
             cashback = parse_cashback(body, v4=v4)
             result, player = account.cashback(cashback), cashback.player_id
@@ -246,6 +257,15 @@ class Sandbox:
         if operation == "refund" and v4:  # openapi.json: refundTransactionId, not transactionId
             result = {"refundTransactionId": result.pop("transactionId"), **result}
         return {("customerId" if v4 else "playerUniqueId"): player, **result}
+
+    def release(self, v4: bool, headers: Mapping[str, str], reference: str) -> Reply:
+        refused = self._check_keys(headers, need_secret=True)
+        if refused is not None:
+            return refused
+        try:
+            return Reply(200, self.account.release_hold(reference))
+        except GameballError as error:
+            return self._error(error, v4)
 
     def read(
         self,
@@ -492,6 +512,8 @@ def _api_routes(sandbox: Sandbox) -> list[Route]:
         _preview_route(sandbox, f"{v3}/order/cashback", "v3.0"),
         _write_route(sandbox, f"{v3}/transaction/refund", "refund", "v3.0"),
         _write_route(sandbox, f"{v3}/transaction/cashback", "cashback", "v3.0"),
+        _write_route(sandbox, f"{v3}/transaction/hold", "hold", "v3.0"),
+        _release_route(sandbox, f"{v3}/transaction/hold/{{ident}}", "v3.0"),
         _read_route(sandbox, f"{v3}/player/{{ident}}/balance", "balance", "v3.0"),
         _read_route(sandbox, f"{v3}/order/{{ident}}/transactions", "transactions", "v3.0"),
     ]
@@ -502,6 +524,8 @@ def _api_routes(sandbox: Sandbox) -> list[Route]:
             _preview_route(sandbox, f"{v4}/orders/cashback", version),
             _write_route(sandbox, f"{v4}/transactions/refund", "refund", version),
             _write_route(sandbox, f"{v4}/transactions/cashback", "cashback", version),
+            _write_route(sandbox, f"{v4}/transactions/hold", "hold", version),
+            _release_route(sandbox, f"{v4}/transactions/hold/{{ident}}", version),
             _read_route(sandbox, f"{v4}/customers/{{ident}}/balance", "balance", version),
             _read_route(sandbox, f"{v4}/orders/{{ident}}/transactions", "transactions", version),
         ]
@@ -538,6 +562,18 @@ def _read_route(
         return _respond(sandbox.read(what, v4, request.url.path, request.headers, ident))
 
     return _any_case(Route(path, endpoint, methods=["GET"]))
+
+
+def _release_route(sandbox: Sandbox, path: str, version: str) -> Route:
+    async def endpoint(request: Request) -> Response:
+        refused = sandbox.refuse_version(version)
+        if refused is not None:
+            return _respond(refused)
+        return _respond(
+            sandbox.release(version != "v3.0", request.headers, request.path_params["ident"])
+        )
+
+    return _any_case(Route(path, endpoint, methods=["DELETE"]))
 
 
 def _preview_route(sandbox: Sandbox, path: str, version: str) -> Route:

@@ -48,6 +48,8 @@ class OrderCommand:
     total_shipping: Decimal
     total_discount: Decimal
     lines: tuple[OrderLine, ...]
+    hold_reference: str | None = None  # v3 holdReference, v4 redemption.pointsHoldReference
+    redeemed_amount: Decimal | None = None  # v3 redeemedAmount
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,12 @@ class CashbackCommand:
     transaction_id: str
     time: str
     amount: Decimal
+
+
+@dataclass(frozen=True)
+class HoldCommand:
+    player_id: str
+    amount: Decimal  # money to hold (v3 amount, v4 amountToHold)
 
 
 class _Fields:
@@ -182,6 +190,25 @@ def parse_order(body: object, *, v4: bool = False) -> OrderCommand:
         total_shipping=fields.money_or_zero("totalShipping"),
         total_discount=fields.money_or_zero("totalDiscount"),
         lines=fields.lines("lineItems"),
+        hold_reference=_hold_reference(body, v4=v4),
+        redeemed_amount=None if v4 else fields.money("redeemedAmount", required=False),
+    )
+
+
+def _hold_reference(body: object, *, v4: bool) -> str | None:
+    if not isinstance(body, dict):
+        return None
+    source = body.get("redemption") if v4 else body
+    key = "pointsHoldReference" if v4 else "holdReference"
+    value = source.get(key) if isinstance(source, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def parse_hold(body: object, *, v4: bool = False) -> HoldCommand:
+    fields = _Fields(body)
+    return HoldCommand(
+        player_id=fields.text(_player_field(v4)),
+        amount=fields.money("amountToHold" if v4 else "amount") or Decimal(0),
     )
 
 

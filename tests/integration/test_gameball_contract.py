@@ -13,7 +13,14 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from producers.events import CashbackAwarded, Event, OrderCancelled, OrderPaid, OrderRefunded
+from producers.events import (
+    CashbackAwarded,
+    Event,
+    OrderCancelled,
+    OrderPaid,
+    OrderRefunded,
+    Redemption,
+)
 from tests.conftest import settings_for
 from tests.processes import SandboxProcess, free_port, wait_until
 from worker.breaker import Breaker, State
@@ -403,3 +410,36 @@ def test_v4_answers_have_the_openapi_shapes(
     assert answer["refundTransactionId"] == "SHAPE-R"
     assert "transactionId" not in answer
     assert answer["refundEquivalentPoints"] == 2
+
+
+@pytest.mark.parametrize("version", ["v3.0", "v4.0", "v4.1"])
+def test_an_order_consumes_the_points_hold_it_names(sandbox: SandboxProcess, version: str) -> None:
+    """Hold made at checkout (Gameball's Hold API), then the order names it: the held
+    points leave the wallet once; naming it again is 307/9006 (dead, with the code)."""
+    v4 = version != "v3.0"
+    headers = {"APIKey": SANDBOX_API_KEY, "secretKey": SANDBOX_SECRET_KEY}
+    customer_field = "customerId" if v4 else "playerUniqueId"
+    hold_path = f"/api/{version}/integrations/{'transactions' if v4 else 'transaction'}/hold"
+    with GameballClient(settings_for(sandbox.url, gameball_api_version=version)) as gameball:
+        gameball.send(build_request(paid(customer="holder"), version))  # type: ignore[arg-type]
+        amount_field = "amountToHold" if v4 else "amount"
+        made = httpx.post(
+            sandbox.url + hold_path,
+            json={
+                customer_field: "holder",
+                amount_field: 30,
+                "transactionTime": "2026-01-10T09:05:00Z",
+            },
+            headers=headers,
+        ).json()
+        redeeming = paid(order_id="ORD-2", customer="holder", total="50", seconds=60)
+        redeeming = redeeming.model_copy(
+            update={"redemption": Redemption(points_hold_reference=made["holdReference"])}
+        )
+        outcome = gameball.send(build_request(redeeming, version)).outcome  # type: ignore[arg-type]
+        assert (outcome.kind, outcome.reason) == (OutcomeKind.DELIVERED, Reason.ACCEPTED)
+        assert sandbox.balance("holder") == 100 - 30 + 50
+        again = paid(order_id="ORD-3", customer="holder", total="5", seconds=120)
+        again = again.model_copy(update={"redemption": redeeming.redemption})
+        outcome = gameball.send(build_request(again, version)).outcome  # type: ignore[arg-type]
+    assert (outcome.kind, outcome.code) == (OutcomeKind.DEAD, 9006 if v4 else 307)

@@ -5,15 +5,20 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
 from producers.events import (
+    Branch,
     CashbackAwarded,
+    InvalidEventError,
     LineItem,
+    Merchant,
     OrderCancelled,
     OrderPaid,
     OrderRefunded,
+    Redemption,
     event_to_json,
     parse_event,
 )
@@ -260,3 +265,66 @@ def test_json_numbers_are_exact(amount: str, expected: float) -> None:
     number = json_number(Decimal(amount))
     assert number == expected
     assert Decimal(json.dumps(number)) == Decimal(amount)
+
+
+def _with_redemption(**fields: Any) -> OrderPaid:
+    return paid().model_copy(update=fields)
+
+
+def test_redemption_and_merchant_fields_per_version() -> None:
+    """v3: holdReference / redeemedAmount and merchant. v4: redemption{pointsHoldReference,
+    couponsLockReference, couponCodes}, merchant, channel, cartId and the return window;
+    Gameball's coupons are not the shop's discount codes."""
+    merchant = Merchant(unique_id="M-1", name="Main", branch=Branch(unique_id="B-7"))
+    held = _with_redemption(
+        redemption=Redemption(
+            points_hold_reference="hold-1",
+            gameball_coupon_codes=("GB-10",),
+            coupons_lock_reference="lock-1",
+        ),
+        merchant=merchant,
+        channel="pos",
+        cart_id="cart-9",
+        return_window_days=14,
+    )
+    v3 = build_request(held).json()
+    assert (v3["holdReference"], v3["merchant"]) == (
+        "hold-1",
+        {"uniqueId": "M-1", "name": "Main", "branch": {"uniqueId": "B-7"}},
+    )
+    assert {"channel", "cartId", "cashbackConfigurations", "redemption"}.isdisjoint(v3)
+    v4 = build_request(held, "v4.1").json()
+    assert v4["redemption"] == {
+        "pointsHoldReference": "hold-1",
+        "couponsLockReference": "lock-1",
+        "couponCodes": ["GB-10"],
+    }
+    assert (v4["channel"], v4["cartId"], v4["cashbackConfigurations"]) == (
+        "pos",
+        "cart-9",
+        {"returnWindow": 14},
+    )
+    assert v4["merchant"]["branch"] == {"uniqueId": "B-7"}
+    direct = _with_redemption(redemption=Redemption(redeemed_amount=Decimal("12.5")))
+    assert build_request(direct).json()["redeemedAmount"] == 12.5
+    assert "redemption" not in build_request(direct, "v4.0").json()  # v4 redeems via a hold
+
+
+@pytest.mark.parametrize(
+    ("redemption", "problem"),
+    [
+        ({"points_hold_reference": "h", "redeemed_amount": "5"}, "not both"),
+        ({"gameball_coupon_codes": ["GB-1"]}, "coupons_lock_reference"),
+        ({"redeemed_amount": "0"}, "greater than 0"),
+    ],
+)
+def test_inconsistent_redemptions_are_refused(redemption: dict[str, Any], problem: str) -> None:
+    data = json.loads(event_to_json(paid()))
+    with pytest.raises(InvalidEventError, match=problem):
+        parse_event({**data, "redemption": redemption})
+
+
+def test_a_merchant_needs_an_id_or_a_branch() -> None:
+    data = json.loads(event_to_json(paid()))
+    with pytest.raises(InvalidEventError, match="merchant"):
+        parse_event({**data, "merchant": {"name": "nameless"}})

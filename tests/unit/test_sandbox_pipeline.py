@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from sandbox.account import Account
 from sandbox.app import DEFAULT_API_KEY, DEFAULT_SECRET_KEY, Reply, Sandbox, SandboxConfig
+from sandbox.parsing import GameballError, HoldCommand, OrderCommand
 from sandbox.ratelimit import GameballRateLimits
+from sandbox.rules import CashbackRules
 from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY
 
 KEYS = {"apikey": DEFAULT_API_KEY, "secretkey": DEFAULT_SECRET_KEY}
@@ -276,3 +280,31 @@ def test_rules_can_be_changed_at_run_time(sandbox: Sandbox) -> None:
     assert reply.body["rewardedPoints"] == 150
     with pytest.raises(ValueError, match="points_per_unit"):
         sandbox.set_rules({"points_per_unit": "-1"})
+
+
+def test_holds_reserve_points_expire_and_are_consumed_once() -> None:
+    """A hold reserves points (more than the balance: 309 / 9008), lives hold_ttl_s, and
+    an order consumes it once; a consumed, expired or unknown hold is 307 / 9006."""
+    now = [0.0]
+    account = Account(CashbackRules(), hold_ttl_s=600, clock=lambda: now[0])
+
+    def order(order_id: str, time: str, hold: str | None) -> OrderCommand:
+        zero = Decimal(0)
+        return OrderCommand(
+            "p", order_id, time, Decimal(10), Decimal(10), zero, zero, zero, (), hold
+        )
+
+    account.track_order(order("O-1", "2026-01-01T00:00:00.000Z", None))  # earns 10
+    with pytest.raises(GameballError) as refused:
+        account.hold(HoldCommand("p", Decimal(11)))
+    assert (refused.value.code, refused.value.v4_code) == (309, 9008)
+    first = account.hold(HoldCommand("p", Decimal("3.5")))["holdReference"]  # 4 points
+    answer = account.track_order(order("O-2", "2026-01-01T00:00:01.000Z", first))
+    assert (answer["redeemedPoints"], account.wallets["p"].balance) == (4, 16)
+    with pytest.raises(GameballError) as reused:
+        account.track_order(order("O-3", "2026-01-01T00:00:02.000Z", first))
+    assert (reused.value.code, reused.value.v4_code) == (307, 9006)
+    late = account.hold(HoldCommand("p", Decimal(1)))["holdReference"]
+    now[0] = 601.0
+    with pytest.raises(GameballError, match="Hold Reference Not Found"):
+        account.track_order(order("O-4", "2026-01-01T00:00:03.000Z", late))

@@ -91,6 +91,9 @@ def run(
             "sets a minimum version in Gameball's dashboard does: v3.0, v4.0 or v4.1."
         ),
     ] = "v3.0",
+    hold_ttl_s: Annotated[
+        float, typer.Option(help="How long a points hold lives (Gameball: 10 minutes).", min=0.1)
+    ] = 600.0,
     strict_transaction_time: Annotated[
         bool,
         typer.Option(help="Answer 304 to two transactions of one player at the same instant."),
@@ -144,6 +147,7 @@ def run(
         error_style=style,
         strict_transaction_time=strict_transaction_time,
         minimum_version=_version(minimum_version),
+        hold_ttl_s=hold_ttl_s,
     )
     keys = "default sandbox keys" if api_key == DEFAULT_API_KEY else "the keys given"
     typer.echo(f"Gameball sandbox on http://{host}:{port} ({keys}; state at /_sandbox/state)")

@@ -18,9 +18,11 @@ from producers.events import (
     CashbackAwarded,
     Event,
     LineItem,
+    Merchant,
     OrderCancelled,
     OrderPaid,
     OrderRefunded,
+    Redemption,
 )
 from worker.settings import ApiVersion
 
@@ -187,6 +189,10 @@ def build_request(
         "transactionTime": gameball_time(moment),
         "amount": json_number(event.amount),
     }
+    if event.merchant is not None:
+        body["merchant"] = _merchant(event.merchant)
+    if v4 and event.return_window_days is not None:
+        body["configurations"] = {"returnWindow": event.return_window_days}
     return _request("cashback", paths["cashback"], body, event.transaction_id)
 
 
@@ -225,7 +231,46 @@ def _order_body(event: OrderPaid, moment: datetime, *, v4: bool) -> dict[str, An
     if extra:
         body["extra"] = extra
     body["guest"] = event.guest
+    body.update(_redemption(event.redemption, v4=v4))
+    if event.merchant is not None:
+        body["merchant"] = _merchant(event.merchant)
+    if v4:  # fields v4 defines and v3.0 does not (openapi.json)
+        optional = {"channel": event.channel, "cartId": event.cart_id}
+        body.update({key: value for key, value in optional.items() if value is not None})
+        if event.return_window_days is not None:
+            body["cashbackConfigurations"] = {"returnWindow": event.return_window_days}
     return body
+
+
+def _redemption(redemption: Redemption | None, *, v4: bool) -> dict[str, Any]:
+    """v3: holdReference or redeemedAmount. v4: redemption{pointsHoldReference,
+    couponsLockReference, couponCodes}; v4 redeems points through a hold only, and v3 has
+    no Gameball coupons on orders (docs/gameball-contract.md)."""
+    if redemption is None:
+        return {}
+    if not v4:
+        fields = {
+            "holdReference": redemption.points_hold_reference,
+            "redeemedAmount": None
+            if redemption.redeemed_amount is None
+            else json_number(redemption.redeemed_amount),
+        }
+        return {key: value for key, value in fields.items() if value is not None}
+    block: dict[str, Any] = {
+        "pointsHoldReference": redemption.points_hold_reference,
+        "couponsLockReference": redemption.coupons_lock_reference,
+        "couponCodes": list(redemption.gameball_coupon_codes) or None,
+    }
+    block = {key: value for key, value in block.items() if value is not None}
+    return {"redemption": block} if block else {}
+
+
+def _merchant(merchant: Merchant) -> dict[str, Any]:
+    body: dict[str, Any] = {"uniqueId": merchant.unique_id, "name": merchant.name}
+    if merchant.branch is not None:
+        branch = {"uniqueId": merchant.branch.unique_id, "name": merchant.branch.name}
+        body["branch"] = {key: value for key, value in branch.items() if value is not None}
+    return {key: value for key, value in body.items() if value is not None}
 
 
 def _refund_body(
