@@ -30,7 +30,7 @@ import json
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal
@@ -532,59 +532,58 @@ def _api_routes(sandbox: Sandbox) -> list[Route]:
     return routes
 
 
-def _write_route(sandbox: Sandbox, path: str, operation: Operation, version: str) -> Route:
+Handler = Callable[[Request, bool, bytes], Awaitable[Reply]]  # (request, v4, body) → answer
+
+
+def _api_route(
+    sandbox: Sandbox, path: str, version: str, method: str, handle: Handler, *, slow: bool = True
+) -> Route:
+    """One Gameball endpoint: injected latency, the account's minimum version, then
+    ``handle`` with whether the version speaks v4. The body is read first: a request
+    whose client gives up during the latency has landed, and is applied, as at Gameball."""
+
     async def endpoint(request: Request) -> Response:
-        raw = await request.body()
-        latency = sandbox.faults.latency_s()
+        body = await request.body()
+        latency = sandbox.faults.latency_s() if slow else 0.0
         if latency:
             await asyncio.sleep(latency)  # a slow Gameball, on purpose
         refused = sandbox.refuse_version(version)
         if refused is not None:
             return _respond(refused)
-        v4 = version != "v3.0"
-        return _respond(sandbox.write(operation, v4, path, request.headers, raw))
+        return _respond(await handle(request, version != "v3.0", body))
 
-    return _any_case(Route(path, endpoint, methods=["POST"]))
+    return _any_case(Route(path, endpoint, methods=[method]))
+
+
+def _write_route(sandbox: Sandbox, path: str, operation: Operation, version: str) -> Route:
+    async def handle(request: Request, v4: bool, body: bytes) -> Reply:
+        return sandbox.write(operation, v4, path, request.headers, body)
+
+    return _api_route(sandbox, path, version, "POST", handle)
 
 
 def _read_route(
     sandbox: Sandbox, path: str, what: Literal["balance", "transactions"], version: str
 ) -> Route:
-    async def endpoint(request: Request) -> Response:
-        latency = sandbox.faults.latency_s()
-        if latency:
-            await asyncio.sleep(latency)
-        refused = sandbox.refuse_version(version)
-        if refused is not None:
-            return _respond(refused)
+    async def handle(request: Request, v4: bool, _: bytes) -> Reply:
         ident = request.path_params["ident"]
-        v4 = version != "v3.0"
-        return _respond(sandbox.read(what, v4, request.url.path, request.headers, ident))
+        return sandbox.read(what, v4, request.url.path, request.headers, ident)
 
-    return _any_case(Route(path, endpoint, methods=["GET"]))
+    return _api_route(sandbox, path, version, "GET", handle)
 
 
 def _release_route(sandbox: Sandbox, path: str, version: str) -> Route:
-    async def endpoint(request: Request) -> Response:
-        refused = sandbox.refuse_version(version)
-        if refused is not None:
-            return _respond(refused)
-        return _respond(
-            sandbox.release(version != "v3.0", request.headers, request.path_params["ident"])
-        )
+    async def handle(request: Request, v4: bool, _: bytes) -> Reply:
+        return sandbox.release(v4, request.headers, request.path_params["ident"])
 
-    return _any_case(Route(path, endpoint, methods=["DELETE"]))
+    return _api_route(sandbox, path, version, "DELETE", handle, slow=False)
 
 
 def _preview_route(sandbox: Sandbox, path: str, version: str) -> Route:
-    async def endpoint(request: Request) -> Response:
-        refused = sandbox.refuse_version(version)
-        if refused is not None:
-            return _respond(refused)
-        v4 = version != "v3.0"
-        return _respond(sandbox.preview(v4, request.headers, await request.body()))
+    async def handle(request: Request, v4: bool, body: bytes) -> Reply:
+        return sandbox.preview(v4, request.headers, body)
 
-    return _any_case(Route(path, endpoint, methods=["POST"]))
+    return _api_route(sandbox, path, version, "POST", handle, slow=False)
 
 
 def _any_case(route: Route) -> Route:
