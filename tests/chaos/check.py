@@ -33,9 +33,9 @@ def check_settled(history: History, rows: Mapping[str, Row]) -> list[str]:
         invalid = event.event_id in history.invalid
         if row is None:
             problems.append(f"{event.event_id}: lost (not in the ledger)")
-        elif invalid and not (row.state == "dead" and row.last_code == 302):
+        elif invalid and not (row.state == "dead" and row.last_code in (302, 9001)):
             problems.append(
-                f"{event.event_id}: a refund after its cancellation must die with 302, "
+                f"{event.event_id}: a refund after its cancellation must die with 302/9001, "
                 f"got {row.state}/{row.dead_reason}/{row.last_code}"
             )
         elif not invalid and row.state != "delivered":
