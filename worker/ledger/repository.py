@@ -140,13 +140,12 @@ class Ledger:
         customer holds that instant (Gameball refuses the second, 304/9003). A process that
         took the same instant at the same moment makes the unique index refuse the insert:
         it is tried again with the instants now taken."""
-        for attempt in range(TIME_CLASH_RETRIES):
+        for _ in range(TIME_CLASH_RETRIES - 1):
             try:
                 return self._ingest(events, now)
             except IntegrityError:
-                if attempt == TIME_CLASH_RETRIES - 1:
-                    raise
-        return 0  # not reached
+                continue
+        return self._ingest(events, now)  # the last try lets the clash raise
 
     def _ingest(self, events: Sequence[NewEvent], now: datetime) -> int:
         if not events:
