@@ -315,7 +315,7 @@ class Deliverer:
             return None
         if claimed.reversal_lines is None:
             paid, refunds = None, []
-            for _, kind, state, payload in self.ledger.order_payloads(claimed.order_id):
+            for _, kind, state, payload, _ in self.ledger.order_rows(claimed.order_id):
                 if kind == "paid":
                     paid = parse_event(payload, accepted=True)
                 elif kind == "refunded" and state == EventState.DELIVERED:

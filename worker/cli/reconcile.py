@@ -72,10 +72,12 @@ def run(
                 fail(f"cannot read order {order_id} at Gameball: {error}")
             findings += reconcile(order_id, views, records)
     _print(findings, json_)
-    missing = [f.event_id for f in findings if f.verdict is Verdict.MISSING_AT_GAMEBALL]
+    missing = [
+        f.event_id for f in findings if f.verdict is Verdict.MISSING_AT_GAMEBALL and f.event_id
+    ]
     if redrive and missing:
         queue = RedisQueue(redis_client(redis_url(settings, must_answer=True), 10.0))
-        sent = queue.enqueue(ledger.redrive([m for m in missing if m], datetime.now(UTC)))
+        sent = queue.enqueue(ledger.redrive(missing, datetime.now(UTC)))
         typer.echo(f"re-driven: {sent} event(s) sent again", err=True)
     if any(f.verdict not in CONSISTENT for f in findings):
         raise typer.Exit(int(ExitCode.NOTHING))

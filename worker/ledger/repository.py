@@ -349,14 +349,6 @@ class Ledger:
             ).scalar()
         return fixed or lines
 
-    def order_payloads(self, order_id: str) -> list[tuple[str, str, str, str]]:
-        """(event_id, kind, state, payload) of every event of an order."""
-        statement = select(
-            EventRow.event_id, EventRow.kind, EventRow.state, EventRow.payload
-        ).where(EventRow.order_id == order_id)
-        with self._reading() as connection:
-            return [(row[0], row[1], row[2], row[3]) for row in connection.execute(statement)]
-
     def move_transaction_time(self, event_id: str, owner: str) -> datetime | None:
         """Move a claimed event's transaction time on to the next instant its customer has
         free (Gameball answered 304 to one that a transaction gbq never sent holds)."""
@@ -392,8 +384,7 @@ class Ledger:
         return None
 
     def order_rows(self, order_id: str) -> list[tuple[str, str, str, str, int | None]]:
-        """(event_id, kind, state, payload, last_code) of an order's events, for
-        reconciliation."""
+        """(event_id, kind, state, payload, last_code) of every event of an order."""
         statement = select(
             EventRow.event_id, EventRow.kind, EventRow.state, EventRow.payload, EventRow.last_code
         ).where(EventRow.order_id == order_id)
