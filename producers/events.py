@@ -16,7 +16,7 @@ pydantic's errors into :class:`InvalidEventError`, whose ``problems`` list each 
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -582,6 +582,33 @@ def as_event(value: object) -> Event:
     raise InvalidEventError(
         [FieldProblem("event", f"must be an event, a mapping or JSON, not {type(value).__name__}")]
     )
+
+
+def shared_id_problems(events: Sequence[Event]) -> list[FieldProblem]:
+    """Refunds and cashbacks whose Gameball id is the id of an order among ``events``.
+
+    Gameball keeps order, refund and cashback ids in one namespace: such a refund or
+    cashback would be answered "already exists" and never apply. The worker refuses the
+    ones whose order it already knows (and settles any other "already exists" by reading
+    Gameball's records); ``publish()`` refuses those it can see, in one call."""
+    orders = {event.order_id for event in events if not isinstance(event, CashbackAwarded)}
+    problems = []
+    for index, event in enumerate(events):
+        if isinstance(event, OrderRefunded) and event.refund_id in orders:
+            name, value = "refund_id", event.refund_id
+        elif isinstance(event, CashbackAwarded) and event.transaction_id in orders:
+            name, value = "transaction_id", event.transaction_id
+        else:
+            continue
+        where = f"[{index}].{name}" if len(events) > 1 else name
+        problems.append(
+            FieldProblem(
+                where,
+                f"{value!r} is also an order id: Gameball's order, refund and cashback ids "
+                "share one namespace",
+            )
+        )
+    return problems
 
 
 def event_to_json(event: Event) -> str:

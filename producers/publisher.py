@@ -28,7 +28,14 @@ from typing import Any, Literal
 
 import redis
 
-from producers.events import Event, FieldProblem, InvalidEventError, as_event, event_to_json
+from producers.events import (
+    Event,
+    FieldProblem,
+    InvalidEventError,
+    as_event,
+    event_to_json,
+    shared_id_problems,
+)
 from producers.outbox import stage as stage_in_outbox
 from producers.spool import Spool
 from producers.transport import InboxEntry, push_to_inbox, redis_client
@@ -79,7 +86,12 @@ class Publisher:
 
     def publish_many(self, events: Iterable[Event | Mapping[str, Any]]) -> Destination:
         """Accept several events in one round trip (all validated before any is written)."""
-        entries = _distinct([_entry(event) for event in events])
+        parsed = [as_event(event) for event in events]
+        problems = shared_id_problems(parsed)
+        if problems:
+            raise InvalidEventError(problems)
+        now = time.time()
+        entries = _distinct([InboxEntry(e.event_id, event_to_json(e), now) for e in parsed])
         if not entries:
             return "queued"
         try:
@@ -155,8 +167,3 @@ def _distinct(entries: list[InboxEntry]) -> list[InboxEntry]:
         if seen.event_json != entry.event_json:
             raise ConflictingEventError([entry.event_id])
     return list(first.values())
-
-
-def _entry(event: Event | Mapping[str, Any]) -> InboxEntry:
-    parsed = as_event(event)
-    return InboxEntry(parsed.event_id, event_to_json(parsed), time.time())

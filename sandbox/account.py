@@ -6,8 +6,10 @@ Business rules as Gameball documents them (reference §1.6, §5, §10):
 - a refund whose ``reverseTransactionId`` matches nothing (case-sensitive) → 306;
 - any refund after a full refund/cancel of the same order → 302;
 - refunds reverse base points by money (proportionally, capped at what the order earned)
-  and bonus points only for the line items they name (``rules.refund_reversal``); once the
-  whole paid amount is refunded the order counts as cancelled (a later cancel → 302);
+  and bonus points only for the line items they name (``rules.refund_reversal``), then
+  give back the points the order redeemed for what they refund beyond the paid amount
+  (``rules.redemption_return``); once all of it is refunded (the paid amount and the
+  redeemed points) the order counts as cancelled (a later cancel → 302);
 - optionally, two transactions of one player at the same instant → 304.
 
 No I/O and no asyncio: the app calls it from one event loop, so each call is atomic.
@@ -34,6 +36,7 @@ from sandbox.rules import (
     EarnedLine,
     cashback_points,
     order_earning,
+    redemption_return,
     refund_reversal,
 )
 
@@ -60,6 +63,8 @@ class Reversible:
     refunded: Decimal = Decimal(0)
     reversed: int = 0
     base_reversed: int = 0
+    redeemed: int = 0  # points the order redeemed (its hold or redeemedAmount)
+    redeemed_returned: int = 0
     cancelled: bool = False
 
 
@@ -81,6 +86,18 @@ class Transaction:
     amount: Decimal | None
     time: str
     reverses: str | None = None
+
+
+def _transaction_json(txn: Transaction) -> dict[str, Any]:
+    return {
+        "transactionDate": txn.time,
+        "gameballTransactionId": str(txn.gameball_id),
+        "transactionType": txn.type,
+        "amount": None if txn.amount is None else number(txn.amount),
+        "transactionId": txn.transaction_id,
+        "customerId": txn.player_id,
+        "equivalentPoints": txn.points,
+    }
 
 
 def number(amount: Decimal) -> int | float:
@@ -185,6 +202,7 @@ class Account:
                 EarnedLine(line.product_id, line.quantity, bonus)
                 for line, bonus in zip(order.lines, earning.line_bonus, strict=True)
             ],
+            redeemed=redeemed,
         )
         self._record(
             transaction_id=order.order_id,
@@ -254,12 +272,22 @@ class Account:
             earned_lines=original.lines,
             refund_lines=command.lines,
         )
+        returned = redemption_return(
+            redeemed=original.redeemed,
+            returned_before=original.redeemed_returned,
+            amount=command.amount,
+            cash_refunded=reversal.amount,
+        )
         original.refunded += reversal.amount
         original.reversed += reversal.points
         original.base_reversed += reversal.base_points
+        original.redeemed_returned += returned
         for line, (quantity, bonus_reversed) in zip(original.lines, reversal.lines, strict=True):
             line.refunded_quantity, line.bonus_reversed = quantity, bonus_reversed
-        original.cancelled = command.amount is None or original.refunded >= original.total_paid
+        original.cancelled = command.amount is None or (
+            original.refunded >= original.total_paid
+            and original.redeemed_returned >= original.redeemed
+        )
         kind = "Refund" if command.amount is None else "PartialRefund"
         txn = self._record(
             transaction_id=command.transaction_id,
@@ -270,6 +298,16 @@ class Account:
             time=command.time,
             reverses=original.transaction_id,
         )
+        if returned:
+            self._record(
+                transaction_id=f"{command.transaction_id}#redemption",
+                kind="RedemptionRefund",
+                player_id=command.player_id,
+                points=returned,
+                amount=None,
+                time=command.time,
+                reverses=original.transaction_id,
+            )
         return {
             "gameballTransactionId": str(txn.gameball_id),
             "transactionId": command.transaction_id,
@@ -295,18 +333,29 @@ class Account:
         if order_id not in self.reversible:
             raise GameballError(303, "Transaction Not Found")
         rows = [
-            {
-                "transactionDate": txn.time,
-                "gameballTransactionId": str(txn.gameball_id),
-                "transactionType": txn.type,
-                "amount": None if txn.amount is None else number(txn.amount),
-                "transactionId": txn.transaction_id,
-                "equivalentPoints": txn.points,
-            }
+            _transaction_json(txn)
             for txn in self.transactions
             if order_id in (txn.transaction_id, txn.reverses)
         ]
         return {"transactions": rows, "count": len(rows)}
+
+    def list_transactions(
+        self,
+        *,
+        transaction_id: str | None = None,
+        player_id: str | None = None,
+        offset: int = 0,
+        limit: int = 20,
+    ) -> dict[str, Any]:
+        """v3 ``transaction/list`` (filtered by ``transactionId``) and v4 ``transactions``
+        (a customer's, paged by ``offset``/``limit``), newest last."""
+        rows = [
+            txn
+            for txn in self.transactions
+            if transaction_id in (None, txn.transaction_id) and player_id in (None, txn.player_id)
+        ]
+        page = [_transaction_json(txn) for txn in rows[offset : offset + limit]]
+        return {"transactions": page, "count": len(page), "total": len(rows)}
 
     def snapshot(self, *, with_transactions: bool = True) -> dict[str, Any]:
         state: dict[str, Any] = {

@@ -299,6 +299,41 @@ class Sandbox:
         except GameballError as error:
             return self._error(error, v4)
 
+    def list_transactions(
+        self, v4: bool, path: str, headers: Mapping[str, str], query: Mapping[str, str]
+    ) -> Reply:
+        reply = self._list_transactions(v4, headers, query)
+        self._log(path, reply, None, applied=False)
+        return reply
+
+    def _list_transactions(
+        self, v4: bool, headers: Mapping[str, str], query: Mapping[str, str]
+    ) -> Reply:
+        """v3 ``GET transaction/list?transactionId=…&page=…&limit=…`` (the SDKs' filter) and
+        v4 ``GET transactions?customerId=…&offset=…&limit=…`` (customerId required)."""
+        if self.faults.config.outage:
+            return Reply(503, {"code": 5003, "message": "Service Unavailable"})
+        refused = self._check_keys(headers, need_secret=True)
+        if refused is not None:
+            return refused
+        try:
+            limit = _query_int(query, "limit", 20, 1, 100)
+            if v4:
+                customer: str | None = _query_text(query, "customerId")
+                offset = _query_int(query, "offset", 0, 0, 10**9)
+            else:
+                customer = query.get("playerUniqueId") or None
+                offset = (_query_int(query, "page", 1, 1, 10**9) - 1) * limit
+            listed = self.account.list_transactions(
+                transaction_id=query.get("transactionId") or None,
+                player_id=customer,
+                offset=offset,
+                limit=limit,
+            )
+            return Reply(200, listed)
+        except GameballError as error:
+            return self._error(error, v4)
+
     def preview(self, v4: bool, headers: Mapping[str, str], raw: bytes) -> Reply:
         refused = self._check_keys(headers, need_secret=False)
         if refused is not None:
@@ -400,6 +435,26 @@ class Sandbox:
             "faults": self.faults.config.model_dump(),
             "rules": rules_json(self.account.rules),
         }
+
+
+def _query_text(query: Mapping[str, str], name: str) -> str:
+    value = query.get(name)
+    if not value:
+        raise GameballError(4, f"Missing Arguments: {name}")
+    return value
+
+
+def _query_int(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise GameballError(7, f"Invalid Value: {name}") from None
+    if not low <= value <= high:
+        raise GameballError(7, f"Invalid Value: {name} must be {low} to {high}")
+    return value
 
 
 def _parse_json(raw: bytes) -> object:
@@ -516,6 +571,7 @@ def _api_routes(sandbox: Sandbox) -> list[Route]:
         _release_route(sandbox, f"{v3}/transaction/hold/{{ident}}", "v3.0"),
         _read_route(sandbox, f"{v3}/player/{{ident}}/balance", "balance", "v3.0"),
         _read_route(sandbox, f"{v3}/order/{{ident}}/transactions", "transactions", "v3.0"),
+        _list_route(sandbox, f"{v3}/transaction/list", "v3.0"),
     ]
     for version in ("v4.0", "v4.1"):  # v4.1: the v4.0 surface, SecretKey always required
         v4 = f"/api/{version}/integrations"
@@ -528,6 +584,7 @@ def _api_routes(sandbox: Sandbox) -> list[Route]:
             _release_route(sandbox, f"{v4}/transactions/hold/{{ident}}", version),
             _read_route(sandbox, f"{v4}/customers/{{ident}}/balance", "balance", version),
             _read_route(sandbox, f"{v4}/orders/{{ident}}/transactions", "transactions", version),
+            _list_route(sandbox, f"{v4}/transactions", version),
         ]
     return routes
 
@@ -568,6 +625,15 @@ def _read_route(
     async def handle(request: Request, v4: bool, _: bytes) -> Reply:
         ident = request.path_params["ident"]
         return sandbox.read(what, v4, request.url.path, request.headers, ident)
+
+    return _api_route(sandbox, path, version, "GET", handle)
+
+
+def _list_route(sandbox: Sandbox, path: str, version: str) -> Route:
+    async def handle(request: Request, v4: bool, _: bytes) -> Reply:
+        return sandbox.list_transactions(
+            v4, request.url.path, request.headers, request.query_params
+        )
 
     return _api_route(sandbox, path, version, "GET", handle)
 

@@ -25,6 +25,8 @@ MISSING_ARGUMENTS: Final = 4
 NULL_ARGUMENTS: Final = 5
 INVALID_VALUE: Final = 7
 MAX_AMOUNT: Final = Decimal("1e15")
+CHANNELS: Final = frozenset({"mobile", "pos", "web", "callcenter"})  # openapi.json, v4 orders
+MAX_RETURN_WINDOW_DAYS: Final = 7300  # openapi.json: returnWindow 0 to 7300 days
 
 
 class GameballError(Exception):
@@ -176,8 +178,42 @@ def _player_field(v4: bool) -> str:
     return "customerId" if v4 else "playerUniqueId"
 
 
+def _check_channel(body: object) -> None:
+    """v4 ``channel``: one of openapi.json's values when present."""
+    value = body.get("channel") if isinstance(body, Mapping) else None
+    if value is not None and value not in CHANNELS:
+        raise GameballError(
+            INVALID_VALUE, f"Invalid Value: channel must be one of {', '.join(sorted(CHANNELS))}"
+        )
+
+
+def _check_return_window(body: object, container: str) -> None:
+    """v4 ``<container>.returnWindow``: whole days, 0 to 7300, when present."""
+    holder = body.get(container) if isinstance(body, Mapping) else None
+    if holder is None:
+        return
+    name = f"{container}.returnWindow"
+    if not isinstance(holder, Mapping):
+        raise GameballError(INVALID_VALUE, f"Invalid Value: {container}")
+    value = holder.get("returnWindow")
+    if value is None:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 0 <= value <= MAX_RETURN_WINDOW_DAYS
+    ):
+        raise GameballError(
+            INVALID_VALUE,
+            f"Invalid Value: {name} must be whole days, 0 to {MAX_RETURN_WINDOW_DAYS}",
+        )
+
+
 def parse_order(body: object, *, v4: bool = False) -> OrderCommand:
     fields = _Fields(body)
+    if v4:
+        _check_channel(body)
+        _check_return_window(body, "cashbackConfigurations")
     return OrderCommand(
         player_id=fields.text(_player_field(v4)),
         order_id=fields.text("orderId"),
@@ -228,6 +264,8 @@ def parse_refund(body: object, *, v4: bool = False) -> RefundCommand:
 
 def parse_cashback(body: object, *, v4: bool = False) -> CashbackCommand:
     fields = _Fields(body)
+    if v4:
+        _check_return_window(body, "configurations")
     return CashbackCommand(
         player_id=fields.text(_player_field(v4)),
         transaction_id=fields.text("transactionId"),

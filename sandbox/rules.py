@@ -204,3 +204,17 @@ def refund_reversal(
         base_points=base_points,
         lines=tuple(new_lines),
     )
+
+
+def redemption_return(
+    *, redeemed: int, returned_before: int, amount: Decimal | None, cash_refunded: Decimal
+) -> int:
+    """Points a refund gives back of those the order redeemed (1 point per currency unit,
+    the sandbox's redemption rate). Gameball's "How does Gameball treat refunds?"
+    (PD-REFUNDS): a refund first takes back the cashback of the paid part, then returns
+    redeemed points for the rest (paid 60 and 40 in points, refund 80: the 60 earned
+    points go, 20 points come back); a full refund returns them all."""
+    left = max(0, redeemed - returned_before)
+    if amount is None:
+        return left
+    return max(0, min(left, floor_points(amount - cash_refunded)))

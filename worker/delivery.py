@@ -48,17 +48,20 @@ from worker.gameball.payloads import (
     RefundLine,
     build_request,
     reversal_lines,
+    transaction_id_of,
 )
-from worker.gameball.records import order_records
+from worker.gameball.records import order_records, transaction_records
 from worker.ledger.models import DeadReason, EventState
 from worker.ledger.repository import AttemptRecord, Claimed, Ledger, new_event
 from worker.ordering import Gate, OrderFact, gate
+from worker.reconcile import holds_ours
 from worker.retry import RetryPolicy, after_attempt
 from worker.settings import ApiVersion
 
 log = logging.getLogger(__name__)
 BREAKER_DEFERRAL = "breaker_open"  # last_outcome of an event the breaker held back
 TIME_TAKEN = frozenset({304, 9003})  # "Transaction Time Already Exists"
+ID_TAKEN = frozenset({305, 9004})  # "Transaction ID Already Exists"
 
 
 class MalformedMessageError(ValueError):
@@ -201,6 +204,8 @@ class Deliverer:
                     now,
                 )
                 return DeadReason.BLOCKED.value
+        if self._refused_shared_id(claimed, event, now):
+            return DeadReason.REJECTED.value
         admission = self.breaker.admit()
         if not admission.allowed:
             breaker = self.breaker.current()
@@ -226,6 +231,8 @@ class Deliverer:
         attempt = self.gameball.send(request)
         if attempt.outcome.code in TIME_TAKEN and claimed.order_id is not None:
             attempt = replace(attempt, outcome=self._settle_time_clash(claimed, request, attempt))
+        elif attempt.outcome.code in ID_TAKEN:
+            attempt = replace(attempt, outcome=self._settle_id_taken(claimed, event, attempt))
         finished = self.clock()
         outcome = attempt.outcome
         signal = signal_of(outcome)
@@ -302,6 +309,64 @@ class Deliverer:
             kind=OutcomeKind.RETRY,
             reason=Reason.TRANSIENT_REJECTION,
             message=f"{outcome.message}: another transaction holds that instant; moved to {moved}",
+        )
+
+    def _refused_shared_id(self, claimed: Claimed, event: Event, now: datetime) -> bool:
+        """A refund or cashback whose id is an order's id: Gameball would answer "already
+        exists" (one namespace for all ids) and it would never apply. Refused unsent."""
+        if claimed.kind not in ("refunded", "cashback"):
+            return False
+        taken = transaction_id_of(event)
+        if not self.ledger.has_order(taken):
+            return False
+        self.ledger.bury(
+            claimed.event_id,
+            self.owner,
+            DeadReason.REJECTED,
+            f"id {taken!r} is also an order id: Gameball's order, refund and cashback ids "
+            "share one namespace, so it would never apply; publish it under another id",
+            now,
+        )
+        if claimed.order_id is not None:
+            self._settled(claimed, EventState.DEAD, now)
+        return True
+
+    def _settle_id_taken(self, claimed: Claimed, event: Event, attempt: Attempt) -> Outcome:
+        """305/9004: a transaction holds the event's id. Ours, applied by an earlier attempt
+        whose answer was lost (delivered), or another one: Gameball's order, refund and
+        cashback ids share one namespace, so a refund or cashback id equal to some order's
+        id is "taken" although this event was never applied. Gameball's records say which;
+        counting the second case delivered would lose the event silently."""
+        outcome, version = attempt.outcome, self.api_version
+        try:
+            if claimed.order_id is not None:
+                records = order_records(self.gameball, claimed.order_id, version)
+            else:
+                tid = transaction_id_of(event)
+                records = transaction_records(self.gameball, tid, event.customer_id, version)
+        except GameballReadError as error:
+            return replace(
+                outcome,
+                kind=OutcomeKind.RETRY,
+                reason=Reason.TRANSIENT_REJECTION,
+                message=f"{outcome.message}; Gameball's records unreadable ({error})",
+            )
+        if holds_ours(event, records):
+            return replace(
+                outcome,
+                kind=OutcomeKind.DELIVERED,
+                reason=Reason.ALREADY_APPLIED,
+                message=f"{outcome.message}: Gameball holds this transaction (applied earlier)",
+            )
+        return replace(
+            outcome,
+            kind=OutcomeKind.DEAD,
+            reason=Reason.REJECTED,
+            message=(
+                f"{outcome.message}: id {transaction_id_of(event)!r} belongs to another "
+                "transaction at Gameball (order, refund and cashback ids share one "
+                "namespace); this event was not applied: publish it under another id"
+            ),
         )
 
     def _reversal_lines(self, claimed: Claimed, event: Event) -> tuple[RefundLine, ...] | None:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 
-from producers.events import InvalidEventError, parse_event
+from producers.events import CashbackAwarded, Event, InvalidEventError, parse_event
 from worker.gameball.payloads import transaction_id_of
 from worker.gameball.records import GameballRecord
 
@@ -49,7 +50,7 @@ class LedgerView:
 
 @dataclass(frozen=True)
 class Finding:
-    order_id: str
+    order_id: str | None  # None: a cashback (no order)
     transaction_id: str
     event_id: str | None  # None: a transaction gbq does not know
     ledger_state: str | None
@@ -69,7 +70,7 @@ def ledger_view(
 
 
 def reconcile(
-    order_id: str, ledger: Sequence[LedgerView], records: Sequence[GameballRecord]
+    order_id: str | None, ledger: Sequence[LedgerView], records: Sequence[GameballRecord]
 ) -> list[Finding]:
     held = {record.transaction_id for record in records}
     findings = []
@@ -92,3 +93,27 @@ def reconcile(
         if record.transaction_id not in known
     ]
     return findings
+
+
+def holds_ours(event: Event, records: Sequence[GameballRecord]) -> bool:
+    """Whether Gameball's ``records`` show the event's own transaction (its id answered
+    "already exists"): for an order's events, the id among the order's transactions, of
+    the event's customer; for a cashback (no order to read), also its amount. Otherwise another
+    transaction holds the id (Gameball's order, refund and cashback ids share one
+    namespace), and the event was never applied."""
+    ours = transaction_id_of(event)
+    return any(
+        record.transaction_id == ours
+        and record.customer_id in ("", event.customer_id)
+        and (not isinstance(event, CashbackAwarded) or _same_amount(record.amount, event.amount))
+        for record in records
+    )
+
+
+def _same_amount(value: object, amount: Decimal) -> bool:
+    if value is None:
+        return True  # not shown: the id and the customer decide
+    try:
+        return Decimal(str(value)) == amount
+    except InvalidOperation:
+        return False

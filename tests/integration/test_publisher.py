@@ -99,6 +99,27 @@ def test_invalid_events_are_refused_before_anything_is_written(
     assert client.llen(QUEUE) == 0
 
 
+def test_a_refund_named_like_another_order_of_the_batch_is_refused(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """One namespace at Gameball for order, refund and cashback ids: publish() refuses the
+    batch, naming the field, and writes nothing."""
+    client = redis.Redis.from_url(redis_url)
+    clash = {
+        "kind": "refunded",
+        "order_id": paid(1).order_id,
+        "refund_id": paid(2).order_id,
+        "customer_id": "c",
+        "occurred_at": "2026-01-01T00:00:00Z",
+    }
+    with (
+        Publisher(settings(tmp_path, redis_url)) as publisher,
+        pytest.raises(InvalidEventError, match=r"\[2\]\.refund_id: .* is also an order id"),
+    ):
+        publisher.publish_many([paid(1), paid(2), clash])
+    assert client.llen(QUEUE) == 0
+
+
 def test_redis_down_spools_and_relay_moves_it_back(tmp_path: Path, redis_url: str) -> None:
     """Unreachable Redis: the event is spooled; relaying later moves it to Redis."""
     dead = f"redis://127.0.0.1:{free_port()}/0"

@@ -19,6 +19,7 @@ from producers.events import (
     OrderRefunded,
     event_to_json,
     parse_event,
+    shared_id_problems,
 )
 
 # --- strategies for valid events ------------------------------------------------------------
@@ -262,6 +263,30 @@ def test_refund_needs_a_refund_id_distinct_from_the_order() -> None:
     assert refused_fields(base) == ("refund_id",)
     assert refused_fields({**base, "refund_id": "O-1"}) == ("refund_id",)
     assert refused_fields({**base, "refund_id": "O-1-cancel"}) == ("refund_id",)
+
+
+def test_a_refund_or_cashback_id_equal_to_another_orders_id_is_refused_in_one_batch() -> None:
+    """Gameball's order, refund and cashback ids share one namespace: a refund or a
+    cashback named like an order of the same batch would never apply."""
+    moment = datetime(2024, 1, 1, tzinfo=UTC)
+    one = Decimal(1)
+    orders = [
+        OrderPaid(order_id=o, customer_id="c", occurred_at=moment, total_price=one, total_paid=one)
+        for o in ("A", "B")
+    ]
+    refund = OrderRefunded(order_id="A", refund_id="B", customer_id="c", occurred_at=moment)
+    cashback = CashbackAwarded(transaction_id="A", customer_id="c", occurred_at=moment, amount=one)
+    fine = OrderRefunded(order_id="A", refund_id="A-R1", customer_id="c", occurred_at=moment)
+    problems = shared_id_problems([*orders, refund, cashback, fine])
+    assert [(p.field, p.message.split(":")[0]) for p in problems] == [
+        ("[2].refund_id", "'B' is also an order id"),
+        ("[3].transaction_id", "'A' is also an order id"),
+    ]
+    assert shared_id_problems([*orders, fine]) == []
+    # a cancellation's order counts too: its order exists
+    cancel = OrderCancelled(order_id="Z", customer_id="c", occurred_at=moment)
+    alone = CashbackAwarded(transaction_id="Z", customer_id="c", occurred_at=moment, amount=one)
+    assert [p.field for p in shared_id_problems([cancel, alone])] == ["[1].transaction_id"]
 
 
 def test_refund_without_amount_is_full() -> None:

@@ -17,6 +17,7 @@ from sandbox.rules import (
     RefundLine,
     cashback_points,
     order_earning,
+    redemption_return,
     refund_reversal,
 )
 
@@ -297,3 +298,29 @@ def test_refunding_every_unit_with_its_line_reverses_exactly_what_was_earned(
     ]
     taken = _refund(rules, lines, paid, refunds)
     assert sum(taken) == order_earning(rules, paid, lines).points
+
+
+@pytest.mark.parametrize(
+    ("redeemed", "before", "amount", "cash", "returned"),
+    [
+        # PD-REFUNDS: paid 60 and 40 in points; a refund of 80 takes the 60 earned points
+        # (the paid part, counted by refund_reversal) and returns 20 points
+        (40, 0, Decimal(80), Decimal(60), 20),
+        (40, 20, Decimal(20), Decimal(0), 20),  # the rest later
+        (40, 40, Decimal(50), Decimal(0), 0),  # nothing left to return
+        (40, 0, Decimal(30), Decimal(30), 0),  # within the paid part: points stay spent
+        (40, 0, Decimal("20.9"), Decimal(0), 20),  # whole points only (floor)
+        (100, 0, Decimal(20), Decimal(0), 20),  # all paid with points: refunds return points
+        (40, 10, None, Decimal(60), 30),  # a full refund returns whatever remains
+        (0, 0, Decimal(80), Decimal(60), 0),  # nothing redeemed
+    ],
+)
+def test_refunds_give_back_redeemed_points_beyond_the_paid_part(
+    redeemed: int, before: int, amount: Decimal | None, cash: Decimal, returned: int
+) -> None:
+    assert (
+        redemption_return(
+            redeemed=redeemed, returned_before=before, amount=amount, cash_refunded=cash
+        )
+        == returned
+    )

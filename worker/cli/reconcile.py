@@ -1,4 +1,5 @@
-"""``gbq reconcile``: the ledger against Gameball's own records of each order."""
+"""``gbq reconcile``: the ledger against Gameball's own records of each order and cashback,
+and a customer's balance as Gameball holds it."""
 
 from __future__ import annotations
 
@@ -10,14 +11,22 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from producers.events import parse_event
 from producers.transport import redis_client
 from worker.cli.common import ExitCode, console, fail, ledger_engine, redis_url
 from worker.gameball.client import GameballClient, GameballReadError
-from worker.gameball.records import order_records
+from worker.gameball.records import customer_balance, order_records, transaction_records
 from worker.ledger.repository import Ledger
 from worker.queue import RedisQueue
-from worker.reconcile import CONSISTENT, Finding, Verdict, ledger_view, reconcile
-from worker.settings import load_settings
+from worker.reconcile import (
+    CONSISTENT,
+    Finding,
+    Verdict,
+    holds_ours,
+    ledger_view,
+    reconcile,
+)
+from worker.settings import Settings, load_settings
 from worker.timespec import TimeSpecError, parse_moment
 
 
@@ -37,9 +46,10 @@ def run(
     ] = False,
     json_: Annotated[bool, typer.Option("--json", help="JSON lines, one per finding.")] = False,
 ) -> None:
-    """Compare the ledger with Gameball's records of each order (its transactions): agreed,
-    missing at Gameball, applied but not recorded here, or unknown to gbq. Exit 1 when
-    anything disagrees.
+    """Compare the ledger with Gameball's records: each order's transactions and each
+    cashback: agreed, missing at Gameball, applied but not recorded here, or unknown to
+    gbq; with --customer, also the customer's balance at Gameball. Exit 1 when anything
+    disagrees.
 
     Examples:
 
@@ -62,16 +72,29 @@ def run(
     orders = list(order or ()) or ledger.orders_matching(
         customer_id=customer, since=since_at, until=until_at, limit=limit
     )
+    cashbacks = (
+        []
+        if order
+        else ledger.cashbacks_matching(
+            customer_id=customer, since=since_at, until=until_at, limit=limit
+        )
+    )
     findings: list[Finding] = []
+    balance: dict[str, object] | None = None
     with GameballClient(settings) as gameball:
-        for order_id in orders:
-            views = [v for row in ledger.order_rows(order_id) if (v := ledger_view(*row))]
-            try:
+        try:
+            for order_id in orders:
+                views = [v for row in ledger.order_rows(order_id) if (v := ledger_view(*row))]
                 records = order_records(gameball, order_id, settings.gameball_api_version)
-            except GameballReadError as error:
-                fail(f"cannot read order {order_id} at Gameball: {error}")
-            findings += reconcile(order_id, views, records)
+                findings += reconcile(order_id, views, records)
+            findings += _cashbacks(gameball, settings, cashbacks)
+            if customer:
+                balance = customer_balance(gameball, customer, settings.gameball_api_version)
+        except GameballReadError as error:
+            fail(f"cannot read Gameball's records: {error}")
     _print(findings, json_)
+    if customer:
+        _print_balance(customer, balance, json_)
     missing = [
         f.event_id for f in findings if f.verdict is Verdict.MISSING_AT_GAMEBALL and f.event_id
     ]
@@ -81,6 +104,46 @@ def run(
         typer.echo(f"re-driven: {sent} event(s) sent again", err=True)
     if any(f.verdict not in CONSISTENT for f in findings):
         raise typer.Exit(int(ExitCode.NOTHING))
+
+
+def _cashbacks(
+    gameball: GameballClient,
+    settings: Settings,
+    rows: list[tuple[str, str, str, str, int | None]],
+) -> list[Finding]:
+    """Each cashback against Gameball's transactions under its id (no order to read by):
+    only a record of its customer and amount counts (another may hold the id)."""
+    findings: list[Finding] = []
+    for row in rows:
+        view = ledger_view(*row)
+        if view is None:
+            continue
+        event = parse_event(row[3], accepted=True)
+        found = transaction_records(
+            gameball, view.transaction_id, event.customer_id, settings.gameball_api_version
+        )
+        ours = [record for record in found if holds_ours(event, [record])]
+        findings += reconcile(None, [view], ours)
+    return findings
+
+
+def _print_balance(customer: str, balance: dict[str, object] | None, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps({"customer_id": customer, "gameball_balance": balance}))
+    elif balance is None:
+        typer.echo(f"balance of {customer} at Gameball: unknown customer")
+    else:
+        shown = ", ".join(
+            f"{key} {balance[key]}"
+            for key in (
+                "pointsBalance",
+                "availablePointsBalance",
+                "pendingPoints",
+                "totalEarnedPoints",
+            )
+            if key in balance
+        )
+        typer.echo(f"balance of {customer} at Gameball: {shown or balance}")
 
 
 def _print(findings: list[Finding], as_json: bool) -> None:
@@ -93,7 +156,7 @@ def _print(findings: list[Finding], as_json: bool) -> None:
         table.add_column(column, overflow="fold")
     for f in findings:
         table.add_row(
-            f.order_id,
+            f.order_id or "(cashback)",
             f.transaction_id,
             f.event_id or "-",
             f.ledger_state or "-",

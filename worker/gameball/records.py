@@ -1,10 +1,17 @@
-"""Gameball's own records of an order: what reconciliation compares the ledger with.
+"""Gameball's own records: what reconciliation compares the ledger with, and what the
+worker reads to settle an ambiguous answer.
 
-``GET /api/v3.0/integrations/order/{orderId}/transactions`` (v3.0) and
-``GET /api/v4.x/integrations/orders/{orderId}/transactions`` (v4.0, v4.1) list the order's
-transactions: ``{transactions: [{transactionDate, gameballTransactionId, transactionType,
-amount, transactionId, equivalentPoints}], count}`` (openapi.json). Parsed leniently: only
-``transactionId`` is needed, the rest is shown.
+- An order's transactions: ``GET /api/v3.0/integrations/order/{orderId}/transactions``
+  (v3.0) and ``GET /api/v4.x/integrations/orders/{orderId}/transactions`` (v4.0, v4.1) →
+  ``{transactions: [{transactionDate, gameballTransactionId, transactionType, amount,
+  transactionId, equivalentPoints}], count}`` (openapi.json).
+- Transactions by id or by customer (a cashback has no order to read it by): v3.0
+  ``GET /api/v3.0/integrations/transaction/list?transactionId=…`` (the official Python and
+  PHP SDKs' filter); v4.x ``GET /api/v4.x/integrations/transactions?customerId=…&offset=…
+  &limit=…`` → ``{transactions, total}`` (``list-transactions.mdx``, paged).
+- A customer's balance: v3.0 ``player/{id}/balance``, v4.x ``customers/{id}/balance``.
+
+Parsed leniently: only ``transactionId`` is needed, the rest is shown and compared.
 
     GameballReadError(RuntimeError)   the read failed (transport, 5xx, refused): ask later
 """
@@ -12,50 +19,106 @@ amount, transactionId, equivalentPoints}], count}`` (openapi.json). Parsed lenie
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
-from urllib.parse import quote
+from typing import Any, Final, Protocol
+from urllib.parse import quote, urlencode
 
 from worker.gameball.client import GameballReadError
 from worker.settings import ApiVersion
 
-_NOT_FOUND = frozenset({303, 9002, 4004})
+_NOT_FOUND: Final = frozenset({303, 9002, 4004, 101, 7000})
+PAGE_SIZE: Final = 100
+MAX_PAGES: Final = 100  # 10,000 transactions of one customer: beyond that, ask by order
 
 
 @dataclass(frozen=True)
 class GameballRecord:
-    """One transaction Gameball holds for an order."""
+    """One transaction Gameball holds."""
 
     transaction_id: str
     type: str
     amount: Any
     points: Any
+    customer_id: str = ""
+    date: str = ""
 
 
 class Reader(Protocol):
     def get_json(self, path: str) -> tuple[int, object]: ...
 
 
+def _base(version: ApiVersion) -> str:
+    return f"/api/{version}/integrations"
+
+
 def order_records_path(order_id: str, version: ApiVersion) -> str:
-    ident = quote(order_id, safe="")
-    if version == "v3.0":
-        return f"/api/v3.0/integrations/order/{ident}/transactions"
-    return f"/api/{version}/integrations/orders/{ident}/transactions"
+    noun = "order" if version == "v3.0" else "orders"
+    return f"{_base(version)}/{noun}/{quote(order_id, safe='')}/transactions"
 
 
 def order_records(reader: Reader, order_id: str, version: ApiVersion) -> list[GameballRecord]:
     """The order's transactions at Gameball (empty: Gameball does not know the order)."""
-    status, body = reader.get_json(order_records_path(order_id, version))
-    if status == 200 and isinstance(body, dict):
-        rows = body.get("transactions")
-        return (
-            [_record(row) for row in rows if isinstance(row, dict)]
-            if isinstance(rows, list)
-            else []
+    body = _read(reader, order_records_path(order_id, version), f"order {order_id!r}")
+    return [] if body is None else _rows(body)
+
+
+def transaction_records(
+    reader: Reader, transaction_id: str, customer_id: str, version: ApiVersion
+) -> list[GameballRecord]:
+    """Every transaction Gameball holds under ``transaction_id`` (any customer in v3.0,
+    where the list filters by id; ``customer_id``'s in v4.x, where it lists by customer)."""
+    if version == "v3.0":
+        query = urlencode({"transactionId": transaction_id, "limit": PAGE_SIZE})
+        body = _read(reader, f"{_base(version)}/transaction/list?{query}", repr(transaction_id))
+        rows = [] if body is None else _rows(body)
+    else:
+        rows = customer_records(reader, customer_id, version)
+    return [row for row in rows if row.transaction_id == transaction_id]
+
+
+def customer_records(reader: Reader, customer_id: str, version: ApiVersion) -> list[GameballRecord]:
+    """All of a customer's transactions (v4.x; v3.0 has no list by customer), page by page."""
+    if version == "v3.0":
+        raise GameballReadError("v3.0 lists transactions by id only, not by customer")
+    rows: list[GameballRecord] = []
+    for page in range(MAX_PAGES):
+        query = urlencode(
+            {"customerId": customer_id, "offset": page * PAGE_SIZE, "limit": PAGE_SIZE}
         )
+        body = _read(reader, f"{_base(version)}/transactions?{query}", f"customer {customer_id!r}")
+        batch = [] if body is None else _rows(body)
+        rows += batch
+        total = body.get("total") if body is not None else None
+        if len(batch) < PAGE_SIZE or (isinstance(total, int) and len(rows) >= total):
+            return rows
+    raise GameballReadError(
+        f"customer {customer_id!r} has over {MAX_PAGES * PAGE_SIZE} transactions"
+    )
+
+
+def customer_balance(
+    reader: Reader, customer_id: str, version: ApiVersion
+) -> dict[str, Any] | None:
+    """The customer's balance as Gameball answers it (None: Gameball does not know them)."""
+    noun = "player" if version == "v3.0" else "customers"
+    path = f"{_base(version)}/{noun}/{quote(customer_id, safe='')}/balance"
+    return _read(reader, path, f"customer {customer_id!r}")
+
+
+def _read(reader: Reader, path: str, what: str) -> dict[str, Any] | None:
+    status, body = reader.get_json(path)
+    if status == 200 and isinstance(body, dict):
+        return body
     code = body.get("code") if isinstance(body, dict) else None
     if status == 404 or code in _NOT_FOUND:
+        return None
+    raise GameballReadError(f"reading {what} answered HTTP {status} (code {code})")
+
+
+def _rows(body: dict[str, Any]) -> list[GameballRecord]:
+    rows = body.get("transactions")
+    if not isinstance(rows, list):
         return []
-    raise GameballReadError(f"reading order {order_id!r} answered HTTP {status} (code {code})")
+    return [_record(row) for row in rows if isinstance(row, dict)]
 
 
 def _record(row: dict[str, Any]) -> GameballRecord:
@@ -64,4 +127,6 @@ def _record(row: dict[str, Any]) -> GameballRecord:
         type=str(row.get("transactionType") or ""),
         amount=row.get("amount"),
         points=row.get("equivalentPoints"),
+        customer_id=str(row.get("customerId") or row.get("playerUniqueId") or ""),
+        date=str(row.get("transactionDate") or ""),
     )

@@ -391,6 +391,44 @@ class Ledger:
         with self._reading() as connection:
             return [(r[0], r[1], r[2], r[3], r[4]) for r in connection.execute(statement)]
 
+    def has_order(self, order_id: str) -> bool:
+        """Whether any event of an order with this id is known (by the order_id index)."""
+        statement = select(EventRow.event_id).where(EventRow.order_id == order_id).limit(1)
+        with self._reading() as connection:
+            return connection.execute(statement).first() is not None
+
+    def cashbacks_matching(
+        self,
+        *,
+        customer_id: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[tuple[str, str, str, str, int | None]]:
+        """(event_id, kind, state, payload, last_code) of cashbacks of ``customer_id``
+        and/or that happened in [since, until), oldest first."""
+        conditions: list[ColumnElement[bool]] = [EventRow.kind == "cashback"]
+        if customer_id is not None:
+            conditions.append(EventRow.customer_id == customer_id)
+        if since is not None:
+            conditions.append(EventRow.occurred_at >= since)
+        if until is not None:
+            conditions.append(EventRow.occurred_at < until)
+        statement = (
+            select(
+                EventRow.event_id,
+                EventRow.kind,
+                EventRow.state,
+                EventRow.payload,
+                EventRow.last_code,
+            )
+            .where(*conditions)
+            .order_by(EventRow.occurred_at)
+            .limit(limit)
+        )
+        with self._reading() as connection:
+            return [(r[0], r[1], r[2], r[3], r[4]) for r in connection.execute(statement)]
+
     def orders_matching(
         self,
         *,
