@@ -26,7 +26,7 @@ from tests.processes import SandboxProcess, free_port, wait_until
 from worker.breaker import Breaker, State
 from worker.gameball import GameballClient, OutcomeKind, Reason, build_request
 from worker.gameball.outcomes import Outcome
-from worker.gameball.records import order_records
+from worker.gameball.records import customer_balance, order_records, transaction_records
 from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY
 from worker.status import explain
 
@@ -443,3 +443,114 @@ def test_an_order_consumes_the_points_hold_it_names(sandbox: SandboxProcess, ver
         again = again.model_copy(update={"redemption": redeeming.redemption})
         outcome = gameball.send(build_request(again, version)).outcome  # type: ignore[arg-type]
     assert (outcome.kind, outcome.code) == (OutcomeKind.DEAD, 9006 if v4 else 307)
+
+
+@pytest.mark.parametrize("version", ["v3.0", "v4.0", "v4.1"])
+def test_refunds_give_back_the_points_an_order_redeemed(
+    sandbox: SandboxProcess, version: str
+) -> None:
+    """Gameball's own example (how-refunds-work.mdx): 100 paid as 60 in money and 40 in
+    points earns 60; a refund of 80 takes the 60 back and returns 20 points; the
+    cancellation returns the other 20. The hold the order consumed is never released."""
+    v4 = version != "v3.0"
+    headers = {"APIKey": SANDBOX_API_KEY, "secretKey": SANDBOX_SECRET_KEY}
+    hold_path = f"/api/{version}/integrations/{'transactions' if v4 else 'transaction'}/hold"
+    with GameballClient(settings_for(sandbox.url, gameball_api_version=version)) as gameball:
+
+        def deliver(event: Event) -> Outcome:
+            return gameball.send(build_request(event, version)).outcome  # type: ignore[arg-type]
+
+        assert deliver(paid(customer="spender")).kind is OutcomeKind.DELIVERED  # 100 points
+        made = httpx.post(
+            sandbox.url + hold_path,
+            json={
+                "customerId" if v4 else "playerUniqueId": "spender",
+                "amountToHold" if v4 else "amount": 40,
+            },
+            headers=headers,
+        ).json()
+        order = OrderPaid(
+            order_id="MIXED",
+            customer_id="spender",
+            occurred_at=T0 + timedelta(minutes=5),
+            total_price=Decimal(100),
+            total_paid=Decimal(60),
+            total_discount=Decimal(40),
+            redemption=Redemption(points_hold_reference=made["holdReference"]),
+        )
+        assert deliver(order).reason is Reason.ACCEPTED
+        assert sandbox.balance("spender") == 100 - 40 + 60
+        assert deliver(refund("MIXED-R1", "80", "MIXED", "spender", 6)).reason is Reason.ACCEPTED
+        assert sandbox.balance("spender") == 120 - 60 + 20
+        cancel = OrderCancelled(
+            order_id="MIXED", customer_id="spender", occurred_at=T0 + timedelta(minutes=7)
+        )
+        assert deliver(cancel).reason is Reason.ACCEPTED
+        assert sandbox.balance("spender") == 100  # where the customer started
+        again = refund("MIXED-R2", "1", "MIXED", "spender", 8)
+        assert (deliver(again).kind, sandbox.balance("spender")) == (OutcomeKind.DEAD, 100)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("channel", "kiosk"),
+        ("channel", "WEB"),
+        ("cashbackConfigurations", {"returnWindow": 7301}),
+        ("cashbackConfigurations", {"returnWindow": -1}),
+        ("cashbackConfigurations", {"returnWindow": 1.5}),
+        ("cashbackConfigurations", {"returnWindow": "7"}),
+        ("cashbackConfigurations", "7"),
+    ],
+)
+def test_the_sandbox_refuses_v4_channels_and_return_windows_outside_the_openapi(
+    sandbox: SandboxProcess, field: str, value: object
+) -> None:
+    """openapi.json: channel is mobile, pos, web or callcenter; returnWindow 0 to 7300
+    days. Anything else is refused with the field named and nothing credited; what gbq
+    sends is accepted (its own validation keeps to the same ranges)."""
+    headers = {"APIKey": SANDBOX_API_KEY, "secretKey": SANDBOX_SECRET_KEY}
+    body = {"customerId": "ranges", "orderId": "RANGE", "totalPrice": 5, "totalPaid": 5}
+    url = f"{sandbox.url}/api/v4.1/integrations/orders"
+    answer = httpx.post(url, json={**body, field: value}, headers=headers)
+    assert answer.status_code in (400, 422)
+    assert field in answer.json()["message"]
+    assert sandbox.balance("ranges") == 0
+    fine = {**body, "channel": "pos", "cashbackConfigurations": {"returnWindow": 7300}}
+    assert httpx.post(url, json=fine, headers=headers).status_code == 200
+    cashback = {
+        "customerId": "ranges",
+        "transactionId": "RANGE-CB",
+        "transactionTime": "2026-01-10T09:00:00.000Z",
+        "amount": 1,
+    }
+    cashback_url = f"{sandbox.url}/api/v4.1/integrations/transactions/cashback"
+    late = {**cashback, "configurations": {"returnWindow": 9000}}
+    assert httpx.post(cashback_url, json=late, headers=headers).status_code in (400, 422)
+
+
+@pytest.mark.parametrize("version", ["v3.0", "v4.0", "v4.1"])
+def test_gameballs_transaction_lists_find_a_cashback_by_its_id(
+    sandbox: SandboxProcess, version: str
+) -> None:
+    """The read that settles a cashback's "already exists" and reconciles cashbacks: v3.0
+    lists by transaction id (any customer), v4 by customer, paged (150 transactions here:
+    two pages)."""
+    with GameballClient(settings_for(sandbox.url, gameball_api_version=version)) as gameball:
+        for n in range(150):
+            event = CashbackAwarded(
+                transaction_id=f"LIST-{n}",
+                customer_id="lister",
+                occurred_at=T0 + timedelta(seconds=n),
+                amount=Decimal(1),
+            )
+            assert gameball.send(build_request(event, version)).outcome.reason is Reason.ACCEPTED  # type: ignore[arg-type]
+        found = transaction_records(gameball, "LIST-149", "lister", version)  # type: ignore[arg-type]
+        assert [(r.transaction_id, r.customer_id, r.amount) for r in found] == [
+            ("LIST-149", "lister", 1)
+        ]
+        assert transaction_records(gameball, "LIST-150", "lister", version) == []  # type: ignore[arg-type]
+        balance = customer_balance(gameball, "lister", version)  # type: ignore[arg-type]
+        assert balance is not None
+        assert balance["pointsBalance"] == 150
+        assert customer_balance(gameball, "nobody", version) is None  # type: ignore[arg-type]

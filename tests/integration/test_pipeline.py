@@ -11,12 +11,19 @@ import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy import text
 
-from producers.events import LineItem, OrderCancelled, OrderPaid, OrderRefunded
+from producers.events import (
+    CashbackAwarded,
+    LineItem,
+    OrderCancelled,
+    OrderPaid,
+    OrderRefunded,
+)
 from producers.transport import QUEUE, enqueue, task_message
 from tests.processes import GBQ, SandboxProcess, pool_children, wait_until
 from tests.scenario import generate, wallets
@@ -530,42 +537,191 @@ def test_a_304_from_a_transaction_gbq_never_sent_moves_the_time_and_delivers(
     assert codes == [9003, None]
 
 
+def foreign_writes(sandbox: SandboxProcess, version: str) -> None:
+    """Another system's order SHARED-1 and cashback SHARED-2, straight to the sandbox."""
+    v4 = version != "v3.0"
+    base = f"{sandbox.url}/api/{version}/integrations"
+    who = {"customerId" if v4 else "playerUniqueId": "c-foreign"}
+    headers = {"APIKey": SANDBOX_API_KEY, "secretKey": SANDBOX_SECRET_KEY}
+    order = {**who, "orderId": "SHARED-1", "totalPrice": 7, "totalPaid": 7}
+    cashback = {
+        **who,
+        "transactionId": "SHARED-2",
+        "transactionTime": "2026-02-01T11:00:00.000Z",
+        "amount": 5,
+    }
+    for path, body in (
+        ("orders" if v4 else "order", order),
+        ("transactions/cashback" if v4 else "transaction/cashback", cashback),
+    ):
+        assert httpx.post(f"{base}/{path}", json=body, headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("version", ["v3.0", "v4.1"])
+def test_an_id_held_by_another_transaction_is_dead_never_counted_delivered(
+    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str, version: str
+) -> None:
+    """Gameball's order, refund and cashback ids share one namespace. Another system
+    recorded order SHARED-1 and cashback SHARED-2; our refund and cashback named SHARED-1
+    and our order SHARED-2 are answered "already exists". The worker reads Gameball's
+    records, sees the ids are not theirs, and dead-letters them with the code instead of
+    counting them delivered. A cashback whose answer was lost is answered "already
+    exists" too, and the records prove it ours: delivered, credited once."""
+    foreign_writes(sandbox, version)
+    taken = 305 if version == "v3.0" else 9004
+    stack = make_stack(sqlite_url, GBQ_GAMEBALL_API_VERSION=version)
+    stack.start_worker(concurrency=1)
+    stack.start_scheduler()
+    ten, minute = Decimal(10), timedelta(minutes=1)
+    stack.publisher.publish(
+        OrderPaid(
+            order_id="MINE", customer_id="c-ns", occurred_at=T0, total_price=ten, total_paid=ten
+        )
+    )
+    assert stack.wait_settled(1) == {"delivered": 1}
+    sandbox.faults(drop_after_apply_count=1)
+    stack.publisher.publish(
+        CashbackAwarded(
+            transaction_id="MINE-CB", customer_id="c-ns", occurred_at=T0 + minute, amount=Decimal(4)
+        )
+    )
+    assert stack.wait_settled(2) == {"delivered": 2}
+    stack.publisher.publish_many(
+        [
+            OrderRefunded(
+                order_id="MINE",
+                refund_id="SHARED-1",
+                customer_id="c-ns",
+                occurred_at=T0 + 2 * minute,
+                amount=Decimal(2),
+            ),
+            CashbackAwarded(
+                transaction_id="SHARED-1",
+                customer_id="c-ns",
+                occurred_at=T0 + 3 * minute,
+                amount=Decimal(3),
+            ),
+            OrderPaid(
+                order_id="SHARED-2",
+                customer_id="c-ns",
+                occurred_at=T0 + 4 * minute,
+                total_price=Decimal(6),
+                total_paid=Decimal(6),
+            ),
+        ]
+    )
+    assert stack.wait_settled(5) == {"delivered": 2, "dead": 3}
+    assert sandbox.balance("c-ns") == 14  # the order and the cashback, once; nothing else
+    assert sandbox.balance("c-foreign") == 12
+    for event_id in ("refunded:MINE:SHARED-1", "cashback:SHARED-1", "paid:SHARED-2"):
+        row = stack.event(event_id)
+        assert (row.dead_reason, row.last_code, row.attempts) == ("rejected", taken, 1)
+        assert "belongs to another transaction at Gameball" in row.last_message
+    lost = stack.event("cashback:MINE-CB")
+    assert (lost.state, lost.attempts, lost.last_code) == ("delivered", 2, taken)
+
+
+def test_a_refund_named_like_a_known_order_is_refused_unsent(
+    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
+) -> None:
+    """The ledger knows order B: a refund of A named "B" would be answered "already
+    exists" and never apply. It is dead before any call, and A's cancellation (which
+    waited for it) still goes."""
+    stack = make_stack(sqlite_url)
+    stack.start_worker(concurrency=1)
+    stack.start_scheduler()
+    ten = Decimal(10)
+    stack.publisher.publish_many(
+        [
+            OrderPaid(
+                order_id=order, customer_id="c-kr", occurred_at=T0, total_price=ten, total_paid=ten
+            )
+            for order in ("A", "B")
+        ]
+    )
+    assert stack.wait_settled(2) == {"delivered": 2}
+    stack.publisher.publish(
+        OrderRefunded(
+            order_id="A",
+            refund_id="B",
+            customer_id="c-kr",
+            occurred_at=T0 + timedelta(minutes=1),
+            amount=Decimal(3),
+        )
+    )
+    stack.publisher.publish(
+        OrderCancelled(order_id="A", customer_id="c-kr", occurred_at=T0 + timedelta(minutes=2))
+    )
+    assert stack.wait_settled(4) == {"delivered": 3, "dead": 1}
+    row = stack.event("refunded:A:B")
+    assert (row.dead_reason, row.attempts) == ("rejected", 0)
+    assert "is also an order id" in row.last_message
+    assert [r["transaction_id"] for r in sandbox.requests()] == ["A", "B", "A-cancel"]
+    assert sandbox.balance("c-kr") == 10
+
+
 def test_reconcile_finds_what_gameball_lost_and_redrives_it(
     make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
 ) -> None:
-    """`gbq reconcile` agrees with Gameball after delivery; when Gameball has no record of
-    delivered events (here: its state wiped), it says so (exit 1) and --redrive sends them
-    again, after which everything agrees."""
+    """`gbq reconcile` agrees with Gameball after delivery (orders and a cashback, with the
+    customer's balance as Gameball holds it); when Gameball has no record of delivered
+    events (here: its state wiped), it says so (exit 1) and --redrive sends them again,
+    after which everything agrees."""
     stack = make_stack(sqlite_url)
     stack.start_worker(concurrency=1)
     stack.start_scheduler()
     stack.publisher.publish_many(
         [
-            OrderPaid(
-                order_id=f"REC-{n}",
-                customer_id="c-rec",
-                occurred_at=T0 + timedelta(minutes=n),
-                total_price=Decimal(5),
-                total_paid=Decimal(5),
-            )
-            for n in range(3)
+            *(
+                OrderPaid(
+                    order_id=f"REC-{n}",
+                    customer_id="c-rec",
+                    occurred_at=T0 + timedelta(minutes=n),
+                    total_price=Decimal(5),
+                    total_paid=Decimal(5),
+                )
+                for n in range(3)
+            ),
+            CashbackAwarded(
+                transaction_id="REC-CB", customer_id="c-rec", occurred_at=T0, amount=Decimal(4)
+            ),
         ]
     )
-    assert stack.wait_settled(3) == {"delivered": 3}
+    assert stack.wait_settled(4) == {"delivered": 4}
 
     def reconcile(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [*GBQ, "reconcile", *args], env=stack.env, capture_output=True, text=True, check=False
         )
 
+    def lines(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in result.stdout.splitlines()]
+
     agreed = reconcile("--customer", "c-rec", "--json")
     assert agreed.returncode == 0, agreed.stderr
-    assert {json.loads(line)["verdict"] for line in agreed.stdout.splitlines()} == {"agreed"}
+    *findings, balance = lines(agreed)
+    assert sorted((f["transaction_id"], f["verdict"]) for f in findings) == [
+        ("REC-0", "agreed"),
+        ("REC-1", "agreed"),
+        ("REC-2", "agreed"),
+        ("REC-CB", "agreed"),
+    ]
+    assert balance["customer_id"] == "c-rec"
+    assert balance["gameball_balance"]["pointsBalance"] == 19
     sandbox.reset()  # Gameball "loses" them
-    lost = reconcile("--order", "REC-0", "--order", "REC-2", "--redrive", "--json")
+    lost = reconcile("--customer", "c-rec", "--json")
     assert lost.returncode == 1
-    verdicts = [json.loads(line)["verdict"] for line in lost.stdout.splitlines()]
-    assert verdicts == ["missing_at_gameball"] * 2
-    assert "re-driven: 2" in lost.stderr
+    *findings, balance = lines(lost)
+    assert {f["verdict"] for f in findings} == {"missing_at_gameball"}
+    assert balance["gameball_balance"] is None  # Gameball no longer knows the customer
+    partly = reconcile("--order", "REC-0", "--order", "REC-2", "--redrive", "--json")
+    assert partly.returncode == 1
+    assert [f["verdict"] for f in lines(partly)] == ["missing_at_gameball"] * 2
+    assert "re-driven: 2" in partly.stderr
     wait_until(lambda: sandbox.balance("c-rec") == 10, timeout_s=60, what="the re-sent orders")
     assert reconcile("--order", "REC-0", "--order", "REC-2").returncode == 0
+    shown = reconcile("--customer", "c-rec", "--redrive")
+    assert "balance of c-rec at Gameball: pointsBalance 10" in shown.stdout
+    assert "re-driven: 2" in shown.stderr  # REC-1 and the cashback
+    wait_until(lambda: sandbox.balance("c-rec") == 19, timeout_s=60, what="the re-sent rest")
+    assert reconcile("--customer", "c-rec").returncode == 0
