@@ -22,10 +22,10 @@ from typing import Any
 import celery
 import redis
 
+from producers.embedded_redis import redis_server_binary
 from tests.processes import NO_RATE_LIMIT, SandboxProcess, proc_stats, wait_until
 from tests.services import PostgresSchema, RedisServer, sqlite_ledger
 from tests.stack import FAST, Process, Stack
-from worker.embedded_redis import redis_server_binary
 from worker.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -31,7 +31,7 @@ def run(folder: Path, *, quick: bool = False) -> Report:
     events = scenario.events
     bodies = [event_to_json(event) for event in events]
     with services(folder) as running:
-        settings = Settings(redis_url=SecretStr(running.redis.url), var_dir=folder / "var")
+        settings = Settings(redis_url=SecretStr(running.redis.url), home=folder / "var")
         publisher = Publisher(settings)
         celery_app = sender(running.redis.url)
         # Warm both paths up: connections, imports, first-call caches.
@@ -71,7 +71,7 @@ def run(folder: Path, *, quick: bool = False) -> Report:
         # Redis down: a refused connection on loopback, then the SQLite spool.
         down = Settings(
             redis_url=SecretStr(f"redis://127.0.0.1:{free_port()}/0"),
-            var_dir=folder / "var-down",
+            home=folder / "var-down",
         )
         spooled: list[float] = []
         spool_events = events[: min(total, 2_000)]

@@ -1,6 +1,8 @@
-"""What checkout code imports: the event contract (and, from Step 2, the publisher).
+"""What checkout code imports: the event contract and the publisher.
 
-This package never imports the worker's delivery code: events travel by task *name*.
+``pip install gameball-queue`` installs this package with what it needs (pydantic, redis,
+SQLAlchemy) and nothing of the worker: it never imports ``worker``, and events travel by
+task *name*.
 """
 
 from producers.events import (
@@ -16,9 +18,12 @@ from producers.events import (
     event_to_json,
     parse_event,
 )
+from producers.publisher import ConflictingEventError, Publisher, PublishError
+from producers.settings import SettingsError
 
 __all__ = [
     "CashbackAwarded",
+    "ConflictingEventError",
     "Event",
     "FieldProblem",
     "InvalidEventError",
@@ -26,6 +31,9 @@ __all__ = [
     "OrderCancelled",
     "OrderPaid",
     "OrderRefunded",
+    "PublishError",
+    "Publisher",
+    "SettingsError",
     "as_event",
     "event_to_json",
     "parse_event",

@@ -10,6 +10,8 @@ writes the event to the local spool instead and still returns normally. It raise
                                     the inbox still holds that first content
     PublishError(RuntimeError)      neither Redis nor the spool could take the event
 
+``Publisher.from_env()`` raises ``SettingsError(ValueError)`` for a bad ``GBQ_`` value.
+
 Order: once this publisher has spooled, it keeps its events behind the spooled ones. Each
 later call first relays the spool to Redis (oldest first) and writes to Redis only when the
 spool is empty; otherwise it spools too. So one process's events reach Redis in the order
@@ -37,9 +39,9 @@ from producers.events import (
     shared_id_problems,
 )
 from producers.outbox import stage as stage_in_outbox
+from producers.settings import PublisherSettings, load_publisher_settings, redact_url
 from producers.spool import Spool
 from producers.transport import InboxEntry, push_to_inbox, redis_client
-from worker.settings import Settings, load_settings, redact_url
 
 log = logging.getLogger(__name__)
 Destination = Literal["queued", "spooled"]
@@ -65,7 +67,7 @@ class ConflictingEventError(InvalidEventError):
 class Publisher:
     """Publishes events for delivery; safe to share between threads of one process."""
 
-    def __init__(self, settings: Settings, *, redis_url: str | None = None) -> None:
+    def __init__(self, settings: PublisherSettings, *, redis_url: str | None = None) -> None:
         self.settings = settings
         url = redis_url or settings.effective_redis_url()
         self._where = redact_url(url)
@@ -75,7 +77,9 @@ class Publisher:
 
     @classmethod
     def from_env(cls) -> Publisher:
-        return cls(load_settings())
+        """A publisher configured by ``GBQ_*`` variables; SettingsError (one line per bad
+        variable, as ``gbq`` prints them) if one holds a value gbq cannot use."""
+        return cls(load_publisher_settings())
 
     def __repr__(self) -> str:
         return f"Publisher(redis={self._where!r}, spool={str(self.spool.path)!r})"

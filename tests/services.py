@@ -10,8 +10,8 @@ from pathlib import Path
 import redis
 from sqlalchemy import create_engine, text
 
+from producers.embedded_redis import answers, redis_server_binary
 from tests.processes import free_port, wait_until
-from worker.embedded_redis import answers, redis_server_binary
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.schema import migrate
 

@@ -93,7 +93,7 @@ class Stack:
         self.folder = folder
         self.env = {
             **os.environ,
-            "GBQ_VAR_DIR": str(folder / "var"),
+            "GBQ_HOME": str(folder / "var"),
             "GBQ_REDIS_URL": redis_url,
             "GBQ_DATABASE_URL": database_url,
             "GBQ_GAMEBALL_BASE_URL": gameball_url,

@@ -9,13 +9,15 @@ work back; the scheduler's lease sweep is.
 
 from __future__ import annotations
 
+import sys
+
 import click
 from celery import Celery
 from celery.signals import setup_logging
 
 from producers.transport import QUEUE
 from worker.logs import configure_logging
-from worker.settings import load_settings
+from worker.settings import Settings, SettingsError, load_settings
 
 
 def broker_url(redis_url: str) -> str:
@@ -28,8 +30,19 @@ def broker_url(redis_url: str) -> str:
 class GbqCelery(Celery):  # type: ignore[misc]
     def on_configure(self) -> None:
         # Resolved on first use, so importing this module starts nothing.
-        settings = load_settings()
+        settings = settings_or_exit()
         self.conf.broker_url = broker_url(settings.effective_redis_url())
+
+
+def settings_or_exit() -> Settings:
+    """The settings, or (``celery -A worker.app …`` has no other place to say it) one line
+    per bad variable on stderr and exit 2, as ``gbq`` does."""
+    try:
+        return load_settings()
+    except SettingsError as error:
+        for line in error.lines:
+            print(f"error: {line}", file=sys.stderr)  # noqa: T201 - before logging exists
+        raise SystemExit(2) from None
 
 
 app = GbqCelery("gbq", set_as_current=False)
@@ -67,7 +80,7 @@ app.conf.update(
 @setup_logging.connect  # type: ignore[untyped-decorator]
 def _configure_logging(**_: object) -> None:
     """Connected, this replaces Celery's own logging setup with ours (text or JSON)."""
-    configure_logging(load_settings())
+    configure_logging(settings_or_exit())
 
 
 def worker_argv(

@@ -1,6 +1,6 @@
 """``gbq demo``: the whole system on embedded defaults, through an outage and a crash.
 
-Everything runs under ``GBQ_VAR_DIR/demo``: the embedded Redis (AOF), a SQLite ledger, the
+Everything runs under ``GBQ_HOME/demo``: the embedded Redis (AOF), a SQLite ledger, the
 sandbox, one worker and the scheduler as child processes. A realistic stream is published
 (with a slice published twice, to show deduplication); half-way Gameball goes down and the
 worker is killed with SIGKILL; then Gameball comes back and a new worker starts. It ends
@@ -28,10 +28,10 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy import func, select
 
+from producers import embedded_redis
 from producers.events import Event
 from producers.publisher import Publisher
 from sandbox.stream import generate, wallets
-from worker import embedded_redis
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.models import AttemptRow
 from worker.ledger.repository import Ledger
@@ -141,8 +141,8 @@ def _poll(
 class Demo:
     """One run of the demo; :meth:`run` always stops what it started."""
 
-    def __init__(self, var_dir: Path, *, orders: int, outage_s: float, seed: int) -> None:
-        self.folder = (var_dir / "demo").resolve()
+    def __init__(self, home: Path, *, orders: int, outage_s: float, seed: int) -> None:
+        self.folder = (home / "demo").resolve()
         self.outage_s, self.seed = outage_s, seed
         embedded_redis.stop(self.folder)
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -158,7 +158,7 @@ class Demo:
             {
                 **os.environ,
                 **DEMO_SETTINGS,
-                "GBQ_VAR_DIR": str(self.folder),
+                "GBQ_HOME": str(self.folder),
                 "GBQ_REDIS_URL": self.redis_url,
                 "GBQ_DATABASE_URL": database_url,
                 "GBQ_GAMEBALL_BASE_URL": sandbox_url,
@@ -188,9 +188,7 @@ class Demo:
             )
             self.children.start("worker", "worker", "--concurrency", "3", "--hostname", "demo1@%h")
             self.children.start("scheduler", "scheduler")
-            publisher = Publisher(
-                Settings(var_dir=self.folder, redis_url=SecretStr(self.redis_url))
-            )
+            publisher = Publisher(Settings(home=self.folder, redis_url=SecretStr(self.redis_url)))
             with Live(self._view(), refresh_per_second=4, transient=not live) as screen:
                 self.refresh = lambda: screen.update(self._view())
                 _poll(lambda: bool(self._sandbox_state()), 30, "the sandbox", self.refresh)
@@ -300,6 +298,6 @@ class Demo:
 
 
 def run_demo(
-    var_dir: Path, *, orders: int, outage_s: float, seed: int, live: bool = True
+    home: Path, *, orders: int, outage_s: float, seed: int, live: bool = True
 ) -> Reconciliation:
-    return Demo(var_dir, orders=orders, outage_s=outage_s, seed=seed).run(live=live)
+    return Demo(home, orders=orders, outage_s=outage_s, seed=seed).run(live=live)

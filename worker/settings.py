@@ -1,22 +1,41 @@
-"""Configuration: the only module that reads the environment (prefix ``GBQ_``).
+"""Configuration: the only module that reads the environment (prefix ``GBQ_``), with
+``producers.settings``, whose publisher settings these extend.
 
 Every other module receives a :class:`Settings` instance. Durations are float seconds
 and carry ``_s`` in their names. Secrets are ``SecretStr`` so that they never show up in
-a repr, a log line or an exception.
+a repr, a log line or an exception. A bad value is a ``SettingsError`` naming the
+variable (``gbq`` prints it and exits 2).
 
 Embedded defaults (DESIGN §6): no API key means the local sandbox, whose keys are
-public test values; no Redis URL means a private Redis under ``var_dir``; no database
-URL means a SQLite file under ``var_dir``.
+public test values; no Redis URL means a private Redis under ``GBQ_HOME``; no database
+URL means a SQLite file under ``GBQ_HOME``.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import hashlib
+import ipaddress
 from typing import Literal, TypeAlias
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+
+from producers.settings import (
+    PublisherSettings,
+    SettingsError,
+    redact_url,
+    settings_error,
+)
+
+__all__ = [
+    "SANDBOX_API_KEY",
+    "SANDBOX_SECRET_KEY",
+    "ApiVersion",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+    "redact_url",
+]
 
 SANDBOX_API_KEY = "sandbox-api-key"
 SANDBOX_SECRET_KEY = "sandbox-secret-key"  # noqa: S105 - a public test value, not a secret
@@ -26,22 +45,9 @@ SANDBOX_BASE_URL = f"http://127.0.0.1:{SANDBOX_PORT}"
 ApiVersion: TypeAlias = Literal["v3.0", "v4.0", "v4.1"]
 
 
-class Settings(BaseSettings):
-    """All settings, read from ``GBQ_*`` environment variables."""
-
-    # hide_input_in_errors: a bad value may be a key or a URL with a password in it.
-    model_config = SettingsConfigDict(
-        env_prefix="GBQ_", extra="ignore", frozen=True, hide_input_in_errors=True
-    )
-
-    # Where state lives.
-    var_dir: Path = Field(default=Path("var"), description="Embedded Redis and SQLite files.")
-    redis_url: SecretStr | None = Field(
-        default=None, description="Redis URL; unset means a private embedded Redis."
-    )
-    database_url: SecretStr | None = Field(
-        default=None, description="SQLAlchemy URL; unset means SQLite under GBQ_VAR_DIR."
-    )
+class Settings(PublisherSettings):
+    """All settings, read from ``GBQ_*`` environment variables (where state lives, Redis,
+    the ledger and the spool: :class:`PublisherSettings`)."""
 
     # Gameball.
     gameball_base_url: str = Field(default=SANDBOX_BASE_URL, description="Gameball API root.")
@@ -89,16 +95,6 @@ class Settings(BaseSettings):
     breaker_consecutive_failures: int = Field(default=5, ge=1)
     breaker_cooldown_s: float = Field(default=30.0, gt=0)
 
-    # Publishing: checkout must never wait long on Redis.
-    publish_timeout_s: float = Field(default=0.5, gt=0, description="Redis connect/socket.")
-    spool_path: Path | None = Field(
-        default=None, description="Local spool when Redis is down; unset: GBQ_VAR_DIR/spool.db."
-    )
-
-    outbox_database_url: SecretStr | None = Field(
-        default=None, description="Where Publisher.stage() writes; unset: the ledger's database."
-    )
-
     # Delivery and recovery (the scheduler's sweeps).
     lease_s: float = Field(default=60.0, gt=0, description="How long a claim lasts.")
     pause_delay_s: float = Field(default=30.0, gt=0, description="Re-check after a pause.")
@@ -118,6 +114,39 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
 
+    @field_validator("gameball_api_key", "gameball_secret_key")
+    @classmethod
+    def _key_not_blank(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("must not be empty: unset it to use the local sandbox")
+        return value
+
+    @model_validator(mode="after")
+    def _keys_match_the_endpoint(self) -> Settings:
+        # The sandbox's keys are public: they must never reach a real Gameball (a
+        # misconfigured worker would send every order there and be refused), and a real
+        # Gameball needs the account's keys.
+        public = {SANDBOX_API_KEY, SANDBOX_SECRET_KEY}
+        in_use = public & {
+            self.gameball_api_key.get_secret_value(),
+            self.gameball_secret_key.get_secret_value(),
+        }
+        if in_use and not is_loopback(urlsplit(self.gameball_base_url).hostname):
+            raise ValueError(
+                f"GBQ_GAMEBALL_BASE_URL={self.gameball_base_url!r} is not on this machine, "
+                "but GBQ_GAMEBALL_API_KEY or GBQ_GAMEBALL_SECRET_KEY is unset or the "
+                "sandbox's public key: set your Gameball account's keys (or point at a "
+                "sandbox on 127.0.0.1)"
+            )
+        return self
+
+    def endpoint(self) -> str:
+        """Where deliveries go, for logs and ``gbq status`` (never the keys themselves)."""
+        return (
+            f"{self.gameball_base_url} API {self.gameball_api_version}, "
+            f"key {key_fingerprint(self.gameball_api_key)}"
+        )
+
     @field_validator("gameball_base_url")
     @classmethod
     def _base_url_is_http(cls, value: str) -> str:
@@ -128,54 +157,28 @@ class Settings(BaseSettings):
             raise ValueError("must not carry credentials; use GBQ_GAMEBALL_API_KEY")
         return value.rstrip("/")
 
-    @field_validator("database_url", "outbox_database_url")
-    @classmethod
-    def _database_driver(cls, value: SecretStr | None) -> SecretStr | None:
-        # SQLAlchemy maps bare postgresql:// to psycopg2; this project ships psycopg 3.
-        if value is None:
-            return None
-        url = value.get_secret_value()
-        for prefix in ("postgresql://", "postgres://"):
-            if url.startswith(prefix):
-                return SecretStr("postgresql+psycopg://" + url.removeprefix(prefix))
-        return value
 
-    @property
-    def effective_spool_path(self) -> Path:
-        return self.spool_path or self.var_dir / "spool.db"
-
-    def effective_database_url(self) -> str:
-        """The ledger's URL: GBQ_DATABASE_URL, or a SQLite file under GBQ_VAR_DIR."""
-        if self.database_url is not None:
-            return self.database_url.get_secret_value()
-        return f"sqlite:///{(self.var_dir / 'gbq.db').resolve()}"
-
-    def effective_outbox_url(self) -> str:
-        if self.outbox_database_url is not None:
-            return self.outbox_database_url.get_secret_value()
-        return self.effective_database_url()
-
-    def effective_redis_url(self) -> str:
-        """GBQ_REDIS_URL, or the embedded Redis under GBQ_VAR_DIR (started if needed)."""
-        if self.redis_url is not None:
-            return self.redis_url.get_secret_value()
-        from worker.embedded_redis import ensure_running  # noqa: PLC0415 - only when embedded
-
-        return ensure_running(self.var_dir)
+def is_loopback(host: str | None) -> bool:
+    """localhost, 127.0.0.0/8 or ::1: a sandbox on this machine."""
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
-def redact_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***`` (for logs and the CLI)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+def key_fingerprint(key: SecretStr) -> str:
+    """A short, stable name for a key that reveals nothing of it: ``sha256:1a2b3c4d``."""
+    digest = hashlib.sha256(key.get_secret_value().encode("utf-8", "surrogatepass"))
+    return f"sha256:{digest.hexdigest()[:8]}"
 
 
 def load_settings() -> Settings:
-    """Read settings from the environment."""
-    return Settings()
+    """Read settings from the environment, or raise SettingsError (one line per variable)."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        raise settings_error(error, Settings) from None

@@ -46,6 +46,23 @@ from producers.untrusted import UnreadableError, load_json, printable
 from worker.intake import MAX_MESSAGE_BYTES, Accepted, screen
 
 log = logging.getLogger(__name__)
+REPLY_QUEUE_SUFFIX = ".reply.celery.pidbox"  # where workers answer remote-control calls
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+def _readable_reply(item: Any, queue: Any) -> bool:
+    """A control reply kombu can read (a bounded JSON object); anything else is dropped
+    with a warning, so hostile bytes cannot end the control client either."""
+    try:
+        readable = isinstance(load_json(item, max_bytes=MAX_MESSAGE_BYTES), dict)
+    except UnreadableError:
+        readable = False
+    if not readable:
+        log.warning("dropped an unreadable control reply on %s", printable(queue, 100))
+    return readable
 
 
 class QoS(kombu_redis.QoS):
@@ -84,6 +101,10 @@ class Channel(kombu_redis.Channel):
         if not reply:
             return None
         queue, item = reply
+        if _text(queue).endswith(REPLY_QUEUE_SUFFIX):
+            # A remote-control client (``celery inspect ping``, the compose health check)
+            # reading the workers' replies: not gbq.deliver messages, and not a worker.
+            return (queue, item) if _readable_reply(item, queue) else None
         screened = self._screened(item, f"queue {printable(queue, 100)}")
         return None if screened is None else (queue, screened)
 

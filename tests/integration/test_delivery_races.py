@@ -38,7 +38,7 @@ def settings(
         sandbox.url,
         redis_url=SecretStr(redis_url),
         database_url=SecretStr(database_url),
-        var_dir=tmp_path,
+        home=tmp_path,
         rate_limit_per_s=0,
         rate_limit_per_30s=0,
         redrive_after_s=3600.0,  # the scheduler's re-check must not be what saves us

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from producers.embedded_redis import answers, socket_url
 from tests.processes import GBQ, wait_until
-from worker.embedded_redis import answers, socket_url
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ def alive(pids_file: Path) -> list[int]:
 @pytest.mark.timeout(300)
 def test_short_demo_reconciles_and_leaves_nothing_running(tmp_path: Path) -> None:
     """A short demo (outage and worker kill included) ends with every wallet equal."""
-    env = {**os.environ, "GBQ_VAR_DIR": str(tmp_path / "var")}
+    env = {**os.environ, "GBQ_HOME": str(tmp_path / "var")}
     result = subprocess.run(
         [*GBQ, "demo", "--orders", "40", "--outage-s", "2"],
         env=env,
@@ -44,7 +44,7 @@ def test_short_demo_reconciles_and_leaves_nothing_running(tmp_path: Path) -> Non
 @pytest.mark.timeout(200)
 def test_ctrl_c_stops_every_child(tmp_path: Path) -> None:
     """SIGINT mid-run: the demo stops its children and the embedded Redis, exit 130."""
-    env = {**os.environ, "GBQ_VAR_DIR": str(tmp_path / "var")}
+    env = {**os.environ, "GBQ_HOME": str(tmp_path / "var")}
     demo = tmp_path / "var" / "demo"
     process = subprocess.Popen(
         [*GBQ, "demo", "--orders", "300", "--outage-s", "30"],

@@ -1,4 +1,4 @@
-"""Embedded defaults: with no GBQ_REDIS_URL, a private Redis under GBQ_VAR_DIR."""
+"""Embedded defaults: with no GBQ_REDIS_URL, a private Redis under GBQ_HOME."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from producers import embedded_redis
 from producers.events import CashbackAwarded
 from tests.processes import SandboxProcess
 from tests.stack import Stack
-from worker import embedded_redis
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ def test_pipeline_runs_on_the_embedded_redis(
         redis_url=url,
         database_url=sqlite_url,
         gameball_url=sandbox.url,
-        GBQ_VAR_DIR=str(var),
+        GBQ_HOME=str(var),
     )
     del stack.env["GBQ_REDIS_URL"]  # the processes must resolve it themselves
     try:

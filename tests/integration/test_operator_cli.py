@@ -78,7 +78,7 @@ def cli(database_url: str, redis_url: str, tmp_path: Path) -> Iterator[Cli]:
         **os.environ,
         "GBQ_DATABASE_URL": database_url,
         "GBQ_REDIS_URL": redis_url,
-        "GBQ_VAR_DIR": str(tmp_path / "var"),
+        "GBQ_HOME": str(tmp_path / "var"),
         "GBQ_GAMEBALL_API_KEY": API_KEY,
         "GBQ_GAMEBALL_SECRET_KEY": SECRET_KEY,
         "COLUMNS": "200",

@@ -46,7 +46,7 @@ def settings(
     tmp_path: Path, redis_url: str, database_url: str = "sqlite://", **extra: object
 ) -> Settings:
     return Settings(
-        var_dir=tmp_path,
+        home=tmp_path,
         redis_url=SecretStr(redis_url),  # type: ignore[call-arg]
         database_url=SecretStr(database_url),
         **extra,

@@ -41,7 +41,7 @@ def supervisorctl(env: dict[str, str], *args: str) -> str:
 def supervised(stack: Stack) -> Iterator[dict[str, str]]:
     """deploy/supervisord.conf run by a real supervisord for ``stack``; yields its env and
     shuts it (and every program) down afterwards."""
-    Path(stack.env["GBQ_VAR_DIR"]).mkdir(parents=True, exist_ok=True)
+    Path(stack.env["GBQ_HOME"]).mkdir(parents=True, exist_ok=True)
     env = {**stack.env, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     supervisord = subprocess.Popen(
         [str(BIN / "supervisord"), "-c", str(CONF)],
@@ -62,7 +62,7 @@ def test_supervisor_restarts_a_killed_worker_and_everything_is_delivered(
     """SIGKILL the worker under supervisord: restarted, every event delivered once."""
     scenario = generate(seed=31, orders=20, total_events=60)
     stack = make_stack(sqlite_url, GBQ_LEASE_S="5")
-    var = Path(stack.env["GBQ_VAR_DIR"])
+    var = Path(stack.env["GBQ_HOME"])
     with supervised(stack) as env:
 
         def pid_of(program: str) -> int:
@@ -130,7 +130,7 @@ def test_supervisor_keeps_retrying_until_a_cause_that_clears(
     off and retries, never FATAL, and once `gbq migrate` has run the worker delivers."""
     ledger = f"sqlite:///{tmp_path / 'later.db'}"
     stack = make_stack(ledger)
-    log = Path(stack.env["GBQ_VAR_DIR"]) / "supervisord.log"
+    log = Path(stack.env["GBQ_HOME"]) / "supervisord.log"
 
     def failed_starts() -> int:
         text = log.read_text() if log.exists() else ""

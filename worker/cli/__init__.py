@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from producers.settings import SettingsError
 from worker.cli import (
     demo,
     dlq,
@@ -22,6 +23,7 @@ from worker.cli import (
     status,
     worker,
 )
+from worker.cli.common import ExitCode
 
 app = typer.Typer(
     name="gbq",
@@ -61,4 +63,9 @@ def _root(
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SettingsError as error:  # raised wherever a command first reads its settings
+        for line in error.lines:
+            typer.echo(f"error: {line}", err=True)
+        raise SystemExit(int(ExitCode.USAGE)) from None

@@ -22,7 +22,7 @@ def run(
     outage_s: Annotated[float, typer.Option(help="How long Gameball stays down.", min=0)] = 8.0,
     seed: Annotated[int, typer.Option(help="Seed of the stream and the sandbox's faults.")] = 7,
 ) -> None:
-    """Start everything on embedded defaults under GBQ_VAR_DIR/demo (Redis with AOF,
+    """Start everything on embedded defaults under GBQ_HOME/demo (Redis with AOF,
     SQLite, the sandbox, a worker, the scheduler), publish a realistic stream, take
     Gameball down and kill the worker half-way, and reconcile at the end.
     Ctrl-C stops every child process.
@@ -41,13 +41,13 @@ def run(
     signal.signal(signal.SIGINT, interrupted)
     try:
         result = run_demo(
-            settings.var_dir, orders=orders, outage_s=outage_s, seed=seed, live=sys.stdout.isatty()
+            settings.home, orders=orders, outage_s=outage_s, seed=seed, live=sys.stdout.isatty()
         )
     except KeyboardInterrupt:
         typer.echo("stopped: every child process was shut down", err=True)
         raise typer.Exit(130) from None
     except RuntimeError as error:
-        fail(f"demo failed: {error} (logs in {settings.var_dir / 'demo'})", ExitCode.NOTHING)
+        fail(f"demo failed: {error} (logs in {settings.home / 'demo'})", ExitCode.NOTHING)
     table = Table(title="reconciliation")
     table.add_column("what")
     table.add_column("count", justify="right")

@@ -10,7 +10,7 @@ from worker.settings import load_settings, redact_url
 
 
 def run() -> None:
-    """Create or upgrade the ledger's tables (GBQ_DATABASE_URL; default SQLite in GBQ_VAR_DIR).
+    """Create or upgrade the ledger's tables (GBQ_DATABASE_URL; default SQLite in GBQ_HOME).
 
     Run it once before starting workers and the scheduler, and after every upgrade;
     they refuse to start on a ledger that is behind.
@@ -20,7 +20,7 @@ def run() -> None:
       GBQ_DATABASE_URL=postgresql://gbq@db/gbq gbq migrate
     """
     settings = load_settings()
-    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    settings.home.mkdir(parents=True, exist_ok=True)
     engine = ledger_engine(settings, migrated=False)
     before, after = migrate(engine)
     where = redact_url(settings.effective_database_url())

