@@ -9,15 +9,18 @@ work back; the scheduler's lease sweep is.
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import setup_logging, worker_ready
 
 from producers.transport import QUEUE
 from worker.logs import configure_logging
 from worker.settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("gbq.worker")
 
 
 def broker_url(redis_url: str) -> str:
@@ -81,6 +84,14 @@ app.conf.update(
 def _configure_logging(**_: object) -> None:
     """Connected, this replaces Celery's own logging setup with ours (text or JSON)."""
     configure_logging(settings_or_exit())
+
+
+@worker_ready.connect  # type: ignore[untyped-decorator]
+def _say_where(**_: object) -> None:
+    """Where this worker sends, in its first lines: base URL, API version and a key
+    fingerprint (never the key), and where local state lives."""
+    settings = settings_or_exit()
+    log.info("delivering to %s; local state in %s", settings.endpoint(), settings.home)
 
 
 def worker_argv(

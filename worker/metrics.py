@@ -3,13 +3,18 @@
 The choice: metrics are aggregated through the ledger and Redis rather than collected in
 each worker process (no multiprocess directory, one scrape target, cluster-wide figures by
 construction). Counts come from the ledger at scrape time; the latency histogram is fed
-incrementally from deliveries newer than the last scrape; the breaker, the queue and the
-limiter come from Redis, where workers also count rate-limit waits and breaker deferrals.
+from deliveries newer than the last scrape, then served in the same scrape (current at
+each one); the breaker, the queue and the limiter come from Redis, where workers also
+count rate-limit waits and breaker deferrals.
 
     gbq_events{kind, state, reason}              events in the ledger (published = all)
     gbq_attempts_total{outcome, reason}          HTTP attempts
     gbq_delivery_latency_seconds                 publish → Gameball acceptance (histogram)
-    gbq_oldest_pending_age_seconds               age of the oldest undelivered event
+    gbq_oldest_sendable_age_seconds              age of the oldest event that can go now
+                                                 (pending, in flight or retrying): alert here
+    gbq_oldest_waiting_age_seconds               age of the oldest event waiting for an
+                                                 earlier one of its order (normal: up to
+                                                 GBQ_WAITING_WINDOW_S)
     gbq_queue_depth / gbq_inbox_depth            messages waiting in Redis
     gbq_breaker_state{state}                     1 for the current state
     gbq_rate_limit_waits_total                   times a worker waited for a token
@@ -24,16 +29,17 @@ from datetime import UTC, datetime
 
 import redis
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from producers.transport import INBOX_KEY, QUEUE
 from worker.breaker import Breaker, State
-from worker.ledger.models import AttemptRow, EventRow, EventState
+from worker.ledger.models import SENDABLE, AttemptRow, EventRow, EventState
 from worker.ledger.repository import Ledger
 from worker.ratelimit import WAITS_KEY
 from worker.shared_breaker import BREAKER_KEY, DEFERRALS_KEY
+from worker.timespec import age_s
 
 LATENCY_BUCKETS = (
     0.05,
@@ -53,7 +59,6 @@ LATENCY_BUCKETS = (
     24 * 3600,
     72 * 3600,
 )
-_OPEN = (EventState.PENDING, EventState.IN_FLIGHT, EventState.SCHEDULED, EventState.WAITING)
 
 
 class LedgerCollector(Collector):
@@ -61,16 +66,18 @@ class LedgerCollector(Collector):
 
     def __init__(self, ledger: Ledger, client: redis.Redis, registry: CollectorRegistry) -> None:
         self.ledger, self.client = ledger, client
+        # Not registered: collect() feeds it, then yields it, so a scrape never shows the
+        # histogram as it was before that scrape's deliveries.
         self.latency = Histogram(
             "gbq_delivery_latency_seconds",
             "From publish to Gameball's acceptance.",
             buckets=LATENCY_BUCKETS,
-            registry=registry,
+            registry=None,
         )
         self._watermark = datetime.now(UTC)
         self._lock = threading.Lock()
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         now = datetime.now(UTC)
         with self.ledger.engine.connect() as connection:
             events = connection.execute(
@@ -83,9 +90,12 @@ class LedgerCollector(Collector):
                     AttemptRow.outcome, AttemptRow.reason
                 )
             ).all()
-            oldest = connection.execute(
-                select(func.min(EventRow.created_at)).where(EventRow.state.in_(_OPEN))
-            ).scalar()
+            oldest = {
+                name: connection.execute(
+                    select(func.min(EventRow.created_at)).where(EventRow.state.in_(states))
+                ).scalar()
+                for name, states in (("sendable", SENDABLE), ("waiting", (EventState.WAITING,)))
+            }
             with self._lock:
                 fresh = connection.execute(
                     select(EventRow.delivered_at, EventRow.published_at).where(
@@ -112,13 +122,17 @@ class LedgerCollector(Collector):
         for outcome, reason, count in attempts:
             by_outcome.add_metric([outcome, reason], count)
         yield by_outcome
-        if oldest is not None and oldest.tzinfo is None:
-            oldest = oldest.replace(tzinfo=UTC)
         yield GaugeMetricFamily(
-            "gbq_oldest_pending_age_seconds",
-            "Age of the oldest undelivered event.",
-            value=0.0 if oldest is None else (now - oldest).total_seconds(),
+            "gbq_oldest_sendable_age_seconds",
+            "Age of the oldest event that can be sent now (pending, in flight, retrying).",
+            value=age_s(oldest["sendable"], now),
         )
+        yield GaugeMetricFamily(
+            "gbq_oldest_waiting_age_seconds",
+            "Age of the oldest event waiting for an earlier event of its order.",
+            value=age_s(oldest["waiting"], now),
+        )
+        yield from self.latency.collect()
         yield from self._redis_figures()
 
     def _redis_figures(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:

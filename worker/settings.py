@@ -112,7 +112,12 @@ class Settings(PublisherSettings):
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0: no metrics.")
     metrics_host: str = Field(default="127.0.0.1", description="Where /metrics listens.")
     log_format: Literal["text", "json"] = "text"
-    log_level: str = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level_in_capitals(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("gameball_api_key", "gameball_secret_key")
     @classmethod

@@ -12,13 +12,12 @@ from sqlalchemy import func, select
 from producers.quarantine import QUARANTINE_KEY
 from producers.spool import Spool
 from worker.breaker import Breaker, State
-from worker.ledger.models import EventRow, EventState
+from worker.ledger.models import SENDABLE, EventRow, EventState
 from worker.ledger.repository import Ledger
 from worker.ratelimit import RateLimiter
 from worker.scheduler import LeaderLock
 from worker.shared_breaker import BREAKER_KEY
-
-_OPEN_STATES = (EventState.PENDING, EventState.IN_FLIGHT, EventState.SCHEDULED, EventState.WAITING)
+from worker.timespec import age_s
 
 _HINTS = {
     "unauthorized": "Gameball refuses the keys or the API version: check "
@@ -49,7 +48,8 @@ def explain(breaker: Breaker) -> str:
 @dataclass
 class StatusReport:
     events: dict[str, int]
-    oldest_pending_age_s: float | None
+    oldest_sendable_age_s: float | None  # pending, in flight or retrying: can go now
+    oldest_waiting_age_s: float | None  # waiting for an earlier event of its order
     dead_by_reason: dict[str, int]
     delivered_last_minute: int
     breaker: dict[str, Any]
@@ -72,9 +72,12 @@ def collect(
 ) -> StatusReport:
     now = now or datetime.now(UTC)
     with ledger.engine.begin() as connection:
-        oldest = connection.execute(
-            select(func.min(EventRow.created_at)).where(EventRow.state.in_(_OPEN_STATES))
-        ).scalar()
+        oldest_sendable, oldest_waiting = (
+            connection.execute(
+                select(func.min(EventRow.created_at)).where(EventRow.state.in_(states))
+            ).scalar()
+            for states in (SENDABLE, (EventState.WAITING,))
+        )
         dead = connection.execute(
             select(EventRow.dead_reason, func.count())
             .where(EventRow.state == EventState.DEAD)
@@ -84,12 +87,11 @@ def collect(
             select(func.count()).where(EventRow.delivered_at >= now - timedelta(minutes=1))
         ).scalar()
         conflicts = connection.execute(select(func.count()).where(EventRow.conflicts > 0)).scalar()
-    if oldest is not None and oldest.tzinfo is None:
-        oldest = oldest.replace(tzinfo=UTC)
     breaker = Breaker.from_json(client.get(BREAKER_KEY))
     return StatusReport(
         events=ledger.counts_by_state(),
-        oldest_pending_age_s=None if oldest is None else (now - oldest).total_seconds(),
+        oldest_sendable_age_s=None if oldest_sendable is None else age_s(oldest_sendable, now),
+        oldest_waiting_age_s=None if oldest_waiting is None else age_s(oldest_waiting, now),
         dead_by_reason={str(reason): int(count) for reason, count in dead},
         delivered_last_minute=int(recent or 0),
         breaker={

@@ -32,3 +32,13 @@ def parse_moment(text: str, now: datetime) -> datetime:
             f"{text!r} is neither a duration (2h, 3d) nor an ISO time (2026-11-22T10:00:00Z)"
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def age_s(moment: datetime | None, now: datetime) -> float:
+    """Seconds since ``moment``, never negative (0 when there is none); a naive moment is
+    UTC (SQLite hands them back so)."""
+    if moment is None:
+        return 0.0
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (now - moment).total_seconds())

@@ -77,3 +77,55 @@ def test_gbq_sandbox_and_one_post_credit_a_wallet(tmp_path: Path) -> None:
         assert sandbox.state()["wallets"]["cust_1001"]["balance"] == 327
     finally:
         assert sandbox.stop() == 0  # SIGTERM stops it cleanly
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status"],
+        ["worker"],
+        ["scheduler"],
+        ["migrate"],
+        ["dlq", "list"],
+        ["events", "ORD-1"],
+        ["publish", "/dev/null"],
+        ["reconcile", "--order", "ORD-1"],
+        ["demo"],
+    ],
+)
+def test_every_command_refuses_a_bad_setting_in_one_line(args: list[str], tmp_path: Path) -> None:
+    """Exit 2 and one line per bad variable, before anything starts: no traceback, no
+    embedded Redis left behind."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "GBQ_HOME": str(tmp_path / "home"),
+        "GBQ_RETRY_BASE_S": "abc",
+        "GBQ_DATABASE_URL": "mysql://gbq:hunter2@db/gbq",
+    }
+    result = subprocess.run(
+        [*GBQ, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2, result.stderr
+    database = (
+        "error: GBQ_DATABASE_URL='mysql://gbq:***@db/gbq': must be sqlite:///PATH or "
+        "postgresql://user@host/db: the ledger runs on SQLite or PostgreSQL"
+    )
+    retry = "error: GBQ_RETRY_BASE_S='abc': must be a valid number, unable to parse string as a"
+    assert result.stderr.splitlines() == [database, retry + " number"]
+    assert not (tmp_path / "home").exists()
+
+
+def test_celery_itself_refuses_a_bad_setting_in_one_line(tmp_path: Path) -> None:
+    """``celery -A worker.app worker`` (the compose health check's tool) says the same."""
+    env = {"PATH": "/usr/bin:/bin", "GBQ_HOME": str(tmp_path), "GBQ_LEASE_S": "-1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "worker.app", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "error: GBQ_LEASE_S='-1': must be greater than 0" in result.stderr.splitlines()
+    assert "Traceback" not in result.stderr

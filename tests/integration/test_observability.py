@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
+from producers.events import OrderRefunded
 from tests.processes import SandboxProcess, free_port, wait_until
 from tests.scenario import generate
 from tests.stack import Stack
+from worker.settings import key_fingerprint
 
 pytestmark = pytest.mark.integration
 API_KEY, SECRET_KEY = "obs-test-APIKEY-31f", "obs-test-SECRET-c2e"
@@ -61,18 +66,38 @@ def test_metrics_and_json_logs(
     wait_until(scrape, timeout_s=60, what="the metrics endpoint")
     stack.publisher.publish_many(scenario.events)
     assert stack.wait_settled(20) == {"delivered": 20}
-    text = wait_until(
-        lambda: (t := scrape()) and "gbq_delivery_latency_seconds_count 20" in t and t,
-        timeout_s=30,
-        what="the latency histogram to count 20",
-    )
+    text = scrape()  # one scrape, right away: the histogram is current at each one
+    assert text is not None
+    assert metric(text, "gbq_delivery_latency_seconds_count") == 20
     assert 'gbq_events{kind="cashback",reason="",state="delivered"}' in text
     assert metric(text, 'gbq_attempts_total{outcome="delivered",reason="accepted"}') == 20
     assert metric(text, 'gbq_breaker_state{state="closed"}') == 1
     assert metric(text, "gbq_queue_depth") == 0
-    assert metric(text, "gbq_oldest_pending_age_seconds") == 0
+    assert metric(text, "gbq_oldest_sendable_age_seconds") == 0
+    assert metric(text, "gbq_oldest_waiting_age_seconds") == 0
+    # A refund whose paid event has not come: waiting is normal, not a stuck queue.
+    stack.publisher.publish(
+        OrderRefunded(
+            order_id="NOT-YET-PAID",
+            refund_id="R1",
+            customer_id="c-wait",
+            occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+            amount=Decimal(1),
+        )
+    )
+    waiting = wait_until(
+        lambda: (t := scrape()) and metric(t, "gbq_oldest_waiting_age_seconds") > 0 and t,
+        timeout_s=30,
+        what="the refund to wait",
+    )
+    assert metric(waiting, "gbq_oldest_sendable_age_seconds") == 0
     worker.stop()
     lines = [json.loads(line) for line in worker.output().splitlines() if line.startswith("{")]
+    fingerprint = key_fingerprint(SecretStr(API_KEY))
+    assert any(
+        line["message"].startswith(f"delivering to {sandbox.url} API v4.1, key {fingerprint}")
+        for line in lines
+    )
     deliveries = [line for line in lines if "attempt" in line]
     assert len(deliveries) == 20
     assert {line["outcome"] for line in deliveries} == {"accepted"}

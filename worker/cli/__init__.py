@@ -15,6 +15,7 @@ from worker.cli import (
     demo,
     dlq,
     events,
+    local,
     migrate,
     publish,
     reconcile,
@@ -42,6 +43,7 @@ app.command("publish")(publish.run)
 app.command("reconcile")(reconcile.run)
 app.command("sandbox")(sandbox.run)
 app.command("demo")(demo.run)
+app.add_typer(local.app, name="local")
 
 
 def _print_version(value: bool) -> None:

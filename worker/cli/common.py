@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from enum import IntEnum
+from pathlib import Path
 from typing import NoReturn
 
 import redis
 import typer
 from rich.console import Console
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from producers.transport import redis_client
@@ -42,6 +43,9 @@ def env_help(text: str, variable: str) -> str:
 def ledger_engine(settings: Settings, *, migrated: bool = True) -> Engine:
     """The ledger's engine, checked to be reachable (and migrated unless told otherwise)."""
     url = settings.effective_database_url()
+    missing = sqlite_file(url)
+    if migrated and missing is not None and not missing.exists():
+        fail(f"no ledger at {missing} yet: run `gbq migrate` (GBQ_HOME is {settings.home})")
     engine = create_ledger_engine(url)
     try:
         if migrated:
@@ -57,6 +61,14 @@ def ledger_engine(settings: Settings, *, migrated: bool = True) -> Engine:
             f"{str(error).splitlines()[0]}"
         )
     return engine
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL (None for another database or an in-memory one)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    return None if parsed.database == ":memory:" else Path(parsed.database)
 
 
 def redis_url(settings: Settings, *, must_answer: bool) -> str:

@@ -57,6 +57,7 @@ def run(
 
       echo '{"kind": "paid", ...}' | gbq publish -
     """
+    settings = load_settings()
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text()
     except OSError as error:
@@ -76,7 +77,7 @@ def run(
     destinations: dict[str, int] = {}
     if accepted:
         try:
-            with Publisher(load_settings()) as publisher:
+            with Publisher(settings) as publisher:
                 for start in range(0, len(accepted), BATCH):
                     where = publisher.publish_many(accepted[start : start + BATCH])
                     destinations[where] = destinations.get(where, 0) + len(

@@ -14,7 +14,7 @@ from producers.transport import redis_client
 from worker.cli.common import console, fail, ledger_engine, redis_url
 from worker.ledger.repository import Ledger
 from worker.ratelimit import RateLimiter, RateLimits
-from worker.settings import load_settings
+from worker.settings import key_fingerprint, load_settings
 from worker.status import collect
 
 
@@ -42,18 +42,31 @@ def run(
         )
     except redis.RedisError as error:
         fail(f"cannot read status from Redis: {error}")
+    where = {
+        "gameball": {
+            "base_url": settings.gameball_base_url,
+            "api_version": settings.gameball_api_version,
+            "key": key_fingerprint(settings.gameball_api_key),
+        },
+        "home": str(settings.home),
+    }
     if as_json:
-        typer.echo(json.dumps(report.as_dict(), indent=2))
+        typer.echo(json.dumps({**report.as_dict(), **where}, indent=2))
         return
     out = console()
+    out.print(f"delivering to {settings.endpoint()}")
+    out.print(f"local state (GBQ_HOME): {settings.home}")
     table = Table(title="events", show_header=True)
     table.add_column("state")
     table.add_column("count", justify="right")
     for state in ("pending", "in_flight", "scheduled", "waiting", "delivered", "dead"):
         table.add_row(state, str(report.events.get(state, 0)))
     out.print(table)
-    age = report.oldest_pending_age_s
-    out.print(f"oldest undelivered: {'none' if age is None else f'{age:.0f}s old'}")
+    for what, age in (
+        ("oldest sendable", report.oldest_sendable_age_s),
+        ("oldest waiting for an earlier event of its order", report.oldest_waiting_age_s),
+    ):
+        out.print(f"{what}: {'none' if age is None else f'{age:.0f}s old'}")
     dead = ", ".join(f"{reason}={count}" for reason, count in report.dead_by_reason.items())
     out.print(f"dead letters: {dead or 'none'}")
     out.print(f"delivered in the last minute: {report.delivered_last_minute}")

@@ -37,6 +37,10 @@ class EventState(StrEnum):
     DEAD = "dead"
 
 
+# What can be sent now or is on its way (not waiting for an earlier event, not settled).
+SENDABLE = (EventState.PENDING, EventState.IN_FLIGHT, EventState.SCHEDULED)
+
+
 class DeadReason(StrEnum):
     REJECTED = "rejected"  # Gameball refused it for good (its code and message are kept)
     EXPIRED = "expired"  # the retry window (or the waiting window) ran out

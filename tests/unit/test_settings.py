@@ -1,0 +1,162 @@
+"""Every GBQ_ variable, given a value gbq cannot use, is refused in one line that names
+it, shows the value (never a secret) and says what is expected."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+
+import pytest
+
+from producers.settings import PublisherSettings, SettingsError, load_publisher_settings
+from worker.settings import Settings, load_settings
+
+SECRET = "s3cr3t-do-not-print"
+# Values no type accepts, by annotation; then the fields whose rules refuse more.
+BY_TYPE = {float: ["abc", "1e999x"], int: ["abc", "2.5"], bool: ["maybe"]}
+BY_FIELD = {
+    "redis_url": ["localhost:6379", f"http://user:{SECRET}@host/0"],
+    "database_url": [f"mysql://user:{SECRET}@db/gbq", "gbq.db"],
+    "outbox_database_url": [f"mongodb://user:{SECRET}@db/gbq"],
+    "gameball_base_url": ["api.gameball.co", "ftp://api.gameball.co"],
+    "gameball_api_key": ["   "],
+    "gameball_secret_key": [""],
+    "gameball_api_version": ["v5", "4.1"],
+    "log_format": ["xml"],
+    "log_level": ["LOUD"],
+}
+ACCEPTS_ANY_TEXT = {"home", "spool_path", "metrics_host"}  # any path or host name is one
+SECRET_FIELDS = {"gameball_api_key", "gameball_secret_key"}
+
+
+def bad_values(name: str) -> list[str]:
+    if name in BY_FIELD:
+        return BY_FIELD[name]
+    annotation = Settings.model_fields[name].annotation
+    return BY_TYPE[annotation]  # type: ignore[index]  # KeyError: a new type, add it above
+
+
+def cases() -> list[tuple[str, str]]:
+    return [
+        (name, value)
+        for name in Settings.model_fields
+        if name not in ACCEPTS_ANY_TEXT
+        for value in bad_values(name)
+    ]
+
+
+def test_every_setting_is_walked() -> None:
+    """A new setting must come with bad values here (or be declared free text)."""
+    walked = {name for name, _ in cases()} | ACCEPTS_ANY_TEXT
+    assert walked == set(Settings.model_fields)
+
+
+@pytest.mark.parametrize(("name", "value"), cases())
+def test_a_bad_value_is_one_line_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    variable = f"GBQ_{name.upper()}"
+    monkeypatch.setenv(variable, value)
+    if name == "gameball_base_url":  # keep the sandbox-keys rule out of this case
+        monkeypatch.setenv("GBQ_GAMEBALL_API_KEY", "k")
+        monkeypatch.setenv("GBQ_GAMEBALL_SECRET_KEY", "s")
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    lines = refused.value.lines
+    assert len(lines) == 1, lines
+    assert lines[0].startswith(f"{variable}=")
+    assert SECRET not in str(refused.value)
+    if name in SECRET_FIELDS:
+        assert lines[0].startswith(f"{variable}='***': ")
+    elif SECRET not in value:
+        assert repr(value) in lines[0]
+    assert len(lines[0].split(": ", 1)[1]) > 5  # says what is expected
+
+
+def test_several_bad_values_are_one_line_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GBQ_RETRY_BASE_S", "abc")
+    monkeypatch.setenv("GBQ_LEASE_S", "-1")
+    monkeypatch.setenv("GBQ_GAMEBALL_API_VERSION", "v5")
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    assert sorted(line.split("=")[0] for line in refused.value.lines) == [
+        "GBQ_GAMEBALL_API_VERSION",
+        "GBQ_LEASE_S",
+        "GBQ_RETRY_BASE_S",
+    ]
+
+
+def test_the_publisher_reads_only_what_it_needs_and_says_it_the_same_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Publisher.from_env() reads PublisherSettings: a worker-only variable does not stop
+    checkout, a bad Redis URL does, in the same words as gbq."""
+    monkeypatch.setenv("GBQ_RETRY_BASE_S", "abc")
+    assert isinstance(load_publisher_settings(), PublisherSettings)
+    monkeypatch.setenv("GBQ_REDIS_URL", "localhost:6379")
+    with pytest.raises(SettingsError) as refused:
+        load_publisher_settings()
+    expected = (
+        "GBQ_REDIS_URL='localhost:6379': must be a URL such as redis://host:6379/0, "
+        "rediss://host:6380/0 or unix:///path/redis.sock"
+    )
+    assert refused.value.lines == (expected,)
+    assert isinstance(refused.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://api.gameball.co", "http://10.0.0.5:8099", "http://sandbox:8099"]
+)
+def test_the_sandbox_keys_never_leave_this_machine(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    """Keys unset (the sandbox's public ones) with a base URL beyond loopback: refused,
+    naming what to set; with the account's keys, accepted."""
+    monkeypatch.setenv("GBQ_GAMEBALL_BASE_URL", url)
+    with pytest.raises(SettingsError, match="GBQ_GAMEBALL_API_KEY or GBQ_GAMEBALL_SECRET_KEY"):
+        load_settings()
+    monkeypatch.setenv("GBQ_GAMEBALL_API_KEY", "live-key")
+    with pytest.raises(SettingsError):  # the secret key is still the public one
+        load_settings()
+    monkeypatch.setenv("GBQ_GAMEBALL_SECRET_KEY", SECRET)
+    settings = load_settings()
+    assert SECRET not in settings.endpoint()
+    assert "live-key" not in settings.endpoint()
+    assert settings.endpoint().endswith("key sha256:" + settings.endpoint()[-8:])
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8099", "http://localhost:1", "http://[::1]:2"])
+def test_the_sandbox_keys_work_on_loopback(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("GBQ_GAMEBALL_BASE_URL", url)
+    assert load_settings().gameball_base_url == url
+
+
+def test_home_is_the_projects_from_any_of_its_folders(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Unset, GBQ_HOME is .gbq at the project's root (pyproject.toml or .git), whichever
+    folder of the project a command starts in; outside a project, the user's state folder."""
+    monkeypatch.delenv("GBQ_HOME", raising=False)
+    project = tmp_path / "shop"
+    deep = project / "src" / "checkout"
+    deep.mkdir(parents=True)
+    (project / "pyproject.toml").write_text("")
+    for folder in (project, deep):
+        monkeypatch.chdir(folder)
+        assert load_publisher_settings().home == project / ".gbq"
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    monkeypatch.chdir(outside)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    assert load_publisher_settings().home == tmp_path / "state" / "gameball-queue"
+
+
+def test_no_annotation_is_left_unwalked() -> None:
+    """The annotations BY_TYPE knows are the ones settings use (besides the named fields)."""
+    kinds = {
+        Settings.model_fields[name].annotation
+        for name in Settings.model_fields
+        if name not in BY_FIELD and name not in ACCEPTS_ANY_TEXT
+    }
+    assert kinds <= set(BY_TYPE), kinds - set(BY_TYPE)
+    assert typing.get_args(Settings.model_fields["log_level"].annotation)
