@@ -243,7 +243,7 @@ class Deliverer:
             self.limiter.penalize()
         transition = after_attempt(
             attempt.outcome,
-            attempt=claimed.attempts + 1,
+            attempt=claimed.attempts_since_retry + 1,
             first_attempt_at=claimed.first_attempt_at or started,
             window_credit_s=claimed.window_credit_s,
             now=finished,

@@ -206,7 +206,13 @@ def test_dlq_retry_dry_run_changes_nothing_and_retry_requeues(
     assert client.llen(QUEUE) == 2
     row = ledger.get("paid:A")
     assert row is not None
-    assert (row.state, row.attempts, row.dead_reason) == ("pending", 0, None)
+    # a fresh budget; its attempt numbers continue after the earlier one
+    assert (row.state, row.attempts, row.retried_at_attempt, row.dead_reason) == (
+        "pending",
+        1,
+        1,
+        None,
+    )
     assert cli("dlq", "retry").returncode == 2  # nothing named and no --all
 
 

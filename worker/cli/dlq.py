@@ -17,6 +17,8 @@ from rich.table import Table
 from producers.transport import redis_client
 from producers.untrusted import UnreadableError, load_json, printable
 from worker.cli.common import ExitCode, console, fail, ledger_engine, redis_url
+from worker.cli.eventfile import read_events
+from worker.cli.publish import replace_dead_letters
 from worker.ledger.deadletters import DeadFilter, DeadLetters
 from worker.ledger.models import EventRow
 from worker.ledger.repository import Ledger
@@ -239,18 +241,36 @@ def retry(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Only print what would be retried.")
     ] = False,
+    replace: Annotated[
+        str | None,
+        typer.Option(
+            "--replace",
+            metavar="FILE",
+            help="Corrected events (JSON, JSON lines or `gbq dlq export --events` output, "
+            "- for stdin): each replaces the dead letter with its id and is sent.",
+        ),
+    ] = None,
 ) -> None:
     """Send dead letters again, with the same ids (Gameball answers "already exists" for
     any that had in fact been applied: no double reward). Retrying a dead paid event also
-    releases the refunds it blocked, which then go after it, in order.
+    releases the refunds it blocked, which then go after it, in order. With --replace,
+    corrected events go in place of the dead letters with their ids (their attempts stay in
+    the history, numbering continues).
 
     Examples:
 
       gbq dlq retry paid:ORD-1
 
       gbq dlq retry --all --reason expired --since 1d --dry-run
+
+      gbq dlq retry --replace fixed.jsonl
     """
     filters = (order, kind, reason, code, since, until)
+    if replace is not None:
+        if event_ids or all_ or any(value is not None for value in filters) or dry_run:
+            raise typer.BadParameter("--replace takes a file only, no ids or filters")
+        _retry_replacing(replace)
+        return
     if not event_ids and not all_:
         raise typer.BadParameter("name event ids, or pass --all (with filters if you like)")
     if event_ids and (all_ or any(value is not None for value in filters)):
@@ -266,6 +286,10 @@ def retry(
             typer.echo(f"would retry {event_id}")
         typer.echo(f"{len(chosen)} dead letter(s) would be retried (dry run: nothing changed)")
         return
+    _send_retries(letters, chosen)
+
+
+def _send_retries(letters: DeadLetters, chosen: list[str]) -> None:
     queue = RedisQueue(redis_client(redis_url(load_settings(), must_answer=True), 10.0))
     sent, released, skipped = 0, 0, []
     with Progress(console=console(stderr=True), transient=True) as progress:
@@ -291,6 +315,15 @@ def retry(
         + (f", released {released} blocked event(s)" if released else "")
     )
     if skipped and sent == 0:
+        raise typer.Exit(int(ExitCode.NOTHING))
+
+
+def _retry_replacing(source: str) -> None:
+    events, refused = read_events(source)
+    settings = load_settings()
+    replaced = replace_dead_letters(settings, events) if events else 0
+    typer.echo(f"replaced and retried {replaced} dead letter(s), refused {refused}")
+    if refused or replaced < len(events) or not events:
         raise typer.Exit(int(ExitCode.NOTHING))
 
 
@@ -349,15 +382,34 @@ def export(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File (default: stdout).")
     ] = None,
+    events_only: Annotated[
+        bool,
+        typer.Option(
+            "--events",
+            help="Only the events, one per line: what `gbq publish --replace` and "
+            "`gbq dlq retry --replace` read back once corrected.",
+        ),
+    ] = False,
 ) -> None:
     """Dead letters as JSON lines: the events as published, with why they died.
 
-    Example:
+    Examples:
 
       gbq dlq export --since 7d -o dead.jsonl
+
+      gbq dlq export --events --code 7 -o fix.jsonl   # correct it, then:
+
+      gbq dlq retry --replace fix.jsonl
     """
     rows = _dead_letters().find(_filter(None, order, kind, reason, code, since, until))
-    lines = "".join(json.dumps(as_json(row)) + "\n" for row in rows)
+    if events_only:
+        malformed = [row.event_id for row in rows if row.kind == "malformed"]
+        for event_id in malformed:
+            typer.echo(f"skipped {event_id}: malformed, it holds no event", err=True)
+        rows = [row for row in rows if row.kind != "malformed"]
+    lines = "".join(
+        json.dumps(as_json(row)["event"] if events_only else as_json(row)) + "\n" for row in rows
+    )
     if output is None:
         sys.stdout.write(lines)
     else:

@@ -2,8 +2,10 @@
 
 Retrying keeps the event's id, so Gameball sees the same transaction ids and an event
 that was in fact applied comes back "already exists": a retry never rewards twice. A
-retried event starts afresh (attempts and retry window reset). Retrying a dead *paid*
-event also releases the refunds and cancellations it had blocked. A dead letter
+retried event starts afresh (backoff and retry window), its attempts numbered after the
+earlier ones. Retrying a dead *paid* event also releases the refunds and cancellations it
+had blocked. Replacing is retrying with corrected content under the same id: the dead
+letter's history stays, the new content is what is sent. A dead letter
 ``malformed`` is retried by reading its bytes again: if they hold a valid event (one
 buried for a reason since lifted), that event takes its place under its own id;
 otherwise it is skipped with the reason (fix it and ``gbq publish`` it instead).
@@ -11,6 +13,7 @@ otherwise it is skipped with the reason (fix it and ``gbq publish`` it instead).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,10 +21,10 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Select, delete, func, select, update
 from sqlalchemy.orm import Session
 
-from producers.events import InvalidEventError, parse_event
+from producers.events import Event, InvalidEventError, parse_event
 from worker.intake import recover
 from worker.ledger.models import AttemptRow, DeadReason, EventRow, EventState
-from worker.ledger.repository import Ledger, new_event
+from worker.ledger.repository import Ledger, afresh, new_event
 
 DEAD = EventState.DEAD
 
@@ -138,19 +141,7 @@ class DeadLetters:
                 if row.kind == "paid" and row.order_id is not None and row.event_id in retryable
             }
         )
-        fresh = {
-            "state": EventState.PENDING,
-            "dead_reason": None,
-            "attempts": 0,
-            "first_attempt_at": None,
-            "window_credit_s": 0.0,
-            "next_attempt_at": None,
-            "lease_owner": None,
-            "lease_expires_at": None,
-            "enqueued_at": now,
-            "updated_at": now,
-            "last_outcome": "retried",
-        }
+        fresh = {**afresh(now), "last_outcome": "retried"}
         with self.ledger.engine.begin() as connection:
             if retryable:
                 connection.execute(
@@ -174,6 +165,23 @@ class DeadLetters:
                     ).scalars()
                 )
         return RetryResult(sorted(retryable), sorted(released), skipped, recovered)
+
+    def replace(self, events: Sequence[Event], now: datetime) -> RetryResult:
+        """Corrected events in place of the dead letters with their ids, then retried as
+        :meth:`retry` does. An id that is not a dead letter is skipped, with its state."""
+        refused = self.ledger.replace_dead([new_event(event, None) for event in events], now)
+        skipped = [
+            (
+                event_id,
+                "not in the ledger: publish it"
+                if state == "unknown"
+                else f"already known ({state}), not replaced: only dead letters can be",
+            )
+            for event_id, state in refused.items()
+        ]
+        replaced = [event.event_id for event in events if event.event_id not in refused]
+        result = self.retry(replaced, now) if replaced else RetryResult([], [], [])
+        return dataclasses.replace(result, skipped=[*skipped, *result.skipped])
 
     def _recover(
         self, rows: list[EventRow], now: datetime, skipped: list[tuple[str, str]]

@@ -89,10 +89,17 @@ class Claimed:
     order_id: str | None
     payload: str
     occurred_at: datetime
-    attempts: int
+    attempts: int  # made so far, ever: the next one is numbered attempts + 1
     first_attempt_at: datetime | None
     window_credit_s: float
     transaction_time: datetime | None = None  # fixed at ingest (None: an older row)
+    retried_at_attempt: int = 0  # attempts before the last manual retry
+
+    @property
+    def attempts_since_retry(self) -> int:
+        """What the backoff counts: attempts since the event was last retried by hand."""
+        return self.attempts - self.retried_at_attempt
+
     reversal_lines: str | None = None  # JSON, fixed at the first attempt of a full reversal
 
 
@@ -113,6 +120,23 @@ def _claimable(now: datetime) -> ColumnElement[bool]:
         ),
         and_(EventRow.state == S.IN_FLIGHT, EventRow.lease_expires_at < now),
     )
+
+
+def afresh(now: datetime) -> dict[str, Any]:
+    """The columns of an event sent again by hand (retried, replaced, re-driven): pending,
+    a new retry window and backoff, attempt numbers continuing."""
+    return {
+        "state": S.PENDING,
+        "dead_reason": None,
+        "retried_at_attempt": EventRow.attempts,
+        "first_attempt_at": None,
+        "window_credit_s": 0.0,
+        "next_attempt_at": None,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "enqueued_at": now,
+        "updated_at": now,
+    }
 
 
 class Ledger:
@@ -202,6 +226,50 @@ class Ledger:
             taken.add((event.customer_id, moment))
             times[event.event_id] = moment
         return times
+
+    def replace_dead(self, events: Sequence[NewEvent], now: datetime) -> dict[str, str]:
+        """Put corrected content in place of dead letters with the same ids; returns, for
+        each event *not* replaced, its state ("unknown" if the ledger has no such id).
+
+        The row keeps its id and history (attempts, Gameball's answers); its payload,
+        customer and time change, and its transaction time is fixed again if those moved
+        (unique per customer, as at ingest). Nothing is sent here: retry it next."""
+        refused: dict[str, str] = {}
+        with self.engine.begin() as connection:
+            for event in events:
+                row = connection.execute(
+                    select(EventRow.state, EventRow.customer_id, EventRow.transaction_time).where(
+                        EventRow.event_id == event.event_id
+                    )
+                ).one_or_none()
+                if row is None or row.state != S.DEAD:
+                    refused[event.event_id] = "unknown" if row is None else row.state
+                    continue
+                values: dict[str, Any] = {
+                    "payload": event.payload,
+                    "content_sha256": content_sha256(event.payload),
+                    "customer_id": event.customer_id,
+                    "occurred_at": event.occurred_at,
+                    "reversal_lines": None,
+                    "updated_at": now,
+                }
+                moved = (event.customer_id, to_millisecond(event.occurred_at)) != (
+                    row.customer_id,
+                    row.transaction_time,
+                )
+                if moved:  # free its old instant first: it may be the one it wants
+                    connection.execute(
+                        update(EventRow)
+                        .where(EventRow.event_id == event.event_id)
+                        .values(transaction_time=None)
+                    )
+                    values["transaction_time"] = self._free_times(connection, [event])[
+                        event.event_id
+                    ]
+                connection.execute(
+                    update(EventRow).where(EventRow.event_id == event.event_id).values(**values)
+                )
+        return refused
 
     def _compare(self, connection: Connection, event: NewEvent, now: datetime) -> None:
         """``event`` is known already: if its content differs, the first content stays (it
@@ -312,6 +380,7 @@ class Ledger:
                 EventRow.window_credit_s,
                 EventRow.transaction_time,
                 EventRow.reversal_lines,
+                EventRow.retried_at_attempt,
             )
         )
         with self.engine.begin() as connection:
@@ -329,6 +398,7 @@ class Ledger:
             window_credit_s=row.window_credit_s,
             transaction_time=row.transaction_time,
             reversal_lines=row.reversal_lines,
+            retried_at_attempt=row.retried_at_attempt,
         )
 
     def fix_reversal_lines(self, event_id: str, owner: str, lines: str) -> str:
@@ -459,7 +529,7 @@ class Ledger:
         statement = (
             update(EventRow)
             .where(EventRow.event_id.in_(list(event_ids)), EventRow.state == S.DELIVERED)
-            .values(state=S.PENDING, enqueued_at=now, updated_at=now, last_outcome="redriven")
+            .values(**afresh(now), last_outcome="redriven")
             .returning(EventRow.event_id)
         )
         with self.engine.begin() as connection:
@@ -780,6 +850,18 @@ class Ledger:
             )
 
     # --- reads ------------------------------------------------------------------------------
+
+    def states_of(self, event_ids: Iterable[str]) -> dict[str, str]:
+        """The state of each of ``event_ids`` the ledger has."""
+        ids = list(set(event_ids))
+        states: dict[str, str] = {}
+        with self._reading() as connection:
+            for start in range(0, len(ids), 500):
+                statement = select(EventRow.event_id, EventRow.state).where(
+                    EventRow.event_id.in_(ids[start : start + 500])
+                )
+                states.update({row.event_id: row.state for row in connection.execute(statement)})
+        return states
 
     def known(self, event_ids: Iterable[str]) -> set[str]:
         ids = list(event_ids)

@@ -1,0 +1,123 @@
+"""The operator's repair loop, end to end: a dead letter is exported, corrected, put back
+in place of the dead one under its id, and delivered; attempt numbers continue; nothing
+known is queued twice."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from producers.events import OrderPaid
+from tests.processes import GBQ, SandboxProcess
+from tests.stack import Stack
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def paid(order_id: str, total: int) -> OrderPaid:
+    return OrderPaid(
+        order_id=order_id,
+        customer_id="c-fix",
+        occurred_at=T0,
+        total_price=Decimal(total),
+        total_paid=Decimal(total),
+    )
+
+
+def gbq(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*GBQ, *args], env=stack.env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_a_dead_letter_is_corrected_replaced_and_delivered(
+    make_stack: type[Stack], sandbox: SandboxProcess, database_url: str, tmp_path: Path
+) -> None:
+    """Gameball refuses an order (code 7): it is dead. Publishing the corrected event
+    again is refused ("already known (dead)"), as the worker would keep the first content;
+    `gbq dlq export --events`, corrected, then `gbq publish --replace` puts it in place:
+    delivered with the corrected amount, its first attempt kept in the history (#1 dead,
+    #2 delivered). A delivered event cannot be replaced."""
+    stack = make_stack(database_url)
+    stack.start_worker(concurrency=1)
+    stack.start_scheduler()
+    sandbox.faults(reject_count=1, reject_code=7)
+    stack.publisher.publish(paid("FIX-1", 10))
+    assert stack.wait_settled(1) == {"dead": 1}
+
+    exported = tmp_path / "dead.jsonl"
+    assert gbq(stack, "dlq", "export", "--events", "-o", str(exported)).returncode == 0
+    [event] = [json.loads(line) for line in exported.read_text().splitlines()]
+    assert event == json.loads(paid("FIX-1", 10).model_dump_json())  # only the event
+    event["total_price"] = event["total_paid"] = "12"
+    fixed = tmp_path / "fixed.jsonl"
+    fixed.write_text(json.dumps(event) + "\n")
+
+    again = gbq(stack, "publish", str(fixed))
+    assert again.returncode == 1
+    assert "paid:FIX-1: already known (dead), not re-queued" in again.stderr
+    assert "already known 1" in again.stdout
+    assert gbq(stack, "publish", "--known-ok", str(fixed)).returncode == 0
+    assert stack.event("paid:FIX-1").state == "dead"  # nothing was queued
+
+    replaced = gbq(stack, "publish", "--replace", str(fixed))
+    assert replaced.returncode == 0, replaced.stderr
+    assert "replaced 1" in replaced.stdout
+    assert stack.wait_settled(1) == {"delivered": 1}
+    assert sandbox.balance("c-fix") == 12
+    attempts = stack.ledger.attempts_of("paid:FIX-1")
+    assert [(a.attempt_no, a.outcome) for a in attempts] == [(1, "dead"), (2, "delivered")]
+    assert json.loads(stack.event("paid:FIX-1").payload)["total_paid"] == "12"
+
+    late = gbq(stack, "dlq", "retry", "--replace", str(fixed))
+    assert late.returncode == 1
+    assert "paid:FIX-1: already known (delivered), not replaced" in late.stderr
+
+
+def test_retries_number_their_attempts_after_the_earlier_ones(
+    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
+) -> None:
+    """Dead twice, retried twice: attempts #1, #2, #3, each retry with a fresh budget."""
+    stack = make_stack(sqlite_url)
+    stack.start_worker(concurrency=1)
+    stack.start_scheduler()
+    sandbox.faults(reject_count=2, reject_code=7)
+    stack.publisher.publish(paid("TWICE", 5))
+    assert stack.wait_settled(1) == {"dead": 1}
+    assert gbq(stack, "dlq", "retry", "paid:TWICE").returncode == 0
+    wait_dead_again = stack.wait_settled(1)
+    assert wait_dead_again == {"dead": 1}
+    assert gbq(stack, "dlq", "retry", "paid:TWICE").returncode == 0
+    assert stack.wait_settled(1) == {"delivered": 1}
+    numbers = [a.attempt_no for a in stack.ledger.attempts_of("paid:TWICE")]
+    assert numbers == [1, 2, 3]
+    assert sandbox.balance("c-fix") == 5
+
+
+def test_an_export_line_with_its_metadata_is_read_as_its_event(
+    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str, tmp_path: Path
+) -> None:
+    """`gbq dlq export` (with why each died) is also accepted by `gbq dlq retry --replace`."""
+    stack = make_stack(sqlite_url)
+    stack.start_worker(concurrency=1)
+    stack.start_scheduler()
+    sandbox.faults(reject_count=1, reject_code=7)
+    stack.publisher.publish(paid("META", 3))
+    assert stack.wait_settled(1) == {"dead": 1}
+    exported = tmp_path / "dead.jsonl"
+    assert gbq(stack, "dlq", "export", "-o", str(exported)).returncode == 0
+    line = json.loads(exported.read_text())
+    assert line["reason"] == "rejected"
+    line["event"]["total_price"] = line["event"]["total_paid"] = "4"
+    exported.write_text(json.dumps(line) + "\n")
+    done = gbq(stack, "dlq", "retry", "--replace", str(exported))
+    assert done.returncode == 0, done.stderr
+    assert "replaced and retried 1 dead letter(s)" in done.stdout
+    assert stack.wait_settled(1) == {"delivered": 1}
+    assert sandbox.balance("c-fix") == 4
