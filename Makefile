@@ -1,18 +1,19 @@
 # What CI and the README call. `make test` works from a fresh clone: it creates .venv,
-# installs the project with its dev extras, then runs lint, type checks and the tests.
+# installs the project with all its extras and the dev tools, at the versions pinned in
+# constraints.txt, then runs lint, type checks and the tests.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install lint format typecheck test run bench soak clean
+.PHONY: install lint format typecheck test run bench soak clean constraints compose-check
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): pyproject.toml | $(BIN)/python
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[all,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -33,7 +34,23 @@ test: lint typecheck
 
 # The whole system on embedded defaults, through an outage and a crash (Ctrl-C stops it).
 run: install
-	$(BIN)/gbq demo
+	@echo "The CLI is $(BIN)/gbq (or: . $(BIN)/activate, then gbq): try $(BIN)/gbq status"
+	-$(BIN)/gbq demo
+	@echo
+	@echo "Next: $(BIN)/gbq --help (or . $(BIN)/activate; gbq --help). Local state is in"
+	@echo "$$($(BIN)/gbq local status | head -1); $(BIN)/gbq local stop stops the embedded Redis."
+
+# Pin what a green .venv has (run after `make test` passes with newer versions).
+constraints: install
+	{ sed -n '1,3p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^gameball-queue'; } > constraints.new
+	mv constraints.new constraints.txt
+
+# docker-compose.yml as Docker reads it (skipped, saying so, where there is no Docker).
+compose-check:
+	@if command -v docker >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then \
+		docker compose -f docker-compose.yml config --quiet && echo "docker-compose.yml: valid"; \
+		docker compose -f docker-compose.yml --profile sandbox config --quiet; \
+	else echo "compose-check: skipped (no docker compose here)"; fi
 
 # Benchmarks (not part of `make test`): each starts its own services on loopback and writes
 # bench/results/<name>.md and .json. `make bench BENCH=publish` runs one; BENCH_ARGS=--quick

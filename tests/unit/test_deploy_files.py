@@ -81,7 +81,8 @@ def test_health_checks_and_start_order() -> None:
 def test_dockerfile_installs_the_project_and_runs_gbq() -> None:
     dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
     assert 'ENTRYPOINT ["gbq"]' in dockerfile
-    assert "RUN pip install ." in dockerfile
+    assert "RUN pip install -c constraints.txt '.[worker,sandbox,postgres]'" in dockerfile
+    assert "COPY pyproject.toml README.md constraints.txt ./" in dockerfile
     assert "USER gbq" in dockerfile
 
 
