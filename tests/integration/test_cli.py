@@ -129,3 +129,29 @@ def test_celery_itself_refuses_a_bad_setting_in_one_line(tmp_path: Path) -> None
     assert result.returncode == 2, result.stderr
     assert "error: GBQ_LEASE_S='-1': must be greater than 0" in result.stderr.splitlines()
     assert "Traceback" not in result.stderr
+
+
+def test_a_missing_ledger_says_run_gbq_migrate(tmp_path: Path) -> None:
+    """A fresh GBQ_HOME: commands that read the ledger name the fix, not SQLite's
+    "unable to open database file"; after `gbq migrate` they work."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "GBQ_HOME": str(tmp_path / "home"),
+        "GBQ_REDIS_URL": "redis://127.0.0.1:1/0",
+    }
+    for args in (["dlq", "list"], ["events", "ORD-1"], ["worker"]):
+        result = subprocess.run(
+            [*GBQ, *args], env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 3, result.stderr
+        expected = f"error: no ledger at {tmp_path / 'home' / 'gbq.db'} yet: run `gbq migrate`"
+        assert result.stderr.startswith(expected), result.stderr
+        assert "unable to open" not in result.stderr
+    migrated = subprocess.run(
+        [*GBQ, "migrate"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert migrated.returncode == 0, migrated.stderr
+    listed = subprocess.run(
+        [*GBQ, "dlq", "list"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (listed.returncode, listed.stderr.strip()) == (1, "no dead letters match")

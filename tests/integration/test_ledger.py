@@ -184,7 +184,7 @@ def test_a_malformed_dead_letter_holding_an_event_is_retried_as_that_event(
     holding = json.dumps({"args": [], "kwargs": {"event_id": "paid:FUT", "event": future}})
     buried = ledger.dead_letter_poison(Poison.of("task", "is in the future", holding), NOW)
     garbage = ledger.dead_letter_poison(Poison.of("queue gbq", "not JSON", b"\x00"), NOW)
-    result = DeadLetters(ledger).retry([buried, garbage], NOW)
+    result = DeadLetters(ledger).requeue([buried, garbage], NOW)
     assert result.recovered == [(buried, "paid:FUT")]
     assert result.to_send == ["paid:FUT"]
     assert [event_id for event_id, _ in result.skipped] == [garbage]
@@ -192,7 +192,7 @@ def test_a_malformed_dead_letter_holding_an_event_is_retried_as_that_event(
     row = ledger.get("paid:FUT")
     assert row is not None
     assert (row.state, row.kind, row.order_id) == ("pending", "paid", "FUT")
-    again = DeadLetters(ledger).retry([garbage], NOW)
+    again = DeadLetters(ledger).requeue([garbage], NOW)
     assert "no event in its bytes" in again.skipped[0][1]
 
 

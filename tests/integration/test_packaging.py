@@ -42,7 +42,15 @@ def test_the_base_package_publishes_without_the_worker_stack(
         ROOT,
         source,
         ignore=shutil.ignore_patterns(
-            ".venv", ".git", "build", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis", ".gbq", "var"
+            ".venv",
+            ".git",
+            "build",
+            "*.egg-info",
+            "__pycache__",
+            ".*_cache",
+            ".hypothesis",
+            ".gbq",
+            "var",
         ),
     )
     env_dir = tmp_path / "venv"

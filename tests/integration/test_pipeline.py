@@ -451,6 +451,30 @@ def test_a_republish_with_other_content_after_delivery_is_recorded_not_sent(
     assert "published again with other content: 1" in status.stdout
 
 
+def test_a_refund_waits_then_expires_without_its_paid_event(
+    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
+) -> None:
+    """A refund whose paid event never comes waits (normal: nothing is sent), then dies
+    `expired` when GBQ_WAITING_WINDOW_S runs out."""
+    stack = make_stack(sqlite_url, GBQ_WAITING_WINDOW_S="3")
+    stack.start_worker(concurrency=1)
+    stack.start_scheduler()
+    stack.publisher.publish(
+        OrderRefunded(
+            order_id="NEVER-PAID",
+            refund_id="R1",
+            customer_id="c-never",
+            occurred_at=T0,
+            amount=Decimal(1),
+        )
+    )
+    wait_until(lambda: stack.states() == {"waiting": 1}, timeout_s=30, what="the refund to wait")
+    assert stack.wait_settled(1, timeout_s=60) == {"dead": 1}
+    row = stack.event("refunded:NEVER-PAID:R1")
+    assert (row.dead_reason, row.attempts) == ("expired", 0)
+    assert [r for r in sandbox.requests() if r["transaction_id"] == "R1"] == []
+
+
 @pytest.mark.parametrize("version", ["v3.0", "v4.0", "v4.1"])
 def test_refunds_and_cancellations_take_back_bonus_points_too(
     make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str, version: str

@@ -295,7 +295,7 @@ def _send_retries(letters: DeadLetters, chosen: list[str]) -> None:
     with Progress(console=console(stderr=True), transient=True) as progress:
         task = progress.add_task("retrying", total=len(chosen))
         for start in range(0, len(chosen), BATCH):
-            result = letters.retry(chosen[start : start + BATCH], datetime.now(UTC))
+            result = letters.requeue(chosen[start : start + BATCH], datetime.now(UTC))
             try:
                 sent += queue.enqueue(result.to_send)
             except redis.RedisError as error:

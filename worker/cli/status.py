@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Annotated
 
 import redis
@@ -10,36 +11,62 @@ import typer
 from rich.table import Table
 
 from producers.spool import Spool
-from producers.transport import redis_client
-from worker.cli.common import console, fail, ledger_engine, redis_url
+from producers.transport import INBOX_KEY, redis_client
+from worker.cli.common import ExitCode, console, fail, ledger_engine, redis_url
+from worker.ledger.models import SENDABLE
 from worker.ledger.repository import Ledger
 from worker.ratelimit import RateLimiter, RateLimits
-from worker.settings import key_fingerprint, load_settings
-from worker.status import collect
+from worker.settings import Settings, key_fingerprint, load_settings
+from worker.status import StatusReport, collect
+
+
+def _idle(report: StatusReport, client: redis.Redis) -> bool:
+    """Nothing left to send: no inbox entry, nothing pending, in flight or retrying."""
+    sendable = sum(report.events.get(state, 0) for state in SENDABLE)
+    return sendable == 0 and int(client.hlen(INBOX_KEY)) == 0
 
 
 def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    wait_s: Annotated[
+        float | None,
+        typer.Option(
+            "--wait",
+            metavar="SECONDS",
+            help="First wait until nothing is left to send (the inbox empty, nothing "
+            "pending, in flight or retrying), at most this long; exit 1 if it never is.",
+            min=0,
+        ),
+    ] = None,
 ) -> None:
-    """Events per state, oldest pending age, dead letters by reason, the circuit breaker
-    and why, rate-limit backlog, deliveries in the last minute, the scheduler leader.
+    """Where deliveries go, events per state, the oldest sendable and waiting events, dead
+    letters by reason, the circuit breaker and why, rate-limit backlog, deliveries in the
+    last minute, the scheduler leader.
 
     Examples:
 
       gbq status
 
       gbq status --json | jq .breaker
+
+      gbq status --wait 60   # after publishing: report once everything went out
     """
     settings = load_settings()
     engine = ledger_engine(settings)
     client = redis_client(redis_url(settings, must_answer=True), 5.0)
+    ledger = Ledger(engine)
+    limiter = RateLimiter(client, RateLimits.from_settings(settings))
+    spool = Spool(settings.effective_spool_path)
+    deadline, timed_out = time.monotonic() + (wait_s or 0.0), False
     try:
-        report = collect(
-            Ledger(engine),
-            client,
-            RateLimiter(client, RateLimits.from_settings(settings)),
-            Spool(settings.effective_spool_path),
-        )
+        report = collect(ledger, client, limiter, spool)
+        while wait_s is not None and not _idle(report, client):
+            if time.monotonic() > deadline:
+                typer.echo(f"still sending after {wait_s:g}s", err=True)
+                timed_out = True
+                break
+            time.sleep(0.2)  # polling the ledger, bounded by --wait
+            report = collect(ledger, client, limiter, spool)
     except redis.RedisError as error:
         fail(f"cannot read status from Redis: {error}")
     where = {
@@ -52,7 +79,13 @@ def run(
     }
     if as_json:
         typer.echo(json.dumps({**report.as_dict(), **where}, indent=2))
-        return
+    else:
+        _print(report, settings)
+    if timed_out:
+        raise typer.Exit(int(ExitCode.NOTHING))
+
+
+def _print(report: StatusReport, settings: Settings) -> None:
     out = console()
     out.print(f"delivering to {settings.endpoint()}")
     out.print(f"local state (GBQ_HOME): {settings.home}")

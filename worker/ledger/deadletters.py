@@ -123,7 +123,7 @@ class DeadLetters:
             by_event.setdefault(attempt.event_id, []).append(attempt)
         return [(event, by_event.get(event.event_id, [])) for event in events]
 
-    def retry(self, event_ids: Sequence[str], now: datetime) -> RetryResult:
+    def requeue(self, event_ids: Sequence[str], now: datetime) -> RetryResult:
         """Put dead events back to ``pending`` (fresh budget); the caller sends them."""
         rows = {row.event_id: row for row in self.find(DeadFilter(event_ids=tuple(event_ids)))}
         skipped = [
@@ -168,7 +168,7 @@ class DeadLetters:
 
     def replace(self, events: Sequence[Event], now: datetime) -> RetryResult:
         """Corrected events in place of the dead letters with their ids, then retried as
-        :meth:`retry` does. An id that is not a dead letter is skipped, with its state."""
+        :meth:`requeue` does. An id that is not a dead letter is skipped, with its state."""
         refused = self.ledger.replace_dead([new_event(event, None) for event in events], now)
         skipped = [
             (
@@ -180,7 +180,7 @@ class DeadLetters:
             for event_id, state in refused.items()
         ]
         replaced = [event.event_id for event in events if event.event_id not in refused]
-        result = self.retry(replaced, now) if replaced else RetryResult([], [], [])
+        result = self.requeue(replaced, now) if replaced else RetryResult([], [], [])
         return dataclasses.replace(result, skipped=[*skipped, *result.skipped])
 
     def _recover(
