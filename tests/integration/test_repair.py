@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -15,6 +15,10 @@ import pytest
 from producers.events import OrderPaid
 from tests.processes import GBQ, SandboxProcess
 from tests.stack import Stack
+from worker.gameball.outcomes import Outcome, OutcomeKind, Reason
+from worker.ledger.models import DeadReason, EventState
+from worker.ledger.repository import AttemptRecord, new_event
+from worker.retry import Transition
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -121,3 +125,34 @@ def test_an_export_line_with_its_metadata_is_read_as_its_event(
     assert "replaced and retried 1 dead letter(s)" in done.stdout
     assert stack.wait_settled(1) == {"delivered": 1}
     assert sandbox.balance("c-fix") == 4
+
+
+def test_a_304_dead_letter_from_an_older_gbq_is_retried_and_delivered(
+    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
+) -> None:
+    """The troubleshooting row: dead letters with code 304 (an older gbq dead-lettered
+    them) are retried with `gbq dlq retry --all --code 304` and delivered."""
+    stack = make_stack(sqlite_url)
+    event = paid("OLD-304", 6)
+    died = datetime.now(UTC)
+    stack.ledger.ingest([new_event(event, None)], died)
+    stack.ledger.claim(event.event_id, "old", died, died + timedelta(seconds=60))
+    outcome = Outcome(
+        OutcomeKind.DEAD, Reason.REJECTED, "Transaction Time Already Exists", 422, 304
+    )
+    stack.ledger.record_attempt(
+        event.event_id,
+        "old",
+        AttemptRecord(1, "old", died, 0.01, outcome),
+        Transition(EventState.DEAD, dead_reason=DeadReason.REJECTED),
+        died,
+    )
+    stack.start_worker(concurrency=1)
+    stack.start_scheduler()
+    listed = gbq(stack, "dlq", "list", "--code", "304", "--jsonl")
+    assert [json.loads(line)["event_id"] for line in listed.stdout.splitlines()] == ["paid:OLD-304"]
+    retried = gbq(stack, "dlq", "retry", "--all", "--code", "304")
+    assert retried.returncode == 0, retried.stderr
+    assert stack.wait_settled(1) == {"delivered": 1}
+    assert [a.attempt_no for a in stack.ledger.attempts_of("paid:OLD-304")] == [1, 2]
+    assert sandbox.balance("c-fix") == 6
