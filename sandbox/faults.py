@@ -24,6 +24,8 @@ class FaultConfig(BaseModel):
     error_count: int = Field(default=0, ge=0, description="The next N write calls fail.")
     latency_s: float = Field(default=0.0, ge=0, le=300)
     latency_jitter_s: float = Field(default=0.0, ge=0, le=300)
+    slow_count: int = Field(default=0, ge=0, description="The next N calls wait slow_s more.")
+    slow_s: float = Field(default=0.0, ge=0, le=300)
     rate_limit_rate: float = Field(default=0.0, ge=0, le=1, description="Forced 429s.")
     rate_limit_count: int = Field(default=0, ge=0, description="The next N write calls get 429.")
     retry_after_s: float | None = Field(
@@ -69,9 +71,10 @@ class FaultInjector:
 
     def latency_s(self) -> float:
         config = self.config
+        extra = config.slow_s if self._take("slow_count") else 0.0
         if config.latency_jitter_s:
-            return config.latency_s + self._random.uniform(0, config.latency_jitter_s)
-        return config.latency_s
+            return extra + config.latency_s + self._random.uniform(0, config.latency_jitter_s)
+        return extra + config.latency_s
 
     def server_error(self) -> bool:
         return self._take("error_count") or self._chance(self.config.error_rate)

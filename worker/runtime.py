@@ -17,6 +17,7 @@ from worker.delivery import Deliverer
 from worker.gameball.client import client_for_process
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.repository import Ledger
+from worker.liveness import Heartbeat
 from worker.queue import RedisQueue
 from worker.ratelimit import RateLimiter, RateLimits
 from worker.retry import RetryPolicy
@@ -32,6 +33,7 @@ class Runtime:
     ledger: Ledger
     queue: RedisQueue
     deliverer: Deliverer
+    heartbeat: Heartbeat
 
 
 _runtime: tuple[int, Runtime] | None = None
@@ -57,13 +59,15 @@ def build_runtime(settings: Settings) -> Runtime:
     ledger = Ledger(create_ledger_engine(settings.effective_database_url()))
     client = redis_client(settings.effective_redis_url(), REDIS_TIMEOUT_S)
     queue = RedisQueue(client)
+    owner = owner_id()
+    heartbeat = Heartbeat(client, owner, settings.heartbeat_ttl_s).start()  # before any claim
     deliverer = Deliverer(
         ledger=ledger,
         gameball=client_for_process(settings),
         queue=queue,
         breaker=SharedBreaker(client, breaker_config(settings)),
         limiter=RateLimiter(client, RateLimits.from_settings(settings)),
-        owner=owner_id(),
+        owner=owner,
         policy=RetryPolicy.from_settings(settings),
         lease_s=settings.lease_s,
         recheck_s=settings.redrive_after_s,
@@ -71,7 +75,7 @@ def build_runtime(settings: Settings) -> Runtime:
         v3_refund_lines=settings.gameball_v3_refund_line_items,
         max_token_wait_s=settings.rate_limit_max_wait_s,
     )
-    return Runtime(settings, ledger, queue, deliverer)
+    return Runtime(settings, ledger, queue, deliverer, heartbeat)
 
 
 def runtime() -> Runtime:

@@ -50,6 +50,7 @@ from producers.transport import (
 )
 from producers.untrusted import UnreadableError, load_json
 from worker.ledger.repository import Ledger, NewEvent, new_event
+from worker.liveness import gone
 from worker.ordering import Gate, gate
 from worker.queue import RedisQueue
 from worker.settings import Settings
@@ -206,6 +207,7 @@ class Scheduler:
                     )
                 },
             ),
+            ("gone_workers", lambda now: {"gone_workers": self._gone_workers(now)}),
             ("quarantine", lambda now: {"malformed": self._quarantine(now)}),
             ("conflicts", lambda now: {"conflicts": self._conflicts(now)}),
             ("inbox", lambda now: {"inbox": self._inbox(now)}),
@@ -216,6 +218,21 @@ class Scheduler:
         ]
 
     # --- sweeps ---------------------------------------------------------------------------
+
+    def _gone_workers(self, now: datetime) -> int:
+        """In-flight events of worker processes whose heartbeat lapsed (a host lost, a
+        whole worker killed): back to pending and sent at once, not after the lease."""
+        handed = 0
+        for owner in gone(self.redis, self.ledger.lease_owners()):
+            released = self.ledger.release_leases_of(owner, now)
+            if released:
+                log.warning(
+                    "worker process %s stopped beating: handed back %d lease(s)",
+                    owner,
+                    len(released),
+                )
+                handed += self.queue.enqueue(released)
+        return handed
 
     def _quarantine(self, now: datetime) -> int:
         """Poison that workers and publishers found (they have no ledger): dead letters."""

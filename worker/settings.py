@@ -97,6 +97,11 @@ class Settings(PublisherSettings):
 
     # Delivery and recovery (the scheduler's sweeps).
     lease_s: float = Field(default=60.0, gt=0, description="How long a claim lasts.")
+    heartbeat_ttl_s: float = Field(
+        default=6.0,
+        gt=0,
+        description="A worker process silent this long is gone: its leases are handed back.",
+    )
     pause_delay_s: float = Field(default=30.0, gt=0, description="Re-check after a pause.")
     waiting_window_s: float = Field(
         default=72 * 3600.0, gt=0, description="How long an event may wait for its paid event."

@@ -173,12 +173,14 @@ def test_responses_dropped_after_apply_do_not_double_credit(
 def test_worker_killed_mid_delivery_recovers_in_seconds(
     make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
 ) -> None:
-    """SIGKILL a worker with requests in flight: recovered via leases, not Celery's 1 h."""
+    """SIGKILL a whole worker (main process and pool) with requests in flight. Its leases
+    are 10 minutes long (what a slow call may need), yet everything is delivered within the
+    2-minute deadline: the scheduler sees its heartbeats stop and hands the leases back."""
     scenario = generate(seed=5, orders=15, total_events=40)
     sandbox.faults(latency_s=1.0)
-    stack = make_stack(sqlite_url, GBQ_LEASE_S="5")
+    stack = make_stack(sqlite_url, GBQ_LEASE_S="600", GBQ_HEARTBEAT_TTL_S="3")
     worker = stack.start_worker("doomed", concurrency=4)
-    stack.start_scheduler()
+    scheduler = stack.start_scheduler()
     stack.publisher.publish_many(scenario.events)
     wait_until(
         lambda: stack.states()["in_flight"] >= 2 and stack.states()["delivered"] >= 1,
@@ -187,13 +189,12 @@ def test_worker_killed_mid_delivery_recovers_in_seconds(
     )
     # When the worker and its children die at once
     worker.kill()
-    killed_at = time.monotonic()
     in_flight = stack.states()["in_flight"]
     assert in_flight >= 1
     stack.start_worker("replacement", concurrency=4)
-    # Then everything is delivered, exactly once in effect, well within 60 s
+    # Then everything is delivered, exactly once in effect, long before any lease expires
     assert stack.wait_settled(40, timeout_s=120) == {"delivered": 40}
-    assert time.monotonic() - killed_at < 60
+    assert "stopped beating: handed back" in scheduler.output()
     state = sandbox.state()
     assert len(state["transactions"]) == 40
     assert wallets(state) == dict(scenario.expected)

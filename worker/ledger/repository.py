@@ -605,6 +605,16 @@ class Ledger:
             enqueued_at=None,
         )
 
+    def lease_owners(self) -> list[str]:
+        """The owners of in-flight events (few: one per busy worker process)."""
+        statement = (
+            select(EventRow.lease_owner)
+            .where(EventRow.state == S.IN_FLIGHT, EventRow.lease_owner.is_not(None))
+            .distinct()
+        )
+        with self._reading() as connection:
+            return [str(owner) for owner in connection.execute(statement).scalars()]
+
     def release_leases_of(self, owner_prefix: str, now: datetime) -> list[str]:
         """Hand back the in-flight events of a process known to be dead (its owner ids
         start with ``owner_prefix``), instead of waiting for their leases to expire."""
