@@ -215,6 +215,7 @@ class Scheduler:
             ("spool", lambda _: {"spool": self.spool.relay(self.redis, batch)}),
             ("outbox", lambda now: {"outbox": self._outbox(now)}),
             ("waiting", self._waiting),
+            ("retention", self._retention),
         ]
 
     # --- sweeps ---------------------------------------------------------------------------
@@ -233,6 +234,21 @@ class Scheduler:
                 )
                 handed += self.queue.enqueue(released)
         return handed
+
+    def _retention(self, now: datetime) -> dict[str, int]:
+        """One small batch of retention per tick (nothing when GBQ_RETENTION_DAYS is 0)."""
+        settings = self.settings
+        if not settings.retention_days:
+            return {}
+        result = self.ledger.prune(
+            cutoff=now - timedelta(days=settings.retention_days),
+            limit=settings.scheduler_batch,
+            archive_dir=settings.archive_dir,
+            forget_before=now - timedelta(days=settings.order_memory_days)
+            if settings.order_memory_days
+            else None,
+        )
+        return {"pruned": result.events, "orders_forgotten": result.orders_forgotten}
 
     def _quarantine(self, now: datetime) -> int:
         """Poison that workers and publishers found (they have no ledger): dead letters."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from pathlib import Path
 from typing import Literal, TypeAlias
 from urllib.parse import urlsplit
 
@@ -112,6 +113,19 @@ class Settings(PublisherSettings):
         default=30.0, gt=0, description="Re-send work no worker picked up within this time."
     )
     worker_concurrency: int = Field(default=4, ge=1)
+
+    # Retention (worker.ledger.retention): the ledger keeps a window, not all history.
+    retention_days: float = Field(
+        default=30.0, ge=0, description="Delivered events older than this are removed (0: never)."
+    )
+    archive_dir: Path | None = Field(
+        default=None, description="Removed events are appended here as JSON lines first."
+    )
+    order_memory_days: float = Field(
+        default=400.0,
+        ge=0,
+        description="How long a removed order's events are remembered (0: forever).",
+    )
 
     # Observability.
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0: no metrics.")

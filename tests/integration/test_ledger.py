@@ -215,3 +215,14 @@ def test_other_content_under_a_known_id_is_a_recorded_conflict(ledger: Ledger) -
     assert row is not None
     assert (row.payload, row.conflicts, row.conflict_payload) == ('{"a":1}', 2, '{"a":3}')
     assert row.conflict_at == NOW + timedelta(seconds=5)
+
+
+def test_one_customer_at_one_instant_gets_distinct_times_one_event_at_a_time(
+    ledger: Ledger,
+) -> None:
+    """Events of one customer at the same instant, ingested one by one (each read of the
+    instants taken sees a short window only): each gets the next free millisecond."""
+    for n in range(6):
+        ledger.ingest([event(f"cashback:{n}", kind="cashback", order_id=None)], NOW)
+    times = sorted(row.transaction_time for n in range(6) if (row := ledger.get(f"cashback:{n}")))
+    assert times == [NOW + timedelta(milliseconds=n) for n in range(6)]

@@ -17,6 +17,7 @@ from worker.cli import (
     events,
     local,
     migrate,
+    prune,
     publish,
     reconcile,
     sandbox,
@@ -41,6 +42,7 @@ app.add_typer(dlq.app, name="dlq")
 app.command("events")(events.run)
 app.command("publish")(publish.run)
 app.command("reconcile")(reconcile.run)
+app.command("prune")(prune.run)
 app.command("sandbox")(sandbox.run)
 app.command("demo")(demo.run)
 app.add_typer(local.app, name="local")

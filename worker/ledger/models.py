@@ -154,3 +154,18 @@ class AttemptRow(Base):
     body: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index(None, "event_id", "attempt_no"),)
+
+
+class PrunedOrderRow(Base):
+    """What the ledger keeps of an order whose delivered events retention removed: each
+    such event's id, kind, time and content, in one JSON list. Ordering needs to know the
+    paid event was delivered (a refund may come months later), and a cancellation or full
+    refund names the lines not yet refunded. Kept ``GBQ_ORDER_MEMORY_DAYS``."""
+
+    __tablename__ = "gbq_pruned_orders"
+
+    order_id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    events: Mapped[str] = mapped_column(Text)  # JSON: [{event_id, kind, occurred_at, payload}]
+    pruned_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index(None, "pruned_at"),)

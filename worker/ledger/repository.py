@@ -8,11 +8,13 @@ PostgreSQL (SQLite serialises writers with ``BEGIN IMMEDIATE`` instead).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
@@ -29,6 +31,14 @@ from worker.gameball.outcomes import Outcome
 from worker.ledger.clock import LedgerClock
 from worker.ledger.engine import READ_ONLY
 from worker.ledger.models import AttemptRow, DeadReason, EventRow, EventState
+from worker.ledger.retention import (
+    PruneResult,
+    count_prunable,
+    forget_orders,
+    prune_batch,
+    pruned_rows,
+    pruned_times,
+)
 from worker.ordering import OrderFact
 from worker.retry import Transition
 
@@ -139,6 +149,19 @@ def afresh(now: datetime) -> dict[str, Any]:
     }
 
 
+def _add_pruned(
+    facts: dict[str, list[OrderFact]], pruned: dict[str, list[tuple[str, str, datetime]]]
+) -> None:
+    """Removed events are delivered ones: add them where the live rows do not have them."""
+    for order_id, items in pruned.items():
+        known = {fact.event_id for fact in facts.get(order_id, [])}
+        facts.setdefault(order_id, []).extend(
+            OrderFact(event_id, kind, occurred_at, S.DELIVERED)
+            for event_id, kind, occurred_at in items
+            if event_id not in known
+        )
+
+
 class Ledger:
     """The ledger's operations; one instance per process (engines do not cross forks)."""
 
@@ -207,25 +230,34 @@ class Ledger:
     def _free_times(
         self, connection: Connection, events: Sequence[NewEvent]
     ) -> dict[str, datetime]:
-        """A transaction time per event that no other event of its customer holds."""
+        """A transaction time per event that no other event of its customer holds.
+
+        The instants taken are read over a window past the latest wanted one; if a run of
+        taken instants pushes an allocation beyond it, the window widens and the read is
+        done again, so a customer with many events at one instant never clashes."""
         wanted = {e.event_id: to_millisecond(e.occurred_at) for e in events}
-        low, high = min(wanted.values()), max(wanted.values()) + len(events) * MILLISECOND
-        held = connection.execute(
-            select(EventRow.customer_id, EventRow.transaction_time).where(
-                EventRow.customer_id.in_({e.customer_id for e in events}),
-                EventRow.transaction_time >= low,
-                EventRow.transaction_time <= high,
-            )
-        ).all()
-        taken = {(row.customer_id, row.transaction_time) for row in held}
-        times = {}
-        for event in sorted(events, key=lambda e: (wanted[e.event_id], e.event_id)):
-            moment = wanted[event.event_id]
-            while (event.customer_id, moment) in taken:
-                moment += MILLISECOND
-            taken.add((event.customer_id, moment))
-            times[event.event_id] = moment
-        return times
+        customers = {e.customer_id for e in events}
+        low, span = min(wanted.values()), len(events)
+        while True:
+            high = max(wanted.values()) + span * MILLISECOND
+            held = connection.execute(
+                select(EventRow.customer_id, EventRow.transaction_time).where(
+                    EventRow.customer_id.in_(customers),
+                    EventRow.transaction_time >= low,
+                    EventRow.transaction_time <= high,
+                )
+            ).all()
+            taken = {(row.customer_id, row.transaction_time) for row in held}
+            times = {}
+            for event in sorted(events, key=lambda e: (wanted[e.event_id], e.event_id)):
+                moment = wanted[event.event_id]
+                while (event.customer_id, moment) in taken:
+                    moment += MILLISECOND
+                taken.add((event.customer_id, moment))
+                times[event.event_id] = moment
+            if max(times.values()) <= high:
+                return times
+            span = 2 * span + len(held)  # unseen instants lie beyond: read further
 
     def replace_dead(self, events: Sequence[NewEvent], now: datetime) -> dict[str, str]:
         """Put corrected content in place of dead letters with the same ids; returns, for
@@ -454,12 +486,43 @@ class Ledger:
         return None
 
     def order_rows(self, order_id: str) -> list[tuple[str, str, str, str, int | None]]:
-        """(event_id, kind, state, payload, last_code) of every event of an order."""
+        """(event_id, kind, state, payload, last_code) of every event of an order, those
+        retention removed included (delivered, from the order's memory)."""
         statement = select(
             EventRow.event_id, EventRow.kind, EventRow.state, EventRow.payload, EventRow.last_code
         ).where(EventRow.order_id == order_id)
         with self._reading() as connection:
-            return [(r[0], r[1], r[2], r[3], r[4]) for r in connection.execute(statement)]
+            live = [(r[0], r[1], r[2], r[3], r[4]) for r in connection.execute(statement)]
+            pruned = pruned_rows(connection, [order_id]).get(order_id, [])
+        ids = {row[0] for row in live}
+        return live + [row for row in pruned if row[0] not in ids]
+
+    def prune(
+        self,
+        *,
+        cutoff: datetime,
+        limit: int,
+        archive_dir: Path | None = None,
+        forget_before: datetime | None = None,
+    ) -> PruneResult:
+        """One batch of retention (``worker.ledger.retention``): delivered events before
+        ``cutoff`` removed (archived first when ``archive_dir``), order memories older than
+        ``forget_before`` dropped."""
+        now = self.clock.now()
+        with self.engine.begin() as connection:
+            result = prune_batch(
+                connection, cutoff=cutoff, limit=limit, now=now, archive_dir=archive_dir
+            )
+            forgotten = (
+                forget_orders(connection, before=forget_before, limit=limit)
+                if forget_before is not None
+                else 0
+            )
+        return dataclasses.replace(result, orders_forgotten=forgotten)
+
+    def count_prunable(self, cutoff: datetime) -> int:
+        with self._reading() as connection:
+            return count_prunable(connection, cutoff)
 
     def has_order(self, order_id: str) -> bool:
         """Whether any event of an order with this id is known (by the order_id index)."""
@@ -553,14 +616,12 @@ class Ledger:
                 facts[row.order_id].append(
                     OrderFact(row.event_id, row.kind, row.occurred_at, row.state)
                 )
+            _add_pruned(facts, pruned_times(connection, ids))
         return facts
 
     def order_facts(self, order_id: str) -> list[OrderFact]:
-        statement = select(
-            EventRow.event_id, EventRow.kind, EventRow.occurred_at, EventRow.state
-        ).where(EventRow.order_id == order_id)
-        with self._reading() as connection:
-            return [OrderFact(*row) for row in connection.execute(statement)]
+        """What ordering knows of an order's events, those retention removed included."""
+        return self.order_facts_many([order_id])[order_id]
 
     def _release_lease(self, event_id: str, owner: str, now: datetime, **values: object) -> bool:
         statement = (
