@@ -142,9 +142,18 @@ def admit(breaker: Breaker, now: float, config: BreakerConfig) -> tuple[Breaker,
 
 
 def observe(
-    breaker: Breaker, now: float, signal: Signal, config: BreakerConfig, *, detail: str = ""
+    breaker: Breaker,
+    now: float,
+    signal: Signal,
+    config: BreakerConfig,
+    *,
+    detail: str = "",
+    earlier_successes: int = 0,
 ) -> Change:
-    """Fold one call's result into the state."""
+    """Fold one call's result into the state, after ``earlier_successes`` a process counted
+    and had not written yet (they go in the current second's bucket)."""
+    if earlier_successes and breaker.state is State.CLOSED:
+        breaker = _count(breaker, now, config, failed=False, calls=earlier_successes)
     if signal is Signal.NEUTRAL:
         return Change(breaker)
     if signal is Signal.PAUSE:
@@ -180,14 +189,16 @@ def observe(
     return Change(Breaker(State.OPEN, now, why), f"closed -> open: {why}")
 
 
-def _count(breaker: Breaker, now: float, config: BreakerConfig, *, failed: bool) -> Breaker:
+def _count(
+    breaker: Breaker, now: float, config: BreakerConfig, *, failed: bool, calls: int = 1
+) -> Breaker:
     second = int(now)
     oldest = second - int(config.window_s) + 1
     buckets = {sec: (ok, bad) for sec, ok, bad in breaker.buckets if sec >= oldest}
     ok, bad = buckets.get(second, (0, 0))
-    buckets[second] = (ok + (not failed), bad + failed)
+    buckets[second] = (ok + (0 if failed else calls), bad + (calls if failed else 0))
     return replace(
         breaker,
         buckets=tuple(sorted((sec, ok, bad) for sec, (ok, bad) in buckets.items())),
-        consecutive=breaker.consecutive + 1 if failed else 0,
+        consecutive=breaker.consecutive + calls if failed else 0,
     )

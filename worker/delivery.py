@@ -172,38 +172,27 @@ class Deliverer:
             dead_id = self.ledger.dead_letter_poison(poison, self.clock())
             log.warning("malformed message kept as dead letter %s: %s", dead_id, error)
             return "malformed"
-        if message.event is not None:
-            self.ledger.ingest([new_event(message.event, message.published_at)], self.clock())
-            self.queue.inbox_done([(message.event_id, getattr(message.event, "order_id", None))])
         now = self.clock()
-        claimed = self.ledger.claim(message.event_id, self.owner, now, now + self.lease)
+        known: Event | None = None
+        if message.event is not None:  # the fast path: ingest and claim in one transaction
+            row = new_event(message.event, message.published_at)
+            claimed = self.ledger.ingest_and_claim(row, self.owner, now, now + self.lease)
+            self.queue.inbox_done([(message.event_id, getattr(message.event, "order_id", None))])
+            # Parsed once: the ledger's content is the message's unless the ledger kept an
+            # earlier content under this id (a conflicting re-publish), which is then sent.
+            known = message.event if claimed and claimed.payload == row.payload else None
+        else:
+            claimed = self.ledger.claim(message.event_id, self.owner, now, now + self.lease)
         if claimed is None:
             return "skipped"
-        return self._deliver(claimed)
+        return self._deliver(claimed, known)
 
-    def _deliver(self, claimed: Claimed) -> str:
-        event = parse_event(claimed.payload, accepted=True)
+    def _deliver(self, claimed: Claimed, known: Event | None = None) -> str:
+        event = known or parse_event(claimed.payload, accepted=True)
         now = self.clock()
-        if claimed.order_id is not None:
-            if claimed.kind != "paid":
-                self._ingest_order_inbox(claimed.order_id, now)
-            fact = OrderFact(
-                claimed.event_id, claimed.kind, claimed.occurred_at, EventState.IN_FLIGHT
-            )
-            verdict = gate(fact, self.ledger.order_facts(claimed.order_id))
-            if verdict is Gate.WAIT:
-                self.ledger.park(claimed.event_id, self.owner, now, now + self.recheck)
-                self._recheck_parked(fact, claimed.order_id, now)
-                return EventState.WAITING.value
-            if verdict is Gate.BLOCK:
-                self.ledger.bury(
-                    claimed.event_id,
-                    self.owner,
-                    DeadReason.BLOCKED,
-                    "the order's paid event is dead",
-                    now,
-                )
-                return DeadReason.BLOCKED.value
+        held = self._gate(claimed, now)
+        if held is not None:
+            return held
         if self._refused_shared_id(claimed, event, now):
             return DeadReason.REJECTED.value
         admission = self.breaker.admit()
@@ -253,9 +242,16 @@ class Deliverer:
         record = AttemptRecord(
             claimed.attempts + 1, self.owner, started, attempt.duration_s, attempt.outcome
         )
-        applied = self.ledger.record_attempt(
-            claimed.event_id, self.owner, record, transition, finished
+        recorded = self.ledger.record_and_settle(
+            claimed.event_id,
+            self.owner,
+            record,
+            transition,
+            finished,
+            order_id=claimed.order_id,
+            paid=claimed.kind == "paid",
         )
+        applied = recorded.applied
         log.info(
             "event %s attempt %d: %s/%s -> %s%s",
             claimed.event_id,
@@ -271,12 +267,10 @@ class Deliverer:
                 "outcome": attempt.outcome.reason.value,
             },
         )
-        if (
-            applied
-            and claimed.order_id is not None
-            and transition.state in (EventState.DELIVERED, EventState.DEAD)
-        ):
-            self._settled(claimed, transition.state, finished)
+        if recorded.blocked:
+            log.warning("paid event %s is dead: blocked %s", claimed.event_id, recorded.blocked)
+        if recorded.released:
+            self.queue.enqueue(recorded.released)
         return transition.state.value
 
     def _settle_time_clash(
@@ -310,6 +304,30 @@ class Deliverer:
             reason=Reason.TRANSIENT_REJECTION,
             message=f"{outcome.message}: another transaction holds that instant; moved to {moved}",
         )
+
+    def _gate(self, claimed: Claimed, now: datetime) -> str | None:
+        """Per-order ordering: None if the event may go now; else it is parked (waiting)
+        or buried (its paid event is dead), and what happened is returned."""
+        if claimed.order_id is None:
+            return None
+        if claimed.kind != "paid":
+            self._ingest_order_inbox(claimed.order_id, now)
+        fact = OrderFact(claimed.event_id, claimed.kind, claimed.occurred_at, EventState.IN_FLIGHT)
+        verdict = gate(fact, self.ledger.order_facts(claimed.order_id))
+        if verdict is Gate.WAIT:
+            self.ledger.park(claimed.event_id, self.owner, now, now + self.recheck)
+            self._recheck_parked(fact, claimed.order_id, now)
+            return EventState.WAITING.value
+        if verdict is Gate.BLOCK:
+            self.ledger.bury(
+                claimed.event_id,
+                self.owner,
+                DeadReason.BLOCKED,
+                "the order's paid event is dead",
+                now,
+            )
+            return DeadReason.BLOCKED.value
+        return None
 
     def _refused_shared_id(self, claimed: Claimed, event: Event, now: datetime) -> bool:
         """A refund or cashback whose id is an order's id: Gameball would answer "already

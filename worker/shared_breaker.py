@@ -9,8 +9,9 @@ each transition is logged once.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Final, TypeVar
 
 import redis
 
@@ -28,6 +29,7 @@ from worker.settings import Settings
 log = logging.getLogger(__name__)
 BREAKER_KEY = "gbq:breaker"
 DEFERRALS_KEY = "gbq:stats:breaker_deferrals"  # events held back while not closed (a metric)
+SUCCESS_FLUSH_S: Final = 2.0  # successes counted in a process are written at least this often
 T = TypeVar("T")
 
 
@@ -56,16 +58,24 @@ class SharedBreaker:
         client: redis.Redis,
         config: BreakerConfig,
         clock: Callable[[], float] | None = None,
+        *,
+        flush_s: float = SUCCESS_FLUSH_S,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.client, self.config = client, config
         self.clock = clock or self._redis_time  # Redis's clock: the same for every worker
+        self.flush_s, self.monotonic = flush_s, monotonic
+        self._seen = Breaker()  # the state as this process last read it (admit reads it)
+        self._successes = 0  # successes counted here, not yet written (see observe)
+        self._since = 0.0  # when the oldest of them was counted (monotonic)
 
     def _redis_time(self) -> float:
         seconds, micros = self.client.time()
         return seconds + micros / 1_000_000
 
     def current(self) -> Breaker:
-        return Breaker.from_json(self.client.get(BREAKER_KEY))
+        self._seen = Breaker.from_json(self.client.get(BREAKER_KEY))
+        return self._seen
 
     def admit(self) -> Admission:
         """Whether this call may go now (closed: yes, without a write)."""
@@ -77,14 +87,35 @@ class SharedBreaker:
         return admission
 
     def observe(self, signal: Signal, detail: str = "") -> Breaker:
+        """Fold one call's result into the shared state.
+
+        A success while the breaker is closed with no failure run changes nothing but the
+        success tally of the failure-rate window, so it is counted here and written later:
+        with the next failure or pause (in the same update, before the failure is judged),
+        or once the oldest has waited ``flush_s``. Every success thus costs no Redis round
+        trip in the common case; another process may judge a failure rate without up to
+        ``flush_s`` of this one's successes, which only errs towards opening."""
         if signal is Signal.NEUTRAL:
-            return self.current()
+            return self._seen
+        seen = self._seen
+        applied: Signal = signal
+        if signal is Signal.SUCCESS and seen.state == "closed" and seen.consecutive == 0:
+            if not self._successes:
+                self._since = self.monotonic()
+            self._successes += 1
+            if self.monotonic() - self._since < self.flush_s:
+                return seen
+            applied = Signal.NEUTRAL  # only write the tally, this success included
+        pending, self._successes = self._successes, 0
 
         def apply(breaker: Breaker, now: float) -> tuple[Breaker, Change]:
-            change = observe(breaker, now, signal, self.config, detail=detail)
+            change = observe(
+                breaker, now, applied, self.config, detail=detail, earlier_successes=pending
+            )
             return change.breaker, change
 
         change = self._update(apply)
+        self._seen = change.breaker
         if change.transition:
             level = logging.WARNING if change.breaker.state != "closed" else logging.INFO
             log.log(level, "circuit breaker %s", change.transition)

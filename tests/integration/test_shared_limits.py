@@ -11,7 +11,7 @@ import redis
 
 from worker.breaker import BreakerConfig, Signal, State
 from worker.ratelimit import RateLimiter, RateLimits, gcra
-from worker.shared_breaker import SharedBreaker
+from worker.shared_breaker import BREAKER_KEY, SharedBreaker
 
 pytestmark = pytest.mark.integration
 SECOND = 1_000_000
@@ -85,3 +85,37 @@ def test_only_one_probe_at_a_time_across_workers(redis_url: str) -> None:
         admissions = list(pool.map(lambda b: b.admit(), breakers))
     assert [a.probe for a in admissions].count(True) == 1
     assert sum(a.allowed for a in admissions) == 1
+
+
+def test_successes_are_counted_without_a_write_and_none_is_lost(redis_url: str) -> None:
+    """While closed, a success costs no Redis write: each process counts its own and
+    writes them with its next failure (before the failure is judged) or after flush_s.
+    Four processes, 25 successes each, then one failure: the window holds all 100
+    successes and the failure, and the breaker stays closed (1 of 101 failed)."""
+    clock = [2000.0]
+    monotonic = [0.0]
+    config = BreakerConfig(min_requests=10, failure_rate=0.5, consecutive_failures=5)
+    client = redis.Redis.from_url(redis_url)
+    breakers = [
+        SharedBreaker(
+            redis.Redis.from_url(redis_url),
+            config,
+            clock=lambda: clock[0],
+            monotonic=lambda: monotonic[0],
+            flush_s=2.0,
+        )
+        for _ in range(4)
+    ]
+    for breaker in breakers:
+        assert breaker.admit().allowed
+        for _ in range(25):
+            breaker.observe(Signal.SUCCESS)
+    assert client.get(BREAKER_KEY) is None  # nothing written yet
+    for breaker in breakers[:3]:
+        monotonic[0] += 3  # past flush_s: the next success writes the tally
+        breaker.observe(Signal.SUCCESS)
+    breakers[3].observe(Signal.FAILURE, "timeout")
+    state = breakers[3].current()
+    assert state.state is State.CLOSED
+    assert sum(ok for _, ok, _ in state.buckets) == 103
+    assert sum(bad for _, _, bad in state.buckets) == 1

@@ -25,7 +25,8 @@ BY_FIELD = {
     "log_format": ["xml"],
     "log_level": ["LOUD"],
 }
-ACCEPTS_ANY_TEXT = {"home", "spool_path", "metrics_host"}  # any path or host name is one
+# Any path or host name is one.
+ACCEPTS_ANY_TEXT = {"home", "spool_path", "archive_dir", "metrics_host"}
 SECRET_FIELDS = {"gameball_api_key", "gameball_secret_key"}
 
 

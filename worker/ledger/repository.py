@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -114,6 +114,16 @@ class Claimed:
 
 
 @dataclass(frozen=True)
+class Recorded:
+    """What recording an attempt did: applied (the lease was still ours), and, when the
+    event settled its order's next steps, the events released and those blocked."""
+
+    applied: bool
+    released: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class AttemptRecord:
     attempt_no: int
     worker: str
@@ -147,6 +157,57 @@ def afresh(now: datetime) -> dict[str, Any]:
         "enqueued_at": now,
         "updated_at": now,
     }
+
+
+def _new_rows(events: Sequence[NewEvent], now: datetime) -> list[dict[str, Any]]:
+    """The rows of newly ingested events (transaction times are added by the caller)."""
+    return [
+        {
+            "event_id": e.event_id,
+            "kind": e.kind,
+            "order_id": e.order_id,
+            "customer_id": e.customer_id,
+            "payload": e.payload,
+            "occurred_at": e.occurred_at,
+            "published_at": e.published_at,
+            "state": S.PENDING,
+            "attempts": 0,
+            "window_credit_s": 0.0,
+            "enqueued_at": now,
+            "created_at": now,
+            "updated_at": now,
+            "content_sha256": content_sha256(e.payload),
+        }
+        for e in events
+    ]
+
+
+def _attempt_values(
+    attempt: AttemptRecord, transition: Transition, now: datetime
+) -> dict[str, object]:
+    """The event's columns after an attempt, as its lease holder applies them."""
+    outcome = attempt.outcome
+    values: dict[str, object] = {
+        "state": transition.state,
+        "next_attempt_at": transition.next_attempt_at,
+        "dead_reason": transition.dead_reason,
+        "attempts": EventRow.attempts + (1 if transition.counts_as_attempt else 0),
+        "window_credit_s": EventRow.window_credit_s + transition.window_credit_s,
+        "first_attempt_at": func.coalesce(EventRow.first_attempt_at, attempt.started_at),
+        "last_attempt_at": attempt.started_at,
+        "last_outcome": outcome.reason.value,
+        "last_status": outcome.status,
+        "last_code": outcome.code,
+        "last_message": outcome.message[:2000],
+        "last_body": outcome.body_excerpt,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "enqueued_at": None,
+        "updated_at": now,
+    }
+    if transition.state is S.DELIVERED:
+        values["delivered_at"] = now
+    return values
 
 
 def _add_pruned(
@@ -197,35 +258,26 @@ class Ledger:
     def _ingest(self, events: Sequence[NewEvent], now: datetime) -> int:
         if not events:
             return 0
-        rows = [
-            {
-                "event_id": e.event_id,
-                "kind": e.kind,
-                "order_id": e.order_id,
-                "customer_id": e.customer_id,
-                "payload": e.payload,
-                "occurred_at": e.occurred_at,
-                "published_at": e.published_at,
-                "state": S.PENDING,
-                "attempts": 0,
-                "window_credit_s": 0.0,
-                "enqueued_at": now,
-                "created_at": now,
-                "updated_at": now,
-                "content_sha256": content_sha256(e.payload),
-            }
-            for e in events
-        ]
-        statement = self._insert().on_conflict_do_nothing(index_elements=["event_id"])
+        rows = _new_rows(events, now)
         with self.engine.begin() as connection:
-            times = self._free_times(connection, events)
-            for row, event in zip(rows, events, strict=True):
-                row["transaction_time"] = times[event.event_id]
-            new = set(connection.execute(statement.returning(EventRow.event_id), rows).scalars())
-            for event in events:
-                if event.event_id not in new:
-                    self._compare(connection, event, now)
-            return len(new)
+            return self._ingest_in(connection, events, rows, now)
+
+    def _ingest_in(
+        self,
+        connection: Connection,
+        events: Sequence[NewEvent],
+        rows: list[dict[str, Any]],
+        now: datetime,
+    ) -> int:
+        statement = self._insert().on_conflict_do_nothing(index_elements=["event_id"])
+        times = self._free_times(connection, events)
+        for row, event in zip(rows, events, strict=True):
+            row["transaction_time"] = times[event.event_id]
+        new = set(connection.execute(statement.returning(EventRow.event_id), rows).scalars())
+        for event in events:
+            if event.event_id not in new:
+                self._compare(connection, event, now)
+        return len(new)
 
     def _free_times(
         self, connection: Connection, events: Sequence[NewEvent]
@@ -395,6 +447,35 @@ class Ledger:
         self, event_id: str, owner: str, now: datetime, lease_until: datetime
     ) -> Claimed | None:
         """Take the lease on ``event_id`` if it is claimable now."""
+        with self.engine.begin() as connection:
+            return self._claim_in(connection, event_id, owner, now, lease_until)
+
+    def ingest_and_claim(
+        self, event: NewEvent, owner: str, now: datetime, lease_until: datetime
+    ) -> Claimed | None:
+        """:meth:`ingest` then :meth:`claim`, in one transaction (a worker's first step)."""
+        for _ in range(TIME_CLASH_RETRIES - 1):
+            try:
+                return self._ingest_and_claim(event, owner, now, lease_until)
+            except IntegrityError:
+                continue  # another process took the same instant: choose again
+        return self._ingest_and_claim(event, owner, now, lease_until)
+
+    def _ingest_and_claim(
+        self, event: NewEvent, owner: str, now: datetime, lease_until: datetime
+    ) -> Claimed | None:
+        with self.engine.begin() as connection:
+            self._ingest_in(connection, [event], _new_rows([event], now), now)
+            return self._claim_in(connection, event.event_id, owner, now, lease_until)
+
+    def _claim_in(
+        self,
+        connection: Connection,
+        event_id: str,
+        owner: str,
+        now: datetime,
+        lease_until: datetime,
+    ) -> Claimed | None:
         statement = (
             update(EventRow)
             .where(EventRow.event_id == event_id, _claimable(now))
@@ -415,8 +496,7 @@ class Ledger:
                 EventRow.retried_at_attempt,
             )
         )
-        with self.engine.begin() as connection:
-            row = connection.execute(statement).one_or_none()
+        row = connection.execute(statement).one_or_none()
         if row is None:
             return None
         return Claimed(
@@ -736,69 +816,94 @@ class Ledger:
         now: datetime,
     ) -> bool:
         """Store the attempt and apply ``transition`` if ``owner`` still holds the lease."""
-        outcome = attempt.outcome
-        values: dict[str, object] = {
-            "state": transition.state,
-            "next_attempt_at": transition.next_attempt_at,
-            "dead_reason": transition.dead_reason,
-            "attempts": EventRow.attempts + (1 if transition.counts_as_attempt else 0),
-            "window_credit_s": EventRow.window_credit_s + transition.window_credit_s,
-            "first_attempt_at": func.coalesce(EventRow.first_attempt_at, attempt.started_at),
-            "last_attempt_at": attempt.started_at,
-            "last_outcome": outcome.reason.value,
-            "last_status": outcome.status,
-            "last_code": outcome.code,
-            "last_message": outcome.message[:2000],
-            "last_body": outcome.body_excerpt,
-            "lease_owner": None,
-            "lease_expires_at": None,
-            "enqueued_at": None,
-            "updated_at": now,
-        }
-        if transition.state is S.DELIVERED:
-            values["delivered_at"] = now
+        values = _attempt_values(attempt, transition, now)
         with self.engine.begin() as connection:
-            connection.execute(
-                insert(AttemptRow).values(
-                    event_id=event_id,
-                    attempt_no=attempt.attempt_no,
-                    worker=attempt.worker,
-                    started_at=attempt.started_at,
-                    duration_s=attempt.duration_s,
-                    outcome=outcome.kind.value,
-                    reason=outcome.reason.value,
-                    status=outcome.status,
-                    code=outcome.code,
-                    message=outcome.message[:2000],
-                    body=outcome.body_excerpt,
-                )
+            return self._record_in(connection, event_id, owner, attempt, values)
+
+    def record_and_settle(
+        self,
+        event_id: str,
+        owner: str,
+        attempt: AttemptRecord,
+        transition: Transition,
+        now: datetime,
+        *,
+        order_id: str | None,
+        paid: bool,
+    ) -> Recorded:
+        """:meth:`record_attempt`, and in the same transaction, when the event settled
+        (delivered or dead) and belongs to ``order_id``: a dead paid event's refunds die
+        ``blocked``, and the order's waiting events are released (returned, to be sent)."""
+        values = _attempt_values(attempt, transition, now)
+        settles = order_id is not None and transition.state in (S.DELIVERED, S.DEAD)
+        with self.engine.begin() as connection:
+            applied = self._record_in(connection, event_id, owner, attempt, values)
+            if not (applied and settles and order_id is not None):
+                return Recorded(applied)
+            blocked = (
+                self._block_in(connection, order_id, now)
+                if paid and transition.state is S.DEAD
+                else []
             )
-            applied = connection.execute(
-                update(EventRow)
-                .where(
-                    EventRow.event_id == event_id,
-                    EventRow.lease_owner == owner,
-                    EventRow.state == S.IN_FLIGHT,
-                )
-                .values(**values)
+            return Recorded(True, self._release_in(connection, order_id, now), blocked)
+
+    def _record_in(
+        self,
+        connection: Connection,
+        event_id: str,
+        owner: str,
+        attempt: AttemptRecord,
+        values: dict[str, object],
+    ) -> bool:
+        outcome = attempt.outcome
+        connection.execute(
+            insert(AttemptRow).values(
+                event_id=event_id,
+                attempt_no=attempt.attempt_no,
+                worker=attempt.worker,
+                started_at=attempt.started_at,
+                duration_s=attempt.duration_s,
+                outcome=outcome.kind.value,
+                reason=outcome.reason.value,
+                status=outcome.status,
+                code=outcome.code,
+                message=outcome.message[:2000],
+                body=outcome.body_excerpt,
             )
-            return applied.rowcount == 1
+        )
+        applied = connection.execute(
+            update(EventRow)
+            .where(
+                EventRow.event_id == event_id,
+                EventRow.lease_owner == owner,
+                EventRow.state == S.IN_FLIGHT,
+            )
+            .values(**values)
+        )
+        return applied.rowcount == 1
 
     # --- waking and blocking an order's events ---------------------------------------------
 
     def release_waiting(self, order_id: str, now: datetime) -> list[str]:
         """Send an order's waiting events back to ``pending`` (they re-check on claim)."""
+        with self.engine.begin() as connection:
+            return self._release_in(connection, order_id, now)
+
+    def _release_in(self, connection: Connection, order_id: str, now: datetime) -> list[str]:
         statement = (
             update(EventRow)
             .where(EventRow.order_id == order_id, EventRow.state == S.WAITING)
             .values(state=S.PENDING, next_attempt_at=None, enqueued_at=now, updated_at=now)
             .returning(EventRow.event_id)
         )
-        with self.engine.begin() as connection:
-            return list(connection.execute(statement).scalars())
+        return list(connection.execute(statement).scalars())
 
     def block_order(self, order_id: str, now: datetime) -> list[str]:
         """The order's paid event is dead: its unsent refunds and cancellations die too."""
+        with self.engine.begin() as connection:
+            return self._block_in(connection, order_id, now)
+
+    def _block_in(self, connection: Connection, order_id: str, now: datetime) -> list[str]:
         statement = (
             update(EventRow)
             .where(
@@ -817,8 +922,7 @@ class Ledger:
             )
             .returning(EventRow.event_id)
         )
-        with self.engine.begin() as connection:
-            return list(connection.execute(statement).scalars())
+        return list(connection.execute(statement).scalars())
 
     # --- the scheduler's sweeps (each bounded by ``limit``) ----------------------------------
 
