@@ -79,7 +79,9 @@ def profile(events: int, postgres: bool, seconds_cap: float) -> str:
         took = time.perf_counter() - started
         recorder.send_signal(2)  # SIGINT: py-spy writes what it has
         recorder.wait(timeout=60)
-        summary = summarize(raw.read_text())
+        text = raw.read_text()
+        (Path(tempfile.gettempdir()) / "gbq-profile-raw.txt").write_text(text)
+        summary = summarize(text)
     shutil.rmtree(folder, ignore_errors=True)
     return f"{events} events in {took:.1f} s ({events / took:.0f}/s, one process)\n{summary}"
 
@@ -97,7 +99,7 @@ def summarize(collapsed: str, top: int = 25) -> str:
         total += count
         frames = stack.split(";")
         for frame in set(frames):
-            if OURS[0] in frame or OURS[1] in frame:
+            if _ours(frame):
                 per_function[frame] += count
         for group, needles in GROUPS.items():
             if any(needle in frame for frame in frames for needle in needles):
@@ -107,6 +109,11 @@ def summarize(collapsed: str, top: int = 25) -> str:
     lines += ["", "gbq functions (inclusive):"]
     lines += [f"  {share(n, total):>5}  {frame}" for frame, n in per_function.most_common(top)]
     return "\n".join(lines)
+
+
+def _ours(frame: str) -> bool:
+    """A frame of this project's code (py-spy writes paths absolute or relative)."""
+    return any(root in frame for root in OURS) or "(worker/" in frame or "(producers/" in frame
 
 
 def share(count: int, total: int) -> str:

@@ -130,6 +130,7 @@ class EventRow(Base):
         Index(None, "state", "enqueued_at"),
         Index(None, "order_id"),
         Index(None, "dead_reason", "updated_at"),
+        Index(None, "state", "updated_at"),  # gbq dlq list: the newest dead letters first
         Index(None, "delivered_at"),
         Index(None, "customer_id", "transaction_time", unique=True),
     )
