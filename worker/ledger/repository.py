@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.orm import Session
@@ -28,6 +28,7 @@ from producers.quarantine import Poison
 from producers.transport import content_sha256
 from producers.untrusted import printable
 from worker.gameball.outcomes import Outcome
+from worker.ledger import statements as st
 from worker.ledger.clock import LedgerClock
 from worker.ledger.engine import READ_ONLY
 from worker.ledger.models import AttemptRow, DeadReason, EventRow, EventState
@@ -132,16 +133,6 @@ class AttemptRecord:
     outcome: Outcome
 
 
-def _claimable(now: datetime) -> ColumnElement[bool]:
-    return or_(
-        and_(
-            EventRow.state.in_([S.PENDING, S.SCHEDULED, S.WAITING]),
-            or_(EventRow.next_attempt_at.is_(None), EventRow.next_attempt_at <= now),
-        ),
-        and_(EventRow.state == S.IN_FLIGHT, EventRow.lease_expires_at < now),
-    )
-
-
 def afresh(now: datetime) -> dict[str, Any]:
     """The columns of an event sent again by hand (retried, replaced, re-driven): pending,
     a new retry window and backoff, attempt numbers continuing."""
@@ -182,34 +173,6 @@ def _new_rows(events: Sequence[NewEvent], now: datetime) -> list[dict[str, Any]]
     ]
 
 
-def _attempt_values(
-    attempt: AttemptRecord, transition: Transition, now: datetime
-) -> dict[str, object]:
-    """The event's columns after an attempt, as its lease holder applies them."""
-    outcome = attempt.outcome
-    values: dict[str, object] = {
-        "state": transition.state,
-        "next_attempt_at": transition.next_attempt_at,
-        "dead_reason": transition.dead_reason,
-        "attempts": EventRow.attempts + (1 if transition.counts_as_attempt else 0),
-        "window_credit_s": EventRow.window_credit_s + transition.window_credit_s,
-        "first_attempt_at": func.coalesce(EventRow.first_attempt_at, attempt.started_at),
-        "last_attempt_at": attempt.started_at,
-        "last_outcome": outcome.reason.value,
-        "last_status": outcome.status,
-        "last_code": outcome.code,
-        "last_message": outcome.message[:2000],
-        "last_body": outcome.body_excerpt,
-        "lease_owner": None,
-        "lease_expires_at": None,
-        "enqueued_at": None,
-        "updated_at": now,
-    }
-    if transition.state is S.DELIVERED:
-        values["delivered_at"] = now
-    return values
-
-
 def _add_pruned(
     facts: dict[str, list[OrderFact]], pruned: dict[str, list[tuple[str, str, datetime]]]
 ) -> None:
@@ -229,6 +192,12 @@ class Ledger:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.clock = LedgerClock.of(engine)  # the time every lease and due date is in
+        # Built once (see worker.ledger.statements): insert what is not known yet.
+        self._insert_new = (
+            self._insert()
+            .on_conflict_do_nothing(index_elements=["event_id"])
+            .returning(EventRow.event_id)
+        )
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -269,11 +238,10 @@ class Ledger:
         rows: list[dict[str, Any]],
         now: datetime,
     ) -> int:
-        statement = self._insert().on_conflict_do_nothing(index_elements=["event_id"])
         times = self._free_times(connection, events)
         for row, event in zip(rows, events, strict=True):
             row["transaction_time"] = times[event.event_id]
-        new = set(connection.execute(statement.returning(EventRow.event_id), rows).scalars())
+        new = set(connection.execute(self._insert_new, rows).scalars())
         for event in events:
             if event.event_id not in new:
                 self._compare(connection, event, now)
@@ -293,11 +261,7 @@ class Ledger:
         while True:
             high = max(wanted.values()) + span * MILLISECOND
             held = connection.execute(
-                select(EventRow.customer_id, EventRow.transaction_time).where(
-                    EventRow.customer_id.in_(customers),
-                    EventRow.transaction_time >= low,
-                    EventRow.transaction_time <= high,
-                )
+                st.TIMES_TAKEN, {"b_customers": sorted(customers), "b_low": low, "b_high": high}
             ).all()
             taken = {(row.customer_id, row.transaction_time) for row in held}
             times = {}
@@ -476,27 +440,8 @@ class Ledger:
         now: datetime,
         lease_until: datetime,
     ) -> Claimed | None:
-        statement = (
-            update(EventRow)
-            .where(EventRow.event_id == event_id, _claimable(now))
-            .values(
-                state=S.IN_FLIGHT, lease_owner=owner, lease_expires_at=lease_until, updated_at=now
-            )
-            .returning(
-                EventRow.event_id,
-                EventRow.kind,
-                EventRow.order_id,
-                EventRow.payload,
-                EventRow.occurred_at,
-                EventRow.attempts,
-                EventRow.first_attempt_at,
-                EventRow.window_credit_s,
-                EventRow.transaction_time,
-                EventRow.reversal_lines,
-                EventRow.retried_at_attempt,
-            )
-        )
-        row = connection.execute(statement).one_or_none()
+        params = {"b_id": event_id, "b_now": now, "b_owner": owner, "b_until": lease_until}
+        row = connection.execute(st.CLAIM, params).one_or_none()
         if row is None:
             return None
         return Claimed(
@@ -606,9 +551,8 @@ class Ledger:
 
     def has_order(self, order_id: str) -> bool:
         """Whether any event of an order with this id is known (by the order_id index)."""
-        statement = select(EventRow.event_id).where(EventRow.order_id == order_id).limit(1)
         with self._reading() as connection:
-            return connection.execute(statement).first() is not None
+            return connection.execute(st.HAS_ORDER, {"b_order": order_id}).first() is not None
 
     def cashbacks_matching(
         self,
@@ -684,15 +628,8 @@ class Ledger:
         facts: dict[str, list[OrderFact]] = {order_id: [] for order_id in ids}
         if not ids:
             return facts
-        statement = select(
-            EventRow.order_id,
-            EventRow.event_id,
-            EventRow.kind,
-            EventRow.occurred_at,
-            EventRow.state,
-        ).where(EventRow.order_id.in_(ids))
         with self._reading() as connection:
-            for row in connection.execute(statement):
+            for row in connection.execute(st.ORDER_FACTS, {"b_orders": ids}):
                 facts[row.order_id].append(
                     OrderFact(row.event_id, row.kind, row.occurred_at, row.state)
                 )
@@ -816,9 +753,10 @@ class Ledger:
         now: datetime,
     ) -> bool:
         """Store the attempt and apply ``transition`` if ``owner`` still holds the lease."""
-        values = _attempt_values(attempt, transition, now)
         with self.engine.begin() as connection:
-            return self._record_in(connection, event_id, owner, attempt, values)
+            return self._record_in(
+                connection, event_id, owner=owner, attempt=attempt, transition=transition, now=now
+            )
 
     def record_and_settle(
         self,
@@ -834,10 +772,11 @@ class Ledger:
         """:meth:`record_attempt`, and in the same transaction, when the event settled
         (delivered or dead) and belongs to ``order_id``: a dead paid event's refunds die
         ``blocked``, and the order's waiting events are released (returned, to be sent)."""
-        values = _attempt_values(attempt, transition, now)
         settles = order_id is not None and transition.state in (S.DELIVERED, S.DEAD)
         with self.engine.begin() as connection:
-            applied = self._record_in(connection, event_id, owner, attempt, values)
+            applied = self._record_in(
+                connection, event_id, owner=owner, attempt=attempt, transition=transition, now=now
+            )
             if not (applied and settles and order_id is not None):
                 return Recorded(applied)
             blocked = (
@@ -851,34 +790,50 @@ class Ledger:
         self,
         connection: Connection,
         event_id: str,
+        *,
         owner: str,
         attempt: AttemptRecord,
-        values: dict[str, object],
+        transition: Transition,
+        now: datetime,
     ) -> bool:
         outcome = attempt.outcome
+        dead_reason = transition.dead_reason
+        message = outcome.message[:2000]
         connection.execute(
-            insert(AttemptRow).values(
-                event_id=event_id,
-                attempt_no=attempt.attempt_no,
-                worker=attempt.worker,
-                started_at=attempt.started_at,
-                duration_s=attempt.duration_s,
-                outcome=outcome.kind.value,
-                reason=outcome.reason.value,
-                status=outcome.status,
-                code=outcome.code,
-                message=outcome.message[:2000],
-                body=outcome.body_excerpt,
-            )
+            st.INSERT_ATTEMPT,
+            {
+                "event_id": event_id,
+                "attempt_no": attempt.attempt_no,
+                "worker": attempt.worker,
+                "started_at": attempt.started_at,
+                "duration_s": attempt.duration_s,
+                "outcome": outcome.kind.value,
+                "reason": outcome.reason.value,
+                "status": outcome.status,
+                "code": outcome.code,
+                "message": message,
+                "body": outcome.body_excerpt,
+            },
         )
         applied = connection.execute(
-            update(EventRow)
-            .where(
-                EventRow.event_id == event_id,
-                EventRow.lease_owner == owner,
-                EventRow.state == S.IN_FLIGHT,
-            )
-            .values(**values)
+            st.APPLY_ATTEMPT,
+            {
+                "b_id": event_id,
+                "b_owner": owner,
+                "b_state": transition.state.value,
+                "b_next": transition.next_attempt_at,
+                "b_dead_reason": None if dead_reason is None else dead_reason.value,
+                "b_counts": 1 if transition.counts_as_attempt else 0,
+                "b_credit": transition.window_credit_s,
+                "b_started": attempt.started_at,
+                "b_outcome": outcome.reason.value,
+                "b_status": outcome.status,
+                "b_code": outcome.code,
+                "b_message": message,
+                "b_body": outcome.body_excerpt,
+                "b_now": now,
+                "b_delivered": now if transition.state is S.DELIVERED else None,
+            },
         )
         return applied.rowcount == 1
 
@@ -890,13 +845,8 @@ class Ledger:
             return self._release_in(connection, order_id, now)
 
     def _release_in(self, connection: Connection, order_id: str, now: datetime) -> list[str]:
-        statement = (
-            update(EventRow)
-            .where(EventRow.order_id == order_id, EventRow.state == S.WAITING)
-            .values(state=S.PENDING, next_attempt_at=None, enqueued_at=now, updated_at=now)
-            .returning(EventRow.event_id)
-        )
-        return list(connection.execute(statement).scalars())
+        params = {"b_order": order_id, "b_now": now}
+        return list(connection.execute(st.RELEASE_WAITING, params).scalars())
 
     def block_order(self, order_id: str, now: datetime) -> list[str]:
         """The order's paid event is dead: its unsent refunds and cancellations die too."""

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, func, insert, select, update
 
 from worker.ledger.models import AttemptRow, EventRow, EventState, PrunedOrderRow
+from worker.ledger.statements import PRUNED_ORDERS
 
 PrunedRow = tuple[str, str, str, str, None]  # order_rows' shape: id, kind, state, payload, code
 _EVENT_COLUMNS = (
@@ -126,10 +127,7 @@ def pruned_rows(connection: Connection, order_ids: Iterable[str]) -> dict[str, l
     found: dict[str, list[PrunedRow]] = {}
     if not ids:
         return found
-    statement = select(PrunedOrderRow.order_id, PrunedOrderRow.events).where(
-        PrunedOrderRow.order_id.in_(ids)
-    )
-    for order_id, events in connection.execute(statement):
+    for order_id, events in connection.execute(PRUNED_ORDERS, {"b_orders": ids}):
         found[order_id] = [
             (item["event_id"], item["kind"], EventState.DELIVERED.value, item["payload"], None)
             for item in json.loads(events)
@@ -143,10 +141,7 @@ def pruned_times(connection: Connection, order_ids: Iterable[str]) -> dict[str, 
     times: dict[str, list[Any]] = {}
     if not ids:
         return times
-    statement = select(PrunedOrderRow.order_id, PrunedOrderRow.events).where(
-        PrunedOrderRow.order_id.in_(ids)
-    )
-    for order_id, events in connection.execute(statement):
+    for order_id, events in connection.execute(PRUNED_ORDERS, {"b_orders": ids}):
         times[order_id] = [
             (item["event_id"], item["kind"], datetime.fromisoformat(item["occurred_at"]))
             for item in json.loads(events)
