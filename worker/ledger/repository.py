@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select, update
+from sqlalchemy import Connection, Engine, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.orm import Session
@@ -260,8 +260,15 @@ class Ledger:
         low, span = min(wanted.values()), len(events)
         while True:
             high = max(wanted.values()) + span * MILLISECOND
-            held = connection.execute(
-                st.TIMES_TAKEN, {"b_customers": sorted(customers), "b_low": low, "b_high": high}
+            bounds = {"b_low": low, "b_high": high}
+            held = (
+                connection.execute(
+                    st.TIMES_TAKEN_ONE, {"b_customer": next(iter(customers)), **bounds}
+                )
+                if len(customers) == 1
+                else connection.execute(
+                    st.TIMES_TAKEN, {"b_customers": sorted(customers), **bounds}
+                )
             ).all()
             taken = {(row.customer_id, row.transaction_time) for row in held}
             times = {}
@@ -323,25 +330,13 @@ class Ledger:
         """``event`` is known already: if its content differs, the first content stays (it
         may have been sent) and the conflict is recorded on the event, never dropped
         silently; the same other content seen again counts once."""
-        sha = content_sha256(event.payload)
-        differs = or_(
-            and_(EventRow.content_sha256.is_not(None), EventRow.content_sha256 != sha),
-            and_(EventRow.content_sha256.is_(None), EventRow.payload != event.payload),
-        )
-        recorded = connection.execute(
-            update(EventRow)
-            .where(
-                EventRow.event_id == event.event_id,
-                differs,
-                or_(
-                    EventRow.conflict_payload.is_(None),
-                    EventRow.conflict_payload != event.payload,
-                ),
-            )
-            .values(
-                conflicts=EventRow.conflicts + 1, conflict_payload=event.payload, conflict_at=now
-            )
-        )
+        params = {
+            "b_id": event.event_id,
+            "b_sha": content_sha256(event.payload),
+            "b_payload": event.payload,
+            "b_now": now,
+        }
+        recorded = connection.execute(st.RECORD_CONFLICT, params)
         if recorded.rowcount:
             log.warning(
                 "event %s was published again with other content: the first content is kept "

@@ -58,6 +58,31 @@ TIMES_TAKEN: Final = select(EventRow.customer_id, EventRow.transaction_time).whe
     EventRow.transaction_time <= bindparam("b_high", type_=_COLUMNS.transaction_time.type),
 )
 
+# b_customer, b_low, b_high: one event's customer (no list to expand per execution)
+TIMES_TAKEN_ONE: Final = select(EventRow.customer_id, EventRow.transaction_time).where(
+    EventRow.customer_id == bindparam("b_customer"),
+    EventRow.transaction_time >= bindparam("b_low", type_=_COLUMNS.transaction_time.type),
+    EventRow.transaction_time <= bindparam("b_high", type_=_COLUMNS.transaction_time.type),
+)
+
+# b_id, b_sha, b_payload, b_now: a known id seen again with other content is recorded once
+_PAYLOAD = bindparam("b_payload", type_=_COLUMNS.payload.type)
+RECORD_CONFLICT: Final = (
+    update(EventRow)
+    .where(
+        EventRow.event_id == bindparam("b_id"),
+        or_(
+            and_(
+                EventRow.content_sha256.is_not(None),
+                EventRow.content_sha256 != bindparam("b_sha"),
+            ),
+            and_(EventRow.content_sha256.is_(None), EventRow.payload != _PAYLOAD),
+        ),
+        or_(EventRow.conflict_payload.is_(None), EventRow.conflict_payload != _PAYLOAD),
+    )
+    .values(conflicts=EventRow.conflicts + 1, conflict_payload=_PAYLOAD, conflict_at=NOW)
+)
+
 # the attempt's columns, by name
 INSERT_ATTEMPT: Final = insert(AttemptRow)
 
