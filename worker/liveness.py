@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from typing import Final
 
@@ -61,9 +60,19 @@ class Heartbeat:
             self._failing = False
 
     def _run(self) -> None:
-        while True:  # a daemon thread: it ends with the process, which is the point
-            time.sleep(self.interval_s)
-            self.beat()
+        # A daemon thread: it ends with the process, which is the point. It must not end
+        # before: a heartbeat that stops hands this process's leases to others while it
+        # still works. Event.wait rather than time.sleep, which a clock shim can break
+        # (libfaketime with a negative offset: EINVAL, found by test_clock_skew).
+        pause = threading.Event()
+        while True:
+            try:
+                pause.wait(self.interval_s)
+                self.beat()
+            except Exception:  # never let the heartbeat die; say why once
+                if not self._failing:
+                    log.exception("heartbeat %s: unexpected error (still beating)", self.key)
+                self._failing = True
 
 
 def gone(client: redis.Redis, owners: Sequence[str]) -> list[str]:
