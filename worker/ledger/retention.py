@@ -72,11 +72,14 @@ def prune_batch(
 ) -> PruneResult:
     """Remove up to ``limit`` events delivered before ``cutoff`` (one transaction: the
     caller's ``connection`` is in one)."""
+    # Locked (PostgreSQL) so that none changes state before it is removed with its
+    # attempts; on SQLite a concurrent write fails this transaction instead, retried later.
     events = connection.execute(
         select(*_EVENT_COLUMNS)
         .where(EventRow.state == EventState.DELIVERED, EventRow.delivered_at < cutoff)
         .order_by(EventRow.delivered_at)
         .limit(limit)
+        .with_for_update(skip_locked=True)
     ).all()
     ids = [row.event_id for row in events]
     if not ids:
