@@ -286,9 +286,7 @@ class Sandbox:
         headers: Mapping[str, str],
         ident: str,
     ) -> Reply:
-        if self.faults.config.outage:
-            return Reply(503, {"code": 5003, "message": "Service Unavailable"})
-        refused = self._check_keys(headers, need_secret=True)
+        refused = self._refuse_read(headers)
         if refused is not None:
             return refused
         try:
@@ -298,6 +296,12 @@ class Sandbox:
             return Reply(200, self.account.order_transactions(ident))
         except GameballError as error:
             return self._error(error, v4)
+
+    def _refuse_read(self, headers: Mapping[str, str]) -> Reply | None:
+        """A read during an outage (503) or without the keys; None: go on."""
+        if self.faults.config.outage:
+            return Reply(503, {"code": 5003, "message": "Service Unavailable"})
+        return self._check_keys(headers, need_secret=True)
 
     def list_transactions(
         self, v4: bool, path: str, headers: Mapping[str, str], query: Mapping[str, str]
@@ -311,9 +315,7 @@ class Sandbox:
     ) -> Reply:
         """v3 ``GET transaction/list?transactionId=…&page=…&limit=…`` (the SDKs' filter) and
         v4 ``GET transactions?customerId=…&offset=…&limit=…`` (customerId required)."""
-        if self.faults.config.outage:
-            return Reply(503, {"code": 5003, "message": "Service Unavailable"})
-        refused = self._check_keys(headers, need_secret=True)
+        refused = self._refuse_read(headers)
         if refused is not None:
             return refused
         try:

@@ -133,6 +133,20 @@ class AttemptRecord:
     outcome: Outcome
 
 
+def _window(
+    customer_id: str | None, since: datetime | None, until: datetime | None
+) -> list[ColumnElement[bool]]:
+    """Events of ``customer_id`` and/or that happened in [since, until) (reconcile's scope)."""
+    conditions: list[ColumnElement[bool]] = []
+    if customer_id is not None:
+        conditions.append(EventRow.customer_id == customer_id)
+    if since is not None:
+        conditions.append(EventRow.occurred_at >= since)
+    if until is not None:
+        conditions.append(EventRow.occurred_at < until)
+    return conditions
+
+
 def afresh(now: datetime) -> dict[str, Any]:
     """The columns of an event sent again by hand (retried, replaced, re-driven): pending,
     a new retry window and backoff, attempt numbers continuing."""
@@ -559,13 +573,7 @@ class Ledger:
     ) -> list[tuple[str, str, str, str, int | None]]:
         """(event_id, kind, state, payload, last_code) of cashbacks of ``customer_id``
         and/or that happened in [since, until), oldest first."""
-        conditions: list[ColumnElement[bool]] = [EventRow.kind == "cashback"]
-        if customer_id is not None:
-            conditions.append(EventRow.customer_id == customer_id)
-        if since is not None:
-            conditions.append(EventRow.occurred_at >= since)
-        if until is not None:
-            conditions.append(EventRow.occurred_at < until)
+        conditions = [EventRow.kind == "cashback", *_window(customer_id, since, until)]
         statement = (
             select(
                 EventRow.event_id,
@@ -590,13 +598,7 @@ class Ledger:
         limit: int = 1000,
     ) -> list[str]:
         """Order ids with events of ``customer_id`` and/or that happened in [since, until)."""
-        conditions: list[ColumnElement[bool]] = [EventRow.order_id.is_not(None)]
-        if customer_id is not None:
-            conditions.append(EventRow.customer_id == customer_id)
-        if since is not None:
-            conditions.append(EventRow.occurred_at >= since)
-        if until is not None:
-            conditions.append(EventRow.occurred_at < until)
+        conditions = [EventRow.order_id.is_not(None), *_window(customer_id, since, until)]
         statement = (
             select(EventRow.order_id).where(*conditions).distinct().order_by(EventRow.order_id)
         ).limit(limit)

@@ -126,30 +126,35 @@ def count_prunable(connection: Connection, cutoff: datetime) -> int:
 
 def pruned_rows(connection: Connection, order_ids: Iterable[str]) -> dict[str, list[PrunedRow]]:
     """The removed events of these orders, in ``Ledger.order_rows``' shape (delivered)."""
-    ids = sorted(set(order_ids))
-    found: dict[str, list[PrunedRow]] = {}
-    if not ids:
-        return found
-    for order_id, events in connection.execute(PRUNED_ORDERS, {"b_orders": ids}):
-        found[order_id] = [
+    return {
+        order_id: [
             (item["event_id"], item["kind"], EventState.DELIVERED.value, item["payload"], None)
-            for item in json.loads(events)
+            for item in items
         ]
-    return found
+        for order_id, items in _pruned(connection, order_ids).items()
+    }
 
 
-def pruned_times(connection: Connection, order_ids: Iterable[str]) -> dict[str, list[Any]]:
-    """(event_id, kind, occurred_at ISO) of the removed events of these orders."""
-    ids = sorted(set(order_ids))
-    times: dict[str, list[Any]] = {}
-    if not ids:
-        return times
-    for order_id, events in connection.execute(PRUNED_ORDERS, {"b_orders": ids}):
-        times[order_id] = [
+def pruned_times(
+    connection: Connection, order_ids: Iterable[str]
+) -> dict[str, list[tuple[str, str, datetime]]]:
+    """(event_id, kind, occurred_at) of the removed events of these orders."""
+    return {
+        order_id: [
             (item["event_id"], item["kind"], datetime.fromisoformat(item["occurred_at"]))
-            for item in json.loads(events)
+            for item in items
         ]
-    return times
+        for order_id, items in _pruned(connection, order_ids).items()
+    }
+
+
+def _pruned(connection: Connection, order_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each order's memory: its removed events, as stored."""
+    ids = sorted(set(order_ids))
+    if not ids:
+        return {}
+    rows = connection.execute(PRUNED_ORDERS, {"b_orders": ids})
+    return {order_id: json.loads(events) for order_id, events in rows}
 
 
 def _remember(connection: Connection, events: Sequence[Any], now: datetime) -> None:
