@@ -8,7 +8,7 @@ each one); the breaker, the queue and the limiter come from Redis, where workers
 count rate-limit waits and breaker deferrals.
 
     gbq_events{kind, state, reason}              events in the ledger (published = all)
-    gbq_attempts_total{outcome, reason}          HTTP attempts
+    gbq_attempts_total{outcome, reason}          HTTP attempts (ever: retention keeps it)
     gbq_delivery_latency_seconds                 publish → Gameball acceptance (histogram)
     gbq_oldest_sendable_age_seconds              age of the oldest event that can go now
                                                  (pending, in flight or retrying): alert here
@@ -35,7 +35,8 @@ from sqlalchemy import func, select
 
 from producers.transport import INBOX_KEY, QUEUE
 from worker.breaker import Breaker, State
-from worker.ledger.models import SENDABLE, AttemptRow, EventRow, EventState
+from worker.ledger.counters import attempt_counts, event_counts
+from worker.ledger.models import SENDABLE, EventRow, EventState
 from worker.ledger.repository import Ledger
 from worker.ratelimit import WAITS_KEY
 from worker.shared_breaker import BREAKER_KEY, DEFERRALS_KEY
@@ -80,16 +81,8 @@ class LedgerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         now = datetime.now(UTC)
         with self.ledger.engine.connect() as connection:
-            events = connection.execute(
-                select(EventRow.kind, EventRow.state, EventRow.dead_reason, func.count()).group_by(
-                    EventRow.kind, EventRow.state, EventRow.dead_reason
-                )
-            ).all()
-            attempts = connection.execute(
-                select(AttemptRow.outcome, AttemptRow.reason, func.count()).group_by(
-                    AttemptRow.outcome, AttemptRow.reason
-                )
-            ).all()
+            events = event_counts(connection)  # kept by triggers: a few rows read
+            attempts = attempt_counts(connection)
             oldest = {
                 name: connection.execute(
                     select(func.min(EventRow.created_at)).where(EventRow.state.in_(states))
@@ -113,13 +106,13 @@ class LedgerCollector(Collector):
         by_kind = GaugeMetricFamily(
             "gbq_events", "Events in the ledger.", labels=["kind", "state", "reason"]
         )
-        for kind, state, reason, count in events:
+        for (kind, state, reason), count in events.items():
             by_kind.add_metric([kind, state, reason or ""], count)
         yield by_kind
         by_outcome = CounterMetricFamily(
             "gbq_attempts", "HTTP attempts to Gameball.", labels=["outcome", "reason"]
         )
-        for outcome, reason, count in attempts:
+        for (outcome, reason), count in attempts.items():
             by_outcome.add_metric([outcome, reason], count)
         yield by_outcome
         yield GaugeMetricFamily(

@@ -49,6 +49,7 @@ from producers.transport import (
     checked_event_id,
 )
 from producers.untrusted import UnreadableError, load_json
+from worker.ledger.counters import fold_gone_shards
 from worker.ledger.repository import Ledger, NewEvent, new_event
 from worker.liveness import gone
 from worker.ordering import Gate, gate
@@ -57,6 +58,7 @@ from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 LEADER_KEY = "gbq:scheduler:leader"
+FOLD_COUNTERS_EVERY_S = 30.0
 _HOLD = """
 local current = redis.call('GET', KEYS[1])
 if current == ARGV[1] then
@@ -152,6 +154,7 @@ class Scheduler:
         self.owner = f"scheduler:{uuid.uuid4().hex[:12]}"
         self.lock = LeaderLock(redis_client, self.owner, 3 * settings.scheduler_tick_s + 1)
         self._failing: dict[str, str] = {}  # sweep → why it failed last tick
+        self._next_fold = 0.0  # monotonic time of the next counters fold
 
     # --- the loop ----------------------------------------------------------------------------
 
@@ -216,6 +219,7 @@ class Scheduler:
             ("outbox", lambda now: {"outbox": self._outbox(now)}),
             ("waiting", self._waiting),
             ("retention", self._retention),
+            ("counters", lambda _: {"counters_folded": self._fold_counters()}),
         ]
 
     # --- sweeps ---------------------------------------------------------------------------
@@ -234,6 +238,14 @@ class Scheduler:
                 )
                 handed += self.queue.enqueue(released)
         return handed
+
+    def _fold_counters(self) -> int:
+        """Now and then, the counters of database backends that have gone into one row
+        each (``ledger/counters.py``): status and metrics read stays a few rows."""
+        if time.monotonic() < self._next_fold:
+            return 0
+        self._next_fold = time.monotonic() + FOLD_COUNTERS_EVERY_S
+        return fold_gone_shards(self.ledger.engine)
 
     def _retention(self, now: datetime) -> dict[str, int]:
         """One small batch of retention per tick (nothing when GBQ_RETENTION_DAYS is 0)."""

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from producers.quarantine import QUARANTINE_KEY
 from producers.spool import Spool
 from worker.breaker import Breaker, State
+from worker.ledger.counters import by_state, dead_by_reason, event_counts
 from worker.ledger.models import SENDABLE, EventRow, EventState
 from worker.ledger.repository import Ledger
 from worker.ratelimit import RateLimiter
@@ -78,21 +79,17 @@ def collect(
             ).scalar()
             for states in (SENDABLE, (EventState.WAITING,))
         )
-        dead = connection.execute(
-            select(EventRow.dead_reason, func.count())
-            .where(EventRow.state == EventState.DEAD)
-            .group_by(EventRow.dead_reason)
-        ).all()
+        counts = event_counts(connection)
         recent = connection.execute(
             select(func.count()).where(EventRow.delivered_at >= now - timedelta(minutes=1))
         ).scalar()
         conflicts = connection.execute(select(func.count()).where(EventRow.conflicts > 0)).scalar()
     breaker = Breaker.from_json(client.get(BREAKER_KEY))
     return StatusReport(
-        events=ledger.counts_by_state(),
+        events=by_state(counts),
         oldest_sendable_age_s=None if oldest_sendable is None else age_s(oldest_sendable, now),
         oldest_waiting_age_s=None if oldest_waiting is None else age_s(oldest_waiting, now),
-        dead_by_reason={str(reason): int(count) for reason, count in dead},
+        dead_by_reason=dead_by_reason(counts),
         delivered_last_minute=int(recent or 0),
         breaker={
             "state": breaker.state.value,

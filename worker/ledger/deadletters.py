@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from producers.events import Event, InvalidEventError, parse_event
 from worker.intake import recover
+from worker.ledger.counters import event_counts
 from worker.ledger.models import AttemptRow, DeadReason, EventRow, EventState
 from worker.ledger.repository import Ledger, afresh, new_event
 
@@ -90,8 +91,16 @@ class DeadLetters:
         return rows
 
     def count(self, dead: DeadFilter) -> int:
-        statement = select(func.count()).select_from(EventRow).where(*dead.conditions())
+        """By kind and reason alone, from the ledger's counters (flat at any size);
+        with any other filter, by the rows it selects."""
         with self.ledger.engine.connect() as connection:
+            if dead == DeadFilter(kind=dead.kind, reason=dead.reason):
+                return sum(
+                    count
+                    for (kind, state, reason), count in event_counts(connection).items()
+                    if state == DEAD and dead.kind in (None, kind) and dead.reason in (None, reason)
+                )
+            statement = select(func.count()).select_from(EventRow).where(*dead.conditions())
             return int(connection.execute(statement).scalar() or 0)
 
     def blocked_by(self, paid: EventRow) -> list[EventRow]:

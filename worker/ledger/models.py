@@ -133,6 +133,7 @@ class EventRow(Base):
         Index(None, "state", "updated_at"),  # gbq dlq list: the newest dead letters first
         Index(None, "delivered_at"),
         Index(None, "customer_id", "transaction_time", unique=True),
+        Index(None, "conflicts"),  # gbq status: the few re-published with other content
     )
 
 
@@ -170,3 +171,31 @@ class PrunedOrderRow(Base):
     pruned_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     __table_args__ = (Index(None, "pruned_at"),)
+
+
+class EventCountRow(Base):
+    """Events per (kind, state, reason), kept by triggers on ``gbq_events`` so that
+    ``gbq status`` and the metrics scrape read a few rows instead of counting the table
+    (``worker/ledger/counters.py``). PostgreSQL: one shard per database backend (its pid),
+    so concurrent transactions never wait for each other's counter rows; shard 0 holds
+    what the scheduler folded in from backends that have gone. SQLite: shard 0 only."""
+
+    __tablename__ = "gbq_event_counts"
+
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(16), primary_key=True)  # '' for none
+    n: Mapped[int] = mapped_column(BigInteger)
+
+
+class AttemptCountRow(Base):
+    """Attempts per (outcome, reason), counted on insert only: a Prometheus counter, which
+    retention's removal of old attempts must not lower. Sharded as ``gbq_event_counts``."""
+
+    __tablename__ = "gbq_attempt_counts"
+
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(32), primary_key=True)
+    n: Mapped[int] = mapped_column(BigInteger)

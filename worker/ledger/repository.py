@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, select, update
+from sqlalchemy import Connection, Engine, and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.orm import Session
@@ -30,6 +30,7 @@ from producers.untrusted import printable
 from worker.gameball.outcomes import Outcome
 from worker.ledger import statements as st
 from worker.ledger.clock import LedgerClock
+from worker.ledger.counters import by_state, event_counts
 from worker.ledger.engine import READ_ONLY
 from worker.ledger.models import AttemptRow, DeadReason, EventRow, EventState
 from worker.ledger.retention import (
@@ -1001,9 +1002,9 @@ class Ledger:
             return row
 
     def counts_by_state(self) -> dict[str, int]:
-        statement = select(EventRow.state, func.count()).group_by(EventRow.state)
+        """From the counters the triggers keep (``ledger/counters.py``): a few rows read."""
         with self._reading() as connection:
-            return {str(row[0]): int(row[1]) for row in connection.execute(statement)}
+            return by_state(event_counts(connection))
 
     def attempts_of(self, event_id: str) -> list[AttemptRow]:
         with Session(self.engine) as session:
