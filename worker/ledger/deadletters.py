@@ -81,8 +81,10 @@ class DeadLetters:
         return select(EventRow).where(*dead.conditions())
 
     def find(self, dead: DeadFilter, limit: int | None = None) -> list[EventRow]:
-        """Newest first."""
-        statement = self._select(dead).order_by(EventRow.updated_at.desc(), EventRow.event_id)
+        """Newest first (ties: the greater id first, so that the index gives the order)."""
+        statement = self._select(dead).order_by(
+            EventRow.updated_at.desc(), EventRow.event_id.desc()
+        )
         if limit is not None:
             statement = statement.limit(limit)
         with Session(self.ledger.engine) as session:

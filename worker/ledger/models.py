@@ -130,7 +130,9 @@ class EventRow(Base):
         Index(None, "state", "enqueued_at"),
         Index(None, "order_id"),
         Index(None, "dead_reason", "updated_at"),
-        Index(None, "state", "updated_at"),  # gbq dlq list: the newest dead letters first
+        # gbq dlq list: the newest dead letters first, ties included, read off the index
+        Index(None, "state", "updated_at", "event_id"),
+        Index(None, "state", "created_at"),  # gbq status: the oldest sendable, waiting
         Index(None, "delivered_at"),
         Index(None, "customer_id", "transaction_time", unique=True),
         Index(None, "conflicts"),  # gbq status: the few re-published with other content

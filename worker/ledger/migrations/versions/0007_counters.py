@@ -1,6 +1,7 @@
 """Flat operator queries: events per (kind, state, reason) and attempts per (outcome,
 reason) kept by triggers in gbq_event_counts and gbq_attempt_counts, seeded from the rows
-already there; an index for the count of conflicting re-publishes.
+already there; indexes for the count of conflicting re-publishes, the oldest sendable
+event, and the newest dead letters with ties in time.
 
 PostgreSQL shards the counters by backend pid (no two open transactions share a counter
 row, so counting adds no lock waits); SQLite has one writer at a time and uses shard 0.
@@ -118,6 +119,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("shard", "outcome", "reason", name="pk_gbq_attempt_counts"),
     )
     op.create_index("ix_gbq_events_conflicts", "gbq_events", ["conflicts"])
+    op.create_index("ix_gbq_events_state_created_at", "gbq_events", ["state", "created_at"])
+    # Ties in time (a cascade settles several at once) must not make the list sort them all.
+    op.drop_index("ix_gbq_events_state_updated_at", table_name="gbq_events")
+    op.create_index(
+        "ix_gbq_events_state_updated_at_event_id", "gbq_events", ["state", "updated_at", "event_id"]
+    )
     postgresql = op.get_bind().dialect.name == "postgresql"
     if postgresql:
         # Writers wait until the seed and the triggers are in place together.
@@ -147,5 +154,8 @@ def downgrade() -> None:
             op.execute(f"DROP TRIGGER gbq_events_counted_{name}")
         op.execute("DROP TRIGGER gbq_attempts_counted")
     op.drop_index("ix_gbq_events_conflicts", table_name="gbq_events")
+    op.drop_index("ix_gbq_events_state_created_at", table_name="gbq_events")
+    op.drop_index("ix_gbq_events_state_updated_at_event_id", table_name="gbq_events")
+    op.create_index("ix_gbq_events_state_updated_at", "gbq_events", ["state", "updated_at"])
     op.drop_table("gbq_attempt_counts")
     op.drop_table("gbq_event_counts")
