@@ -17,7 +17,16 @@ from pathlib import Path
 from bench.common import RESULTS
 
 MARKER = "<!-- latest results: written by python -m bench -->"
-BENCHMARKS = ["publish", "delivery", "drain", "outage", "crash", "ledger_scale"]
+BENCHMARKS = [
+    "publish",
+    "delivery",
+    "drain",
+    "outage",
+    "crash",
+    "ledger_scale",
+    "scale_out",
+    "retention",
+]
 
 
 def main(argv: list[str] | None = None) -> int:

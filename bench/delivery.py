@@ -90,15 +90,21 @@ def gbq_run(
     concurrency: int = 2,
     pool: str = "prefork",
     latency_s: float = 0.0,
+    workers: int = 1,
 ) -> Run:
-    """gbq end to end on a fresh ledger of kind ``database``, or on ``ledger_url``."""
+    """gbq end to end on a fresh ledger of kind ``database``, or on ``ledger_url``, with
+    ``workers`` worker instances of ``pool × concurrency`` each."""
     running.flush_redis()
     sandbox.reset()
     sandbox.faults(reset=True, latency_s=latency_s)
     stack = running.stack(ledger_url or running.ledger(database), sandbox.url, **LIMITS_OFF)
-    worker = stack.start_worker("w1", concurrency=concurrency, pool=pool)
+    started_workers = [
+        stack.start_worker(f"w{number}", concurrency=concurrency, pool=pool)
+        for number in range(1, workers + 1)
+    ]
     scheduler = stack.start_scheduler()
-    wait_ready(worker)
+    for worker in started_workers:
+        wait_ready(worker)
 
     def send() -> None:
         for start in range(0, len(events), BATCH):
@@ -119,7 +125,7 @@ def gbq_run(
     try:
         run = measure(
             label,
-            [worker, scheduler],
+            [*started_workers, scheduler],
             send,
             settled,
             len(events),

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import redis
 from prometheus_client import CollectorRegistry
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, bindparam, text
 
 from bench.common import Report, Services, postgres_available, services
 from bench.delivery import gbq_run
@@ -25,6 +25,7 @@ from tests.processes import SandboxProcess
 from tests.scenario import generate
 from worker.ledger.deadletters import DeadFilter, DeadLetters
 from worker.ledger.engine import create_ledger_engine
+from worker.ledger.models import UtcDateTime
 from worker.ledger.repository import Ledger, new_event
 from worker.metrics import LedgerCollector
 from worker.ratelimit import RateLimiter, RateLimits
@@ -43,30 +44,40 @@ COLUMNS = (
 )
 
 
-def fill(engine: Engine, rows: int) -> float:
-    """Insert ``rows`` settled events and one attempt each, in SQL; returns seconds."""
+def fill(engine: Engine, rows: int, *, days: int = 1) -> float:
+    """Insert ``rows`` settled events (1 % dead) and one attempt each, in SQL, settled
+    evenly over the last ``days`` days; returns seconds."""
     ledger = Ledger(engine)
     template = generate(seed=600, orders=1, total_events=1).events[0]
-    now = datetime.now(UTC) - timedelta(days=1)
-    ledger.ingest([new_event(template, None)], now)
+    now = datetime.now(UTC)
+    ledger.ingest([new_event(template, None)], now - timedelta(days=1))
+    per_day = -(-rows // days)
+    events = text(
+        "WITH RECURSIVE n(i) AS (SELECT CAST(:first AS INTEGER) UNION ALL SELECT i + 1 FROM n "
+        "WHERE i < :last) "
+        f"INSERT INTO gbq_events ({COLUMNS}) "
+        "SELECT 'paid:F-' || n.i, 'paid', 'F-' || n.i, 'c-' || (n.i % 5000), t.payload, "
+        "t.occurred_at, :at, "
+        "CASE WHEN n.i % 100 = 0 THEN 'dead' ELSE 'delivered' END, 1, 0, "
+        "CASE WHEN n.i % 100 = 0 THEN 'dead' ELSE 'delivered' END, "
+        "CASE WHEN n.i % 100 = 0 THEN 400 ELSE 200 END, "
+        "CASE WHEN n.i % 100 = 0 THEN 'rejected' ELSE NULL END, "
+        ":at, :at, :at, :at, CASE WHEN n.i % 100 = 0 THEN NULL ELSE :at END "
+        "FROM n, gbq_events t WHERE t.event_id = :template"
+    ).bindparams(bindparam("at", type_=UtcDateTime()))
     started = time.perf_counter()
     with engine.begin() as connection:
-        connection.execute(
-            text(
-                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :rows) "
-                f"INSERT INTO gbq_events ({COLUMNS}) "
-                "SELECT 'paid:F-' || n.i, 'paid', 'F-' || n.i, 'c-' || (n.i % 5000), t.payload, "
-                "t.occurred_at, t.created_at, "
-                "CASE WHEN n.i % 100 = 0 THEN 'dead' ELSE 'delivered' END, 1, 0, "
-                "CASE WHEN n.i % 100 = 0 THEN 'dead' ELSE 'delivered' END, "
-                "CASE WHEN n.i % 100 = 0 THEN 400 ELSE 200 END, "
-                "CASE WHEN n.i % 100 = 0 THEN 'rejected' ELSE NULL END, "
-                "t.created_at, t.created_at, t.created_at, t.created_at, "
-                "CASE WHEN n.i % 100 = 0 THEN NULL ELSE t.created_at END "
-                "FROM n, gbq_events t WHERE t.event_id = :template"
-            ),
-            {"rows": rows, "template": template.event_id},
-        )
+        for day in range(days):
+            first, last = day * per_day + 1, min(rows, (day + 1) * per_day)
+            connection.execute(
+                events,
+                {
+                    "first": first,
+                    "last": last,
+                    "at": now - timedelta(days=day + 1),
+                    "template": template.event_id,
+                },
+            )
         connection.execute(
             text(
                 "INSERT INTO gbq_attempts (event_id, attempt_no, worker, started_at, "

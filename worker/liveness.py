@@ -17,6 +17,7 @@ holder's).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Sequence
@@ -83,3 +84,19 @@ def gone(client: redis.Redis, owners: Sequence[str]) -> list[str]:
     for owner in owners:
         pipe.exists(ALIVE_PREFIX + owner)
     return [owner for owner, alive in zip(owners, pipe.execute(), strict=True) if not alive]
+
+
+def alive(client: redis.Redis, limit: int = 500) -> list[tuple[str, float]]:
+    """The worker processes beating now, with the seconds left on each heartbeat."""
+    owners = [
+        key.decode()[len(ALIVE_PREFIX) :] if isinstance(key, bytes) else key[len(ALIVE_PREFIX) :]
+        for key in itertools.islice(client.scan_iter(match=ALIVE_PREFIX + "*", count=500), limit)
+    ]
+    pipe = client.pipeline(transaction=False)
+    for owner in owners:
+        pipe.pttl(ALIVE_PREFIX + owner)
+    return sorted(
+        (owner, ttl / 1000)
+        for owner, ttl in zip(owners, pipe.execute(), strict=True)
+        if ttl is not None and ttl > 0
+    )

@@ -127,6 +127,21 @@ class Settings(PublisherSettings):
         description="How long a removed order's events are remembered (0: forever).",
     )
 
+    # The web console (gbq web).
+    web_host: str = Field(
+        default="127.0.0.1",
+        description="Where gbq web listens; beyond loopback it needs GBQ_WEB_PASSWORD.",
+    )
+    web_port: int = Field(default=8765, ge=0, le=65535)
+    web_password: SecretStr | None = Field(
+        default=None, description="Basic auth for gbq web (any user name, this password)."
+    )
+    web_allowed_hosts: str = Field(
+        default="",
+        description="Host names gbq web answers to besides loopback and GBQ_WEB_HOST "
+        "(comma-separated; the names users type, behind a proxy).",
+    )
+
     # Observability.
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="0: no metrics.")
     metrics_host: str = Field(default="127.0.0.1", description="Where /metrics listens.")

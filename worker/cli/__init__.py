@@ -23,6 +23,7 @@ from worker.cli import (
     sandbox,
     scheduler,
     status,
+    web,
     worker,
 )
 from worker.cli.common import ExitCode
@@ -46,6 +47,7 @@ app.command("prune")(prune.run)
 app.command("sandbox")(sandbox.run)
 app.command("demo")(demo.run)
 app.add_typer(local.app, name="local")
+app.command("web")(web.run)
 
 
 def _print_version(value: bool) -> None:

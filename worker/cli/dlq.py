@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import redis
 import typer
 from rich.progress import Progress
 from rich.table import Table
 
 from producers.transport import redis_client
 from producers.untrusted import UnreadableError, load_json, printable
+from worker import repair
 from worker.cli.common import ExitCode, console, fail, ledger_engine, redis_url
 from worker.cli.eventfile import read_events
 from worker.cli.publish import replace_dead_letters
@@ -31,7 +31,6 @@ app = typer.Typer(
     "Uses GBQ_DATABASE_URL (and GBQ_REDIS_URL to retry).",
     no_args_is_help=True,
 )
-BATCH = 200
 
 Order = Annotated[str | None, typer.Option("--order", help="Only this order id.")]
 Kind = Annotated[
@@ -291,30 +290,17 @@ def retry(
 
 def _send_retries(letters: DeadLetters, chosen: list[str]) -> None:
     queue = RedisQueue(redis_client(redis_url(load_settings(), must_answer=True), 10.0))
-    sent, released, skipped = 0, 0, []
     with Progress(console=console(stderr=True), transient=True) as progress:
         task = progress.add_task("retrying", total=len(chosen))
-        for start in range(0, len(chosen), BATCH):
-            result = letters.requeue(chosen[start : start + BATCH], datetime.now(UTC))
-            try:
-                sent += queue.enqueue(result.to_send)
-            except redis.RedisError as error:
-                fail(
-                    f"retried in the ledger, but Redis failed ({error}); the scheduler will "
-                    f"send them within GBQ_REDRIVE_AFTER_S"
-                )
-            released += len(result.released)
-            skipped += result.skipped
-            for malformed, event_id in result.recovered:
-                typer.echo(f"recovered {malformed} as {event_id}", err=True)
-            progress.advance(task, len(chosen[start : start + BATCH]))
-    for event_id, why in skipped:
+        done = repair.retry(letters, queue, chosen, lambda n: progress.advance(task, n))
+    for malformed, event_id in done.recovered:
+        typer.echo(f"recovered {malformed} as {event_id}", err=True)
+    for event_id, why in done.skipped:
         typer.echo(f"skipped {event_id}: {why}", err=True)
-    typer.echo(
-        f"retried {sent - released} dead letter(s)"
-        + (f", released {released} blocked event(s)" if released else "")
-    )
-    if skipped and sent == 0:
+    if done.redis_error:
+        fail(done.summary())
+    typer.echo(done.summary().replace(f", skipped {len(done.skipped)}", ""))
+    if done.skipped and done.retried + done.released == 0:
         raise typer.Exit(int(ExitCode.NOTHING))
 
 

@@ -30,14 +30,14 @@ def read_events(source: str) -> tuple[list[Event], int]:
             refused += 1
             continue
         try:
-            events.append(parse_event(_unwrapped(record)))
+            events.append(parse_event(unwrapped(record)))
         except InvalidEventError as error:
             typer.echo(f"refused {where}: {error}", err=True)
             refused += 1
     return events, refused
 
 
-def _unwrapped(record: Any) -> Any:
+def unwrapped(record: Any) -> Any:
     """An export line stands for its event."""
     if isinstance(record, dict) and "event_id" in record and isinstance(record.get("event"), dict):
         return record["event"]

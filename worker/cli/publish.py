@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -12,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from producers.events import Event, InvalidEventError
 from producers.publisher import Publisher, PublishError
 from producers.transport import redis_client
+from worker import repair
 from worker.cli.common import ExitCode, fail, ledger_engine, redis_url, sqlite_file
 from worker.cli.eventfile import read_events
 from worker.ledger.deadletters import DeadLetters
@@ -90,13 +90,13 @@ def run(
 def replace_dead_letters(settings: Settings, events: list[Event]) -> int:
     """Replace and send; prints what could not be replaced; returns how many were."""
     letters = DeadLetters(Ledger(ledger_engine(settings)))
-    result = letters.replace(events, datetime.now(UTC))
-    for event_id, why in result.skipped:
+    queue = RedisQueue(redis_client(redis_url(settings, must_answer=True), 10.0))
+    done = repair.replace(letters, queue, events)
+    for event_id, why in done.skipped:
         typer.echo(f"{event_id}: {why}", err=True)
-    if result.to_send:
-        queue = RedisQueue(redis_client(redis_url(settings, must_answer=True), 10.0))
-        queue.enqueue(result.to_send)
-    return len(result.requeued)
+    if done.redis_error:
+        fail(done.summary())
+    return done.retried
 
 
 def _known_states(settings: Settings, events: list[Event]) -> dict[str, str]:

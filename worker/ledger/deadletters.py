@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, delete, func, select, update
+from sqlalchemy import ColumnElement, Select, bindparam, delete, func, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from producers.events import Event, InvalidEventError, parse_event
 from worker.intake import recover
 from worker.ledger.counters import event_counts
-from worker.ledger.models import AttemptRow, DeadReason, EventRow, EventState
+from worker.ledger.models import AttemptRow, DeadReason, EventRow, EventState, UtcDateTime
 from worker.ledger.repository import Ledger, afresh, new_event
 
 DEAD = EventState.DEAD
@@ -80,11 +80,23 @@ class DeadLetters:
     def _select(self, dead: DeadFilter) -> Select[EventRow]:
         return select(EventRow).where(*dead.conditions())
 
-    def find(self, dead: DeadFilter, limit: int | None = None) -> list[EventRow]:
-        """Newest first (ties: the greater id first, so that the index gives the order)."""
+    def find(
+        self,
+        dead: DeadFilter,
+        limit: int | None = None,
+        after: tuple[datetime, str] | None = None,
+    ) -> list[EventRow]:
+        """Newest first (ties: the greater id first, so that the index gives the order);
+        ``after`` (died at, event id) of the last row seen gives the next page by the
+        index, as fast at the millionth row as at the first."""
         statement = self._select(dead).order_by(
             EventRow.updated_at.desc(), EventRow.event_id.desc()
         )
+        if after is not None:
+            statement = statement.where(
+                tuple_(EventRow.updated_at, EventRow.event_id)
+                < tuple_(bindparam("after_at", after[0], type_=UtcDateTime()), after[1])
+            )
         if limit is not None:
             statement = statement.limit(limit)
         with Session(self.ledger.engine) as session:

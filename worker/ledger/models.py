@@ -133,6 +133,7 @@ class EventRow(Base):
         # gbq dlq list: the newest dead letters first, ties included, read off the index
         Index(None, "state", "updated_at", "event_id"),
         Index(None, "state", "created_at"),  # gbq status: the oldest sendable, waiting
+        Index(None, "created_at"),  # gbq web: what was published, minute by minute
         Index(None, "delivered_at"),
         Index(None, "customer_id", "transaction_time", unique=True),
         Index(None, "conflicts"),  # gbq status: the few re-published with other content

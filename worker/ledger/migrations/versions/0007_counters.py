@@ -1,7 +1,7 @@
 """Flat operator queries: events per (kind, state, reason) and attempts per (outcome,
 reason) kept by triggers in gbq_event_counts and gbq_attempt_counts, seeded from the rows
 already there; indexes for the count of conflicting re-publishes, the oldest sendable
-event, and the newest dead letters with ties in time.
+event, the newest dead letters with ties in time, and the console's last hour.
 
 PostgreSQL shards the counters by backend pid (no two open transactions share a counter
 row, so counting adds no lock waits); SQLite has one writer at a time and uses shard 0.
@@ -120,6 +120,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_gbq_events_conflicts", "gbq_events", ["conflicts"])
     op.create_index("ix_gbq_events_state_created_at", "gbq_events", ["state", "created_at"])
+    op.create_index("ix_gbq_events_created_at", "gbq_events", ["created_at"])
     # Ties in time (a cascade settles several at once) must not make the list sort them all.
     op.drop_index("ix_gbq_events_state_updated_at", table_name="gbq_events")
     op.create_index(
@@ -155,6 +156,7 @@ def downgrade() -> None:
         op.execute("DROP TRIGGER gbq_attempts_counted")
     op.drop_index("ix_gbq_events_conflicts", table_name="gbq_events")
     op.drop_index("ix_gbq_events_state_created_at", table_name="gbq_events")
+    op.drop_index("ix_gbq_events_created_at", table_name="gbq_events")
     op.drop_index("ix_gbq_events_state_updated_at_event_id", table_name="gbq_events")
     op.create_index("ix_gbq_events_state_updated_at", "gbq_events", ["state", "updated_at"])
     op.drop_table("gbq_attempt_counts")

@@ -1,0 +1,116 @@
+"""What the console's pages show, read from the ledger (counters and indexes only, so a
+page costs the same at a million rows) and Redis."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from itertools import pairwise
+from typing import Any
+
+import redis
+from sqlalchemy import Connection, func, select
+from sqlalchemy.orm import Session
+
+from producers.spool import Spool
+from producers.untrusted import UnreadableError, load_json, printable
+from worker.ledger.deadletters import DeadLetters
+from worker.ledger.models import SENDABLE, AttemptRow, EventRow, EventState
+from worker.liveness import alive
+from worker.ratelimit import RateLimiter
+from worker.status import StatusReport, collect
+
+MINUTES = 60
+BACKLOG_STATES = (*SENDABLE, EventState.WAITING)
+
+
+@dataclass(frozen=True)
+class LastHour:
+    """Per minute, oldest first: deliveries, dead letters, and the backlog at its end."""
+
+    delivered: list[int]
+    died: list[int]
+    backlog: list[int]
+
+
+@dataclass(frozen=True)
+class Overview:
+    status: StatusReport
+    hour: LastHour
+    workers: list[tuple[str, float]]  # (process, seconds left on its heartbeat)
+
+
+def overview(
+    letters: DeadLetters, client: redis.Redis, limiter: RateLimiter, spool: Spool, now: datetime
+) -> Overview:
+    status = collect(letters.ledger, client, limiter, spool, now)
+    backlog_now = sum(status.events.get(state, 0) for state in BACKLOG_STATES)
+    with letters.ledger.engine.connect() as connection:
+        hour = last_hour(connection, now, backlog_now)
+    return Overview(status, hour, alive(client))
+
+
+def last_hour(connection: Connection, now: datetime, backlog_now: int) -> LastHour:
+    """Range counts per minute on the created_at, delivered_at and (state, updated_at)
+    indexes; the backlog is walked back from now: at the end of each earlier minute it
+    was the backlog after it, less what was published since, plus what settled since."""
+    edges = [now - timedelta(minutes=k) for k in range(MINUTES, -1, -1)]
+    created, delivered, died = [], [], []
+    for start, end in pairwise(edges):
+        created.append(_count(connection, EventRow.created_at, start, end))
+        delivered.append(_count(connection, EventRow.delivered_at, start, end))
+        died.append(_count(connection, EventRow.updated_at, start, end, EventRow.state == "dead"))
+    backlog = [backlog_now]
+    for minute in range(MINUTES - 1, 0, -1):
+        backlog.append(backlog[-1] - created[minute] + delivered[minute] + died[minute])
+    backlog.reverse()
+    return LastHour(delivered, died, [max(0, value) for value in backlog])
+
+
+def _count(connection: Connection, column: Any, start: datetime, end: datetime, *more: Any) -> int:
+    statement = select(func.count()).where(column > start, column <= end, *more)
+    return int(connection.execute(statement).scalar() or 0)
+
+
+@dataclass(frozen=True)
+class EventView:
+    """One event as the console shows it: never parsed from raw bytes, always escaped by
+    the page's templates."""
+
+    row: EventRow
+    content: str  # the event as indented JSON, or the raw bytes escaped (malformed)
+    attempts: list[AttemptRow]
+    blocked: list[str] = field(default_factory=list)  # what a dead paid event holds back
+
+
+def event_view(letters: DeadLetters, event_id: str) -> EventView | None:
+    event = letters.ledger.get(event_id)
+    if event is None:
+        return None
+    blocked = [b.event_id for b in letters.blocked_by(event)] if event.state == "dead" else []
+    return EventView(event, content_of(event), letters.ledger.attempts_of(event_id), blocked)
+
+
+def content_of(row: EventRow) -> str:
+    if row.kind == "malformed":
+        raw = row.raw if row.raw is not None else row.payload.encode("utf-8", "surrogatepass")
+        return printable(raw, 20_000)
+    try:
+        return json.dumps(load_json(row.payload), indent=2, ensure_ascii=False)
+    except UnreadableError:
+        return printable(row.payload, 20_000)
+
+
+def customer_events(letters: DeadLetters, customer_id: str, limit: int = 200) -> list[EventRow]:
+    """A customer's events, newest first (the (customer_id, transaction_time) index)."""
+    statement = (
+        select(EventRow)
+        .where(EventRow.customer_id == customer_id)
+        .order_by(EventRow.transaction_time.desc())
+        .limit(limit)
+    )
+    with Session(letters.ledger.engine) as session:
+        rows = list(session.scalars(statement))
+        session.expunge_all()
+    return rows
