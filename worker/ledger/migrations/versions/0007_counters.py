@@ -3,8 +3,9 @@ reason) kept by triggers in gbq_event_counts and gbq_attempt_counts, seeded from
 already there; indexes for the count of conflicting re-publishes, the oldest sendable
 event, the newest dead letters with ties in time, and the console's last hour.
 
-PostgreSQL shards the counters by backend pid (no two open transactions share a counter
-row, so counting adds no lock waits); SQLite has one writer at a time and uses shard 0.
+PostgreSQL counts per statement (transition tables) and shards the counters by backend
+pid (no two open transactions share a counter row, so counting adds no lock waits);
+SQLite counts per row (it updates in place) and, with one writer at a time, in shard 0.
 
 Revision ID: 0007
 Revises: 0006
@@ -50,35 +51,69 @@ def _changed(differs: str) -> str:
 UPDATED = "AFTER UPDATE OF state, kind, dead_reason ON gbq_events"
 
 
+def _fold(rows: str) -> str:
+    """Upsert this backend's event counters by the sum of ``rows`` (kind, state, reason,
+    delta): one write per counter a statement changed, whatever the rows it touched."""
+    return (
+        f"INSERT INTO gbq_event_counts AS c (shard, {EVENT_KEY}, n) "  # noqa: S608
+        f"SELECT pg_backend_pid(), {EVENT_KEY}, sum(delta) FROM ({rows}) AS d "
+        f"GROUP BY {EVENT_KEY} HAVING sum(delta) <> 0 "
+        f"ON CONFLICT (shard, {EVENT_KEY}) DO UPDATE SET n = c.n + excluded.n;"
+    )
+
+
+def _rows(table: str, delta: str) -> str:
+    return f"SELECT kind, state, coalesce(dead_reason, '') AS reason, {delta} AS delta FROM {table}"  # noqa: S608
+
+
 def _postgresql() -> list[str]:
-    shard = "pg_backend_pid()"
-    events, attempts = "EXECUTE FUNCTION gbq_count_events()", "gbq_count_attempts()"
-    changed = _changed("IS DISTINCT FROM")
-    return [
-        f"""CREATE FUNCTION gbq_count_events() RETURNS trigger LANGUAGE plpgsql AS $$
+    # Statement triggers over transition tables, not row triggers: a row trigger updates
+    # the same counter row once per event, and PostgreSQL walks every earlier version of
+    # a row updated in the same transaction, so a bulk change of n rows (a purge, a sweep,
+    # retention) would cost n². Column lists are not allowed with transition tables: the
+    # update trigger sees every update, and unchanged counters cancel out in the sum.
+    changes = {
+        "insert": _fold(_rows("new_rows", "1")),
+        "delete": _fold(_rows("old_rows", "-1")),
+        "update": _fold(f"{_rows('old_rows', '-1')} UNION ALL {_rows('new_rows', '1')}"),
+    }
+    statements = []
+    for operation, change in changes.items():
+        statements.append(
+            f"""CREATE FUNCTION gbq_count_events_{operation}() RETURNS trigger
+            LANGUAGE plpgsql AS $$ BEGIN {change} RETURN NULL; END $$"""
+        )
+        tables = {
+            "insert": "NEW TABLE AS new_rows",
+            "delete": "OLD TABLE AS old_rows",
+            "update": "OLD TABLE AS old_rows NEW TABLE AS new_rows",
+        }[operation]
+        statements.append(
+            f"CREATE TRIGGER gbq_events_counted_{operation} AFTER {operation.upper()} ON "
+            f"gbq_events REFERENCING {tables} FOR EACH STATEMENT "
+            f"EXECUTE FUNCTION gbq_count_events_{operation}()"
+        )
+    statements += [
+        """CREATE FUNCTION gbq_count_attempts() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-          IF TG_OP <> 'INSERT' THEN {_bump(shard, "OLD", "-")} END IF;
-          IF TG_OP <> 'DELETE' THEN {_bump(shard, "NEW", "+")} END IF;
+          INSERT INTO gbq_attempt_counts AS c (shard, outcome, reason, n)
+          SELECT pg_backend_pid(), outcome, reason, count(*) FROM new_rows
+          GROUP BY outcome, reason
+          ON CONFLICT (shard, outcome, reason) DO UPDATE SET n = c.n + excluded.n;
           RETURN NULL;
         END $$""",
-        f"""CREATE FUNCTION {attempts} RETURNS trigger LANGUAGE plpgsql AS $$
-        BEGIN {_attempt_bump(shard)} RETURN NULL; END $$""",
         (
-            f"CREATE TRIGGER gbq_events_counted AFTER INSERT OR DELETE ON gbq_events "
-            f"FOR EACH ROW {events}"
-        ),
-        (
-            f"CREATE TRIGGER gbq_events_counted_update {UPDATED} FOR EACH ROW "
-            f"WHEN ({changed}) {events}"
-        ),
-        (
-            f"CREATE TRIGGER gbq_attempts_counted AFTER INSERT ON gbq_attempts "
-            f"FOR EACH ROW EXECUTE FUNCTION {attempts}"
+            "CREATE TRIGGER gbq_attempts_counted AFTER INSERT ON gbq_attempts "
+            "REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT "
+            "EXECUTE FUNCTION gbq_count_attempts()"
         ),
     ]
+    return statements
 
 
 def _sqlite() -> list[str]:
+    # Row triggers: SQLite updates rows in place, so many changes in one transaction cost
+    # no more each than one.
     inserted, deleted = _bump("0", "NEW", "+"), _bump("0", "OLD", "-")
     return [
         (
@@ -145,10 +180,10 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP TRIGGER gbq_events_counted ON gbq_events")
-        op.execute("DROP TRIGGER gbq_events_counted_update ON gbq_events")
+        for operation in ("insert", "delete", "update"):
+            op.execute(f"DROP TRIGGER gbq_events_counted_{operation} ON gbq_events")
+            op.execute(f"DROP FUNCTION gbq_count_events_{operation}()")
         op.execute("DROP TRIGGER gbq_attempts_counted ON gbq_attempts")
-        op.execute("DROP FUNCTION gbq_count_events()")
         op.execute("DROP FUNCTION gbq_count_attempts()")
     else:
         for name in ("insert", "delete", "update"):
