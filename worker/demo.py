@@ -151,7 +151,8 @@ class Demo:
         database_url = f"sqlite:///{self.folder / 'gbq.db'}"
         self.ledger = Ledger(create_ledger_engine(database_url))
         migrate(self.ledger.engine)
-        self.port = _free_port()
+        self.port, self.web_port = _free_port(), _free_port()
+        self.console_url = f"http://127.0.0.1:{self.web_port}"
         sandbox_url = f"http://127.0.0.1:{self.port}"
         self.children = Children(
             self.folder,
@@ -172,7 +173,9 @@ class Demo:
         self.phase = Text("starting")
         self.refresh: Callable[[], None] = lambda: None
 
-    def run(self, *, live: bool) -> Reconciliation:
+    def run(
+        self, *, live: bool, announce: Callable[[str], None] = lambda _: None
+    ) -> Reconciliation:
         try:
             self.children.start(
                 "sandbox",
@@ -188,6 +191,8 @@ class Demo:
             )
             self.children.start("worker", "worker", "--concurrency", "3", "--hostname", "demo1@%h")
             self.children.start("scheduler", "scheduler")
+            self.children.start("web", "web", "--port", str(self.web_port))
+            announce(self.console_url)
             publisher = Publisher(Settings(home=self.folder, redis_url=SecretStr(self.redis_url)))
             with Live(self._view(), refresh_per_second=4, transient=not live) as screen:
                 self.refresh = lambda: screen.update(self._view())
@@ -254,7 +259,7 @@ class Demo:
 
     def _view(self) -> Table:
         states = self.ledger.counts_by_state()
-        table = Table(title="gbq demo: live status")
+        table = Table(title=f"gbq demo: live status (console: {self.console_url})")
         for column in (
             "phase",
             "pending",
@@ -298,6 +303,13 @@ class Demo:
 
 
 def run_demo(
-    home: Path, *, orders: int, outage_s: float, seed: int, live: bool = True
+    home: Path,
+    *,
+    orders: int,
+    outage_s: float,
+    seed: int,
+    live: bool = True,
+    announce: Callable[[str], None] = lambda _: None,
 ) -> Reconciliation:
-    return Demo(home, orders=orders, outage_s=outage_s, seed=seed).run(live=live)
+    """Run the demo; ``announce`` is told the console's address once it starts."""
+    return Demo(home, orders=orders, outage_s=outage_s, seed=seed).run(live=live, announce=announce)

@@ -7,6 +7,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 from producers.embedded_redis import answers, socket_url
@@ -36,6 +37,7 @@ def test_short_demo_reconciles_and_leaves_nothing_running(tmp_path: Path) -> Non
     line = result.stdout.strip().splitlines()[-1]
     assert line.startswith("reconciliation: 120 published, 120 delivered, 0 dead, ")
     assert line.endswith("(all equal)")
+    assert "console: http://127.0.0.1:" in result.stdout
     demo = tmp_path / "var" / "demo"
     assert len(alive(demo / "children.pids")) == 0
     assert not answers(socket_url(demo))  # the embedded Redis was shut down too
@@ -58,9 +60,21 @@ def test_ctrl_c_stops_every_child(tmp_path: Path) -> None:
         timeout_s=60,
         what="the demo's children",
     )
+    assert process.stdout is not None
+    announced = process.stdout.readline()  # the console's address comes first
+    assert announced.startswith("console: http://127.0.0.1:"), announced
+    url = announced.split()[1]
+    wait_until(lambda: _answers(url), timeout_s=30, what="the demo's console")
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     assert "every child process was shut down" in stderr
     assert alive(demo / "children.pids") == []
     assert not answers(socket_url(demo))  # the embedded Redis was shut down too
+
+
+def _answers(url: str) -> bool:
+    try:
+        return "Overview" in httpx.get(url + "/", timeout=5).text
+    except httpx.TransportError:
+        return False

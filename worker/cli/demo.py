@@ -23,7 +23,8 @@ def run(
     seed: Annotated[int, typer.Option(help="Seed of the stream and the sandbox's faults.")] = 7,
 ) -> None:
     """Start everything on embedded defaults under GBQ_HOME/demo (Redis with AOF,
-    SQLite, the sandbox, a worker, the scheduler), publish a realistic stream, take
+    SQLite, the sandbox, a worker, the scheduler, the web console, whose address it
+    prints), publish a realistic stream, take
     Gameball down and kill the worker half-way, and reconcile at the end.
     Ctrl-C stops every child process.
 
@@ -41,7 +42,14 @@ def run(
     signal.signal(signal.SIGINT, interrupted)
     try:
         result = run_demo(
-            settings.home, orders=orders, outage_s=outage_s, seed=seed, live=sys.stdout.isatty()
+            settings.home,
+            orders=orders,
+            outage_s=outage_s,
+            seed=seed,
+            live=sys.stdout.isatty(),
+            announce=lambda url: typer.echo(
+                f"console: {url} (open it in a browser while the demo runs)"
+            ),
         )
     except KeyboardInterrupt:
         typer.echo("stopped: every child process was shut down", err=True)

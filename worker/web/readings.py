@@ -14,6 +14,7 @@ from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
 from producers.spool import Spool
+from producers.transport import INBOX_KEY, QUEUE
 from producers.untrusted import UnreadableError, load_json, printable
 from worker.ledger.deadletters import DeadLetters
 from worker.ledger.models import SENDABLE, AttemptRow, EventRow, EventState
@@ -39,6 +40,7 @@ class Overview:
     status: StatusReport
     hour: LastHour
     workers: list[tuple[str, float]]  # (process, seconds left on its heartbeat)
+    in_redis: tuple[int, int]  # (published, not yet in the ledger; delivery messages queued)
 
 
 def overview(
@@ -48,7 +50,11 @@ def overview(
     backlog_now = sum(status.events.get(state, 0) for state in BACKLOG_STATES)
     with letters.ledger.engine.connect() as connection:
         hour = last_hour(connection, now, backlog_now)
-    return Overview(status, hour, alive(client))
+    pipe = client.pipeline(transaction=False)
+    pipe.hlen(INBOX_KEY)
+    pipe.llen(QUEUE)
+    inbox, queued = pipe.execute()
+    return Overview(status, hour, alive(client), (int(inbox), int(queued)))
 
 
 def last_hour(connection: Connection, now: datetime, backlog_now: int) -> LastHour:
