@@ -160,6 +160,13 @@ class Settings(PublisherSettings):
             raise ValueError("must not be empty: unset it to use the local sandbox")
         return value
 
+    @field_validator("web_password")
+    @classmethod
+    def _password_not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be blank: unset it to keep the console on loopback")
+        return value
+
     @model_validator(mode="after")
     def _keys_match_the_endpoint(self) -> Settings:
         # The sandbox's keys are public: they must never reach a real Gameball (a

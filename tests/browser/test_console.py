@@ -41,7 +41,7 @@ def test_the_overview_shows_the_breaker_open_during_an_outage(
     expect(page.locator("#breaker-explanation")).to_contain_text("Gameball is failing")
     expect(page.locator("#workers tr")).to_have_count(3)  # a header, two pool processes
     expect(page.locator("[data-state=scheduled] b")).not_to_have_text("0")
-    expect(page.locator("#chart svg polyline")).to_have_count(2)  # delivered, backlog
+    expect(page.locator("#chart svg polyline")).to_have_count(1)  # the backlog
     expect(page.locator("#chart")).to_contain_text("backlog (max")
     expect(page.locator("#waiting-in-redis")).to_be_visible()
     sandbox.faults(outage=False)

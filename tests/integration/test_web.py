@@ -11,7 +11,7 @@ import json
 import re
 import subprocess
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -231,3 +231,59 @@ def test_replace_follows_the_clis_rule(stack: Stack) -> None:
     row = stack.event("paid:REP-1")
     assert row.state == "pending"
     assert json.loads(row.payload)["total_paid"] == "12"
+
+
+def test_the_last_hour_is_counted_from_the_ledger(database_url: str) -> None:
+    """10 events published 30 minutes ago, 6 delivered 20 minutes ago, 2 dead 10 minutes
+    ago, 2 still pending: the chart's minutes say exactly that."""
+    from sqlalchemy import bindparam, text  # noqa: PLC0415
+
+    from tests.console import paid as order  # noqa: PLC0415
+    from worker.ledger.engine import create_ledger_engine  # noqa: PLC0415
+    from worker.ledger.models import UtcDateTime  # noqa: PLC0415
+    from worker.ledger.repository import Ledger, new_event  # noqa: PLC0415
+    from worker.web.readings import last_hour  # noqa: PLC0415
+
+    now = datetime.now(UTC).replace(second=30, microsecond=0)
+    ledger = Ledger(create_ledger_engine(database_url))
+    events = [order(f"HOUR-{n}") for n in range(10)]
+    ledger.ingest([new_event(event, None) for event in events], now)
+    change = text(
+        "UPDATE gbq_events SET created_at = :created, state = :state, delivered_at = :delivered, "
+        "updated_at = :updated, dead_reason = :reason WHERE event_id = :id"
+    ).bindparams(
+        *(bindparam(name, type_=UtcDateTime()) for name in ("created", "delivered", "updated"))
+    )
+    minutes = [now - timedelta(minutes=m) for m in (30, 20, 10)]
+    with ledger.engine.begin() as connection:
+        for n, event in enumerate(events):
+            state = "delivered" if n < 6 else "dead" if n < 8 else "pending"
+            settled = (
+                minutes[1]
+                if state == "delivered"
+                else minutes[2]
+                if state == "dead"
+                else minutes[0]
+            )
+            connection.execute(
+                change,
+                {
+                    "id": event.event_id,
+                    "created": minutes[0],
+                    "state": state,
+                    "delivered": minutes[1] if state == "delivered" else None,
+                    "updated": settled,
+                    "reason": "rejected" if state == "dead" else None,
+                },
+            )
+    with ledger.engine.connect() as connection:
+        hour = last_hour(connection, now, backlog_now=2)
+    ledger.engine.dispose()
+    assert sum(hour.delivered) == 6
+    # Minute i ends 59 - i minutes before now; the backlog is the one at a minute's end.
+    assert hour.delivered[39] == 6  # the minute ending 20 minutes ago
+    assert hour.died[49] == 2
+    assert set(hour.backlog[:29]) == {0}
+    assert set(hour.backlog[29:39]) == {10}
+    assert set(hour.backlog[39:49]) == {4}
+    assert set(hour.backlog[49:]) == {2}

@@ -24,10 +24,18 @@ BY_FIELD = {
     "gameball_api_version": ["v5", "4.1"],
     "log_format": ["xml"],
     "log_level": ["LOUD"],
+    "web_password": ["   "],
 }
 # Any path or host name is one.
-ACCEPTS_ANY_TEXT = {"home", "spool_path", "archive_dir", "metrics_host"}
-SECRET_FIELDS = {"gameball_api_key", "gameball_secret_key"}
+ACCEPTS_ANY_TEXT = {
+    "home",
+    "spool_path",
+    "archive_dir",
+    "metrics_host",
+    "web_host",
+    "web_allowed_hosts",
+}
+SECRET_FIELDS = {"gameball_api_key", "gameball_secret_key", "web_password"}
 
 
 def bad_values(name: str) -> list[str]:

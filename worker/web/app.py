@@ -153,7 +153,7 @@ class Pages:
         )
         chart = line_chart(
             [
-                Series("delivered per minute", "#1a7f37", view.hour.delivered),
+                Series("delivered per minute", "#1a7f37", view.hour.delivered, bars=True),
                 Series("backlog", "#9a6700", view.hour.backlog),
             ]
         )
