@@ -31,13 +31,14 @@ import redis
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from producers.transport import INBOX_KEY, QUEUE
 from worker.breaker import Breaker, State
 from worker.ledger.counters import attempt_counts, event_counts
 from worker.ledger.models import SENDABLE, EventRow, EventState
 from worker.ledger.repository import Ledger
+from worker.ledger.statements import oldest_created
 from worker.ratelimit import WAITS_KEY
 from worker.shared_breaker import BREAKER_KEY, DEFERRALS_KEY
 from worker.timespec import age_s
@@ -84,9 +85,7 @@ class LedgerCollector(Collector):
             events = event_counts(connection)  # kept by triggers: a few rows read
             attempts = attempt_counts(connection)
             oldest = {
-                name: connection.execute(
-                    select(func.min(EventRow.created_at)).where(EventRow.state.in_(states))
-                ).scalar()
+                name: connection.execute(oldest_created(states)).scalar()
                 for name, states in (("sendable", SENDABLE), ("waiting", (EventState.WAITING,)))
             }
             with self._lock:

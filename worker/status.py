@@ -15,6 +15,7 @@ from worker.breaker import Breaker, State
 from worker.ledger.counters import by_state, dead_by_reason, event_counts
 from worker.ledger.models import SENDABLE, EventRow, EventState
 from worker.ledger.repository import Ledger
+from worker.ledger.statements import oldest_created
 from worker.ratelimit import RateLimiter
 from worker.scheduler import LeaderLock
 from worker.shared_breaker import BREAKER_KEY
@@ -74,9 +75,7 @@ def collect(
     now = now or datetime.now(UTC)
     with ledger.engine.begin() as connection:
         oldest_sendable, oldest_waiting = (
-            connection.execute(
-                select(func.min(EventRow.created_at)).where(EventRow.state.in_(states))
-            ).scalar()
+            connection.execute(oldest_created(states)).scalar()
             for states in (SENDABLE, (EventState.WAITING,))
         )
         counts = event_counts(connection)

@@ -9,9 +9,10 @@ UPDATE may not reuse a column's name for a parameter).
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Sequence
+from typing import Any, Final
 
-from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, update
 
 from worker.ledger.models import AttemptRow, EventRow, EventState, PrunedOrderRow
 
@@ -141,3 +142,16 @@ PRUNED_ORDERS: Final = select(PrunedOrderRow.order_id, PrunedOrderRow.events).wh
 HAS_ORDER: Final = (
     select(EventRow.event_id).where(EventRow.order_id == bindparam("b_order")).limit(1)
 )
+
+
+def oldest_created(states: Sequence[str]) -> Select[Any]:
+    """The oldest ``created_at`` among ``states`` (gbq status, metrics, the console). The
+    states are written into the SQL, not bound: with bound values PostgreSQL's generic
+    plan for a prepared statement walked the created_at index from the oldest delivered
+    event (25 ms at 100,000 rows, 1 s at 1,000,000) instead of the (state, created_at)
+    index."""
+    return select(func.min(EventRow.created_at)).where(
+        EventRow.state.in_(
+            bindparam("b_states", list(states), expanding=True, literal_execute=True)
+        )
+    )
