@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import redis
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -251,7 +251,7 @@ class Pages:
 
     async def event_action(self, request: Request) -> Response:
         event_id, action = request.path_params["event_id"], request.path_params["action"]
-        here = f"/events/{event_id}"
+        here = f"/events/{quote(event_id, safe='')}"
         form: FormData = request.state.form
         if action == "retry":
             done = await run_in_threadpool(
@@ -297,9 +297,9 @@ class Pages:
             return self.page(request, "search.html", query="", rows=[])
         ledger = self.console.letters.ledger
         if await run_in_threadpool(ledger.get, query) is not None:
-            return RedirectResponse(f"/events/{query}", 303)
+            return RedirectResponse(f"/events/{quote(query, safe='')}", 303)
         if await run_in_threadpool(ledger.has_order, query):
-            return RedirectResponse(f"/orders/{query}", 303)
+            return RedirectResponse(f"/orders/{quote(query, safe='')}", 303)
         rows = await run_in_threadpool(readings.customer_events, self.console.letters, query)
         return self.page(request, "search.html", query=query, rows=rows)
 
