@@ -75,8 +75,8 @@ def dead_by_reason(counts: dict[tuple[str, str, str | None], int]) -> dict[str, 
 
 
 def fold_gone_shards(engine: Engine) -> int:
-    """Fold the counters of backends that have gone into shard 0; returns the rows folded
-    (PostgreSQL; SQLite has nothing to fold)."""
+    """Fold the counters of backends that have gone into shard 0; returns how many of
+    shard 0's counters that changed (PostgreSQL; SQLite has nothing to fold)."""
     if engine.dialect.name != "postgresql":
         return 0
     with engine.begin() as connection:
