@@ -102,6 +102,14 @@ def filter_query(values: Any) -> str:
     return urlencode({name: values[name] for name in FILTERS if values.get(name)})
 
 
+def filters_shown(values: Any) -> dict[str, Any]:
+    """The filters as a page shows them: each field's value, and as a query string."""
+    return {
+        "values": {name: values.get(name, "") for name in FILTERS},
+        "query": filter_query(values),
+    }
+
+
 class Pages:
     """The routes' handlers, sharing the console and the page helpers."""
 
@@ -192,9 +200,8 @@ class Pages:
             "dlq.html",
             rows=rows,
             total=total,
-            values={name: values.get(name, "") for name in FILTERS},
-            query=filter_query(values),
             next_page=next_page,
+            **filters_shown(values),
             error=None,
         )
 
@@ -213,8 +220,7 @@ class Pages:
             "confirm.html",
             action=action,
             count=count,
-            values={name: values.get(name, "") for name in FILTERS},
-            query=filter_query(values),
+            **filters_shown(values),
         )
 
     async def bulk(self, request: Request) -> Response:
