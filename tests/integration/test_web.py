@@ -231,6 +231,8 @@ def test_replace_follows_the_clis_rule(stack: Stack) -> None:
     row = stack.event("paid:REP-1")
     assert row.state == "pending"
     assert json.loads(row.payload)["total_paid"] == "12"
+    again = note(corrected)  # no longer a dead letter: only dead letters can be replaced
+    assert "not replaced: paid:REP-1: already known (pending)" in again
 
 
 def test_the_last_hour_is_counted_from_the_ledger(database_url: str) -> None:

@@ -287,6 +287,8 @@ class Pages:
                 repair.replace, self.console.letters, self.console.queue, [corrected]
             )
             why = "; ".join(f"{skipped}: {reason}" for skipped, reason in done.skipped)
+            if not done.retried:
+                return self.back(here, f"not replaced: {why}")
             return self.back(here, f"replaced and {done.summary()}" + (f" ({why})" if why else ""))
         return PlainTextResponse("unknown action", 404)
 
