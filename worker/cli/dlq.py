@@ -275,7 +275,7 @@ def retry(
     if event_ids and (all_ or any(value is not None for value in filters)):
         raise typer.BadParameter("either event ids or --all with filters, not both")
     letters = _dead_letters()
-    chosen = [row.event_id for row in letters.find(_filter(event_ids, *filters))]
+    chosen = letters.ids(_filter(event_ids, *filters))
     for event_id in sorted(set(event_ids or ()) - set(chosen)):
         typer.echo(f"skipped {event_id}: not a dead letter", err=True)
     if not chosen:

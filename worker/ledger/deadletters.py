@@ -104,6 +104,16 @@ class DeadLetters:
             session.expunge_all()
         return rows
 
+    def ids(self, dead: DeadFilter) -> list[str]:
+        """The ids only, newest first: a bulk retry of many dead letters loads no content."""
+        statement = (
+            select(EventRow.event_id)
+            .where(*dead.conditions())
+            .order_by(EventRow.updated_at.desc(), EventRow.event_id.desc())
+        )
+        with self.ledger.engine.connect() as connection:
+            return list(connection.execute(statement).scalars())
+
     def count(self, dead: DeadFilter) -> int:
         """By kind and reason alone, from the ledger's counters (flat at any size);
         with any other filter, by the rows it selects."""

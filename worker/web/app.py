@@ -242,7 +242,7 @@ class Pages:
         if action == "purge":
             deleted = await run_in_threadpool(self.console.letters.purge, dead)
             return self.back("/dlq", f"deleted {deleted} dead letter(s)")
-        chosen = [row.event_id for row in await run_in_threadpool(self.console.letters.find, dead)]
+        chosen = await run_in_threadpool(self.console.letters.ids, dead)
         done = await run_in_threadpool(
             repair.retry, self.console.letters, self.console.queue, chosen
         )
