@@ -56,6 +56,16 @@ def used_mb(engine: Engine) -> float:
     return total / 1e6
 
 
+def mean_bytes(engine: Engine) -> tuple[float, float]:
+    """Mean length of an event's content and of an order's memory, as stored (JSON)."""
+    with engine.connect() as connection:
+        payload = connection.execute(text("SELECT avg(length(payload)) FROM gbq_events")).scalar()
+        memory = connection.execute(
+            text("SELECT avg(length(events)) FROM gbq_pruned_orders")
+        ).scalar()
+    return float(payload or 0), float(memory or 0)
+
+
 def run(folder: Path, *, quick: bool = False) -> Report:
     rows = 20_000 if quick else 1_000_000
     settings = Settings()
@@ -85,6 +95,7 @@ def run(folder: Path, *, quick: bool = False) -> Report:
                 removed, batches = removed + batch.events, batches + 1
             seconds = time.perf_counter() - started
             after_rows, after_mb = table_rows(engine), used_mb(engine)
+            payload_bytes, memory_bytes = mean_bytes(engine)
             engine.dispose()
             for table in TABLES:
                 before, after = before_rows[table], after_rows[table]
@@ -93,6 +104,15 @@ def run(folder: Path, *, quick: bool = False) -> Report:
                 )
             report.rows.append(
                 [kind, "data, MB (see the notes)", before_mb, after_mb, after_mb / before_mb]
+            )
+            report.rows.append(
+                [
+                    kind,
+                    "bytes: an event's content → its order's memory",
+                    payload_bytes,
+                    memory_bytes,
+                    memory_bytes / payload_bytes if payload_bytes else "",
+                ]
             )
             report.rows.append(
                 [kind, f"removal: events/s ({batches:,} batches)", "", removed / seconds, ""]
@@ -104,6 +124,8 @@ def run(folder: Path, *, quick: bool = False) -> Report:
                 "after_mb": after_mb,
                 "removed": removed,
                 "seconds": seconds,
+                "payload_bytes": payload_bytes,
+                "memory_bytes": memory_bytes,
             }
     report.notes = [
         (
@@ -113,7 +135,8 @@ def run(folder: Path, *, quick: bool = False) -> Report:
             "(retention days × events per day) events and their attempts."
         ),
         (
-            "Each removed event leaves its order a compact memory (id, kind, time, content) "
+            "Each removed event leaves its order a compact memory (id, kind, time, transaction "
+            "id; the paid lines and refunded quantities, not the content: migration 0008) "
             f"for GBQ_ORDER_MEMORY_DAYS ({settings.order_memory_days}): a refund months later "
             "still finds its paid event delivered. Set it to the longest refund window of the "
             "shop to bound it tighter."

@@ -32,7 +32,6 @@ from producers.events import (
     Event,
     InvalidEventError,
     OrderCancelled,
-    OrderPaid,
     OrderRefunded,
     parse_event,
 )
@@ -47,11 +46,12 @@ from worker.gameball.payloads import (
     GameballRequest,
     RefundLine,
     build_request,
-    reversal_lines,
+    lines_left,
     transaction_id_of,
 )
 from worker.gameball.records import order_records, transaction_records
 from worker.ledger.models import DeadReason, EventState
+from worker.ledger.order_memory import reversal_basis
 from worker.ledger.repository import AttemptRecord, Claimed, Ledger, new_event
 from worker.ordering import Gate, OrderFact, gate
 from worker.reconcile import holds_ours
@@ -397,15 +397,11 @@ class Deliverer:
         if not full or claimed.order_id is None:
             return None
         if claimed.reversal_lines is None:
-            paid, refunds = None, []
-            for _, kind, state, payload, _ in self.ledger.order_rows(claimed.order_id):
-                if kind == "paid":
-                    paid = parse_event(payload, accepted=True)
-                elif kind == "refunded" and state == EventState.DELIVERED:
-                    refunds.append(parse_event(payload, accepted=True))
-            if not isinstance(paid, OrderPaid):
+            history = self.ledger.order_history(claimed.order_id)
+            paid, taken = reversal_basis(history.live, history.memory)
+            if paid is None:
                 return None  # nothing to name: Gameball reverses the cashback
-            lines = reversal_lines(paid, [r for r in refunds if isinstance(r, OrderRefunded)])
+            lines = lines_left((RefundLine(p, q, Decimal(v)) for p, q, v in paid), taken)
             text = json.dumps([line.json() for line in lines])
             stored = self.ledger.fix_reversal_lines(claimed.event_id, self.owner, text)
         else:

@@ -22,6 +22,7 @@ from enum import StrEnum
 from producers.events import CashbackAwarded, Event, InvalidEventError, parse_event
 from worker.gameball.payloads import transaction_id_of
 from worker.gameball.records import GameballRecord
+from worker.ledger.order_memory import OrderMemory
 
 _ANSWERED_CANCELLED = frozenset({302, 9001})
 
@@ -67,6 +68,20 @@ def ledger_view(
     except InvalidEventError:
         return None
     return LedgerView(event_id, kind, state, transaction_id_of(event), last_code)
+
+
+def order_views(
+    live: Sequence[tuple[str, str, str, str, int | None]], memory: OrderMemory
+) -> list[LedgerView]:
+    """The views of an order's rows in the ledger, and of those retention removed
+    (delivered, from the order's memory)."""
+    views = [view for row in live if (view := ledger_view(*row))]
+    held = {row[0] for row in live}
+    return views + [
+        LedgerView(event.event_id, event.kind, "delivered", event.transaction_id)
+        for event in memory.events
+        if event.event_id not in held
+    ]
 
 
 def reconcile(

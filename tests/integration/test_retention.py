@@ -12,6 +12,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from alembic import command
+from sqlalchemy import text
 
 from producers.events import (
     CashbackAwarded,
@@ -24,10 +26,12 @@ from producers.events import (
 from tests.processes import GBQ, SandboxProcess, wait_until
 from tests.stack import Stack
 from worker.gameball.outcomes import Outcome, OutcomeKind, Reason
-from worker.gameball.payloads import reversal_lines
+from worker.gameball.payloads import RefundLine, lines_left, reversal_lines
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.models import DeadReason, EventState
+from worker.ledger.order_memory import reversal_basis
 from worker.ledger.repository import AttemptRecord, Ledger, new_event
+from worker.ledger.schema import alembic_config, migrate
 from worker.ordering import Gate, OrderFact, gate
 from worker.retry import Transition
 
@@ -125,12 +129,19 @@ def test_ordering_and_full_reversals_remember_a_removed_order(ledger: Ledger) ->
     }
     assert gate(fact, facts) is Gate.PROCEED
     assert ledger.order_facts_many(["P"])["P"] == facts
-    rows = ledger.order_rows("P")
-    paid = next(OrderPaid.model_validate_json(p) for _, kind, _, p, _ in rows if kind == "paid")
-    refunds = [OrderRefunded.model_validate_json(p) for _, k, _, p, _ in rows if k == "refunded"]
-    assert [(line.product_id, line.quantity) for line in reversal_lines(paid, refunds)] == [
-        ("mat", 1),
-        ("bottle", 2),
+    history = ledger.order_history("P")
+    assert history.live == []
+    paid, taken = reversal_basis(history.live, history.memory)
+    assert paid is not None
+    left = lines_left((RefundLine(p, q, Decimal(v)) for p, q, v in paid), taken)
+    assert left == reversal_lines(PAID, [REFUND])
+    assert [(line.product_id, line.quantity, line.price) for line in left] == [
+        ("mat", 1, Decimal(10)),
+        ("bottle", 2, Decimal(5)),
+    ]
+    assert [(e.event_id, e.transaction_id) for e in history.memory.events] == [
+        ("paid:P", "P"),
+        ("refunded:P:P-R1", "P-R1"),
     ]
     forgotten = ledger.prune(
         cutoff=T0, limit=100, forget_before=ledger.clock.now() + timedelta(seconds=1)
@@ -144,7 +155,8 @@ def test_a_cancellation_after_its_order_was_pruned_takes_back_every_bonus_point(
 ) -> None:
     """End to end with a 2-second window: the order and its partial refund are delivered,
     the scheduler removes them, then the cancellation comes: it names the lines left
-    (from the order's memory), so the double-points campaign is reversed too, and
+    (from the order's memory), so the double-points campaign is reversed too;
+    `gbq reconcile` still matches all three against Gameball once all are removed, and
     `gbq prune --dry-run` has nothing left to remove."""
     sandbox.rules(campaign_multipliers={"category:mats": "2"})
     stack = make_stack(sqlite_url, GBQ_RETENTION_DAYS=str(2 / 86400))
@@ -161,6 +173,22 @@ def test_a_cancellation_after_its_order_was_pruned_takes_back_every_bonus_point(
     wait_until(lambda: sandbox.balance("c") == 0, timeout_s=60, what="everything back")
     cancel = [r for r in sandbox.requests() if r["transaction_id"] == "P-cancel"]
     assert len(cancel) == 1
+    wait_until(lambda: stack.states() == {}, timeout_s=60, what="the cancellation pruned")
+    reconciled = subprocess.run(
+        [*GBQ, "reconcile", "--order", "P", "--json"],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert reconciled.returncode == 0, reconciled.stderr
+    findings = [json.loads(line) for line in reconciled.stdout.splitlines()]
+    assert sorted((f["event_id"], f["transaction_id"], f["verdict"]) for f in findings) == [
+        ("cancelled:P", "P-cancel", "agreed"),
+        ("paid:P", "P", "agreed"),
+        ("refunded:P:P-R1", "P-R1", "agreed"),
+    ]
     dry = subprocess.run(
         [*GBQ, "prune", "--dry-run", "--older-than", "1s"],
         env=stack.env,
@@ -177,3 +205,47 @@ def test_a_cancellation_after_its_order_was_pruned_takes_back_every_bonus_point(
     )
     assert refused.returncode == 2
     assert "GBQ_RETENTION_DAYS is 0 (keep everything): pass --older-than" in refused.stderr
+
+
+def test_the_migration_makes_0005s_order_memories_compact(tmp_path: Path) -> None:
+    """A ledger whose memories 0005 wrote (full content) is migrated: each is rewritten
+    compactly, and ordering and full reversals read the same from it."""
+    url = f"sqlite:///{tmp_path}/old.db"
+    engine = create_ledger_engine(url)
+    try:
+        config = alembic_config(url)
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0007")
+        content = [
+            {
+                "event_id": event.event_id,
+                "kind": event.kind,
+                "occurred_at": event.occurred_at.isoformat(),
+                "payload": event.model_dump_json(),
+            }
+            for event in (PAID, REFUND)
+        ]
+        with engine.begin() as connection:
+            for number in range(3):
+                connection.execute(
+                    text("INSERT INTO gbq_pruned_orders VALUES (:order, :events, :at)"),
+                    {"order": f"P{number}", "events": json.dumps(content), "at": T0},
+                )
+        migrate(engine)
+        ledger = Ledger(engine)
+        with engine.connect() as connection:
+            stored = dict(
+                connection.execute(text("SELECT order_id, events FROM gbq_pruned_orders")).all()
+            )
+        assert all(text_.startswith("{") for text_ in stored.values())
+        assert len(stored["P0"]) * 4 < len(json.dumps(content))
+        memory = ledger.order_history("P0").memory
+        assert memory.paid_lines == (("mat", 3, "10"), ("bottle", 2, "5"))
+        assert dict(memory.refunded) == {"mat": 2}
+        assert {(f.event_id, f.state) for f in ledger.order_facts("P2")} == {
+            ("paid:P", "delivered"),
+            ("refunded:P:P-R1", "delivered"),
+        }
+    finally:
+        engine.dispose()

@@ -24,6 +24,7 @@ from worker.reconcile import (
     Verdict,
     holds_ours,
     ledger_view,
+    order_views,
     reconcile,
 )
 from worker.settings import Settings, load_settings
@@ -84,7 +85,8 @@ def run(
     with GameballClient(settings) as gameball:
         try:
             for order_id in orders:
-                views = [v for row in ledger.order_rows(order_id) if (v := ledger_view(*row))]
+                history = ledger.order_history(order_id)
+                views = order_views(history.live, history.memory)
                 records = order_records(gameball, order_id, settings.gameball_api_version)
                 findings += reconcile(order_id, views, records)
             findings += _cashbacks(gameball, settings, cashbacks)

@@ -8,7 +8,7 @@ shop's own ids and the time is the event's ``occurred_at`` at millisecond precis
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -128,16 +128,26 @@ def reversal_lines(paid: OrderPaid, refunds: Iterable[OrderRefunded]) -> tuple[R
     """The order's lines not yet refunded: what a cancellation or full refund must name so
     that Gameball takes back their bonus (campaign, category, collection) points too;
     without line items it reverses cashback only (refund tutorial, use case 3)."""
-    left = [RefundLine(item.product_id, item.quantity, item.price) for item in paid.line_items]
+    taken: dict[str, int] = {}
     for refund in refunds:
         for item in refund.line_items:
-            wanted = item.quantity
-            for index, line in enumerate(left):
-                if line.product_id == item.product_id and wanted > 0:
-                    taken = min(wanted, line.quantity)
-                    left[index] = replace(line, quantity=line.quantity - taken)
-                    wanted -= taken
-    return tuple(line for line in left if line.quantity > 0)
+            taken[item.product_id] = taken.get(item.product_id, 0) + item.quantity
+    lines = (RefundLine(item.product_id, item.quantity, item.price) for item in paid.line_items)
+    return lines_left(lines, taken)
+
+
+def lines_left(paid: Iterable[RefundLine], taken: Mapping[str, int]) -> tuple[RefundLine, ...]:
+    """The paid lines less the quantities per product refunds ``taken``, from each
+    product's first line on (only the totals per product matter, so removed refunds can
+    be remembered as totals)."""
+    wanted = dict(taken)
+    left = []
+    for line in paid:
+        take = min(wanted.get(line.product_id, 0), line.quantity)
+        wanted[line.product_id] = wanted.get(line.product_id, 0) - take
+        if line.quantity > take:
+            left.append(replace(line, quantity=line.quantity - take))
+    return tuple(left)
 
 
 def build_request(

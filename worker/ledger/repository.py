@@ -33,13 +33,13 @@ from worker.ledger.clock import LedgerClock
 from worker.ledger.counters import by_state, event_counts
 from worker.ledger.engine import READ_ONLY
 from worker.ledger.models import AttemptRow, DeadReason, EventRow, EventState
+from worker.ledger.order_memory import OrderMemory
 from worker.ledger.retention import (
     PruneResult,
     count_prunable,
     forget_orders,
+    memories,
     prune_batch,
-    pruned_rows,
-    pruned_times,
 )
 from worker.ordering import OrderFact
 from worker.retry import Transition
@@ -188,17 +188,27 @@ def _new_rows(events: Sequence[NewEvent], now: datetime) -> list[dict[str, Any]]
     ]
 
 
-def _add_pruned(
-    facts: dict[str, list[OrderFact]], pruned: dict[str, list[tuple[str, str, datetime]]]
-) -> None:
-    """Removed events are delivered ones: add them where the live rows do not have them."""
-    for order_id, items in pruned.items():
+def _add_pruned(facts: dict[str, list[OrderFact]], memory: dict[str, OrderMemory]) -> None:
+    """Removed events are delivered ones: add them where the live rows do not have them
+    (their time is kept to the second: a delivered event is never what ordering waits on)."""
+    for order_id, remembered in memory.items():
         known = {fact.event_id for fact in facts.get(order_id, [])}
         facts.setdefault(order_id, []).extend(
-            OrderFact(event_id, kind, occurred_at, S.DELIVERED)
-            for event_id, kind, occurred_at in items
-            if event_id not in known
+            OrderFact(event.event_id, event.kind, event.occurred_at, S.DELIVERED)
+            for event in remembered.events
+            if event.event_id not in known
         )
+
+
+OrderRow = tuple[str, str, str, str, int | None]  # event_id, kind, state, payload, last_code
+
+
+@dataclass(frozen=True)
+class OrderHistory:
+    """An order's events in the ledger and what it remembers of those retention removed."""
+
+    live: list[OrderRow]
+    memory: OrderMemory
 
 
 class Ledger:
@@ -520,17 +530,16 @@ class Ledger:
                 continue
         return None
 
-    def order_rows(self, order_id: str) -> list[tuple[str, str, str, str, int | None]]:
-        """(event_id, kind, state, payload, last_code) of every event of an order, those
-        retention removed included (delivered, from the order's memory)."""
+    def order_history(self, order_id: str) -> OrderHistory:
+        """Every event of an order: (event_id, kind, state, payload, last_code) of the rows
+        in the ledger, and the memory of those retention removed."""
         statement = select(
             EventRow.event_id, EventRow.kind, EventRow.state, EventRow.payload, EventRow.last_code
         ).where(EventRow.order_id == order_id)
         with self._reading() as connection:
             live = [(r[0], r[1], r[2], r[3], r[4]) for r in connection.execute(statement)]
-            pruned = pruned_rows(connection, [order_id]).get(order_id, [])
-        ids = {row[0] for row in live}
-        return live + [row for row in pruned if row[0] not in ids]
+            memory = memories(connection, [order_id]).get(order_id, OrderMemory())
+        return OrderHistory(live, memory)
 
     def prune(
         self,
@@ -631,7 +640,7 @@ class Ledger:
                 facts[row.order_id].append(
                     OrderFact(row.event_id, row.kind, row.occurred_at, row.state)
                 )
-            _add_pruned(facts, pruned_times(connection, ids))
+            _add_pruned(facts, memories(connection, ids))
         return facts
 
     def order_facts(self, order_id: str) -> list[OrderFact]:

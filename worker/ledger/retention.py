@@ -7,10 +7,11 @@ and its attempts are first appended, as one JSON line, to
 ``gbq-archive-<day delivered>.jsonl`` there (written and flushed to disk before anything
 is deleted; two pruners racing may both archive a line).
 
-An order's removed events are remembered compactly in ``gbq_pruned_orders`` (id, kind,
-time, content): ordering still knows the paid event was delivered when a refund comes
-weeks later, and a cancellation still names the lines not yet refunded. That memory is
-kept ``GBQ_ORDER_MEMORY_DAYS``; a refund for an order forgotten by then waits and expires.
+An order's removed events are remembered compactly in ``gbq_pruned_orders`` (ids, kinds,
+times, the paid lines and the refunded quantities; ``order_memory``): ordering still
+knows the paid event was delivered when a refund comes weeks later, and a cancellation
+still names the lines not yet refunded. That memory is kept ``GBQ_ORDER_MEMORY_DAYS``; a
+refund for an order forgotten by then waits and expires.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from producers.events import Event, parse_event
 from worker.ledger.models import AttemptRow, EventRow, EventState, PrunedOrderRow
+from worker.ledger.order_memory import OrderMemory
 from worker.ledger.statements import PRUNED_ORDERS
 
-PrunedRow = tuple[str, str, str, str, None]  # order_rows' shape: id, kind, state, payload, code
 _EVENT_COLUMNS = (
     EventRow.event_id,
     EventRow.kind,
@@ -124,77 +126,37 @@ def count_prunable(connection: Connection, cutoff: datetime) -> int:
     return int(connection.execute(statement).scalar() or 0)
 
 
-def pruned_rows(connection: Connection, order_ids: Iterable[str]) -> dict[str, list[PrunedRow]]:
-    """The removed events of these orders, in ``Ledger.order_rows``' shape (delivered)."""
-    return {
-        order_id: [
-            (item["event_id"], item["kind"], EventState.DELIVERED.value, item["payload"], None)
-            for item in items
-        ]
-        for order_id, items in _pruned(connection, order_ids).items()
-    }
-
-
-def pruned_times(
-    connection: Connection, order_ids: Iterable[str]
-) -> dict[str, list[tuple[str, str, datetime]]]:
-    """(event_id, kind, occurred_at) of the removed events of these orders."""
-    return {
-        order_id: [
-            (item["event_id"], item["kind"], datetime.fromisoformat(item["occurred_at"]))
-            for item in items
-        ]
-        for order_id, items in _pruned(connection, order_ids).items()
-    }
-
-
-def _pruned(connection: Connection, order_ids: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
-    """Each order's memory: its removed events, as stored."""
+def memories(connection: Connection, order_ids: Iterable[str]) -> dict[str, OrderMemory]:
+    """What the ledger remembers of these orders' removed events (orders it holds none of
+    are left out)."""
     ids = sorted(set(order_ids))
     if not ids:
         return {}
     rows = connection.execute(PRUNED_ORDERS, {"b_orders": ids})
-    return {order_id: json.loads(events) for order_id, events in rows}
+    return {order_id: OrderMemory.decode(order_id, text) for order_id, text in rows}
 
 
 def _remember(connection: Connection, events: Sequence[Any], now: datetime) -> None:
     """Add removed order events to their orders' memories (read, then write: the caller's
     transaction holds the rows it removed, so no other pruner adds the same ones)."""
-    by_order: dict[str, list[dict[str, Any]]] = {}
+    by_order: dict[str, list[tuple[Event, datetime]]] = {}
     for row in events:
         if row.order_id is None:
             continue  # a cashback: nothing after it depends on it
-        by_order.setdefault(row.order_id, []).append(
-            {
-                "event_id": row.event_id,
-                "kind": row.kind,
-                "occurred_at": _utc(row.occurred_at),
-                "payload": row.payload,
-            }
-        )
+        event = parse_event(row.payload, accepted=True)  # a delivered event: it was read
+        by_order.setdefault(row.order_id, []).append((event, _aware(row.occurred_at)))
     if not by_order:
         return
-    known = dict(
-        connection.execute(
-            select(PrunedOrderRow.order_id, PrunedOrderRow.events).where(
-                PrunedOrderRow.order_id.in_(list(by_order))
-            )
-        ).all()
-    )
-    for order_id, items in by_order.items():
+    known = memories(connection, by_order)
+    for order_id, removed in by_order.items():
+        memory = known.get(order_id, OrderMemory()).with_removed(removed)
+        values = {"events": memory.encode(order_id), "pruned_at": now}
         if order_id in known:
-            merged = json.loads(known[order_id]) + items
             connection.execute(
-                update(PrunedOrderRow)
-                .where(PrunedOrderRow.order_id == order_id)
-                .values(events=json.dumps(merged), pruned_at=now)
+                update(PrunedOrderRow).where(PrunedOrderRow.order_id == order_id).values(**values)
             )
         else:
-            connection.execute(
-                insert(PrunedOrderRow).values(
-                    order_id=order_id, events=json.dumps(items), pruned_at=now
-                )
-            )
+            connection.execute(insert(PrunedOrderRow).values(order_id=order_id, **values))
 
 
 def _archive(folder: Path, events: Sequence[Any], attempts: Sequence[Any]) -> int:
@@ -238,8 +200,11 @@ def _archive(folder: Path, events: Sequence[Any], attempts: Sequence[Any]) -> in
     return len(events)
 
 
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive UTC through a plain column select."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _utc(moment: datetime | None) -> str | None:
-    """ISO-8601 in UTC (SQLite hands back naive UTC through a plain column select)."""
-    if moment is None:
-        return None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).isoformat()
+    """ISO-8601 in UTC."""
+    return None if moment is None else _aware(moment).isoformat()
