@@ -53,7 +53,7 @@ from worker.gameball.records import order_records, transaction_records
 from worker.ledger.models import DeadReason, EventState
 from worker.ledger.order_memory import reversal_basis
 from worker.ledger.repository import AttemptRecord, Claimed, Ledger, new_event
-from worker.ordering import Gate, OrderFact, gate
+from worker.ordering import Gate, OrderFact, gate, waits_on_order
 from worker.reconcile import holds_ours
 from worker.retry import RetryPolicy, after_attempt
 from worker.settings import ApiVersion
@@ -308,10 +308,9 @@ class Deliverer:
     def _gate(self, claimed: Claimed, now: datetime) -> str | None:
         """Per-order ordering: None if the event may go now; else it is parked (waiting)
         or buried (its paid event is dead), and what happened is returned."""
-        if claimed.order_id is None:
+        if claimed.order_id is None or not waits_on_order(claimed.kind):
             return None
-        if claimed.kind != "paid":
-            self._ingest_order_inbox(claimed.order_id, now)
+        self._ingest_order_inbox(claimed.order_id, now)
         fact = OrderFact(claimed.event_id, claimed.kind, claimed.occurred_at, EventState.IN_FLIGHT)
         verdict = gate(fact, self.ledger.order_facts(claimed.order_id))
         if verdict is Gate.WAIT:

@@ -39,9 +39,15 @@ class OrderFact:
 _SETTLED = frozenset({EventState.DELIVERED, EventState.DEAD})
 
 
+def waits_on_order(kind: str) -> bool:
+    """Whether an event of this kind can be held back by its order (else the gate always
+    says proceed, and its order need not be read)."""
+    return kind not in ("paid", "cashback")
+
+
 def gate(event: OrderFact, order_events: Sequence[OrderFact]) -> Gate:
     """Whether ``event`` may be sent, given the other events of its order in the ledger."""
-    if event.kind in ("paid", "cashback"):
+    if not waits_on_order(event.kind):
         return Gate.PROCEED
     others = [other for other in order_events if other.event_id != event.event_id]
     paid = next((other for other in others if other.kind == "paid"), None)

@@ -28,11 +28,26 @@ class UnreadableEntry:
     poison: Poison
 
 
+# KEYS: the inbox, its content hashes, its due index, then for each id its order's set
+# (the inbox itself for an event without an order); ARGV: the ids. One atomic command: a
+# MULTI pipeline of four commands per delivery cost the worker several times the CPU.
+_INBOX_DONE = """
+for i, id in ipairs(ARGV) do
+  redis.call('HDEL', KEYS[1], id)
+  redis.call('HDEL', KEYS[2], id)
+  redis.call('ZREM', KEYS[3], id)
+  if KEYS[3 + i] ~= KEYS[1] then redis.call('SREM', KEYS[3 + i], id) end
+end
+return #ARGV
+"""
+
+
 class RedisQueue:
     """What the worker and the scheduler do with Redis besides Celery's own consuming."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
+        self._inbox_done = client.register_script(_INBOX_DONE)
 
     def enqueue(self, event_ids: Iterable[str]) -> int:
         """Queue a delivery message for each event (the ledger already has them)."""
@@ -42,14 +57,14 @@ class RedisQueue:
         """Forget inbox entries, given as (event_id, order_id), once the ledger has them."""
         pairs = list(done)
         if pairs:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.hdel(INBOX_KEY, *[event_id for event_id, _ in pairs])
-            pipe.hdel(INBOX_SHA_KEY, *[event_id for event_id, _ in pairs])
-            pipe.zrem(INBOX_DUE_KEY, *[event_id for event_id, _ in pairs])
-            for event_id, order_id in pairs:
-                if order_id is not None:
-                    pipe.srem(ORDER_INBOX_PREFIX + order_id, event_id)
-            pipe.execute()
+            orders = [
+                INBOX_KEY if order_id is None else ORDER_INBOX_PREFIX + order_id
+                for _, order_id in pairs
+            ]
+            self._inbox_done(
+                keys=[INBOX_KEY, INBOX_SHA_KEY, INBOX_DUE_KEY, *orders],
+                args=[event_id for event_id, _ in pairs],
+            )
 
     def inbox_entry(self, event_id: str) -> InboxEntry | None:
         """The inbox's entry of one event (None if there is none, or it is unreadable)."""

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import re
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from pydantic import SecretStr
 
 from producers.events import OrderRefunded
@@ -106,3 +113,57 @@ def test_metrics_and_json_logs(
     everything = worker.output() + text + stack.folder.joinpath("scheduler.log").read_text()
     assert API_KEY not in everything
     assert SECRET_KEY not in everything
+
+
+def test_task_events_are_off_until_flower_asks_for_them(
+    make_stack: type[Stack], sqlite_url: str, redis_url: str
+) -> None:
+    """A worker publishes no Celery task events (they cost CPU on every task) until a
+    monitor asks through the control channel, as Flower does: then every delivery's
+    task-received and task-succeeded are published."""
+    stack = make_stack(sqlite_url)
+    stack.start_worker(concurrency=1)
+    listener = redis.Redis.from_url(redis_url).pubsub(ignore_subscribe_messages=True)
+    listener.psubscribe("*celeryev*")
+    first, second = generate(seed=43, orders=2, total_events=2).events
+    stack.publisher.publish(first)
+    assert stack.wait_settled(1) == {"delivered": 1}
+    assert task_events(listener, until=None, timeout_s=1.0) == []
+    celery = str(Path(sys.executable).parent / "celery")
+    enabled = subprocess.run(
+        [celery, "-A", "worker.app", "control", "enable_events", "--timeout", "10"],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert enabled.returncode == 0, enabled.stderr
+    assert "task events enabled" in enabled.stdout
+    stack.publisher.publish(second)
+    assert stack.wait_settled(2) == {"delivered": 2}
+    seen = task_events(listener, until="task-succeeded", timeout_s=30)
+    assert ("task-received", second.event_id) in seen
+    assert ("task-succeeded", None) in seen
+
+
+def task_events(
+    listener: redis.client.PubSub, *, until: str | None, timeout_s: float
+) -> list[tuple[str, str | None]]:
+    """(type, event_id in the task's kwargs) of the task-* events published, read for
+    ``timeout_s`` or until one of type ``until``."""
+    seen: list[tuple[str, str | None]] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        message = listener.get_message(timeout=0.2)
+        if message is None:
+            continue
+        body = json.loads(base64.b64decode(json.loads(message["data"])["body"]))
+        for event in body if isinstance(body, list) else [body]:  # the worker buffers some
+            kind = event.get("type", "")
+            if kind.startswith("task-"):
+                found = re.search(r"'event_id': '([^']+)'", str(event.get("kwargs") or ""))
+                seen.append((kind, found.group(1) if found else None))
+        if until in {kind for kind, _ in seen}:
+            break
+    return seen

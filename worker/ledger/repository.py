@@ -200,6 +200,10 @@ def _add_pruned(facts: dict[str, list[OrderFact]], memory: dict[str, OrderMemory
         )
 
 
+def _has_paid(facts: list[OrderFact]) -> bool:
+    return any(fact.kind == "paid" for fact in facts)
+
+
 OrderRow = tuple[str, str, str, str, int | None]  # event_id, kind, state, payload, last_code
 
 
@@ -640,7 +644,10 @@ class Ledger:
                 facts[row.order_id].append(
                     OrderFact(row.event_id, row.kind, row.occurred_at, row.state)
                 )
-            _add_pruned(facts, memories(connection, ids))
+            # Removed events are delivered, and a delivered event other than the paid one
+            # holds nothing back: the memory matters only where the paid event is gone.
+            unpaid = [order_id for order_id, known in facts.items() if not _has_paid(known)]
+            _add_pruned(facts, memories(connection, unpaid))
         return facts
 
     def order_facts(self, order_id: str) -> list[OrderFact]:
