@@ -314,7 +314,9 @@ class Deliverer:
         fact = OrderFact(claimed.event_id, claimed.kind, claimed.occurred_at, EventState.IN_FLIGHT)
         verdict = gate(fact, self.ledger.order_facts(claimed.order_id))
         if verdict is Gate.WAIT:
-            self.ledger.park(claimed.event_id, self.owner, now, now + self.recheck)
+            self.ledger.park(
+                claimed.event_id, self.owner, now, now + self.recheck, order_id=claimed.order_id
+            )
             self._recheck_parked(fact, claimed.order_id, now)
             return EventState.WAITING.value
         if verdict is Gate.BLOCK:

@@ -4,22 +4,26 @@ the exact point where the race opens."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 from pydantic import SecretStr
+from sqlalchemy import Engine, text
+from sqlalchemy import event as sa_event
 
 from producers.events import OrderPaid, OrderRefunded
 from producers.publisher import Publisher
 from producers.transport import QUEUE
 from tests.conftest import settings_for
-from tests.processes import SandboxProcess
+from tests.processes import SandboxProcess, wait_until
 from worker.breaker import Breaker, State
 from worker.ledger.models import EventState
 from worker.runtime import Runtime, build_runtime
@@ -102,6 +106,95 @@ def test_paid_settling_between_a_refunds_check_and_its_park_still_wakes_the_refu
     assert worker_b.deliverer.handle((), {"event_id": refund.event_id}) == "delivered"
     assert sandbox.balance("c-race") == 60
     queue.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_refund_parked_while_its_paid_event_settles_is_still_woken(
+    settings: Settings, workers: tuple[Runtime, Runtime], sandbox: SandboxProcess
+) -> None:
+    """Worker B's transaction that settles the paid event has run its release of the
+    order's waiting events (none yet) and not committed; meanwhile worker A finds the
+    paid event in flight, parks the refund and re-checks. Under READ COMMITTED each could
+    miss the other (a lost wakeup until GBQ_REDRIVE_AFTER_S): the order's lock makes A's
+    park wait for B's commit, so A's re-check sees the paid event delivered."""
+    paid, refund = race_order("O-overlap")
+    with Publisher(settings) as publisher:
+        publisher.publish_many([paid, refund])
+    worker_a, worker_b = workers
+    queue = redis.Redis.from_url(settings.effective_redis_url())
+    queue.delete(QUEUE)  # the deliveries below are driven by hand
+    released_ran, go = threading.Event(), threading.Event()
+
+    def pause_after_the_release(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("UPDATE gbq_events SET state") and (
+            "WHERE gbq_events.order_id = " in statement and not released_ran.is_set()
+        ):
+            released_ran.set()
+            go.wait(60)  # B's transaction stays open here until the test lets it go
+
+    sa_event.listen(worker_b.ledger.engine, "after_cursor_execute", pause_after_the_release)
+    results: dict[str, str] = {}
+    b = threading.Thread(
+        target=lambda: results.update(
+            b=worker_b.deliverer.handle(
+                (), {"event_id": paid.event_id, "event": paid.model_dump(mode="json")}
+            )
+        )
+    )
+    a = threading.Thread(
+        target=lambda: results.update(
+            a=worker_a.deliverer.handle(
+                (), {"event_id": refund.event_id, "event": refund.model_dump(mode="json")}
+            )
+        )
+    )
+    b.start()
+    try:
+        wait_until(released_ran.is_set, timeout_s=30, what="B's release, not committed")
+        a.start()
+        wait_until(
+            lambda: "a" in results or waits_on_a_lock(worker_a.ledger.engine),
+            timeout_s=30,
+            what="A to finish or to wait for B",
+        )
+    finally:
+        go.set()
+        b.join(60)
+    a.join(60)
+    assert results == {"b": "delivered", "a": "waiting"}
+    row = worker_a.ledger.get(refund.event_id)
+    assert row is not None
+    assert row.state == EventState.PENDING  # woken by A's re-check, not left waiting
+    queued = [m for m in queue.lrange(QUEUE, 0, -1) if refund.event_id.encode() in m]
+    assert len(queued) == 1
+    assert worker_b.deliverer.handle((), {"event_id": refund.event_id}) == "delivered"
+    assert sandbox.balance("c-O-overlap") == 60
+    queue.close()
+
+
+def race_order(order_id: str) -> tuple[OrderPaid, OrderRefunded]:
+    paid = OrderPaid(
+        order_id=order_id,
+        customer_id=f"c-{order_id}",
+        occurred_at=START,
+        total_price=Decimal(100),
+        total_paid=Decimal(100),
+    )
+    refund = OrderRefunded(
+        order_id=order_id,
+        refund_id="R1",
+        customer_id=f"c-{order_id}",
+        occurred_at=START + timedelta(minutes=5),
+        amount=Decimal(40),
+    )
+    return paid, refund
+
+
+def waits_on_a_lock(engine: Engine) -> bool:
+    """Whether a PostgreSQL backend waits for an advisory lock."""
+    query = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+    with engine.connect() as connection:
+        return bool(connection.execute(query).scalar())
 
 
 def test_a_successful_probe_makes_the_events_the_breaker_held_back_due_at_once(

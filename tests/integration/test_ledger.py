@@ -137,7 +137,8 @@ def test_waiting_release_and_blocking(ledger: Ledger) -> None:
     )
     for event_id in ("refunded:O:R", "cancelled:O", "refunded:P:R"):
         ledger.claim(event_id, "a", NOW, LEASE)
-        assert ledger.park(event_id, "a", NOW, NOW + timedelta(seconds=30))
+        order = "P" if event_id.endswith(":P:R") else "O"
+        assert ledger.park(event_id, "a", NOW, NOW + timedelta(seconds=30), order_id=order)
     assert sorted(ledger.release_waiting("O", NOW)) == ["cancelled:O", "refunded:O:R"]
     assert ledger.block_order("P", NOW) == ["refunded:P:R"]
     row = ledger.get("refunded:P:R")

@@ -200,6 +200,12 @@ def _add_pruned(facts: dict[str, list[OrderFact]], memory: dict[str, OrderMemory
         )
 
 
+def _serialize_order(connection: Connection, order_id: str) -> None:
+    """Hold the order's lock to commit (PostgreSQL; SQLite runs one writer at a time)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(st.LOCK_ORDER, {"b_order": order_id})
+
+
 def _has_paid(facts: list[OrderFact]) -> bool:
     return any(fact.kind == "paid" for fact in facts)
 
@@ -654,7 +660,15 @@ class Ledger:
         """What ordering knows of an order's events, those retention removed included."""
         return self.order_facts_many([order_id])[order_id]
 
-    def _release_lease(self, event_id: str, owner: str, now: datetime, **values: object) -> bool:
+    def _release_lease(
+        self,
+        event_id: str,
+        owner: str,
+        now: datetime,
+        *,
+        order_id: str | None = None,
+        **values: object,
+    ) -> bool:
         statement = (
             update(EventRow)
             .where(
@@ -665,12 +679,24 @@ class Ledger:
             .values(lease_owner=None, lease_expires_at=None, updated_at=now, **values)
         )
         with self.engine.begin() as connection:
+            if order_id is not None:
+                _serialize_order(connection, order_id)
             return connection.execute(statement).rowcount == 1
 
-    def park(self, event_id: str, owner: str, now: datetime, recheck_at: datetime) -> bool:
-        """Put a claimed event in ``waiting`` (no attempt spent) until re-checked."""
+    def park(
+        self, event_id: str, owner: str, now: datetime, recheck_at: datetime, *, order_id: str
+    ) -> bool:
+        """Put a claimed event of ``order_id`` in ``waiting`` (no attempt spent) until
+        re-checked; never inside a transaction that settles an event of the same order
+        (the caller re-checks the order once this returns)."""
         return self._release_lease(
-            event_id, owner, now, state=S.WAITING, next_attempt_at=recheck_at, enqueued_at=None
+            event_id,
+            owner,
+            now,
+            order_id=order_id,
+            state=S.WAITING,
+            next_attempt_at=recheck_at,
+            enqueued_at=None,
         )
 
     def defer(
@@ -788,6 +814,8 @@ class Ledger:
         ``blocked``, and the order's waiting events are released (returned, to be sent)."""
         settles = order_id is not None and transition.state in (S.DELIVERED, S.DEAD)
         with self.engine.begin() as connection:
+            if settles and order_id is not None:
+                _serialize_order(connection, order_id)
             applied = self._record_in(
                 connection, event_id, owner=owner, attempt=attempt, transition=transition, now=now
             )

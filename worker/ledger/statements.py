@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, text, update
 
 from worker.ledger.models import AttemptRow, EventRow, EventState, PrunedOrderRow
 
@@ -129,6 +129,13 @@ RELEASE_WAITING: Final = (
     .values(state=EventState.PENDING, next_attempt_at=None, enqueued_at=NOW, updated_at=NOW)
     .returning(EventRow.event_id)
 )
+
+# b_order. PostgreSQL only: held to commit by the transaction that parks an order's event
+# (``waiting``) and by the one that settles an event of it and releases its waiting ones,
+# so that neither runs inside the other (READ COMMITTED would let the release miss the
+# park while the parker's re-check misses the settle: a lost wakeup until the scheduler's
+# re-check). The first key is gbq's own class ("gbq" in ASCII), the second the order's.
+LOCK_ORDER: Final = text("SELECT pg_advisory_xact_lock(6775409, hashtext(:b_order))")
 
 # b_orders (a list)
 ORDER_FACTS: Final = select(
