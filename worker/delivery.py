@@ -54,6 +54,7 @@ from worker.ledger.models import DeadReason, EventState
 from worker.ledger.order_memory import reversal_basis
 from worker.ledger.repository import AttemptRecord, Claimed, Ledger, new_event
 from worker.ordering import Gate, OrderFact, gate, waits_on_order
+from worker.outage import LEDGER_DOWN, REDIS_DOWN
 from worker.reconcile import holds_ours
 from worker.retry import RetryPolicy, after_attempt
 from worker.settings import ApiVersion
@@ -185,7 +186,21 @@ class Deliverer:
             claimed = self.ledger.claim(message.event_id, self.owner, now, now + self.lease)
         if claimed is None:
             return "skipped"
-        return self._deliver(claimed, known)
+        try:
+            return self._deliver(claimed, known)
+        except (*LEDGER_DOWN, *REDIS_DOWN):
+            self._hand_back(claimed.event_id)
+            raise
+
+    def _hand_back(self, event_id: str) -> None:
+        """The ledger or Redis failed after our claim (down, or a deadlock's victim): give
+        the event back now instead of holding its lease until it expires. If our call
+        reached Gameball, the next attempt's "already exists" settles it."""
+        try:
+            if self.ledger.hand_back(event_id, self.owner, self.clock()):
+                self.queue.enqueue([event_id])
+        except (*LEDGER_DOWN, *REDIS_DOWN) as error:  # then the lease runs out, as before
+            log.debug("could not hand %s back: %s", event_id, error)
 
     def _deliver(self, claimed: Claimed, known: Event | None = None) -> str:
         event = known or parse_event(claimed.payload, accepted=True)

@@ -15,7 +15,14 @@ import threading
 import time
 from collections.abc import Callable
 
+import redis
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+
 from producers.untrusted import printable
+
+# What an outage of each looks like to the worker (a deadlock victim is one too: retried).
+LEDGER_DOWN = (OperationalError, InterfaceError, DisconnectionError)
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 
 
 class OutageLog:

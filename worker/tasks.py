@@ -13,19 +13,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import redis
 from billiard.exceptions import WorkerLostError
 from celery.worker.request import Request
-from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 
 from producers.transport import DELIVER_TASK
 from worker.app import app
-from worker.outage import OutageLog
+from worker.outage import LEDGER_DOWN, REDIS_DOWN, OutageLog
 from worker.runtime import owner_prefix, runtime
 
 log = logging.getLogger(__name__)
-LEDGER_DOWN = (OperationalError, InterfaceError, DisconnectionError)
-REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError)
 _ledger_outage = OutageLog("the ledger", log)
 _redis_outage = OutageLog("Redis", log)
 

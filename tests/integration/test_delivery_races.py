@@ -4,6 +4,7 @@ the exact point where the race opens."""
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import redis
 from pydantic import SecretStr
 from sqlalchemy import Engine, text
 from sqlalchemy import event as sa_event
+from sqlalchemy.exc import OperationalError
 
 from producers.events import OrderPaid, OrderRefunded
 from producers.publisher import Publisher
@@ -25,7 +27,9 @@ from producers.transport import QUEUE
 from tests.conftest import settings_for
 from tests.processes import SandboxProcess, wait_until
 from worker.breaker import Breaker, State
+from worker.ledger.engine import create_ledger_engine
 from worker.ledger.models import EventState
+from worker.ledger.repository import Ledger, new_event
 from worker.runtime import Runtime, build_runtime
 from worker.settings import Settings
 from worker.shared_breaker import BREAKER_KEY
@@ -118,11 +122,11 @@ def test_a_refund_parked_while_its_paid_event_settles_is_still_woken(
     miss the other (a lost wakeup until GBQ_REDRIVE_AFTER_S): the order's lock makes A's
     park wait for B's commit, so A's re-check sees the paid event delivered."""
     paid, refund = race_order("O-overlap")
-    with Publisher(settings) as publisher:
-        publisher.publish_many([paid, refund])
     worker_a, worker_b = workers
+    # The refund is in the ledger already and comes back by id (a re-sent message): a
+    # refund's own ingest takes the order's lock, so it would wait for B at once.
+    worker_a.ledger.ingest([new_event(refund, None)], datetime.now(UTC))
     queue = redis.Redis.from_url(settings.effective_redis_url())
-    queue.delete(QUEUE)  # the deliveries below are driven by hand
     released_ran, go = threading.Event(), threading.Event()
 
     def pause_after_the_release(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
@@ -143,9 +147,7 @@ def test_a_refund_parked_while_its_paid_event_settles_is_still_woken(
     )
     a = threading.Thread(
         target=lambda: results.update(
-            a=worker_a.deliverer.handle(
-                (), {"event_id": refund.event_id, "event": refund.model_dump(mode="json")}
-            )
+            a=worker_a.deliverer.handle((), {"event_id": refund.event_id})
         )
     )
     b.start()
@@ -170,6 +172,84 @@ def test_a_refund_parked_while_its_paid_event_settles_is_still_woken(
     assert worker_b.deliverer.handle((), {"event_id": refund.event_id}) == "delivered"
     assert sandbox.balance("c-O-overlap") == 60
     queue.close()
+
+
+def test_a_ledger_failure_after_the_claim_hands_the_event_back_at_once(
+    settings: Settings, workers: tuple[Runtime, Runtime], sandbox: SandboxProcess
+) -> None:
+    """Gameball applied the call, then recording it failed (a deadlock's victim, a lost
+    connection): the event goes back to pending with a message queued at once, not after
+    its lease (GBQ_LEASE_S); the next delivery settles it from Gameball's "already
+    exists", and the wallet is credited once."""
+    paid, _ = race_order("O-handback")
+    worker, _ = workers
+    queue = redis.Redis.from_url(settings.effective_redis_url())
+    record = worker.ledger.record_and_settle
+
+    def fail_once(*args: Any, **kwargs: Any) -> Any:
+        worker.ledger.record_and_settle = record  # type: ignore[method-assign]
+        raise OperationalError("UPDATE gbq_events", {}, Exception("deadlock detected"))
+
+    worker.ledger.record_and_settle = fail_once  # type: ignore[method-assign]
+    message = {"event_id": paid.event_id, "event": paid.model_dump(mode="json")}
+    with pytest.raises(OperationalError):
+        worker.deliverer.handle((), message)
+    row = worker.ledger.get(paid.event_id)
+    assert row is not None
+    assert (row.state, row.lease_owner, row.attempts) == (EventState.PENDING, None, 0)
+    assert [m for m in queue.lrange(QUEUE, 0, -1) if paid.event_id.encode() in m]
+    assert sandbox.balance("c-O-handback") == 100  # applied by the unrecorded call
+    assert worker.deliverer.handle((), {"event_id": paid.event_id}) == "delivered"
+    assert sandbox.balance("c-O-handback") == 100
+    queue.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_an_event_ingested_twice_at_once_never_deadlocks(database_url: str) -> None:
+    """Each event ingested at the same moment by two processes: by its own message
+    (ingest and claim) and by a batch read of its order's inbox, as a refund's delivery
+    does. PostgreSQL's speculative insertion deadlocked the two on the (customer,
+    transaction time) index, 7 to 10 times in these 1,000 orders (a victim that had
+    claimed was left in flight until its lease expired), until ingests took their order's
+    lock."""
+    context = multiprocessing.get_context("spawn")
+    errors, in_step = context.Queue(), context.Barrier(2)
+    processes = [
+        context.Process(target=ingest_in_step, args=(database_url, how, in_step, errors))
+        for how in ("claim", "batch")
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(180)
+    assert [process.exitcode for process in processes] == [0, 0]
+    assert sorted([errors.get(timeout=10), errors.get(timeout=10)]) == [[], []]
+    ledger = Ledger(create_ledger_engine(database_url))
+    assert ledger.counts_by_state() == {"in_flight": 2 * IN_STEP_ORDERS}
+    ledger.engine.dispose()
+
+
+IN_STEP_ORDERS = 1000
+
+
+def ingest_in_step(url: str, how: str, in_step: Any, errors: Any) -> None:
+    """One side of the test above, in its own process: each order's events as its
+    messages would ("claim"), or as its inbox read would ("batch"), in step with the other."""
+    ledger, now, found = Ledger(create_ledger_engine(url)), datetime.now(UTC), []
+    for number in range(IN_STEP_ORDERS):
+        pair = race_order(f"O-twice-{number}")
+        for event in pair:
+            in_step.wait(30)
+            try:
+                if how == "claim":
+                    lease = now + timedelta(seconds=60)
+                    ledger.ingest_and_claim(new_event(event, None), "w", now, lease)
+                elif event is pair[0]:
+                    ledger.ingest([new_event(e, None) for e in pair], now)
+            except OperationalError as error:
+                found.append(str(error).splitlines()[0])
+    errors.put(found)
+    ledger.engine.dispose()
 
 
 def race_order(order_id: str) -> tuple[OrderPaid, OrderRefunded]:

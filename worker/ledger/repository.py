@@ -9,6 +9,7 @@ PostgreSQL (SQLite serialises writers with ``BEGIN IMMEDIATE`` instead).
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -200,10 +201,24 @@ def _add_pruned(facts: dict[str, list[OrderFact]], memory: dict[str, OrderMemory
         )
 
 
-def _serialize_order(connection: Connection, order_id: str) -> None:
-    """Hold the order's lock to commit (PostgreSQL; SQLite runs one writer at a time)."""
-    if connection.dialect.name == "postgresql":
-        connection.execute(st.LOCK_ORDER, {"b_order": order_id})
+def _serialize(connection: Connection, keys: Iterable[str | None]) -> None:
+    """Hold the locks of these orders (or order-less events) to commit, in key order so
+    that two transactions never wait on each other (PostgreSQL; SQLite runs one writer at
+    a time)."""
+    if connection.dialect.name != "postgresql":
+        return
+    for key in sorted({_lock_key(key) for key in keys if key is not None}):
+        connection.execute(st.LOCK_ORDER, {"b_key": key})
+
+
+def _lock_key(key: str) -> int:
+    digest = hashlib.blake2b(key.encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _unit(event: NewEvent) -> str:
+    """What serializes an event's transactions: its order, else itself."""
+    return event.order_id or event.event_id
 
 
 def _has_paid(facts: list[OrderFact]) -> bool:
@@ -262,8 +277,10 @@ class Ledger:
     def _ingest(self, events: Sequence[NewEvent], now: datetime) -> int:
         if not events:
             return 0
+        events = sorted(events, key=lambda e: e.event_id)  # rows locked in one order
         rows = _new_rows(events, now)
         with self.engine.begin() as connection:
+            _serialize(connection, map(_unit, events))
             return self._ingest_in(connection, events, rows, now)
 
     def _ingest_in(
@@ -459,6 +476,7 @@ class Ledger:
         self, event: NewEvent, owner: str, now: datetime, lease_until: datetime
     ) -> Claimed | None:
         with self.engine.begin() as connection:
+            _serialize(connection, [_unit(event)])
             self._ingest_in(connection, [event], _new_rows([event], now), now)
             return self._claim_in(connection, event.event_id, owner, now, lease_until)
 
@@ -680,8 +698,13 @@ class Ledger:
         )
         with self.engine.begin() as connection:
             if order_id is not None:
-                _serialize_order(connection, order_id)
+                _serialize(connection, [order_id])
             return connection.execute(statement).rowcount == 1
+
+    def hand_back(self, event_id: str, owner: str, now: datetime) -> bool:
+        """Give a claimed event back (``pending``, no attempt spent) before its lease
+        expires: this process could not finish with it."""
+        return self._release_lease(event_id, owner, now, state=S.PENDING, enqueued_at=now)
 
     def park(
         self, event_id: str, owner: str, now: datetime, recheck_at: datetime, *, order_id: str
@@ -815,7 +838,7 @@ class Ledger:
         settles = order_id is not None and transition.state in (S.DELIVERED, S.DEAD)
         with self.engine.begin() as connection:
             if settles and order_id is not None:
-                _serialize_order(connection, order_id)
+                _serialize(connection, [order_id])
             applied = self._record_in(
                 connection, event_id, owner=owner, attempt=attempt, transition=transition, now=now
             )

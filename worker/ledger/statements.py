@@ -130,12 +130,17 @@ RELEASE_WAITING: Final = (
     .returning(EventRow.event_id)
 )
 
-# b_order. PostgreSQL only: held to commit by the transaction that parks an order's event
-# (``waiting``) and by the one that settles an event of it and releases its waiting ones,
-# so that neither runs inside the other (READ COMMITTED would let the release miss the
-# park while the parker's re-check misses the settle: a lost wakeup until the scheduler's
-# re-check). The first key is gbq's own class ("gbq" in ASCII), the second the order's.
-LOCK_ORDER: Final = text("SELECT pg_advisory_xact_lock(6775409, hashtext(:b_order))")
+# b_key. PostgreSQL only: a transaction-scoped lock on one order (or one order-less
+# event), taken first, in key order, by every transaction that ingests, parks or settles
+# its events, so that none of them runs inside another:
+# - two ingests of one event (its own message, and a refund's read of its order's inbox)
+#   each insert the row; PostgreSQL's speculative insertion then deadlocks the second
+#   insert's wait on the (customer, transaction time) index against the first one's claim;
+# - READ COMMITTED would let a settle's release of waiting events miss a concurrent park,
+#   while the parker's re-check misses the settle: a lost wakeup until the scheduler's
+#   re-check.
+# The first key is gbq's own class ("gbq" in ASCII), the second the order's (blake2b).
+LOCK_ORDER: Final = text("SELECT pg_advisory_xact_lock(6775409, :b_key)")
 
 # b_orders (a list)
 ORDER_FACTS: Final = select(
