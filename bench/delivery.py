@@ -282,7 +282,8 @@ def run(folder: Path, *, quick: bool = False) -> Report:
             f"Same settings (prefork × 2, 0 ms): gbq ÷ Celery no-op ceiling = "
             f"× {ours.rate / noop.rate:.2f}; gbq ÷ naive task = × {ours.rate / naive.rate:.2f}; "
             f"CPU per event × {ours.cpu_ms_per_event / naive.cpu_ms_per_event:.1f} of the "
-            "naive task's (two ledger write transactions, the order's reads and the shared breaker per event)."
+            "naive task's (two ledger write transactions, the order's reads and the shared "
+            "breaker per event)."
         ),
         (
             f"With 50 ms per call the best setting measured was {best.pool} × "
