@@ -5,16 +5,21 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine
+from sqlalchemy.exc import OperationalError
 
 from producers.quarantine import KEEP_BYTES, Poison
 from producers.transport import content_sha256
+from tests.services import sqlite_ledger
 from worker.gameball.outcomes import Outcome, OutcomeKind, Reason
+from worker.ledger import engine as engine_module
 from worker.ledger.deadletters import DeadLetters
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.models import DeadReason, EventState
@@ -251,3 +256,24 @@ def test_the_migrations_build_exactly_what_the_models_declare(database_url: str)
         if not (difference[0] == "remove_table" and difference[1].name == outbox_table.name)
     ]
     assert ours == []
+
+
+def test_a_locked_sqlite_ledger_fails_as_sqlalchemy_does_and_recovers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Write transactions take SQLite's lock at BEGIN, straight through the driver; when
+    another writer holds it past the busy timeout, the failure is SQLAlchemy's
+    OperationalError (the worker's "ledger unavailable" path), and the pooled connection
+    works once the lock is gone."""
+    monkeypatch.setattr(engine_module, "SQLITE_BUSY_TIMEOUT_MS", 50)
+    url = sqlite_ledger(tmp_path)
+    ledger = Ledger(create_ledger_engine(url))
+    other = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(OperationalError, match="database is locked"):
+        ledger.ingest([event("paid:L", "paid", order_id="L")], NOW)
+    other.execute("ROLLBACK")
+    other.close()
+    assert ledger.ingest([event("paid:L", "paid", order_id="L")], NOW) == 1
+    assert ledger.counts_by_state() == {"pending": 1}
+    ledger.engine.dispose()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import OperationalError
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 SQLITE_POOL_SIZE = 8
@@ -45,9 +47,12 @@ def _sqlite_engine(url: str) -> Engine:
         # Writers take the write lock up front: a deferred transaction that reads and then
         # writes fails at once with "database is locked" instead of waiting its turn.
         # Read-only transactions (READ_ONLY) stay deferred: in WAL mode they never block.
-        if connection.get_execution_options().get(READ_ONLY):
-            connection.exec_driver_sql("BEGIN")
-        else:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Straight to the driver: SQLAlchemy's execution path (events, result set-up) cost
+        # more than SQLite's own BEGIN, for every transaction.
+        begin = "BEGIN" if connection.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE"
+        try:
+            connection.connection.driver_connection.execute(begin)
+        except sqlite3.Error as error:  # as SQLAlchemy raises it: callers catch that class
+            raise OperationalError(begin, None, error) from error
 
     return engine
