@@ -170,3 +170,9 @@ class Stack:
 
     def event(self, event_id: str) -> Any:
         return self.ledger.get(event_id)
+
+    def gbq(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """A ``gbq`` command against this stack; its exit code is the caller's to check."""
+        return subprocess.run(
+            [*GBQ, *args], env=self.env, capture_output=True, text=True, timeout=120, check=False
+        )

@@ -22,7 +22,7 @@ from enum import StrEnum
 from producers.events import CashbackAwarded, Event, InvalidEventError, parse_event
 from worker.gameball.payloads import transaction_id_of
 from worker.gameball.records import GameballRecord
-from worker.ledger.order_memory import OrderMemory
+from worker.ledger.order_memory import OrderMemory, OrderRow
 
 _ANSWERED_CANCELLED = frozenset({302, 9001})
 
@@ -70,9 +70,7 @@ def ledger_view(
     return LedgerView(event_id, kind, state, transaction_id_of(event), last_code)
 
 
-def order_views(
-    live: Sequence[tuple[str, str, str, str, int | None]], memory: OrderMemory
-) -> list[LedgerView]:
+def order_views(live: Sequence[OrderRow], memory: OrderMemory) -> list[LedgerView]:
     """The views of an order's rows in the ledger, and of those retention removed
     (delivered, from the order's memory)."""
     views = [view for row in live if (view := ledger_view(*row))]

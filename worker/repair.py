@@ -1,8 +1,8 @@
 """The operator's repair actions on dead letters, shared by ``gbq dlq`` and ``gbq web``:
 retry (requeue in the ledger, then send) and replace with corrected events (purging is
 ``DeadLetters.purge``, which sends nothing). The ledger changes first; the send goes
-through Redis. Should Redis fail after the ledger changed,
-nothing is lost: the scheduler sends requeued events within ``GBQ_REDRIVE_AFTER_S``.
+through Redis. Should Redis fail after the ledger changed, nothing is lost: the
+scheduler sends requeued events within ``GBQ_REDRIVE_AFTER_S``.
 """
 
 from __future__ import annotations

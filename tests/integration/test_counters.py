@@ -12,12 +12,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from alembic import command
 from sqlalchemy import Connection, Engine, text
 
 from worker.ledger.counters import attempt_counts, event_counts, fold_gone_shards
 from worker.ledger.engine import create_ledger_engine
-from worker.ledger.schema import alembic_config, migrate
+from worker.ledger.schema import migrate
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
@@ -160,10 +159,7 @@ def test_the_migration_counts_the_rows_already_there(tmp_path: pytest.TempPathFa
     url = f"sqlite:///{tmp_path}/old.db"
     engine = create_ledger_engine(url)
     try:
-        config = alembic_config(url)
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "0006")
+        migrate(engine, "0006")
         with engine.begin() as connection:
             for number in range(30):
                 insert(connection, f"old-{number}", KINDS[number % 4], STATES[number % 6], None)

@@ -29,7 +29,7 @@ from tests.processes import SandboxProcess, wait_until
 from worker.breaker import Breaker, State
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.models import EventState
-from worker.ledger.repository import Ledger, new_event
+from worker.ledger.repository import Ledger, new_event, order_lock_key
 from worker.runtime import Runtime, build_runtime
 from worker.settings import Settings
 from worker.shared_breaker import BREAKER_KEY
@@ -68,20 +68,7 @@ def test_paid_settling_between_a_refunds_check_and_its_park_still_wakes_the_refu
     """Worker A reads 'paid not delivered yet' for a refund; before A parks it, worker B
     delivers the paid event and wakes the order's waiting events (none yet). The refund
     must still be released at once, not after GBQ_REDRIVE_AFTER_S."""
-    paid = OrderPaid(
-        order_id="O-race",
-        customer_id="c-race",
-        occurred_at=START,
-        total_price=Decimal(100),
-        total_paid=Decimal(100),
-    )
-    refund = OrderRefunded(
-        order_id="O-race",
-        refund_id="R1",
-        customer_id="c-race",
-        occurred_at=START + timedelta(minutes=5),
-        amount=Decimal(40),
-    )
+    paid, refund = race_order("O-race", customer="c-race")
     with Publisher(settings) as publisher:
         publisher.publish_many([paid, refund])
     worker_a, worker_b = workers
@@ -155,7 +142,7 @@ def test_a_refund_parked_while_its_paid_event_settles_is_still_woken(
         wait_until(released_ran.is_set, timeout_s=30, what="B's release, not committed")
         a.start()
         wait_until(
-            lambda: "a" in results or waits_on_a_lock(worker_a.ledger.engine),
+            lambda: "a" in results or waits_for_order(worker_a.ledger.engine, "O-overlap"),
             timeout_s=30,
             what="A to finish or to wait for B",
         )
@@ -252,10 +239,12 @@ def ingest_in_step(url: str, how: str, in_step: Any, errors: Any) -> None:
     ledger.engine.dispose()
 
 
-def race_order(order_id: str) -> tuple[OrderPaid, OrderRefunded]:
+def race_order(order_id: str, customer: str = "") -> tuple[OrderPaid, OrderRefunded]:
+    """An order paid 100 and its refund of 40, five minutes later."""
+    customer = customer or f"c-{order_id}"
     paid = OrderPaid(
         order_id=order_id,
-        customer_id=f"c-{order_id}",
+        customer_id=customer,
         occurred_at=START,
         total_price=Decimal(100),
         total_paid=Decimal(100),
@@ -263,18 +252,23 @@ def race_order(order_id: str) -> tuple[OrderPaid, OrderRefunded]:
     refund = OrderRefunded(
         order_id=order_id,
         refund_id="R1",
-        customer_id=f"c-{order_id}",
+        customer_id=customer,
         occurred_at=START + timedelta(minutes=5),
         amount=Decimal(40),
     )
     return paid, refund
 
 
-def waits_on_a_lock(engine: Engine) -> bool:
-    """Whether a PostgreSQL backend waits for an advisory lock."""
-    query = text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+def waits_for_order(engine: Engine, order_id: str) -> bool:
+    """Whether a PostgreSQL backend waits for this order's lock (advisory locks are the
+    database's: other tests' schemas take theirs meanwhile)."""
+    query = text(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+        "AND classid = 6775409 AND objid = :objid AND objsubid = 2"
+    )
+    objid = order_lock_key(order_id) & 0xFFFFFFFF  # pg_locks shows the key as an oid
     with engine.connect() as connection:
-        return bool(connection.execute(query).scalar())
+        return bool(connection.execute(query, {"objid": objid}).scalar())
 
 
 def test_a_successful_probe_makes_the_events_the_breaker_held_back_due_at_once(

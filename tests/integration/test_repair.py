@@ -5,7 +5,6 @@ known is queued twice."""
 from __future__ import annotations
 
 import json
-import subprocess
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from producers.events import OrderPaid
-from tests.processes import GBQ, SandboxProcess
+from tests.processes import SandboxProcess
 from tests.stack import Stack
 from worker.gameball.outcomes import Outcome, OutcomeKind, Reason
 from worker.ledger.models import DeadReason, EventState
@@ -34,12 +33,6 @@ def paid(order_id: str, total: int) -> OrderPaid:
     )
 
 
-def gbq(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*GBQ, *args], env=stack.env, capture_output=True, text=True, timeout=120, check=False
-    )
-
-
 def test_a_dead_letter_is_corrected_replaced_and_delivered(
     make_stack: type[Stack], sandbox: SandboxProcess, database_url: str, tmp_path: Path
 ) -> None:
@@ -56,21 +49,21 @@ def test_a_dead_letter_is_corrected_replaced_and_delivered(
     assert stack.wait_settled(1) == {"dead": 1}
 
     exported = tmp_path / "dead.jsonl"
-    assert gbq(stack, "dlq", "export", "--events", "-o", str(exported)).returncode == 0
+    assert stack.gbq("dlq", "export", "--events", "-o", str(exported)).returncode == 0
     [event] = [json.loads(line) for line in exported.read_text().splitlines()]
     assert event == json.loads(paid("FIX-1", 10).model_dump_json())  # only the event
     event["total_price"] = event["total_paid"] = "12"
     fixed = tmp_path / "fixed.jsonl"
     fixed.write_text(json.dumps(event) + "\n")
 
-    again = gbq(stack, "publish", str(fixed))
+    again = stack.gbq("publish", str(fixed))
     assert again.returncode == 1
     assert "paid:FIX-1: already known (dead), not re-queued" in again.stderr
     assert "already known 1" in again.stdout
-    assert gbq(stack, "publish", "--known-ok", str(fixed)).returncode == 0
+    assert stack.gbq("publish", "--known-ok", str(fixed)).returncode == 0
     assert stack.event("paid:FIX-1").state == "dead"  # nothing was queued
 
-    replaced = gbq(stack, "publish", "--replace", str(fixed))
+    replaced = stack.gbq("publish", "--replace", str(fixed))
     assert replaced.returncode == 0, replaced.stderr
     assert "replaced 1" in replaced.stdout
     assert stack.wait_settled(1) == {"delivered": 1}
@@ -79,7 +72,7 @@ def test_a_dead_letter_is_corrected_replaced_and_delivered(
     assert [(a.attempt_no, a.outcome) for a in attempts] == [(1, "dead"), (2, "delivered")]
     assert json.loads(stack.event("paid:FIX-1").payload)["total_paid"] == "12"
 
-    late = gbq(stack, "dlq", "retry", "--replace", str(fixed))
+    late = stack.gbq("dlq", "retry", "--replace", str(fixed))
     assert late.returncode == 1
     assert "paid:FIX-1: already known (delivered), not replaced" in late.stderr
 
@@ -94,10 +87,10 @@ def test_retries_number_their_attempts_after_the_earlier_ones(
     sandbox.faults(reject_count=2, reject_code=7)
     stack.publisher.publish(paid("TWICE", 5))
     assert stack.wait_settled(1) == {"dead": 1}
-    assert gbq(stack, "dlq", "retry", "paid:TWICE").returncode == 0
+    assert stack.gbq("dlq", "retry", "paid:TWICE").returncode == 0
     wait_dead_again = stack.wait_settled(1)
     assert wait_dead_again == {"dead": 1}
-    assert gbq(stack, "dlq", "retry", "paid:TWICE").returncode == 0
+    assert stack.gbq("dlq", "retry", "paid:TWICE").returncode == 0
     assert stack.wait_settled(1) == {"delivered": 1}
     numbers = [a.attempt_no for a in stack.ledger.attempts_of("paid:TWICE")]
     assert numbers == [1, 2, 3]
@@ -115,12 +108,12 @@ def test_an_export_line_with_its_metadata_is_read_as_its_event(
     stack.publisher.publish(paid("META", 3))
     assert stack.wait_settled(1) == {"dead": 1}
     exported = tmp_path / "dead.jsonl"
-    assert gbq(stack, "dlq", "export", "-o", str(exported)).returncode == 0
+    assert stack.gbq("dlq", "export", "-o", str(exported)).returncode == 0
     line = json.loads(exported.read_text())
     assert line["reason"] == "rejected"
     line["event"]["total_price"] = line["event"]["total_paid"] = "4"
     exported.write_text(json.dumps(line) + "\n")
-    done = gbq(stack, "dlq", "retry", "--replace", str(exported))
+    done = stack.gbq("dlq", "retry", "--replace", str(exported))
     assert done.returncode == 0, done.stderr
     assert "replaced and retried 1 dead letter(s)" in done.stdout
     assert stack.wait_settled(1) == {"delivered": 1}
@@ -149,9 +142,9 @@ def test_a_304_dead_letter_from_an_older_gbq_is_retried_and_delivered(
     )
     stack.start_worker(concurrency=1)
     stack.start_scheduler()
-    listed = gbq(stack, "dlq", "list", "--code", "304", "--jsonl")
+    listed = stack.gbq("dlq", "list", "--code", "304", "--jsonl")
     assert [json.loads(line)["event_id"] for line in listed.stdout.splitlines()] == ["paid:OLD-304"]
-    retried = gbq(stack, "dlq", "retry", "--all", "--code", "304")
+    retried = stack.gbq("dlq", "retry", "--all", "--code", "304")
     assert retried.returncode == 0, retried.stderr
     assert stack.wait_settled(1) == {"delivered": 1}
     assert [a.attempt_no for a in stack.ledger.attempts_of("paid:OLD-304")] == [1, 2]

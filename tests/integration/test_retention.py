@@ -12,7 +12,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from alembic import command
 from sqlalchemy import text
 
 from producers.events import (
@@ -31,7 +30,7 @@ from worker.ledger.engine import create_ledger_engine
 from worker.ledger.models import DeadReason, EventState
 from worker.ledger.order_memory import reversal_basis
 from worker.ledger.repository import AttemptRecord, Ledger, new_event
-from worker.ledger.schema import alembic_config, migrate
+from worker.ledger.schema import migrate
 from worker.ordering import Gate, OrderFact, gate
 from worker.retry import Transition
 
@@ -174,14 +173,7 @@ def test_a_cancellation_after_its_order_was_pruned_takes_back_every_bonus_point(
     cancel = [r for r in sandbox.requests() if r["transaction_id"] == "P-cancel"]
     assert len(cancel) == 1
     wait_until(lambda: stack.states() == {}, timeout_s=60, what="the cancellation pruned")
-    reconciled = subprocess.run(
-        [*GBQ, "reconcile", "--order", "P", "--json"],
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    reconciled = stack.gbq("reconcile", "--order", "P", "--json")
     assert reconciled.returncode == 0, reconciled.stderr
     findings = [json.loads(line) for line in reconciled.stdout.splitlines()]
     assert sorted((f["event_id"], f["transaction_id"], f["verdict"]) for f in findings) == [
@@ -189,14 +181,7 @@ def test_a_cancellation_after_its_order_was_pruned_takes_back_every_bonus_point(
         ("paid:P", "P", "agreed"),
         ("refunded:P:P-R1", "P-R1", "agreed"),
     ]
-    dry = subprocess.run(
-        [*GBQ, "prune", "--dry-run", "--older-than", "1s"],
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    dry = stack.gbq("prune", "--dry-run", "--older-than", "1s")
     assert dry.returncode == 0, dry.stderr
     assert re.match(r"[01] delivered event\(s\) before .+ would be removed", dry.stdout)
     kept_all = {**stack.env, "GBQ_RETENTION_DAYS": "0"}
@@ -213,10 +198,7 @@ def test_the_migration_makes_0005s_order_memories_compact(tmp_path: Path) -> Non
     url = f"sqlite:///{tmp_path}/old.db"
     engine = create_ledger_engine(url)
     try:
-        config = alembic_config(url)
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "0007")
+        migrate(engine, "0007")
         content = [
             {
                 "event_id": event.event_id,

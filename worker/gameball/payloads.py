@@ -8,6 +8,7 @@ shop's own ids and the time is the event's ``occurred_at`` at millisecond precis
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -128,12 +129,17 @@ def reversal_lines(paid: OrderPaid, refunds: Iterable[OrderRefunded]) -> tuple[R
     """The order's lines not yet refunded: what a cancellation or full refund must name so
     that Gameball takes back their bonus (campaign, category, collection) points too;
     without line items it reverses cashback only (refund tutorial, use case 3)."""
-    taken: dict[str, int] = {}
+    lines = (RefundLine(item.product_id, item.quantity, item.price) for item in paid.line_items)
+    return lines_left(lines, refunded_quantities(refunds))
+
+
+def refunded_quantities(refunds: Iterable[OrderRefunded]) -> Counter[str]:
+    """Quantities per product that these refunds took back."""
+    taken: Counter[str] = Counter()
     for refund in refunds:
         for item in refund.line_items:
-            taken[item.product_id] = taken.get(item.product_id, 0) + item.quantity
-    lines = (RefundLine(item.product_id, item.quantity, item.price) for item in paid.line_items)
-    return lines_left(lines, taken)
+            taken[item.product_id] += item.quantity
+    return taken
 
 
 def lines_left(paid: Iterable[RefundLine], taken: Mapping[str, int]) -> tuple[RefundLine, ...]:

@@ -73,6 +73,11 @@ class RetryResult:
         return [*self.requeued, *self.released, *(event_id for _, event_id in self.recovered)]
 
 
+# Newest first; ties by the greater id, so that the (state, updated_at, event_id) index
+# gives the order.
+NEWEST_FIRST = (EventRow.updated_at.desc(), EventRow.event_id.desc())
+
+
 class DeadLetters:
     def __init__(self, ledger: Ledger) -> None:
         self.ledger = ledger
@@ -89,9 +94,7 @@ class DeadLetters:
         """Newest first (ties: the greater id first, so that the index gives the order);
         ``after`` (died at, event id) of the last row seen gives the next page by the
         index, as fast at the millionth row as at the first."""
-        statement = self._select(dead).order_by(
-            EventRow.updated_at.desc(), EventRow.event_id.desc()
-        )
+        statement = self._select(dead).order_by(*NEWEST_FIRST)
         if after is not None:
             statement = statement.where(
                 tuple_(EventRow.updated_at, EventRow.event_id)
@@ -106,11 +109,7 @@ class DeadLetters:
 
     def ids(self, dead: DeadFilter) -> list[str]:
         """The ids only, newest first: a bulk retry of many dead letters loads no content."""
-        statement = (
-            select(EventRow.event_id)
-            .where(*dead.conditions())
-            .order_by(EventRow.updated_at.desc(), EventRow.event_id.desc())
-        )
+        statement = select(EventRow.event_id).where(*dead.conditions()).order_by(*NEWEST_FIRST)
         with self.ledger.engine.connect() as connection:
             return list(connection.execute(statement).scalars())
 

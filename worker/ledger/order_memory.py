@@ -24,9 +24,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from producers.events import Event, OrderPaid, OrderRefunded, parse_event
-from worker.gameball.payloads import transaction_id_of
+from worker.gameball.payloads import refunded_quantities, transaction_id_of
+from worker.ledger.models import EventState
 
 Line = tuple[str, int, str]  # product id, quantity, unit price (decimal text)
+OrderRow = tuple[str, str, str, str, int | None]  # event_id, kind, state, payload, last_code
 
 
 @dataclass(frozen=True)
@@ -97,7 +99,7 @@ class OrderMemory:
 
 
 def reversal_basis(
-    live: Iterable[tuple[str, str, str, str, int | None]], memory: OrderMemory
+    live: Iterable[OrderRow], memory: OrderMemory
 ) -> tuple[tuple[Line, ...] | None, Counter[str]]:
     """What a full reversal starts from: the paid lines (None: no paid event known) and the
     quantities per product the order's delivered refunds took back, from the ledger's rows
@@ -108,20 +110,11 @@ def reversal_basis(
             event = parse_event(payload, accepted=True)
             if isinstance(event, OrderPaid):
                 paid = _lines(event)
-        elif kind == "refunded" and state == "delivered":
+        elif kind == "refunded" and state == EventState.DELIVERED:
             event = parse_event(payload, accepted=True)
             if isinstance(event, OrderRefunded):
                 taken.update(refunded_quantities([event]))
     return paid, taken
-
-
-def refunded_quantities(refunds: Iterable[OrderRefunded]) -> Counter[str]:
-    """Quantities per product that these refunds took back."""
-    taken: Counter[str] = Counter()
-    for refund in refunds:
-        for item in refund.line_items:
-            taken[item.product_id] += item.quantity
-    return taken
 
 
 def _from_content(items: list[dict[str, Any]]) -> OrderMemory:

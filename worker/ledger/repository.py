@@ -34,7 +34,7 @@ from worker.ledger.clock import LedgerClock
 from worker.ledger.counters import by_state, event_counts
 from worker.ledger.engine import READ_ONLY
 from worker.ledger.models import AttemptRow, DeadReason, EventRow, EventState
-from worker.ledger.order_memory import OrderMemory
+from worker.ledger.order_memory import OrderMemory, OrderRow
 from worker.ledger.retention import (
     PruneResult,
     count_prunable,
@@ -207,11 +207,12 @@ def _serialize(connection: Connection, keys: Iterable[str | None]) -> None:
     a time)."""
     if connection.dialect.name != "postgresql":
         return
-    for key in sorted({_lock_key(key) for key in keys if key is not None}):
+    for key in sorted({order_lock_key(key) for key in keys if key is not None}):
         connection.execute(st.LOCK_ORDER, {"b_key": key})
 
 
-def _lock_key(key: str) -> int:
+def order_lock_key(key: str) -> int:
+    """The second key of an order's PostgreSQL lock (``statements.LOCK_ORDER``)."""
     digest = hashlib.blake2b(key.encode(), digest_size=4).digest()
     return int.from_bytes(digest, "big", signed=True)
 
@@ -223,9 +224,6 @@ def _unit(event: NewEvent) -> str:
 
 def _has_paid(facts: list[OrderFact]) -> bool:
     return any(fact.kind == "paid" for fact in facts)
-
-
-OrderRow = tuple[str, str, str, str, int | None]  # event_id, kind, state, payload, last_code
 
 
 @dataclass(frozen=True)

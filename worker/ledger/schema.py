@@ -46,14 +46,14 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def migrate(engine: Engine) -> tuple[str | None, str]:
-    """Upgrade the ledger to the latest revision; returns (before, after)."""
+def migrate(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
+    """Upgrade the ledger to ``revision`` (the latest by default); returns (before, after)."""
     before = current_revision(engine)
     config = alembic_config(engine.url.render_as_string(hide_password=False))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
-    return before, head_revision()
+        command.upgrade(config, revision)
+    return before, head_revision() if revision == "head" else revision
 
 
 def ensure_migrated(engine: Engine) -> None:
