@@ -461,6 +461,10 @@ class Deliverer:
         woken = self.ledger.wake_deferred(BREAKER_DEFERRAL, now)
         if woken:
             log.info("breaker closed: %d deferred event(s) are due now", woken)
+            # Sent now, at the front of the queue, oldest first: left to the scheduler's
+            # next sweep, they went behind newer events whose first messages were still
+            # queued, and the backlog drained newest first.
+            self.queue.enqueue(self.ledger.take_due(now, woken))
 
     def _defer(self, claimed: Claimed, until: datetime, reason: str, message: str) -> str:
         """Not now, and not Gameball's fault: come back later without spending budget."""

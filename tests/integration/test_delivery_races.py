@@ -4,6 +4,7 @@ the exact point where the race opens."""
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import threading
 import time
@@ -312,12 +313,14 @@ def test_a_successful_probe_makes_the_events_the_breaker_held_back_due_at_once(
         )
         == "delivered"
     )
-    # Then the breaker is closed and the held-back events are due now
+    # Then the breaker is closed and the held-back events are sent again at once, oldest
+    # first, at the front of the queue
     assert Breaker.from_json(client.get(BREAKER_KEY)).state is State.CLOSED
     for event in events[:2]:
         row = worker.ledger.get(event.event_id)
         assert row is not None
-        assert row.state == EventState.SCHEDULED
-        assert row.next_attempt_at is not None
-        assert row.next_attempt_at <= datetime.now(UTC)
+        assert row.state == EventState.PENDING
+        assert row.next_attempt_at is None
+    front = [json.loads(m)["headers"]["id"] for m in reversed(client.lrange(QUEUE, -2, -1))]
+    assert front == [events[0].event_id, events[1].event_id]
     client.close()
