@@ -52,7 +52,7 @@ from worker.gameball.payloads import (
 from worker.gameball.records import order_records, transaction_records
 from worker.ledger.models import DeadReason, EventState
 from worker.ledger.order_memory import reversal_basis
-from worker.ledger.repository import AttemptRecord, Claimed, Ledger, new_event
+from worker.ledger.repository import AttemptRecord, Claimed, Ledger, NewEvent, new_event
 from worker.ordering import Gate, OrderFact, gate, waits_on_order
 from worker.outage import LEDGER_DOWN, REDIS_DOWN
 from worker.reconcile import holds_ours
@@ -61,6 +61,7 @@ from worker.settings import ApiVersion
 
 log = logging.getLogger(__name__)
 BREAKER_DEFERRAL = "breaker_open"  # last_outcome of an event the breaker held back
+SHARED_ID_KINDS = frozenset({"refunded", "cashback"})  # ids in the orders' namespace
 TIME_TAKEN = frozenset({304, 9003})  # "Transaction Time Already Exists"
 ID_TAKEN = frozenset({305, 9004})  # "Transaction ID Already Exists"
 
@@ -114,14 +115,21 @@ class Sender(Protocol):
 
 class Queue(Protocol):
     def enqueue(self, event_ids: list[str]) -> int: ...
-    def inbox_done(self, done: list[tuple[str, str | None]]) -> None: ...
+    def inbox_done(
+        self, done: list[tuple[str, str | None]], *, then_read: str | None = None
+    ) -> bytes | None: ...
     def inbox_for_order(self, order_id: str) -> list[InboxEntry]: ...
 
 
 class Gatekeeper(Protocol):
     """The shared circuit breaker (``worker.shared_breaker.SharedBreaker``)."""
 
+    @property
+    def key(self) -> str:
+        """Where Redis keeps its state."""
+
     def admit(self) -> Admission: ...
+    def admit_as_read(self, seen: Breaker) -> Admission: ...
     def observe(self, signal: Signal, detail: str = "") -> Breaker: ...
     def current(self) -> Breaker: ...
 
@@ -175,10 +183,10 @@ class Deliverer:
             return "malformed"
         now = self.clock()
         known: Event | None = None
+        seen: Breaker | None = None  # the shared breaker, when read with other work
         if message.event is not None:  # the fast path: ingest and claim in one transaction
             row = new_event(message.event, message.published_at)
-            claimed = self.ledger.ingest_and_claim(row, self.owner, now, now + self.lease)
-            self.queue.inbox_done([(message.event_id, getattr(message.event, "order_id", None))])
+            claimed, seen = self._ingest_and_claim(message.event, row, now)
             # Parsed once: the ledger's content is the message's unless the ledger kept an
             # earlier content under this id (a conflicting re-publish), which is then sent.
             known = message.event if claimed and claimed.payload == row.payload else None
@@ -187,10 +195,31 @@ class Deliverer:
         if claimed is None:
             return "skipped"
         try:
-            return self._deliver(claimed, known)
+            return self._deliver(claimed, known, seen)
         except (*LEDGER_DOWN, *REDIS_DOWN):
             self._hand_back(claimed.event_id)
             raise
+
+    def _ingest_and_claim(
+        self, event: Event, row: NewEvent, now: datetime
+    ) -> tuple[Claimed | None, Breaker]:
+        """The first step of a message that carries its event: one Redis read (the order's
+        other published events, for an event that may wait on them), one ledger
+        transaction (ingest them all, claim this one, read what the gate and the shared-id
+        check need), one Redis command (clear the inbox entries, read the breaker)."""
+        gated = row.order_id is not None and waits_on_order(row.kind)
+        others = self._order_inbox(row.order_id, row.event_id) if row.order_id and gated else []
+        claimed = self.ledger.ingest_and_claim(
+            row,
+            self.owner,
+            now,
+            now + self.lease,
+            also=others,
+            read_order=gated,
+            order_with_id=transaction_id_of(event) if row.kind in SHARED_ID_KINDS else None,
+        )
+        done = [(e.event_id, e.order_id) for e in (row, *others)]
+        return claimed, Breaker.from_json(self.queue.inbox_done(done, then_read=self.breaker.key))
 
     def _hand_back(self, event_id: str) -> None:
         """The ledger or Redis failed after our claim (down, or a deadlock's victim): give
@@ -202,7 +231,9 @@ class Deliverer:
         except (*LEDGER_DOWN, *REDIS_DOWN) as error:  # then the lease runs out, as before
             log.debug("could not hand %s back: %s", event_id, error)
 
-    def _deliver(self, claimed: Claimed, known: Event | None = None) -> str:
+    def _deliver(
+        self, claimed: Claimed, known: Event | None = None, seen: Breaker | None = None
+    ) -> str:
         event = known or parse_event(claimed.payload, accepted=True)
         now = self.clock()
         held = self._gate(claimed, now)
@@ -210,7 +241,7 @@ class Deliverer:
             return held
         if self._refused_shared_id(claimed, event, now):
             return DeadReason.REJECTED.value
-        admission = self.breaker.admit()
+        admission = self.breaker.admit() if seen is None else self.breaker.admit_as_read(seen)
         if not admission.allowed:
             breaker = self.breaker.current()
             return self._defer(
@@ -325,9 +356,12 @@ class Deliverer:
         or buried (its paid event is dead), and what happened is returned."""
         if claimed.order_id is None or not waits_on_order(claimed.kind):
             return None
-        self._ingest_order_inbox(claimed.order_id, now)
+        facts = claimed.order_facts
+        if facts is None:  # not read with the claim (a re-sent message)
+            self._ingest_order_inbox(claimed.order_id, now)
+            facts = tuple(self.ledger.order_facts(claimed.order_id))
         fact = OrderFact(claimed.event_id, claimed.kind, claimed.occurred_at, EventState.IN_FLIGHT)
-        verdict = gate(fact, self.ledger.order_facts(claimed.order_id))
+        verdict = gate(fact, facts)
         if verdict is Gate.WAIT:
             self.ledger.park(
                 claimed.event_id, self.owner, now, now + self.recheck, order_id=claimed.order_id
@@ -348,10 +382,12 @@ class Deliverer:
     def _refused_shared_id(self, claimed: Claimed, event: Event, now: datetime) -> bool:
         """A refund or cashback whose id is an order's id: Gameball would answer "already
         exists" (one namespace for all ids) and it would never apply. Refused unsent."""
-        if claimed.kind not in ("refunded", "cashback"):
+        if claimed.kind not in SHARED_ID_KINDS:
             return False
         taken = transaction_id_of(event)
-        if not self.ledger.has_order(taken):
+        asked = claimed.id_held_by_order
+        held = asked[1] if asked and asked[0] == taken else self.ledger.has_order(taken)
+        if not held:
             return False
         self.ledger.bury(
             claimed.event_id,
@@ -427,17 +463,23 @@ class Deliverer:
             for line in json.loads(stored)
         )
 
-    def _ingest_order_inbox(self, order_id: str, now: datetime) -> None:
-        """Take the order's published-but-not-ingested events into the ledger first, so
-        that an earlier refund whose message is delayed (or held by a crashed worker)
-        still holds back a later cancellation."""
-        entries = self.queue.inbox_for_order(order_id)
+    def _order_inbox(self, order_id: str, except_id: str | None = None) -> list[NewEvent]:
+        """The order's published-but-not-ingested events: the gate must see them, so that
+        an earlier refund whose message is delayed (or held by a crashed worker) still
+        holds back a later cancellation."""
         events = []
-        for entry in entries:
+        for entry in self.queue.inbox_for_order(order_id):
+            if entry.event_id == except_id:
+                continue
             try:
                 events.append(new_event(entry.event(), entry.published_at))
             except UnreadableError:
                 continue  # left for the scheduler's inbox sweep to dead-letter
+        return events
+
+    def _ingest_order_inbox(self, order_id: str, now: datetime) -> None:
+        """Take the order's published-but-not-ingested events into the ledger first."""
+        events = self._order_inbox(order_id)
         if events:
             self.ledger.ingest(events, now)
             self.queue.inbox_done([(event.event_id, order_id) for event in events])

@@ -53,6 +53,8 @@ def breaker_config(settings: Settings) -> BreakerConfig:
 class SharedBreaker:
     """The breaker as every worker sees it."""
 
+    key: Final = BREAKER_KEY
+
     def __init__(
         self,
         client: redis.Redis,
@@ -79,7 +81,14 @@ class SharedBreaker:
 
     def admit(self) -> Admission:
         """Whether this call may go now (closed: yes, without a write)."""
-        if self.current().state == "closed":
+        return self.admit_as_read(Breaker.from_json(self.client.get(BREAKER_KEY)))
+
+    def admit_as_read(self, seen: Breaker) -> Admission:
+        """:meth:`admit`, given the state just read from ``key`` along with other work (the
+        worker reads it while clearing the inbox); a breaker that is not closed is decided
+        on a fresh read, in the update."""
+        self._seen = seen
+        if seen.state == "closed":
             return Admission(True)
         admission = self._update(lambda b, now: admit(b, now, self.config))
         if not admission.allowed:

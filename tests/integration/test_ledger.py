@@ -234,6 +234,81 @@ def test_one_customer_at_one_instant_gets_distinct_times_one_event_at_a_time(
     assert times == [NOW + timedelta(milliseconds=n) for n in range(6)]
 
 
+def test_a_first_step_claims_a_new_event_as_the_claim_statement_would(ledger: Ledger) -> None:
+    """A new event is inserted claimed (no CLAIM statement): what the worker gets, and
+    what the row holds, is what ingest then claim give; a duplicate message finds it
+    leased; once the lease expired, the known event is claimed by the statement."""
+    lines = '{"lines":[1]}'
+    first = dataclasses.replace(event("refunded:R1", kind="refunded"), payload=lines)
+    second = dataclasses.replace(event("refunded:R2", kind="refunded", minutes=1), payload=lines)
+    inserted = ledger.ingest_and_claim(first, "w", NOW, LEASE)
+    ledger.ingest([second], NOW)
+    claimed = ledger.claim("refunded:R2", "w", NOW, LEASE)
+    assert inserted is not None
+    assert claimed is not None
+    assert dataclasses.replace(
+        inserted, event_id="-", occurred_at=NOW, transaction_time=NOW
+    ) == dataclasses.replace(claimed, event_id="-", occurred_at=NOW, transaction_time=NOW)
+    assert inserted.transaction_time == NOW
+    for event_id in ("refunded:R1", "refunded:R2"):
+        row = ledger.get(event_id)
+        assert row is not None
+        assert (row.state, row.lease_owner, row.lease_expires_at) == ("in_flight", "w", LEASE)
+    assert ledger.counts_by_state() == {"in_flight": 2}
+    assert ledger.ingest_and_claim(first, "other", NOW, LEASE) is None  # a duplicate message
+    later = LEASE + timedelta(seconds=1)
+    again = ledger.ingest_and_claim(first, "other", later, later + timedelta(seconds=60))
+    assert again is not None
+    assert dataclasses.replace(again, event_id="-") == dataclasses.replace(inserted, event_id="-")
+    row = ledger.get("refunded:R1")
+    assert row is not None
+    assert (row.lease_owner, row.attempts) == ("other", 0)
+
+
+def test_one_customer_at_one_instant_gets_distinct_times_first_step_by_first_step(
+    ledger: Ledger,
+) -> None:
+    """The first step takes the event's own instant without reading which are taken; an
+    instant another event holds makes it read and move on, and a duplicate message of a
+    known event (its own instant taken by itself) is no clash."""
+    for n in range(6):
+        new = event(f"cashback:{n}", kind="cashback", order_id=None)
+        assert ledger.ingest_and_claim(new, "w", NOW, LEASE) is not None
+        assert ledger.ingest_and_claim(new, "w", NOW, LEASE) is None
+    times = [row.transaction_time for n in range(6) if (row := ledger.get(f"cashback:{n}"))]
+    assert times == [NOW + timedelta(milliseconds=n) for n in range(6)]
+
+
+def test_a_first_step_ingests_the_orders_other_events_and_reads_what_the_gate_needs(
+    ledger: Ledger,
+) -> None:
+    """One transaction: the order's other published events are ingested with the event,
+    the order's facts (those just ingested included) and whether an order has the
+    refund's id are read after the claim."""
+    ledger.ingest([event("paid:X", order_id="X")], NOW)
+    refund = event("refunded:R", kind="refunded", minutes=2)
+    paid = event("paid:O")
+    cancel = event("cancelled:O", kind="cancelled", minutes=3)
+    claimed = ledger.ingest_and_claim(
+        refund, "w", NOW, LEASE, also=[paid, cancel], read_order=True, order_with_id="X"
+    )
+    assert claimed is not None
+    assert claimed.order_facts is not None
+    facts = {(f.event_id, f.kind, f.state, f.occurred_at) for f in claimed.order_facts}
+    assert facts == {
+        ("paid:O", "paid", "pending", NOW),
+        ("refunded:R", "refunded", "in_flight", NOW + timedelta(minutes=2)),
+        ("cancelled:O", "cancelled", "pending", NOW + timedelta(minutes=3)),
+    }
+    assert claimed.id_held_by_order == ("X", True)
+    assert ledger.counts_by_state() == {"pending": 3, "in_flight": 1}
+    later = ledger.ingest_and_claim(
+        event("refunded:R3", kind="refunded", minutes=4), "w", NOW, LEASE, order_with_id="Y"
+    )
+    assert later is not None
+    assert (later.order_facts, later.id_held_by_order) == (None, ("Y", False))
+
+
 def test_the_migrations_build_exactly_what_the_models_declare(database_url: str) -> None:
     """Every column, index and table of worker/ledger/models.py comes from a migration
     (the outbox table is the publisher's, declared in producers/outbox.py)."""

@@ -9,7 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from worker.breaker import BreakerConfig, Signal, State
+from producers.transport import INBOX_KEY, ORDER_INBOX_PREFIX
+from worker.breaker import Breaker, BreakerConfig, Signal, State
+from worker.queue import RedisQueue
 from worker.ratelimit import RateLimiter, RateLimits, gcra
 from worker.shared_breaker import BREAKER_KEY, SharedBreaker
 
@@ -119,3 +121,37 @@ def test_successes_are_counted_without_a_write_and_none_is_lost(redis_url: str) 
     assert state.state is State.CLOSED
     assert sum(ok for _, ok, _ in state.buckets) == 103
     assert sum(bad for _, _, bad in state.buckets) == 1
+
+
+def test_the_breaker_read_while_clearing_the_inbox_admits_as_a_fresh_read(
+    redis_url: str,
+) -> None:
+    """The worker reads the breaker in the command that clears its inbox entries: a
+    closed breaker admits on that read; one that is open is decided on a fresh read, so
+    a stale "open" still lets exactly one probe through once the cool-down is over."""
+    now = [3000.0]
+    config = BreakerConfig(consecutive_failures=1, cooldown_s=10)
+    client = redis.Redis.from_url(redis_url)
+    queue = RedisQueue(client)
+    breakers = [
+        SharedBreaker(redis.Redis.from_url(redis_url), config, clock=lambda: now[0])
+        for _ in range(4)
+    ]
+    client.hset(INBOX_KEY, mapping={"paid:A": "{}", "refunded:A1": "{}"})
+    client.sadd(ORDER_INBOX_PREFIX + "A", "paid:A", "refunded:A1")
+    read = queue.inbox_done([("paid:A", "A")], then_read=breakers[0].key)
+    assert read is None  # no state yet: closed
+    assert breakers[0].admit_as_read(Breaker.from_json(read)).allowed
+    assert client.hkeys(INBOX_KEY) == [b"refunded:A1"]
+    assert client.smembers(ORDER_INBOX_PREFIX + "A") == {b"refunded:A1"}
+    breakers[0].observe(Signal.FAILURE, "timeout")
+    stale = Breaker.from_json(queue.inbox_done([("refunded:A1", "A")], then_read=BREAKER_KEY))
+    assert stale.state is State.OPEN
+    assert not client.exists(INBOX_KEY, ORDER_INBOX_PREFIX + "A")
+    assert not any(b.admit_as_read(stale).allowed for b in breakers)
+    now[0] = 3010.0
+    with ThreadPoolExecutor(4) as pool:
+        admissions = list(pool.map(lambda b: b.admit_as_read(stale), breakers))
+    assert [a.probe for a in admissions].count(True) == 1
+    assert sum(a.allowed for a in admissions) == 1
+    assert queue.inbox_done([]) is None  # nothing to clear, nothing asked: no command
