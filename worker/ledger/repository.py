@@ -35,6 +35,7 @@ from worker.ledger.counters import by_state, event_counts
 from worker.ledger.engine import READ_ONLY
 from worker.ledger.models import AttemptRow, DeadReason, EventRow, EventState
 from worker.ledger.order_memory import OrderMemory, OrderRow
+from worker.ledger.prepared import Runner
 from worker.ledger.retention import (
     PruneResult,
     count_prunable,
@@ -221,16 +222,6 @@ def _add_pruned(facts: dict[str, list[OrderFact]], memory: dict[str, OrderMemory
         )
 
 
-def _serialize(connection: Connection, keys: Iterable[str | None]) -> None:
-    """Hold the locks of these orders (or order-less events) to commit, in key order so
-    that two transactions never wait on each other (PostgreSQL; SQLite runs one writer at
-    a time)."""
-    if connection.dialect.name != "postgresql":
-        return
-    for key in sorted({order_lock_key(key) for key in keys if key is not None}):
-        connection.execute(st.LOCK_ORDER, {"b_key": key})
-
-
 def order_lock_key(key: str) -> int:
     """The second key of an order's PostgreSQL lock (``statements.LOCK_ORDER``)."""
     digest = hashlib.blake2b(key.encode(), digest_size=4).digest()
@@ -266,6 +257,16 @@ class Ledger:
             .on_conflict_do_nothing(index_elements=["event_id"])
             .returning(EventRow.event_id)
         )
+        self._run = Runner().execute  # the delivery path's statements, on the driver
+
+    def _serialize(self, connection: Connection, keys: Iterable[str | None]) -> None:
+        """Hold the locks of these orders (or order-less events) to commit, in key order so
+        that two transactions never wait on each other (PostgreSQL; SQLite runs one writer
+        at a time)."""
+        if connection.dialect.name != "postgresql":
+            return
+        for key in sorted({order_lock_key(key) for key in keys if key is not None}):
+            self._run(connection, st.LOCK_ORDER, {"b_key": key})
 
     @contextmanager
     def _reading(self) -> Iterator[Connection]:
@@ -298,7 +299,7 @@ class Ledger:
         events = sorted(events, key=lambda e: e.event_id)  # rows locked in one order
         rows = _new_rows(events, now)
         with self.engine.begin() as connection:
-            _serialize(connection, map(_unit, events))
+            self._serialize(connection, map(_unit, events))
             return len(self._ingest_in(connection, events, rows, now))
 
     def _ingest_in(
@@ -323,7 +324,10 @@ class Ledger:
         )
         for row, event in zip(rows, events, strict=True):
             row["transaction_time"] = times[event.event_id]
-        new = set(connection.execute(self._insert_new, rows).scalars())
+        if len(rows) == 1:
+            new = set(self._run(connection, self._insert_new, rows[0]).scalars())
+        else:
+            new = set(connection.execute(self._insert_new, rows).scalars())
         for event in events:
             if event.event_id not in new:
                 self._compare(connection, event, now)
@@ -343,15 +347,13 @@ class Ledger:
         while True:
             high = max(wanted.values()) + span * MILLISECOND
             bounds = {"b_low": low, "b_high": high}
-            held = (
-                connection.execute(
-                    st.TIMES_TAKEN_ONE, {"b_customer": next(iter(customers)), **bounds}
-                )
-                if len(customers) == 1
-                else connection.execute(
-                    st.TIMES_TAKEN, {"b_customers": sorted(customers), **bounds}
-                )
-            ).all()
+            held: Sequence[Any]
+            if len(customers) == 1:
+                one = {"b_customer": next(iter(customers)), **bounds}
+                held = self._run(connection, st.TIMES_TAKEN_ONE, one).all()
+            else:
+                many = {"b_customers": sorted(customers), **bounds}
+                held = connection.execute(st.TIMES_TAKEN, many).all()
             taken = {(row.customer_id, row.transaction_time) for row in held}
             times = {}
             for event in sorted(events, key=lambda e: (wanted[e.event_id], e.event_id)):
@@ -418,7 +420,7 @@ class Ledger:
             "b_payload": event.payload,
             "b_now": now,
         }
-        recorded = connection.execute(st.RECORD_CONFLICT, params)
+        recorded = self._run(connection, st.RECORD_CONFLICT, params)
         if recorded.rowcount:
             log.warning(
                 "event %s was published again with other content: the first content is kept "
@@ -538,7 +540,7 @@ class Ledger:
         # A new event is claimable at once: it is inserted claimed (no CLAIM statement).
         mine.update(state=S.IN_FLIGHT, lease_owner=owner, lease_expires_at=until)
         with self.engine.begin() as connection:
-            _serialize(connection, map(_unit, events))
+            self._serialize(connection, map(_unit, events))
             new = self._ingest_in(connection, events, rows, now, optimistic=optimistic)
             claimed = (
                 _claimed_as_inserted(mine)
@@ -564,7 +566,7 @@ class Ledger:
         lease_until: datetime,
     ) -> Claimed | None:
         params = {"b_id": event_id, "b_now": now, "b_owner": owner, "b_until": lease_until}
-        row = connection.execute(st.CLAIM, params).one_or_none()
+        row = self._run(connection, st.CLAIM, params).one_or_none()
         if row is None:
             return None
         return Claimed(
@@ -677,7 +679,7 @@ class Ledger:
             return self._has_order_in(connection, order_id)
 
     def _has_order_in(self, connection: Connection, order_id: str) -> bool:
-        return connection.execute(st.HAS_ORDER, {"b_order": order_id}).first() is not None
+        return self._run(connection, st.HAS_ORDER, {"b_order": order_id}).first() is not None
 
     def cashbacks_matching(
         self,
@@ -745,7 +747,12 @@ class Ledger:
 
     def _order_facts_in(self, connection: Connection, ids: list[str]) -> dict[str, list[OrderFact]]:
         facts: dict[str, list[OrderFact]] = {order_id: [] for order_id in ids}
-        for row in connection.execute(st.ORDER_FACTS, {"b_orders": ids}):
+        rows: Sequence[Any]
+        if len(ids) == 1:
+            rows = self._run(connection, st.ORDER_FACTS_ONE, {"b_order": ids[0]}).all()
+        else:
+            rows = connection.execute(st.ORDER_FACTS, {"b_orders": ids}).all()
+        for row in rows:
             fact = OrderFact(row.event_id, row.kind, row.occurred_at, row.state)
             facts[row.order_id].append(fact)
         # Removed events are delivered, and a delivered event other than the paid one
@@ -778,7 +785,7 @@ class Ledger:
         )
         with self.engine.begin() as connection:
             if order_id is not None:
-                _serialize(connection, [order_id])
+                self._serialize(connection, [order_id])
             return connection.execute(statement).rowcount == 1
 
     def hand_back(self, event_id: str, owner: str, now: datetime) -> bool:
@@ -918,7 +925,7 @@ class Ledger:
         settles = order_id is not None and transition.state in (S.DELIVERED, S.DEAD)
         with self.engine.begin() as connection:
             if settles and order_id is not None:
-                _serialize(connection, [order_id])
+                self._serialize(connection, [order_id])
             applied = self._record_in(
                 connection, event_id, owner=owner, attempt=attempt, transition=transition, now=now
             )
@@ -944,7 +951,8 @@ class Ledger:
         outcome = attempt.outcome
         dead_reason = transition.dead_reason
         message = outcome.message[:2000]
-        connection.execute(
+        self._run(
+            connection,
             st.INSERT_ATTEMPT,
             {
                 "event_id": event_id,
@@ -960,7 +968,8 @@ class Ledger:
                 "body": outcome.body_excerpt,
             },
         )
-        applied = connection.execute(
+        applied = self._run(
+            connection,
             st.APPLY_ATTEMPT,
             {
                 "b_id": event_id,
@@ -991,7 +1000,7 @@ class Ledger:
 
     def _release_in(self, connection: Connection, order_id: str, now: datetime) -> list[str]:
         params = {"b_order": order_id, "b_now": now}
-        return list(connection.execute(st.RELEASE_WAITING, params).scalars())
+        return list(self._run(connection, st.RELEASE_WAITING, params).scalars())
 
     def block_order(self, order_id: str, now: datetime) -> list[str]:
         """The order's paid event is dead: its unsent refunds and cancellations die too."""

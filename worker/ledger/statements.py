@@ -146,6 +146,10 @@ LOCK_ORDER: Final = text("SELECT pg_advisory_xact_lock(6775409, :b_key)")
 ORDER_FACTS: Final = select(
     EventRow.order_id, EventRow.event_id, EventRow.kind, EventRow.occurred_at, EventRow.state
 ).where(EventRow.order_id.in_(bindparam("b_orders", expanding=True)))
+# b_order: one order's (no list to expand per execution)
+ORDER_FACTS_ONE: Final = select(
+    EventRow.order_id, EventRow.event_id, EventRow.kind, EventRow.occurred_at, EventRow.state
+).where(EventRow.order_id == bindparam("b_order"))
 PRUNED_ORDERS: Final = select(PrunedOrderRow.order_id, PrunedOrderRow.events).where(
     PrunedOrderRow.order_id.in_(bindparam("b_orders", expanding=True))
 )
