@@ -21,7 +21,14 @@ NOW = bindparam("b_now", type_=_COLUMNS.updated_at.type)
 
 CLAIMABLE = or_(
     and_(
-        EventRow.state.in_([EventState.PENDING, EventState.SCHEDULED, EventState.WAITING]),
+        # equalities, not IN: an IN list is expanded per execution, which the driver path
+        # (worker.ledger.prepared) leaves to SQLAlchemy
+        or_(
+            *(
+                EventRow.state == state
+                for state in (EventState.PENDING, EventState.SCHEDULED, EventState.WAITING)
+            )
+        ),
         or_(EventRow.next_attempt_at.is_(None), EventRow.next_attempt_at <= NOW),
     ),
     and_(EventRow.state == EventState.IN_FLIGHT, EventRow.lease_expires_at < NOW),
