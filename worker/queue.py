@@ -44,12 +44,32 @@ return false
 """
 
 
+# KEYS: an order's set of inbox ids, the inbox. Returns {id, envelope, id, envelope...} of
+# the order's entries, and drops from the set the ids the inbox no longer holds. One round
+# trip instead of two or three: every refund and cancellation reads its order's inbox.
+_ORDER_INBOX = """
+local ids = redis.call('SMEMBERS', KEYS[1])
+local found = {}
+for _, id in ipairs(ids) do
+  local envelope = redis.call('HGET', KEYS[2], id)
+  if envelope then
+    found[#found + 1] = id
+    found[#found + 1] = envelope
+  else
+    redis.call('SREM', KEYS[1], id)
+  end
+end
+return found
+"""
+
+
 class RedisQueue:
     """What the worker and the scheduler do with Redis besides Celery's own consuming."""
 
     def __init__(self, client: redis.Redis) -> None:
         self.client = client
         self._inbox_done = client.register_script(_INBOX_DONE)
+        self._order_inbox = client.register_script(_ORDER_INBOX)
 
     def enqueue(self, event_ids: Iterable[str]) -> int:
         """Queue a delivery message for each event (the ledger already has them)."""
@@ -87,13 +107,13 @@ class RedisQueue:
     def inbox_for_order(self, order_id: str) -> list[InboxEntry]:
         """An order's events that are published but not yet ingested (unreadable entries
         are left to the scheduler's inbox sweep)."""
-        key = ORDER_INBOX_PREFIX + order_id
-        ids = list(self.client.smembers(key))
-        if not ids:
-            return []
-        entries, _, gone = self._read(ids)
-        if gone:
-            self.client.srem(key, *gone)
+        found = self._order_inbox(keys=[ORDER_INBOX_PREFIX + order_id, INBOX_KEY])
+        entries = []
+        for event_id, envelope in zip(found[::2], found[1::2], strict=True):
+            try:
+                entries.append(InboxEntry.from_envelope(event_id, envelope))
+            except UnreadableError:
+                continue  # the inbox sweep buries it
         return entries
 
     def inbox_older_than(
