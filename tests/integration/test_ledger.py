@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from producers.quarantine import KEEP_BYTES, Poison
@@ -25,6 +25,7 @@ from worker.ledger.engine import create_ledger_engine
 from worker.ledger.models import DeadReason, EventState
 from worker.ledger.repository import AttemptRecord, Ledger, NewEvent
 from worker.ledger.schema import LedgerNotMigratedError, ensure_migrated
+from worker.outage import LEDGER_DOWN
 from worker.retry import Transition
 
 pytestmark = pytest.mark.integration
@@ -351,4 +352,33 @@ def test_a_locked_sqlite_ledger_fails_as_sqlalchemy_does_and_recovers(
     other.close()
     assert ledger.ingest([event("paid:L", "paid", order_id="L")], NOW) == 1
     assert ledger.counts_by_state() == {"pending": 1}
+    ledger.engine.dispose()
+
+
+def test_a_postgresql_connection_idle_past_the_ping_window_is_checked_before_use(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No ping for a connection returned moments ago (a round trip per transaction saved):
+    if the server ended it meanwhile, that one transaction fails as a ledger outage and the
+    next one works. One idle past the window is pinged, and replaced unseen if dead."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("pinging pooled connections is the PostgreSQL engine's")
+    ledger = Ledger(create_ledger_engine(database_url))
+    ledger.ingest([event("paid:P", "paid", order_id="P")], NOW)
+
+    def end_the_pooled_session() -> None:
+        with ledger.engine.connect() as connection:
+            pid = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+        killer = create_ledger_engine(database_url)
+        with killer.connect() as connection:
+            connection.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        killer.dispose()
+
+    end_the_pooled_session()
+    with pytest.raises(LEDGER_DOWN):
+        ledger.has_order("P")  # returned moments ago: used without a ping
+    assert ledger.has_order("P")
+    monkeypatch.setattr(engine_module, "PING_IDLE_S", 0.0)  # every connection is idle now
+    end_the_pooled_session()
+    assert ledger.has_order("P")  # pinged, found dead, replaced
     ledger.engine.dispose()
