@@ -277,13 +277,21 @@ def run(folder: Path, *, quick: bool = False) -> Report:
             )
     noop, naive, ours = runs["noop"], runs["naive"], runs["gbq"]
     best = max((c for c in CASES if c.key.startswith("gbq_50")), key=lambda c: runs[c.key].rate)
+    postgres = runs.get("gbq_pg")
     report.notes = [
         (
             f"Same settings (prefork × 2, 0 ms): gbq ÷ Celery no-op ceiling = "
             f"× {ours.rate / noop.rate:.2f}; gbq ÷ naive task = × {ours.rate / naive.rate:.2f}; "
             f"CPU per event × {ours.cpu_ms_per_event / naive.cpu_ms_per_event:.1f} of the "
-            "naive task's (two ledger write transactions, the order's reads and the shared "
-            "breaker per event)."
+            "naive task's (two ledger write transactions per event, the first of them also "
+            "reading the order for refunds and cancellations)."
+            + (
+                f" PostgreSQL: ÷ naive × {postgres.rate / naive.rate:.2f}, CPU × "
+                f"{postgres.cpu_ms_per_event / naive.cpu_ms_per_event:.1f} (PostgreSQL's own "
+                "CPU not counted)."
+                if postgres
+                else ""
+            )
         ),
         (
             f"With 50 ms per call the best setting measured was {best.pool} × "
