@@ -13,6 +13,8 @@ from pydantic import SecretStr
 from tests.processes import NO_RATE_LIMIT, SandboxProcess
 from tests.services import PostgresSchema, RedisServer, sqlite_ledger
 from tests.stack import Stack
+from worker.ledger.engine import create_ledger_engine
+from worker.ledger.repository import Ledger
 from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY, Settings
 
 
@@ -100,6 +102,14 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     schema = PostgresSchema(base)
     yield schema.url
     schema.drop()
+
+
+@pytest.fixture
+def ledger(database_url: str) -> Iterator[Ledger]:
+    """The ledger's operations on ``database_url``."""
+    ledger = Ledger(create_ledger_engine(database_url))
+    yield ledger
+    ledger.engine.dispose()
 
 
 @pytest.fixture

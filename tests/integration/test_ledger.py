@@ -6,7 +6,6 @@ import dataclasses
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,13 +30,6 @@ from worker.retry import Transition
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 LEASE = NOW + timedelta(seconds=60)
-
-
-@pytest.fixture
-def ledger(database_url: str) -> Iterator[Ledger]:
-    ledger = Ledger(create_ledger_engine(database_url))
-    yield ledger
-    ledger.engine.dispose()
 
 
 def event(

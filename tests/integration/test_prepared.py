@@ -3,7 +3,6 @@ rows and row counts as SQLAlchemy's path, its errors, and its instrumentation.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +11,6 @@ from sqlalchemy import Connection, event, text
 from sqlalchemy.exc import IntegrityError
 
 from worker.ledger import statements as st
-from worker.ledger.engine import create_ledger_engine
 from worker.ledger.models import EventState
 from worker.ledger.prepared import Rows, Runner
 from worker.ledger.repository import Ledger, NewEvent
@@ -21,13 +19,6 @@ from worker.outage import LEDGER_DOWN
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 12, 4, 12, 0, 0, 123000, tzinfo=UTC)
 LEASE = NOW + timedelta(seconds=60)
-
-
-@pytest.fixture
-def ledger(database_url: str) -> Iterator[Ledger]:
-    ledger = Ledger(create_ledger_engine(database_url))
-    yield ledger
-    ledger.engine.dispose()
 
 
 def _event(event_id: str, kind: str = "refunded", minutes: int = 0) -> NewEvent:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -54,13 +53,6 @@ REFUND = OrderRefunded(
     amount=Decimal(20),
     line_items=(MAT.model_copy(update={"quantity": 2}),),
 )
-
-
-@pytest.fixture
-def ledger(database_url: str) -> Iterator[Ledger]:
-    ledger = Ledger(create_ledger_engine(database_url))
-    yield ledger
-    ledger.engine.dispose()
 
 
 def settle(ledger: Ledger, event: Event, at: datetime, state: EventState) -> None:

@@ -85,8 +85,8 @@ class Prepared:
             tuple(compiled.positiontup or ()) if compiled.positional else None
         )
         columns = list(getattr(statement, "exported_columns", ()))
-        self.returns = bool(columns) and (compiled.isinsert or compiled.isupdate)
-        self.returns = self.returns or bool(getattr(statement, "is_select", False))
+        dml = compiled.isinsert or compiled.isupdate
+        self.returns = (bool(columns) and dml) or bool(getattr(statement, "is_select", False))
         self.row_type = _namedtuple(
             "Row", [_row_key(column, n) for n, column in enumerate(columns)]
         )

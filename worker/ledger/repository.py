@@ -513,17 +513,15 @@ class Ledger:
         (``Claimed.id_held_by_order``)."""
         events = sorted({e.event_id: e for e in (*also, event)}.values(), key=lambda e: e.event_id)
         lease = (event.event_id, owner, now, lease_until)
-        for attempt in range(TIME_CLASH_RETRIES):
+        for attempt in range(TIME_CLASH_RETRIES - 1):
             try:
                 return self._ingest_and_claim(
                     events, lease, read_order, order_with_id, optimistic=attempt == 0
                 )
             except IntegrityError:
-                if attempt == TIME_CLASH_RETRIES - 1:
-                    raise
-                # The instant was taken (by an event this one's optimistic insert did not
-                # read, or by a process that took it at the same moment): choose again.
-        raise AssertionError("unreachable")  # pragma: no cover
+                continue  # the instant was taken (unread by the optimistic first try, or
+                # by a process that took it at the same moment): choose again
+        return self._ingest_and_claim(events, lease, read_order, order_with_id, optimistic=False)
 
     def _ingest_and_claim(
         self,
