@@ -33,6 +33,7 @@ from worker.ledger import statements as st
 from worker.ledger.clock import LedgerClock
 from worker.ledger.counters import by_state, event_counts
 from worker.ledger.engine import READ_ONLY
+from worker.ledger.kept import KeptConnection
 from worker.ledger.models import AttemptRow, DeadReason, EventRow, EventState
 from worker.ledger.order_memory import OrderMemory, OrderRow
 from worker.ledger.prepared import Runner
@@ -245,6 +246,9 @@ class OrderHistory:
     memory: OrderMemory
 
 
+FEW_ROWS = 8  # inserted one prepared statement each; more take SQLAlchemy's batched insert
+
+
 class Ledger:
     """The ledger's operations; one instance per process (engines do not cross forks)."""
 
@@ -258,6 +262,7 @@ class Ledger:
             .returning(EventRow.event_id)
         )
         self._run = Runner().execute  # the delivery path's statements, on the driver
+        self._kept = KeptConnection(engine)  # the delivery path's two transactions
 
     def _serialize(self, connection: Connection, keys: Iterable[str | None]) -> None:
         """Hold the locks of these orders (or order-less events) to commit, in key order so
@@ -324,9 +329,15 @@ class Ledger:
         )
         for row, event in zip(rows, events, strict=True):
             row["transaction_time"] = times[event.event_id]
-        if len(rows) == 1:
-            new = set(self._run(connection, self._insert_new, rows[0]).scalars())
-        else:
+        if len(rows) <= FEW_ROWS:
+            # A prepared statement per row: SQLAlchemy's several-row insert with RETURNING
+            # builds its SQL anew each time, more work than an order's few rows.
+            new = {
+                event_id
+                for row in rows
+                for event_id in self._run(connection, self._insert_new, row).scalars()
+            }
+        else:  # a sweep's batch: one statement, one round trip
             new = set(connection.execute(self._insert_new, rows).scalars())
         for event in events:
             if event.event_id not in new:
@@ -537,7 +548,7 @@ class Ledger:
         mine = next(row for row in rows if row["event_id"] == event_id)
         # A new event is claimable at once: it is inserted claimed (no CLAIM statement).
         mine.update(state=S.IN_FLIGHT, lease_owner=owner, lease_expires_at=until)
-        with self.engine.begin() as connection:
+        with self._kept.begin() as connection:
             self._serialize(connection, map(_unit, events))
             new = self._ingest_in(connection, events, rows, now, optimistic=optimistic)
             claimed = (
@@ -921,7 +932,7 @@ class Ledger:
         (delivered or dead) and belongs to ``order_id``: a dead paid event's refunds die
         ``blocked``, and the order's waiting events are released (returned, to be sent)."""
         settles = order_id is not None and transition.state in (S.DELIVERED, S.DEAD)
-        with self.engine.begin() as connection:
+        with self._kept.begin() as connection:
             if settles and order_id is not None:
                 self._serialize(connection, [order_id])
             applied = self._record_in(

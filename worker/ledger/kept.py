@@ -1,0 +1,91 @@
+"""The delivery path's write transactions, on a connection kept between them.
+
+A pooled transaction (``engine.begin()``) checks a connection out of the pool, builds a
+SQLAlchemy ``Connection`` around it and checks it back in: per event, twice, as much CPU as
+the SQL it runs. A process's main thread (a prefork child, the solo pool) delivers one
+event at a time, so it keeps one ``Connection`` and opens each transaction on it. Other
+threads (the threads pool) take one from the pool each time, so that their number never
+exceeds the pool's size.
+
+What a pooled checkout did and a kept connection must still do:
+- PostgreSQL: a connection idle for more than ``worker.ledger.engine.PING_IDLE_S`` is
+  pinged before use (a server restart, an idle timeout); one that fails is dropped and a
+  new one opened;
+- a connection SQLAlchemy invalidated (its statement found it lost) is replaced;
+- a process forked with a kept connection never uses it (it is the parent's);
+- ``engine.dispose()`` closes it, as it closes the pool's.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine, event
+
+from worker.ledger import engine as ledger_engine
+
+
+class KeptConnection:
+    """Write transactions for the delivery path (see the module's docstring)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._kept: Connection | None = None
+        self._pid = os.getpid()
+        self._used_at = float("-inf")
+        self._pings = engine.dialect.name == "postgresql"
+        self._inherited: list[Connection] = []  # a parent's, kept referenced, never used
+        event.listen(engine, "engine_disposed", self._on_dispose)
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A transaction, committed when the block ends, rolled back if it raises."""
+        if threading.current_thread() is not threading.main_thread():
+            with self.engine.begin() as pooled:
+                yield pooled
+            return
+        connection = self._connection()
+        try:
+            with connection.begin():
+                yield connection
+        finally:
+            self._used_at = time.monotonic()
+
+    def _connection(self) -> Connection:
+        if self._pid != os.getpid():  # forked: the kept connection is the parent's
+            if self._kept is not None:
+                self._inherited.append(self._kept)
+            self._kept, self._pid = None, os.getpid()
+        kept = self._kept
+        if kept is not None and (kept.closed or kept.invalidated or not self._alive(kept)):
+            self._kept = None
+            kept.close()
+            kept = None
+        if kept is None:
+            kept = self._kept = self.engine.connect()
+        return kept
+
+    def _alive(self, connection: Connection) -> bool:
+        if not self._pings or time.monotonic() - self._used_at < ledger_engine.PING_IDLE_S:
+            return True
+        dialect, driver = self.engine.dialect, connection.connection.dbapi_connection
+        if driver is None:
+            return False
+        try:
+            dialect.do_ping(driver)
+        except dialect.loaded_dbapi.Error:
+            connection.invalidate()
+            return False
+        return True
+
+    def _on_dispose(self, _: Engine) -> None:
+        # The pool it came from is gone (dispose() replaced it): returned there, it would
+        # stay open until the garbage collector found it. Closed here instead.
+        kept, self._kept = self._kept, None
+        if kept is not None and self._pid == os.getpid():
+            kept.invalidate()
+            kept.close()
