@@ -15,6 +15,7 @@ import pytest
 from producers.events import LineItem, OrderPaid
 from tests.conftest import settings_for
 from worker.gameball import GameballClient, OutcomeKind, build_request
+from worker.gameball import client as client_module
 from worker.gameball.payloads import GameballRequest
 
 
@@ -139,3 +140,16 @@ def test_cookies_gameball_sets_are_not_sent_back(server: OneAnswerServer) -> Non
             assert client.send(paid_request()).outcome.kind is OutcomeKind.DELIVERED
     assert len(server.heads) == 2
     assert all("cookie:" not in head.lower() for head in server.heads)
+
+
+def test_without_httpxs_transport_lookup_the_client_sends(
+    server: OneAnswerServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An httpx whose client has no ``_transport_for_url`` (a private method) gives no
+    transport: the call goes through the client, as before, and is answered the same."""
+    assert client_module._transport_for(object()) is None  # type: ignore[arg-type]
+    monkeypatch.setattr(client_module, "_transport_for", lambda _: None)
+    with GameballClient(settings_for(f"http://127.0.0.1:{server.port}")) as client:
+        assert client._transport is None
+        assert client.send(paid_request()).outcome.kind is OutcomeKind.DELIVERED
+    assert server.heads[0].startswith("POST /api/v3.0/integrations/order")

@@ -104,8 +104,8 @@ class GameballClient:
         )
         # send() hands its request straight to the transport httpx would pick for the base
         # URL (proxies from the environment included): the client's per-call work beyond
-        # building the request (cookie extraction, auth and redirect flows, event hooks) is
-        # a fifth of a delivery's CPU and none of it applies to Gameball's JSON API.
+        # building the request (cookie extraction, auth and redirect flows, event hooks) took
+        # a fifth of a delivery's profile samples, and none of it applies to Gameball's API.
         self._transport = _transport_for(self._http)
         self._timeouts = {"timeout": self._http.timeout.as_dict()}
         self._urls: dict[str, httpx.URL] = {}  # a handful of constant paths
