@@ -22,6 +22,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -79,6 +80,13 @@ class Base(DeclarativeBase):
     )
 
 
+def _only_set(*columns: str, set_column: str | None = None) -> Index:
+    """An index on ``columns`` of the rows whose ``set_column`` (the last column if not
+    given) is not NULL."""
+    condition = text(f"{set_column or columns[-1]} IS NOT NULL")
+    return Index(None, *columns, sqlite_where=condition, postgresql_where=condition)
+
+
 class EventRow(Base):
     __tablename__ = "gbq_events"
 
@@ -125,11 +133,14 @@ class EventRow(Base):
     reversal_lines: Mapped[str | None] = mapped_column(Text)  # JSON: lines a full reversal names
 
     __table_args__ = (
-        Index(None, "state", "next_attempt_at"),
-        Index(None, "state", "lease_expires_at"),
-        Index(None, "state", "enqueued_at"),
+        # Partial: a delivered row has none of these four columns set, so it never enters
+        # these indexes (fewer pages to read and write per event). Every query they serve
+        # compares the column, which implies IS NOT NULL to SQLite and PostgreSQL alike.
+        _only_set("state", "next_attempt_at"),
+        _only_set("state", "lease_expires_at"),
+        _only_set("state", "enqueued_at"),
         Index(None, "order_id"),
-        Index(None, "dead_reason", "updated_at"),
+        _only_set("dead_reason", "updated_at", set_column="dead_reason"),
         # gbq dlq list: the newest dead letters first, ties included, read off the index
         Index(None, "state", "updated_at", "event_id"),
         Index(None, "state", "created_at"),  # gbq status: the oldest sendable, waiting
