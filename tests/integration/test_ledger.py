@@ -272,6 +272,16 @@ def test_one_customer_at_one_instant_gets_distinct_times_first_step_by_first_ste
     assert times == [NOW + timedelta(milliseconds=n) for n in range(6)]
 
 
+def test_a_batch_with_events_already_ingested_leaves_no_instant_unused(ledger: Ledger) -> None:
+    """A sweep's batch that holds events the ledger has already (their own messages came
+    first) gives only the new ones instants, the next free ones, with no gap between."""
+    same = [event(f"paid:{n}", order_id=f"O{n}") for n in range(4)]
+    ledger.ingest(same[:2], NOW)
+    assert ledger.ingest(same, NOW) == 2
+    times = [row.transaction_time for n in range(4) if (row := ledger.get(f"paid:{n}"))]
+    assert times == [NOW + timedelta(milliseconds=n) for n in range(4)]
+
+
 def test_a_first_step_ingests_the_orders_other_events_and_reads_what_the_gate_needs(
     ledger: Ledger,
 ) -> None:

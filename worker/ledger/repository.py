@@ -366,8 +366,13 @@ class Ledger:
                 many = {"b_customers": sorted(customers), **bounds}
                 held = connection.execute(st.TIMES_TAKEN, many).all()
             taken = {(row.customer_id, row.transaction_time) for row in held}
-            times = {}
+            # An event of the batch the ledger has already (a sweep's batch, an order's
+            # inbox) keeps its instant: it must not take another one that its insert, a
+            # no-op, would leave unused between the others.
+            times = {row.event_id: row.transaction_time for row in held if row.event_id in wanted}
             for event in sorted(events, key=lambda e: (wanted[e.event_id], e.event_id)):
+                if event.event_id in times:
+                    continue
                 moment = wanted[event.event_id]
                 while (event.customer_id, moment) in taken:
                     moment += MILLISECOND

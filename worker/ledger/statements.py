@@ -60,14 +60,18 @@ CLAIM: Final = (
 )
 
 # b_customers (a list), b_low, b_high
-TIMES_TAKEN: Final = select(EventRow.customer_id, EventRow.transaction_time).where(
+TIMES_TAKEN: Final = select(
+    EventRow.customer_id, EventRow.transaction_time, EventRow.event_id
+).where(
     EventRow.customer_id.in_(bindparam("b_customers", expanding=True)),
     EventRow.transaction_time >= bindparam("b_low", type_=_COLUMNS.transaction_time.type),
     EventRow.transaction_time <= bindparam("b_high", type_=_COLUMNS.transaction_time.type),
 )
 
 # b_customer, b_low, b_high: one event's customer (no list to expand per execution)
-TIMES_TAKEN_ONE: Final = select(EventRow.customer_id, EventRow.transaction_time).where(
+TIMES_TAKEN_ONE: Final = select(
+    EventRow.customer_id, EventRow.transaction_time, EventRow.event_id
+).where(
     EventRow.customer_id == bindparam("b_customer"),
     EventRow.transaction_time >= bindparam("b_low", type_=_COLUMNS.transaction_time.type),
     EventRow.transaction_time <= bindparam("b_high", type_=_COLUMNS.transaction_time.type),
