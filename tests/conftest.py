@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import redis
 from pydantic import SecretStr
+from sqlalchemy import Engine
 
 from tests.processes import NO_RATE_LIMIT, SandboxProcess
 from tests.services import PostgresSchema, RedisServer, sqlite_ledger
@@ -105,11 +106,17 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 
 @pytest.fixture
-def ledger(database_url: str) -> Iterator[Ledger]:
+def engine(database_url: str) -> Iterator[Engine]:
+    """A ledger engine on ``database_url``, disposed afterwards."""
+    engine = create_ledger_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def ledger(engine: Engine) -> Ledger:
     """The ledger's operations on ``database_url``."""
-    ledger = Ledger(create_ledger_engine(database_url))
-    yield ledger
-    ledger.engine.dispose()
+    return Ledger(engine)
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,13 +22,6 @@ NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 KINDS = ("paid", "refund", "cancel", "cashback")
 STATES = ("pending", "in_flight", "scheduled", "waiting", "delivered", "dead")
 REASONS = (None, "rejected", "expired", "blocked", "malformed")
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = create_ledger_engine(database_url)
-    yield engine
-    engine.dispose()
 
 
 def insert(

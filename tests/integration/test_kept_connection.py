@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,13 +15,6 @@ from worker.ledger import engine as engine_module
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.kept import KeptConnection
 from worker.outage import LEDGER_DOWN
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = create_ledger_engine(database_url)
-    yield engine
-    engine.dispose()
 
 
 def checkouts(engine: Engine) -> list[Any]:

@@ -4,7 +4,7 @@ binds them. A delivered row has none of their columns set, so it never enters th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy import Engine, event, text
 
 from worker.ledger.deadletters import DeadFilter, DeadLetters
-from worker.ledger.engine import create_ledger_engine
 from worker.ledger.repository import Ledger, NewEvent
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
@@ -22,13 +21,6 @@ PARTIAL = {
     "ix_gbq_events_state_enqueued_at": "enqueued_at",
     "ix_gbq_events_dead_reason_updated_at": "dead_reason",
 }
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = create_ledger_engine(database_url)
-    yield engine
-    engine.dispose()
 
 
 def definition(engine: Engine, index: str) -> str:
