@@ -8,7 +8,8 @@
     rate limit ─ no token within a moment? ─► deferred (no attempt spent)
     call Gameball, classify, tell the breaker (and the limiter, on 429), record the
     attempt, apply the next state (lease holder only)
-    settled (delivered or dead)? ─► wake the order's waiting events
+    settled (delivered or dead)? ─► wake the order's waiting events and deliver them here,
+                                    oldest first (up to INLINE_RELEASED; the rest are queued)
 
 Every decision is a pure function (``classify``, ``gate``, ``after_attempt``); this module
 sequences them with the ledger, Redis and HTTP. Nothing here retries by itself or uses
@@ -64,6 +65,11 @@ BREAKER_DEFERRAL = "breaker_open"  # last_outcome of an event the breaker held b
 SHARED_ID_KINDS = frozenset({"refunded", "cashback"})  # ids in the orders' namespace
 TIME_TAKEN = frozenset({304, 9003})  # "Transaction Time Already Exists"
 ID_TAKEN = frozenset({305, 9004})  # "Transaction ID Already Exists"
+# Events a settle released that its own task then delivers, instead of a message each: an
+# order's refunds go one after another anyway (each waits for the one before), and a
+# message each cost a Celery round trip and, for all but the oldest, a claim and a park
+# again. Bounded, so that one task's run stays a few calls long.
+INLINE_RELEASED = 8
 
 
 class MalformedMessageError(ValueError):
@@ -141,6 +147,12 @@ class Limiter(Protocol):
     def penalize(self) -> None: ...
 
 
+def _must_wait(claimed: Claimed) -> bool:
+    """Whether the gate holds a claimed event back, given its order's facts as read."""
+    fact = OrderFact(claimed.event_id, claimed.kind, claimed.occurred_at, EventState.IN_FLIGHT)
+    return gate(fact, claimed.order_facts or ()) is Gate.WAIT
+
+
 class Deliverer:
     """Runs the algorithm for one process (one lease owner)."""
 
@@ -194,11 +206,52 @@ class Deliverer:
             claimed = self.ledger.claim(message.event_id, self.owner, now, now + self.lease)
         if claimed is None:
             return "skipped"
+        if claimed.parked:  # its order's gate said wait, and it waits already
+            return EventState.WAITING.value
+        released: list[str] = []
         try:
-            return self._deliver(claimed, known, seen)
+            state = self._deliver(claimed, known, seen, released=released)
         except (*LEDGER_DOWN, *REDIS_DOWN):
             self._hand_back(claimed.event_id)
             raise
+        self._deliver_released(released)
+        return state
+
+    def _deliver_released(self, released: list[str]) -> None:
+        """Deliver the events our settle released (pending, oldest first), each claimed as
+        a message's would be; queue what is left after INLINE_RELEASED. If this process
+        dies or the ledger fails on the way, the events not yet claimed are pending with
+        ``enqueued_at`` set, and the scheduler re-sends them after GBQ_REDRIVE_AFTER_S, as
+        it does a lost message."""
+        for _ in range(INLINE_RELEASED):
+            if not released:
+                return
+            event_id = released.pop(0)
+            now = self.clock()
+            try:
+                claimed = self.ledger.claim(event_id, self.owner, now, now + self.lease)
+            except LEDGER_DOWN:
+                self._queue_left([event_id, *released])
+                raise
+            if claimed is None:  # taken meanwhile (a redrive's message): not ours to send
+                continue
+            try:
+                self._deliver(claimed, released=released)
+            except (*LEDGER_DOWN, *REDIS_DOWN):
+                self._hand_back(claimed.event_id)
+                self._queue_left(released)
+                raise
+        if released:
+            self.queue.enqueue(released)
+
+    def _queue_left(self, event_ids: list[str]) -> None:
+        """Queue released events this task will not deliver (best effort: without Redis
+        the scheduler's redrive sends them)."""
+        try:
+            if event_ids:
+                self.queue.enqueue(event_ids)
+        except REDIS_DOWN as error:
+            log.debug("could not queue released events %s: %s", event_ids, error)
 
     def _ingest_and_claim(
         self, event: Event, row: NewEvent, now: datetime
@@ -206,7 +259,8 @@ class Deliverer:
         """The first step of a message that carries its event: one Redis read (the order's
         other published events, for an event that may wait on them), one ledger
         transaction (ingest them all, claim this one, read what the gate and the shared-id
-        check need), one Redis command (clear the inbox entries, read the breaker)."""
+        check need, and park it there if the gate says wait), one Redis command (clear the
+        inbox entries, read the breaker)."""
         gated = row.order_id is not None and waits_on_order(row.kind)
         others = self._order_inbox(row.order_id, row.event_id) if row.order_id and gated else []
         claimed = self.ledger.ingest_and_claim(
@@ -217,6 +271,7 @@ class Deliverer:
             also=others,
             read_order=gated,
             order_with_id=transaction_id_of(event) if row.kind in SHARED_ID_KINDS else None,
+            park=lambda claimed: now + self.recheck if _must_wait(claimed) else None,
         )
         done = [(e.event_id, e.order_id) for e in (row, *others)]
         return claimed, Breaker.from_json(self.queue.inbox_done(done, then_read=self.breaker.key))
@@ -232,8 +287,15 @@ class Deliverer:
             log.debug("could not hand %s back: %s", event_id, error)
 
     def _deliver(
-        self, claimed: Claimed, known: Event | None = None, seen: Breaker | None = None
+        self,
+        claimed: Claimed,
+        known: Event | None = None,
+        seen: Breaker | None = None,
+        *,
+        released: list[str],
     ) -> str:
+        """Deliver a claimed event; the events its settle released are added to
+        ``released`` (for :meth:`_deliver_released`)."""
         event = known or parse_event(claimed.payload, accepted=True)
         now = self.clock()
         held = self._gate(claimed, now)
@@ -315,8 +377,7 @@ class Deliverer:
         )
         if recorded.blocked:
             log.warning("paid event %s is dead: blocked %s", claimed.event_id, recorded.blocked)
-        if recorded.released:
-            self.queue.enqueue(recorded.released)
+        released.extend(recorded.released)
         return transition.state.value
 
     def _settle_time_clash(

@@ -66,13 +66,15 @@ def workers(settings: Settings) -> Iterator[tuple[Runtime, Runtime]]:
 def test_paid_settling_between_a_refunds_check_and_its_park_still_wakes_the_refund(
     settings: Settings, workers: tuple[Runtime, Runtime], sandbox: SandboxProcess
 ) -> None:
-    """Worker A reads 'paid not delivered yet' for a refund; before A parks it, worker B
-    delivers the paid event and wakes the order's waiting events (none yet). The refund
-    must still be released at once, not after GBQ_REDRIVE_AFTER_S."""
+    """Worker A reads 'paid not delivered yet' for a refund that came back by id (a
+    re-sent message: its read and its park are two transactions); before A parks it,
+    worker B delivers the paid event and wakes the order's waiting events (none yet). The
+    refund must still be released at once, not after GBQ_REDRIVE_AFTER_S."""
     paid, refund = race_order("O-race", customer="c-race")
     with Publisher(settings) as publisher:
         publisher.publish_many([paid, refund])
     worker_a, worker_b = workers
+    worker_a.ledger.ingest([new_event(refund, None)], datetime.now(UTC))
     queue = redis.Redis.from_url(settings.effective_redis_url())
     queue.delete(QUEUE)  # the deliveries below are driven by hand
     park = worker_a.ledger.park
@@ -82,9 +84,7 @@ def test_paid_settling_between_a_refunds_check_and_its_park_still_wakes_the_refu
         return park(*args, **kwargs)  # type: ignore[arg-type]
 
     worker_a.ledger.park = park_after_b_delivers_paid  # type: ignore[method-assign]
-    worker_a.deliverer.handle(
-        (), {"event_id": refund.event_id, "event": refund.model_dump(mode="json")}
-    )
+    assert worker_a.deliverer.handle((), {"event_id": refund.event_id}) == "waiting"
     # Then the refund is pending again with a message queued, not parked for an hour
     row = worker_a.ledger.get(refund.event_id)
     assert row is not None
@@ -97,6 +97,58 @@ def test_paid_settling_between_a_refunds_check_and_its_park_still_wakes_the_refu
     worker_a.ledger.park = park  # type: ignore[method-assign]
     assert worker_b.deliverer.handle((), {"event_id": refund.event_id}) == "delivered"
     assert sandbox.balance("c-race") == 60
+    queue.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_refund_parked_in_its_first_transaction_is_woken_by_a_settle_that_waited(
+    settings: Settings, workers: tuple[Runtime, Runtime], sandbox: SandboxProcess
+) -> None:
+    """A refund's own message: worker A reads its order (paid not delivered) and parks it
+    in the same transaction, with no re-check after. Worker B delivers the paid event in
+    between A's read and A's commit: B must wait for A (the order's lock), so that its
+    release sees the parked refund and delivers it, once. Had B not waited, A would park
+    the refund after B's release: it would sit until GBQ_REDRIVE_AFTER_S (an hour here)."""
+    paid, refund = race_order("O-atomic")
+    with Publisher(settings) as publisher:
+        publisher.publish_many([paid, refund])
+    worker_a, worker_b = workers
+    # the paid event is in the ledger already, so that B's claim of it waits on nothing
+    # but the order's lock (not on A's insert of the row)
+    worker_b.ledger.ingest([new_event(paid, None)], datetime.now(UTC))
+    queue = redis.Redis.from_url(settings.effective_redis_url())
+    queue.delete(QUEUE)  # the deliveries below are driven by hand
+    results: dict[str, str] = {}
+    b = threading.Thread(
+        target=lambda: results.update(
+            b=worker_b.deliverer.handle(
+                (), {"event_id": paid.event_id, "event": paid.model_dump(mode="json")}
+            )
+        )
+    )
+
+    def b_between_the_read_and_the_park(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        if statement.startswith("SELECT gbq_events.order_id, gbq_events.event_id") and (
+            not b.is_alive() and "b" not in results
+        ):
+            b.start()  # A holds its transaction open here until B waits, or B is done
+            wait_until(
+                lambda: "b" in results or waits_for_order(worker_b.ledger.engine, "O-atomic"),
+                timeout_s=30,
+                what="B to wait for A's transaction, or to finish",
+            )
+
+    sa_event.listen(worker_a.ledger.engine, "after_cursor_execute", b_between_the_read_and_the_park)
+    message = {"event_id": refund.event_id, "event": refund.model_dump(mode="json")}
+    results["a"] = worker_a.deliverer.handle((), message)
+    b.join(60)
+    assert results == {"a": "waiting", "b": "delivered"}
+    row = worker_a.ledger.get(refund.event_id)
+    assert row is not None
+    assert row.state == EventState.DELIVERED  # by B, right after the paid event
+    assert [m for m in queue.lrange(QUEUE, 0, -1) if refund.event_id.encode() in m] == []
+    assert len(worker_a.ledger.attempts_of(refund.event_id)) == 1
+    assert sandbox.balance("c-O-atomic") == 60
     queue.close()
 
 

@@ -16,14 +16,16 @@ from sqlalchemy.exc import OperationalError
 
 from producers.quarantine import KEEP_BYTES, Poison
 from producers.transport import content_sha256
+from tests.processes import wait_until
 from tests.services import sqlite_ledger
 from worker.gameball.outcomes import Outcome, OutcomeKind, Reason
 from worker.ledger import engine as engine_module
 from worker.ledger.deadletters import DeadLetters
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.models import DeadReason, EventState
-from worker.ledger.repository import AttemptRecord, Ledger, NewEvent
+from worker.ledger.repository import AttemptRecord, Ledger, NewEvent, order_lock_key
 from worker.ledger.schema import LedgerNotMigratedError, ensure_migrated
+from worker.ledger.statements import LOCK_CLASS, LOCK_ORDER
 from worker.outage import LEDGER_DOWN
 from worker.retry import Transition
 
@@ -142,6 +144,62 @@ def test_waiting_release_and_blocking(ledger: Ledger) -> None:
     row = ledger.get("refunded:P:R")
     assert row is not None
     assert (row.state, row.dead_reason) == ("dead", DeadReason.BLOCKED)
+
+
+def test_a_settle_takes_its_orders_lock_before_its_row_and_then_sees_what_the_holder_parked(
+    ledger: Ledger,
+) -> None:
+    """PostgreSQL records the attempt in one statement that takes the order's lock first.
+    While another transaction holds the lock (parking a refund of the order), the settle
+    waits without locking its event's row, and once the holder commits, the release that
+    follows sees the parked refund: no lost wakeup."""
+    if ledger.engine.dialect.name != "postgresql":
+        pytest.skip("the order lock is PostgreSQL's (SQLite runs one writer at a time)")
+    ledger.ingest([event("paid:O"), event("refunded:O:R", "refunded", minutes=1)], NOW)
+    assert ledger.claim("paid:O", "a", NOW, LEASE) is not None
+    assert ledger.claim("refunded:O:R", "b", NOW, LEASE) is not None
+    delivered = Transition(EventState.DELIVERED)
+    with ledger.engine.connect() as holder, ThreadPoolExecutor(1) as pool:
+        holder.execute(LOCK_ORDER, {"b_key": order_lock_key("O")})
+        holder.execute(
+            text(
+                "UPDATE gbq_events SET state = 'waiting', lease_owner = NULL, "
+                "lease_expires_at = NULL WHERE event_id = 'refunded:O:R'"
+            )
+        )
+        settling = pool.submit(
+            ledger.record_and_settle,
+            "paid:O",
+            "a",
+            attempt(OutcomeKind.DELIVERED),
+            delivered,
+            NOW,
+            order_id="O",
+            paid=True,
+        )
+        with ledger.engine.connect() as observer:
+            waiting = text(  # this order's lock only: other tests' schemas take theirs
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                "AND classid = :class AND objid = :objid AND objsubid = 2"
+            )
+            key = {"class": LOCK_CLASS, "objid": order_lock_key("O") & 0xFFFFFFFF}
+            wait_until(
+                lambda: observer.execute(waiting, key).scalar() == 1,
+                timeout_s=10,
+                what="the settle waiting on the order's lock",
+            )
+            row_lock = text("SELECT 1 FROM gbq_events WHERE event_id = 'paid:O' FOR UPDATE NOWAIT")
+            assert observer.execute(row_lock).scalar() == 1  # the row is not locked yet
+            observer.rollback()
+            assert not settling.done()
+        holder.commit()
+        recorded = settling.result(timeout=10)
+    assert (recorded.applied, recorded.released) == (True, ["refunded:O:R"])
+    assert [a.attempt_no for a in ledger.attempts_of("paid:O")] == [1]
+    assert ledger.states_of(["paid:O", "refunded:O:R"]) == {
+        "paid:O": "delivered",
+        "refunded:O:R": "pending",
+    }
 
 
 def test_malformed_input_is_kept_byte_for_byte(ledger: Ledger) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -119,6 +119,7 @@ class Claimed:
     # Read in the claim's own transaction when the caller asked (see ``ingest_and_claim``):
     order_facts: tuple[OrderFact, ...] | None = None  # the order's events, this one included
     id_held_by_order: tuple[str, bool] | None = None  # (an id, whether some order has it)
+    parked: bool = False  # waiting already: parked in the claim's transaction (``park``)
 
 
 @dataclass(frozen=True)
@@ -519,6 +520,7 @@ class Ledger:
         also: Sequence[NewEvent] = (),
         read_order: bool = False,
         order_with_id: str | None = None,
+        park: Callable[[Claimed], datetime | None] | None = None,
     ) -> Claimed | None:
         """:meth:`ingest` then :meth:`claim`, in one transaction (a worker's first step).
 
@@ -526,29 +528,34 @@ class Ledger:
         costs one transaction before its call, not three: ``also`` (its order's other
         published events) is ingested with it, ``read_order`` reads its order's facts into
         ``Claimed.order_facts``, and ``order_with_id`` asks whether an order has that id
-        (``Claimed.id_held_by_order``)."""
+        (``Claimed.id_held_by_order``).
+
+        ``park`` (with ``read_order``) is given the claim and its order's facts; when it
+        returns a time, the event is parked until then (``Claimed.parked``) in the same
+        transaction. The read and the park then hold the order's lock (PostgreSQL; SQLite
+        runs one writer) to commit: a settle of the order runs wholly before them, and they
+        see it, or wholly after, and its release sees the parked event. No re-check."""
         events = sorted({e.event_id: e for e in (*also, event)}.values(), key=lambda e: e.event_id)
         lease = (event.event_id, owner, now, lease_until)
+        reads = (read_order, order_with_id, park)
         for attempt in range(TIME_CLASH_RETRIES - 1):
             try:
-                return self._ingest_and_claim(
-                    events, lease, read_order, order_with_id, optimistic=attempt == 0
-                )
+                return self._ingest_and_claim(events, lease, reads, optimistic=attempt == 0)
             except IntegrityError:
                 continue  # the instant was taken (unread by the optimistic first try, or
                 # by a process that took it at the same moment): choose again
-        return self._ingest_and_claim(events, lease, read_order, order_with_id, optimistic=False)
+        return self._ingest_and_claim(events, lease, reads, optimistic=False)
 
     def _ingest_and_claim(
         self,
         events: Sequence[NewEvent],
         lease: tuple[str, str, datetime, datetime],
-        read_order: bool,
-        order_with_id: str | None,
+        reads: tuple[bool, str | None, Callable[[Claimed], datetime | None] | None],
         *,
         optimistic: bool,
     ) -> Claimed | None:
         event_id, owner, now, until = lease
+        read_order, order_with_id, park = reads
         rows = _new_rows(events, now)
         mine = next(row for row in rows if row["event_id"] == event_id)
         # A new event is claimable at once: it is inserted claimed (no CLAIM statement).
@@ -566,6 +573,11 @@ class Ledger:
             if read_order and claimed.order_id is not None:
                 facts = self._order_facts_in(connection, [claimed.order_id])
                 claimed = dataclasses.replace(claimed, order_facts=tuple(facts[claimed.order_id]))
+                recheck_at = None if park is None else park(claimed)
+                if recheck_at is not None:
+                    params = {"b_id": event_id, "b_owner": owner, "b_now": now}
+                    self._run(connection, st.PARK, {**params, "b_until": recheck_at})
+                    return dataclasses.replace(claimed, parked=True)
             if order_with_id is not None:
                 held = self._has_order_in(connection, order_with_id)
                 claimed = dataclasses.replace(claimed, id_held_by_order=(order_with_id, held))
@@ -938,10 +950,14 @@ class Ledger:
         ``blocked``, and the order's waiting events are released (returned, to be sent)."""
         settles = order_id is not None and transition.state in (S.DELIVERED, S.DEAD)
         with self._kept.begin() as connection:
-            if settles and order_id is not None:
-                self._serialize(connection, [order_id])
             applied = self._record_in(
-                connection, event_id, owner=owner, attempt=attempt, transition=transition, now=now
+                connection,
+                event_id,
+                owner=owner,
+                attempt=attempt,
+                transition=transition,
+                now=now,
+                lock=order_id if settles else None,
             )
             if not (applied and settles and order_id is not None):
                 return Recorded(applied)
@@ -961,49 +977,51 @@ class Ledger:
         attempt: AttemptRecord,
         transition: Transition,
         now: datetime,
+        lock: str | None = None,
     ) -> bool:
+        """Store the attempt and apply ``transition`` if ``owner`` still holds the lease,
+        holding ``lock``'s order lock first (PostgreSQL; see LOCK_ORDER)."""
         outcome = attempt.outcome
         dead_reason = transition.dead_reason
         message = outcome.message[:2000]
-        self._run(
-            connection,
-            st.INSERT_ATTEMPT,
-            {
-                "event_id": event_id,
-                "attempt_no": attempt.attempt_no,
-                "worker": attempt.worker,
-                "started_at": attempt.started_at,
-                "duration_s": attempt.duration_s,
-                "outcome": outcome.kind.value,
-                "reason": outcome.reason.value,
-                "status": outcome.status,
-                "code": outcome.code,
-                "message": message,
-                "body": outcome.body_excerpt,
-            },
-        )
-        applied = self._run(
-            connection,
-            st.APPLY_ATTEMPT,
-            {
-                "b_id": event_id,
-                "b_owner": owner,
-                "b_state": transition.state.value,
-                "b_next": transition.next_attempt_at,
-                "b_dead_reason": None if dead_reason is None else dead_reason.value,
-                "b_counts": 1 if transition.counts_as_attempt else 0,
-                "b_credit": transition.window_credit_s,
-                "b_started": attempt.started_at,
-                "b_outcome": outcome.reason.value,
-                "b_status": outcome.status,
-                "b_code": outcome.code,
-                "b_message": message,
-                "b_body": outcome.body_excerpt,
-                "b_now": now,
-                "b_delivered": now if transition.state is S.DELIVERED else None,
-            },
-        )
-        return applied.rowcount == 1
+        recorded = {
+            "event_id": event_id,
+            "attempt_no": attempt.attempt_no,
+            "worker": attempt.worker,
+            "started_at": attempt.started_at,
+            "duration_s": attempt.duration_s,
+            "outcome": outcome.kind.value,
+            "reason": outcome.reason.value,
+            "status": outcome.status,
+            "code": outcome.code,
+            "message": message,
+            "body": outcome.body_excerpt,
+        }
+        applied = {
+            "b_id": event_id,
+            "b_owner": owner,
+            "b_state": transition.state.value,
+            "b_next": transition.next_attempt_at,
+            "b_dead_reason": None if dead_reason is None else dead_reason.value,
+            "b_counts": 1 if transition.counts_as_attempt else 0,
+            "b_credit": transition.window_credit_s,
+            "b_started": attempt.started_at,
+            "b_outcome": outcome.reason.value,
+            "b_status": outcome.status,
+            "b_code": outcome.code,
+            "b_message": message,
+            "b_body": outcome.body_excerpt,
+            "b_now": now,
+            "b_delivered": now if transition.state is S.DELIVERED else None,
+        }
+        if connection.dialect.name == "postgresql":  # one statement, the lock included
+            params = {**applied, **{f"a_{name}": value for name, value in recorded.items()}}
+            statement = st.RECORD_ATTEMPT_PG
+            if lock is not None:
+                statement, params["b_key"] = st.RECORD_ATTEMPT_LOCKED_PG, order_lock_key(lock)
+            return self._run(connection, statement, params).rowcount == 1
+        self._run(connection, st.INSERT_ATTEMPT, recorded)  # SQLite: one writer, no lock
+        return self._run(connection, st.APPLY_ATTEMPT, applied).rowcount == 1
 
     # --- waking and blocking an order's events ---------------------------------------------
 
@@ -1013,8 +1031,10 @@ class Ledger:
             return self._release_in(connection, order_id, now)
 
     def _release_in(self, connection: Connection, order_id: str, now: datetime) -> list[str]:
+        """The order's waiting events, now pending, oldest first (the order they may go)."""
         params = {"b_order": order_id, "b_now": now}
-        return list(self._run(connection, st.RELEASE_WAITING, params).scalars())
+        rows = self._run(connection, st.RELEASE_WAITING, params).all()
+        return [row.event_id for row in sorted(rows, key=lambda r: (r.occurred_at, r.event_id))]
 
     def block_order(self, order_id: str, now: datetime) -> list[str]:
         """The order's paid event is dead: its unsent refunds and cancellations die too."""

@@ -12,7 +12,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
-from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Select,
+    and_,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    text,
+    update,
+)
 
 from worker.ledger.models import AttemptRow, EventRow, EventState, PrunedOrderRow
 
@@ -133,12 +144,31 @@ APPLY_ATTEMPT: Final = (
     )
 )
 
+# b_id, b_owner, b_now, b_until: the lease holder parks its event (waiting, no attempt
+# spent) until b_until, when the scheduler re-checks it
+PARK: Final = (
+    update(EventRow)
+    .where(
+        EventRow.event_id == bindparam("b_id"),
+        EventRow.lease_owner == bindparam("b_owner"),
+        EventRow.state == EventState.IN_FLIGHT,
+    )
+    .values(
+        state=EventState.WAITING,
+        next_attempt_at=bindparam("b_until", type_=_COLUMNS.next_attempt_at.type),
+        lease_owner=None,
+        lease_expires_at=None,
+        enqueued_at=None,
+        updated_at=NOW,
+    )
+)
+
 # b_order, b_now
 RELEASE_WAITING: Final = (
     update(EventRow)
     .where(EventRow.order_id == bindparam("b_order"), EventRow.state == EventState.WAITING)
     .values(state=EventState.PENDING, next_attempt_at=None, enqueued_at=NOW, updated_at=NOW)
-    .returning(EventRow.event_id)
+    .returning(EventRow.event_id, EventRow.occurred_at)
 )
 
 # b_key. PostgreSQL only: a transaction-scoped lock on one order (or one order-less
@@ -151,7 +181,53 @@ RELEASE_WAITING: Final = (
 #   while the parker's re-check misses the settle: a lost wakeup until the scheduler's
 #   re-check.
 # The first key is gbq's own class ("gbq" in ASCII), the second the order's (blake2b).
-LOCK_ORDER: Final = text("SELECT pg_advisory_xact_lock(6775409, :b_key)")
+LOCK_CLASS: Final = 6775409
+LOCK_ORDER: Final = text(f"SELECT pg_advisory_xact_lock({LOCK_CLASS}, :b_key)")
+
+ATTEMPT_FIELDS: Final = (
+    "event_id",
+    "attempt_no",
+    "worker",
+    "started_at",
+    "duration_s",
+    "outcome",
+    "reason",
+    "status",
+    "code",
+    "message",
+    "body",
+)
+
+
+def _record_attempt(*, locked: bool) -> Any:
+    """PostgreSQL: INSERT_ATTEMPT and APPLY_ATTEMPT in one statement, one round trip
+    instead of two (or three, with the order's lock). The attempt's columns are bound
+    as ``a_<column>``, the update's as in APPLY_ATTEMPT.
+
+    ``locked`` takes the order's lock (LOCK_ORDER's, ``b_key``) first: the insert reads
+    its row from the lock's, and the update joins the insert's row, so the lock is held
+    before the event's row is locked. Whatever reads the order after it (the release of
+    waiting events) runs as a later statement, whose snapshot sees the lock's previous
+    holder's commit. A data-modifying WITH always runs to completion, so the attempt is
+    recorded even when the lease was lost, as with the two statements."""
+    columns = AttemptRow.__table__.c
+    values = select(*(bindparam(f"a_{name}", type_=columns[name].type) for name in ATTEMPT_FIELDS))
+    if locked:
+        lock = select(
+            func.pg_advisory_xact_lock(literal_column(str(LOCK_CLASS)), bindparam("b_key"))
+        ).cte("order_lock")
+        values = values.select_from(lock)
+    attempt = (
+        insert(AttemptRow)
+        .from_select(list(ATTEMPT_FIELDS), values)
+        .returning(AttemptRow.event_id)
+        .cte("attempt")
+    )
+    return APPLY_ATTEMPT.where(EventRow.event_id == attempt.c.event_id)
+
+
+RECORD_ATTEMPT_PG: Final = _record_attempt(locked=False)
+RECORD_ATTEMPT_LOCKED_PG: Final = _record_attempt(locked=True)
 
 # b_orders (a list)
 ORDER_FACTS: Final = select(

@@ -1,0 +1,176 @@
+"""The events a settle releases are delivered by the same task, oldest first: no message
+each, no claim and park again for all but the oldest. Past INLINE_RELEASED, and when the
+ledger fails on the way, what is left is queued. Real Deliverer, ledger, Redis, sandbox."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from pydantic import SecretStr
+from sqlalchemy.exc import OperationalError
+
+from producers.events import OrderPaid, OrderRefunded
+from producers.publisher import Publisher
+from producers.transport import QUEUE
+from tests.conftest import settings_for
+from tests.processes import SandboxProcess
+from worker.delivery import INLINE_RELEASED
+from worker.ledger.models import EventState
+from worker.runtime import Runtime, build_runtime
+from worker.settings import Settings
+
+pytestmark = pytest.mark.integration
+START = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def settings(
+    sandbox: SandboxProcess, redis_url: str, database_url: str, tmp_path: Path
+) -> Settings:
+    return settings_for(
+        sandbox.url,
+        redis_url=SecretStr(redis_url),
+        database_url=SecretStr(database_url),
+        home=tmp_path,
+        rate_limit_per_s=0,
+        rate_limit_per_30s=0,
+        redrive_after_s=3600.0,  # no scheduler here: what is not queued stays undelivered
+    )
+
+
+@pytest.fixture
+def worker(settings: Settings) -> Iterator[Runtime]:
+    runtime = build_runtime(settings)
+    yield runtime
+    runtime.ledger.engine.dispose()
+
+
+@pytest.fixture
+def queue(settings: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.effective_redis_url())
+    yield client
+    client.close()
+
+
+def order_with_refunds(order_id: str, refunds: int) -> tuple[OrderPaid, list[OrderRefunded]]:
+    """Paid 1,000; refunds of 1, 2, 3... a minute apart (published newest first)."""
+    paid = OrderPaid(
+        order_id=order_id,
+        customer_id=f"c-{order_id}",
+        occurred_at=START,
+        total_price=Decimal(1000),
+        total_paid=Decimal(1000),
+    )
+    return paid, [
+        OrderRefunded(
+            order_id=order_id,
+            refund_id=f"R{n}",
+            customer_id=f"c-{order_id}",
+            occurred_at=START + timedelta(minutes=n),
+            amount=Decimal(n),
+        )
+        for n in range(refunds, 0, -1)
+    ]
+
+
+def park_refunds(
+    worker: Runtime, settings: Settings, paid: OrderPaid, refunds: list[OrderRefunded]
+) -> None:
+    """Each refund's message delivered before the paid one's: each waits."""
+    with Publisher(settings) as publisher:
+        publisher.publish_many([paid, *refunds])
+    for refund in refunds:
+        message = {"event_id": refund.event_id, "event": refund.model_dump(mode="json")}
+        assert worker.deliverer.handle((), message) == "waiting"
+
+
+def queued(queue: redis.Redis, events: list[OrderRefunded]) -> list[str]:
+    """The events with a message in the queue (the id quoted: R1 is a prefix of R10)."""
+    messages = queue.lrange(QUEUE, 0, -1)
+    return [e.event_id for e in events if any(f'"{e.event_id}"'.encode() in m for m in messages)]
+
+
+def refund_calls(sandbox: SandboxProcess) -> list[str]:
+    return [r["transaction_id"] for r in sandbox.requests() if r["transaction_id"][:1] == "R"]
+
+
+def test_a_settle_delivers_the_refunds_it_released_oldest_first_in_its_own_task(
+    worker: Runtime,
+    settings: Settings,
+    queue: redis.Redis,
+    sandbox: SandboxProcess,
+) -> None:
+    paid, refunds = order_with_refunds("O-inline", 3)
+    park_refunds(worker, settings, paid, refunds)
+    queue.delete(QUEUE)  # the deliveries are driven by hand
+    message = {"event_id": paid.event_id, "event": paid.model_dump(mode="json")}
+    assert worker.deliverer.handle((), message) == "delivered"
+    states = worker.ledger.states_of([r.event_id for r in refunds])
+    assert set(states.values()) == {EventState.DELIVERED}
+    assert refund_calls(sandbox) == ["R1", "R2", "R3"]  # once each, in occurrence order
+    assert queued(queue, refunds) == []  # no message needed
+    assert sandbox.balance("c-O-inline") == 1000 - 6
+
+
+def test_past_the_bound_the_released_events_left_are_queued(
+    worker: Runtime,
+    settings: Settings,
+    queue: redis.Redis,
+    sandbox: SandboxProcess,
+) -> None:
+    paid, refunds = order_with_refunds("O-many", INLINE_RELEASED + 2)
+    park_refunds(worker, settings, paid, refunds)
+    queue.delete(QUEUE)
+    message = {"event_id": paid.event_id, "event": paid.model_dump(mode="json")}
+    assert worker.deliverer.handle((), message) == "delivered"
+    oldest_first = sorted(refunds, key=lambda r: r.occurred_at)
+    left = [r.event_id for r in oldest_first[INLINE_RELEASED:]]
+    assert refund_calls(sandbox) == [f"R{n}" for n in range(1, INLINE_RELEASED + 1)]
+    assert sorted(queued(queue, refunds)) == sorted(left)
+    assert {worker.ledger.get(e).state for e in left} == {EventState.PENDING}  # type: ignore[union-attr]
+    for event_id in left:
+        assert worker.deliverer.handle((), {"event_id": event_id}) == "delivered"
+    total = sum(n for n in range(1, INLINE_RELEASED + 3))
+    assert sandbox.balance("c-O-many") == 1000 - total
+
+
+def test_a_ledger_failure_among_the_released_events_queues_those_left(
+    worker: Runtime,
+    settings: Settings,
+    queue: redis.Redis,
+    sandbox: SandboxProcess,
+) -> None:
+    """The second released event's claim fails (the ledger went away): the first stays
+    delivered, the second and third are pending with a message each, and those messages
+    deliver them once."""
+    paid, refunds = order_with_refunds("O-fails", 3)
+    park_refunds(worker, settings, paid, refunds)
+    queue.delete(QUEUE)
+    claim, claims = worker.ledger.claim, []
+
+    def fail_second(*args: Any, **kwargs: Any) -> Any:
+        claims.append(args[0])
+        if len(claims) == 2:
+            raise OperationalError("UPDATE gbq_events", {}, Exception("server closed"))
+        return claim(*args, **kwargs)
+
+    worker.ledger.claim = fail_second  # type: ignore[method-assign]
+    message = {"event_id": paid.event_id, "event": paid.model_dump(mode="json")}
+    with pytest.raises(OperationalError):
+        worker.deliverer.handle((), message)
+    worker.ledger.claim = claim  # type: ignore[method-assign]
+    assert refund_calls(sandbox) == ["R1"]
+    second_and_third = [refunds[1].event_id, refunds[0].event_id]
+    assert worker.ledger.states_of(second_and_third) == dict.fromkeys(
+        second_and_third, EventState.PENDING
+    )
+    assert sorted(queued(queue, refunds)) == sorted(second_and_third)
+    for event_id in second_and_third:
+        assert worker.deliverer.handle((), {"event_id": event_id}) == "delivered"
+    assert sandbox.balance("c-O-fails") == 1000 - 6
