@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, insert, text
 from sqlalchemy.exc import OperationalError
 
 from producers.quarantine import KEEP_BYTES, Poison
@@ -22,8 +22,14 @@ from worker.gameball.outcomes import Outcome, OutcomeKind, Reason
 from worker.ledger import engine as engine_module
 from worker.ledger.deadletters import DeadLetters
 from worker.ledger.engine import create_ledger_engine
-from worker.ledger.models import DeadReason, EventState
-from worker.ledger.repository import AttemptRecord, Ledger, NewEvent, order_lock_key
+from worker.ledger.models import DeadReason, EventRow, EventState
+from worker.ledger.repository import (
+    AttemptRecord,
+    Ledger,
+    NewEvent,
+    _new_rows,
+    order_lock_key,
+)
 from worker.ledger.schema import LedgerNotMigratedError, ensure_migrated
 from worker.ledger.statements import LOCK_CLASS, LOCK_ORDER
 from worker.outage import LEDGER_DOWN
@@ -159,7 +165,7 @@ def test_a_settle_takes_its_orders_lock_before_its_row_and_then_sees_what_the_ho
     assert ledger.claim("paid:O", "a", NOW, LEASE) is not None
     assert ledger.claim("refunded:O:R", "b", NOW, LEASE) is not None
     delivered = Transition(EventState.DELIVERED)
-    with ledger.engine.connect() as holder, ThreadPoolExecutor(1) as pool:
+    with ThreadPoolExecutor(1) as pool, ledger.engine.connect() as holder:
         holder.execute(LOCK_ORDER, {"b_key": order_lock_key("O")})
         holder.execute(
             text(
@@ -200,6 +206,49 @@ def test_a_settle_takes_its_orders_lock_before_its_row_and_then_sees_what_the_ho
         "paid:O": "delivered",
         "refunded:O:R": "pending",
     }
+
+
+def test_a_first_step_takes_its_orders_lock_in_its_insert_and_finds_a_row_committed_meanwhile(
+    ledger: Ledger,
+) -> None:
+    """PostgreSQL: a first step's insert takes the order's lock itself. While another
+    transaction holds the lock, the insert waits; the holder then commits the same event
+    (as the inbox sweep might): the insert, begun before that commit, finds the row, and
+    the step claims it with the holder's transaction time."""
+    if ledger.engine.dialect.name != "postgresql":
+        pytest.skip("the order lock is PostgreSQL's (SQLite runs one writer at a time)")
+    first = event("paid:O")
+    with ThreadPoolExecutor(1) as pool, ledger.engine.connect() as holder:
+        holder.execute(LOCK_ORDER, {"b_key": order_lock_key("O")})
+        stepping = pool.submit(ledger.ingest_and_claim, first, "a", NOW, LEASE)
+        waiting = text(
+            "SELECT a.query FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND NOT l.granted "
+            "AND l.classid = :class AND l.objid = :objid AND l.objsubid = 2"
+        )
+        key = {"class": LOCK_CLASS, "objid": order_lock_key("O") & 0xFFFFFFFF}
+
+        def waiting_statement() -> str | None:
+            # pg_stat_activity is read once per transaction: a new one each time
+            with ledger.engine.connect() as observer:
+                found: str | None = observer.execute(waiting, key).scalar()
+                return found
+
+        wait_until(
+            lambda: waiting_statement() is not None,
+            timeout_s=10,
+            what="the first step waiting on the order's lock",
+        )
+        query = waiting_statement() or ""
+        assert "INSERT INTO gbq_events" in query  # the insert waits, not a statement before
+        earlier = NOW - timedelta(seconds=1)
+        row = {**_new_rows([first], NOW)[0], "transaction_time": earlier}
+        holder.execute(insert(EventRow).values(**row))
+        holder.commit()
+        claimed = stepping.result(timeout=10)
+    assert claimed is not None
+    assert (claimed.event_id, claimed.transaction_time) == ("paid:O", earlier)
+    assert ledger.counts_by_state() == {"in_flight": 1}
 
 
 def test_malformed_input_is_kept_byte_for_byte(ledger: Ledger) -> None:

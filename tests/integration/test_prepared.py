@@ -170,6 +170,6 @@ def test_while_anything_listens_to_cursor_events_statements_take_sqlalchemys_pat
     event.listen(ledger.engine, "after_cursor_execute", record)
     claimed = ledger.ingest_and_claim(_event("paid:O", "paid"), "w", NOW, LEASE, read_order=True)
     assert claimed is not None
-    assert any(statement.startswith("INSERT INTO gbq_events") for statement in seen)
+    assert any("INSERT INTO gbq_events" in statement for statement in seen)
     assert any("gbq_events.order_id =" in statement for statement in seen)
     event.remove(ledger.engine, "after_cursor_execute", record)

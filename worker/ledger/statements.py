@@ -24,6 +24,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy.dialects import postgresql
 
 from worker.ledger.models import AttemptRow, EventRow, EventState, PrunedOrderRow
 
@@ -199,6 +200,13 @@ ATTEMPT_FIELDS: Final = (
 )
 
 
+def _order_lock() -> Any:
+    """LOCK_ORDER as a WITH query (``b_key``), for a statement to read its row from."""
+    return select(
+        func.pg_advisory_xact_lock(literal_column(str(LOCK_CLASS)), bindparam("b_key"))
+    ).cte("order_lock")
+
+
 def _record_attempt(*, locked: bool) -> Any:
     """PostgreSQL: INSERT_ATTEMPT and APPLY_ATTEMPT in one statement, one round trip
     instead of two (or three, with the order's lock). The attempt's columns are bound
@@ -213,10 +221,7 @@ def _record_attempt(*, locked: bool) -> Any:
     columns = AttemptRow.__table__.c
     values = select(*(bindparam(f"a_{name}", type_=columns[name].type) for name in ATTEMPT_FIELDS))
     if locked:
-        lock = select(
-            func.pg_advisory_xact_lock(literal_column(str(LOCK_CLASS)), bindparam("b_key"))
-        ).cte("order_lock")
-        values = values.select_from(lock)
+        values = values.select_from(_order_lock())
     attempt = (
         insert(AttemptRow)
         .from_select(list(ATTEMPT_FIELDS), values)
@@ -228,6 +233,26 @@ def _record_attempt(*, locked: bool) -> Any:
 
 RECORD_ATTEMPT_PG: Final = _record_attempt(locked=False)
 RECORD_ATTEMPT_LOCKED_PG: Final = _record_attempt(locked=True)
+
+
+def insert_locked(columns: Sequence[str]) -> Any:
+    """PostgreSQL: insert one event unless its id is known, returning its id if inserted,
+    with its order's lock (LOCK_ORDER's, ``b_key``) taken first in the same statement:
+    the insert reads its row from the lock's, so the lock is held before the row is
+    inserted or found. One round trip instead of two. The values are bound as
+    ``n_<column>``. The insert's conflict check sees the latest committed rows, whatever
+    the statement's snapshot, and the statements after it see what the lock's previous
+    holder committed."""
+    values = select(
+        *(bindparam(f"n_{name}", type_=_COLUMNS[name].type) for name in columns)
+    ).select_from(_order_lock())
+    return (
+        postgresql.insert(EventRow)
+        .from_select(list(columns), values)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(EventRow.event_id)
+    )
+
 
 # b_orders (a list)
 ORDER_FACTS: Final = select(
