@@ -152,3 +152,21 @@ def make_stack(tmp_path: Path, redis_url: str, sandbox: SandboxProcess) -> Itera
     yield TestStack
     for stack in stacks:
         stack.close()
+
+
+@pytest.fixture
+def driven_settings(
+    sandbox: SandboxProcess, redis_url: str, database_url: str, tmp_path: Path
+) -> Settings:
+    """Settings for deliveries a test drives by hand (``build_runtime``, ``handle``): no
+    rate limit, and neither the scheduler's re-check nor a breaker probe comes to help."""
+    return settings_for(
+        sandbox.url,
+        redis_url=SecretStr(redis_url),
+        database_url=SecretStr(database_url),
+        home=tmp_path,
+        rate_limit_per_s=0,
+        rate_limit_per_30s=0,
+        redrive_after_s=3600.0,
+        breaker_cooldown_s=30.0,
+    )

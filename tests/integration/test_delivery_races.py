@@ -12,12 +12,10 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from pydantic import SecretStr
 from sqlalchemy import Engine, text
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import OperationalError
@@ -25,7 +23,6 @@ from sqlalchemy.exc import OperationalError
 from producers.events import OrderPaid, OrderRefunded
 from producers.publisher import Publisher
 from producers.transport import QUEUE
-from tests.conftest import settings_for
 from tests.processes import SandboxProcess, wait_until
 from worker.breaker import Breaker, State
 from worker.ledger.engine import create_ledger_engine
@@ -40,42 +37,26 @@ START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def settings(
-    sandbox: SandboxProcess, redis_url: str, database_url: str, tmp_path: Path
-) -> Settings:
-    return settings_for(
-        sandbox.url,
-        redis_url=SecretStr(redis_url),
-        database_url=SecretStr(database_url),
-        home=tmp_path,
-        rate_limit_per_s=0,
-        rate_limit_per_30s=0,
-        redrive_after_s=3600.0,  # the scheduler's re-check must not be what saves us
-        breaker_cooldown_s=30.0,
-    )
-
-
-@pytest.fixture
-def workers(settings: Settings) -> Iterator[tuple[Runtime, Runtime]]:
-    first, second = build_runtime(settings), build_runtime(settings)
+def workers(driven_settings: Settings) -> Iterator[tuple[Runtime, Runtime]]:
+    first, second = build_runtime(driven_settings), build_runtime(driven_settings)
     yield first, second
     for runtime in (first, second):
         runtime.ledger.engine.dispose()
 
 
 def test_paid_settling_between_a_refunds_check_and_its_park_still_wakes_the_refund(
-    settings: Settings, workers: tuple[Runtime, Runtime], sandbox: SandboxProcess
+    driven_settings: Settings, workers: tuple[Runtime, Runtime], sandbox: SandboxProcess
 ) -> None:
     """Worker A reads 'paid not delivered yet' for a refund that came back by id (a
     re-sent message: its read and its park are two transactions); before A parks it,
     worker B delivers the paid event and wakes the order's waiting events (none yet). The
     refund must still be released at once, not after GBQ_REDRIVE_AFTER_S."""
     paid, refund = race_order("O-race", customer="c-race")
-    with Publisher(settings) as publisher:
+    with Publisher(driven_settings) as publisher:
         publisher.publish_many([paid, refund])
     worker_a, worker_b = workers
     worker_a.ledger.ingest([new_event(refund, None)], datetime.now(UTC))
-    queue = redis.Redis.from_url(settings.effective_redis_url())
+    queue = redis.Redis.from_url(driven_settings.effective_redis_url())
     queue.delete(QUEUE)  # the deliveries below are driven by hand
     park = worker_a.ledger.park
 
@@ -102,7 +83,7 @@ def test_paid_settling_between_a_refunds_check_and_its_park_still_wakes_the_refu
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_refund_parked_in_its_first_transaction_is_woken_by_a_settle_that_waited(
-    settings: Settings, workers: tuple[Runtime, Runtime], sandbox: SandboxProcess
+    driven_settings: Settings, workers: tuple[Runtime, Runtime], sandbox: SandboxProcess
 ) -> None:
     """A refund's own message: worker A reads its order (paid not delivered) and parks it
     in the same transaction, with no re-check after. Worker B delivers the paid event in
@@ -110,13 +91,13 @@ def test_a_refund_parked_in_its_first_transaction_is_woken_by_a_settle_that_wait
     release sees the parked refund and delivers it, once. Had B not waited, A would park
     the refund after B's release: it would sit until GBQ_REDRIVE_AFTER_S (an hour here)."""
     paid, refund = race_order("O-atomic")
-    with Publisher(settings) as publisher:
+    with Publisher(driven_settings) as publisher:
         publisher.publish_many([paid, refund])
     worker_a, worker_b = workers
     # the paid event is in the ledger already, so that B's claim of it waits on nothing
     # but the order's lock (not on A's insert of the row)
     worker_b.ledger.ingest([new_event(paid, None)], datetime.now(UTC))
-    queue = redis.Redis.from_url(settings.effective_redis_url())
+    queue = redis.Redis.from_url(driven_settings.effective_redis_url())
     queue.delete(QUEUE)  # the deliveries below are driven by hand
     results: dict[str, str] = {}
     b = threading.Thread(
@@ -154,7 +135,7 @@ def test_a_refund_parked_in_its_first_transaction_is_woken_by_a_settle_that_wait
 
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_a_refund_parked_while_its_paid_event_settles_is_still_woken(
-    settings: Settings, workers: tuple[Runtime, Runtime], sandbox: SandboxProcess
+    driven_settings: Settings, workers: tuple[Runtime, Runtime], sandbox: SandboxProcess
 ) -> None:
     """Worker B's transaction that settles the paid event has run its release of the
     order's waiting events (none yet) and not committed; meanwhile worker A finds the
@@ -166,7 +147,7 @@ def test_a_refund_parked_while_its_paid_event_settles_is_still_woken(
     # The refund is in the ledger already and comes back by id (a re-sent message): a
     # refund's own ingest takes the order's lock, so it would wait for B at once.
     worker_a.ledger.ingest([new_event(refund, None)], datetime.now(UTC))
-    queue = redis.Redis.from_url(settings.effective_redis_url())
+    queue = redis.Redis.from_url(driven_settings.effective_redis_url())
     released_ran, go = threading.Event(), threading.Event()
 
     def pause_after_the_release(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
@@ -215,7 +196,7 @@ def test_a_refund_parked_while_its_paid_event_settles_is_still_woken(
 
 
 def test_a_ledger_failure_after_the_claim_hands_the_event_back_at_once(
-    settings: Settings, workers: tuple[Runtime, Runtime], sandbox: SandboxProcess
+    driven_settings: Settings, workers: tuple[Runtime, Runtime], sandbox: SandboxProcess
 ) -> None:
     """Gameball applied the call, then recording it failed (a deadlock's victim, a lost
     connection): the event goes back to pending with a message queued at once, not after
@@ -223,7 +204,7 @@ def test_a_ledger_failure_after_the_claim_hands_the_event_back_at_once(
     exists", and the wallet is credited once."""
     paid, _ = race_order("O-handback")
     worker, _ = workers
-    queue = redis.Redis.from_url(settings.effective_redis_url())
+    queue = redis.Redis.from_url(driven_settings.effective_redis_url())
     record = worker.ledger.record_and_settle
 
     def fail_once(*args: Any, **kwargs: Any) -> Any:
@@ -325,7 +306,7 @@ def waits_for_order(engine: Engine, order_id: str) -> bool:
 
 
 def test_a_successful_probe_makes_the_events_the_breaker_held_back_due_at_once(
-    settings: Settings, workers: tuple[Runtime, Runtime]
+    driven_settings: Settings, workers: tuple[Runtime, Runtime]
 ) -> None:
     """Deferred by an open breaker to the next probe (a cool-down away); when a probe
     succeeds they are due now, not up to a cool-down later."""
@@ -340,7 +321,7 @@ def test_a_successful_probe_makes_the_events_the_breaker_held_back_due_at_once(
         )
         for number in range(3)
     ]
-    client = redis.Redis.from_url(settings.effective_redis_url())
+    client = redis.Redis.from_url(driven_settings.effective_redis_url())
     opened = Breaker(State.OPEN, time.time(), "test: Gameball down")
     client.set(BREAKER_KEY, opened.to_json())
     for event in events[:2]:

@@ -7,18 +7,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
-from pydantic import SecretStr
 from sqlalchemy.exc import OperationalError
 
 from producers.events import OrderPaid, OrderRefunded
 from producers.publisher import Publisher
 from producers.transport import QUEUE
-from tests.conftest import settings_for
 from tests.processes import SandboxProcess
 from worker.delivery import INLINE_RELEASED
 from worker.ledger.models import EventState
@@ -30,30 +27,15 @@ START = datetime(2026, 11, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def settings(
-    sandbox: SandboxProcess, redis_url: str, database_url: str, tmp_path: Path
-) -> Settings:
-    return settings_for(
-        sandbox.url,
-        redis_url=SecretStr(redis_url),
-        database_url=SecretStr(database_url),
-        home=tmp_path,
-        rate_limit_per_s=0,
-        rate_limit_per_30s=0,
-        redrive_after_s=3600.0,  # no scheduler here: what is not queued stays undelivered
-    )
-
-
-@pytest.fixture
-def worker(settings: Settings) -> Iterator[Runtime]:
-    runtime = build_runtime(settings)
+def worker(driven_settings: Settings) -> Iterator[Runtime]:
+    runtime = build_runtime(driven_settings)
     yield runtime
     runtime.ledger.engine.dispose()
 
 
 @pytest.fixture
-def queue(settings: Settings) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(settings.effective_redis_url())
+def queue(driven_settings: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(driven_settings.effective_redis_url())
     yield client
     client.close()
 
@@ -80,10 +62,10 @@ def order_with_refunds(order_id: str, refunds: int) -> tuple[OrderPaid, list[Ord
 
 
 def park_refunds(
-    worker: Runtime, settings: Settings, paid: OrderPaid, refunds: list[OrderRefunded]
+    worker: Runtime, driven_settings: Settings, paid: OrderPaid, refunds: list[OrderRefunded]
 ) -> None:
     """Each refund's message delivered before the paid one's: each waits."""
-    with Publisher(settings) as publisher:
+    with Publisher(driven_settings) as publisher:
         publisher.publish_many([paid, *refunds])
     for refund in refunds:
         message = {"event_id": refund.event_id, "event": refund.model_dump(mode="json")}
@@ -102,12 +84,12 @@ def refund_calls(sandbox: SandboxProcess) -> list[str]:
 
 def test_a_settle_delivers_the_refunds_it_released_oldest_first_in_its_own_task(
     worker: Runtime,
-    settings: Settings,
+    driven_settings: Settings,
     queue: redis.Redis,
     sandbox: SandboxProcess,
 ) -> None:
     paid, refunds = order_with_refunds("O-inline", 3)
-    park_refunds(worker, settings, paid, refunds)
+    park_refunds(worker, driven_settings, paid, refunds)
     queue.delete(QUEUE)  # the deliveries are driven by hand
     message = {"event_id": paid.event_id, "event": paid.model_dump(mode="json")}
     assert worker.deliverer.handle((), message) == "delivered"
@@ -120,12 +102,12 @@ def test_a_settle_delivers_the_refunds_it_released_oldest_first_in_its_own_task(
 
 def test_past_the_bound_the_released_events_left_are_queued(
     worker: Runtime,
-    settings: Settings,
+    driven_settings: Settings,
     queue: redis.Redis,
     sandbox: SandboxProcess,
 ) -> None:
     paid, refunds = order_with_refunds("O-many", INLINE_RELEASED + 2)
-    park_refunds(worker, settings, paid, refunds)
+    park_refunds(worker, driven_settings, paid, refunds)
     queue.delete(QUEUE)
     message = {"event_id": paid.event_id, "event": paid.model_dump(mode="json")}
     assert worker.deliverer.handle((), message) == "delivered"
@@ -142,7 +124,7 @@ def test_past_the_bound_the_released_events_left_are_queued(
 
 def test_a_ledger_failure_among_the_released_events_queues_those_left(
     worker: Runtime,
-    settings: Settings,
+    driven_settings: Settings,
     queue: redis.Redis,
     sandbox: SandboxProcess,
 ) -> None:
@@ -150,7 +132,7 @@ def test_a_ledger_failure_among_the_released_events_queues_those_left(
     delivered, the second and third are pending with a message each, and those messages
     deliver them once."""
     paid, refunds = order_with_refunds("O-fails", 3)
-    park_refunds(worker, settings, paid, refunds)
+    park_refunds(worker, driven_settings, paid, refunds)
     queue.delete(QUEUE)
     claim, claims = worker.ledger.claim, []
 

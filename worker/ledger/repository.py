@@ -599,8 +599,7 @@ class Ledger:
                 claimed = dataclasses.replace(claimed, order_facts=tuple(facts[claimed.order_id]))
                 recheck_at = None if park is None else park(claimed)
                 if recheck_at is not None:
-                    params = {"b_id": event_id, "b_owner": owner, "b_now": now}
-                    self._run(connection, st.PARK, {**params, "b_until": recheck_at})
+                    self._park_in(connection, event_id, owner, now, recheck_at)
                     return dataclasses.replace(claimed, parked=True)
             if order_with_id is not None:
                 held = self._has_order_in(connection, order_with_id)
@@ -849,15 +848,15 @@ class Ledger:
         """Put a claimed event of ``order_id`` in ``waiting`` (no attempt spent) until
         re-checked; never inside a transaction that settles an event of the same order
         (the caller re-checks the order once this returns)."""
-        return self._release_lease(
-            event_id,
-            owner,
-            now,
-            order_id=order_id,
-            state=S.WAITING,
-            next_attempt_at=recheck_at,
-            enqueued_at=None,
-        )
+        with self.engine.begin() as connection:
+            self._serialize(connection, [order_id])
+            return self._park_in(connection, event_id, owner, now, recheck_at)
+
+    def _park_in(
+        self, connection: Connection, event_id: str, owner: str, now: datetime, until: datetime
+    ) -> bool:
+        params = {"b_id": event_id, "b_owner": owner, "b_now": now, "b_until": until}
+        return self._run(connection, st.PARK, params).rowcount == 1
 
     def defer(
         self,

@@ -110,15 +110,18 @@ RECORD_CONFLICT: Final = (
 # the attempt's columns, by name
 INSERT_ATTEMPT: Final = insert(AttemptRow)
 
+# b_id, b_owner: the event is in flight under b_owner's lease (only its holder settles it)
+HELD: Final = and_(
+    EventRow.event_id == bindparam("b_id"),
+    EventRow.lease_owner == bindparam("b_owner"),
+    EventRow.state == EventState.IN_FLIGHT,
+)
+
 # b_id, b_owner, then the new values: b_state, b_next, b_dead_reason, b_counts, b_credit,
 # b_started, b_outcome, b_status, b_code, b_message, b_body, b_now, b_delivered
 APPLY_ATTEMPT: Final = (
     update(EventRow)
-    .where(
-        EventRow.event_id == bindparam("b_id"),
-        EventRow.lease_owner == bindparam("b_owner"),
-        EventRow.state == EventState.IN_FLIGHT,
-    )
+    .where(HELD)
     .values(
         state=bindparam("b_state"),
         next_attempt_at=bindparam("b_next", type_=_COLUMNS.next_attempt_at.type),
@@ -149,11 +152,7 @@ APPLY_ATTEMPT: Final = (
 # spent) until b_until, when the scheduler re-checks it
 PARK: Final = (
     update(EventRow)
-    .where(
-        EventRow.event_id == bindparam("b_id"),
-        EventRow.lease_owner == bindparam("b_owner"),
-        EventRow.state == EventState.IN_FLIGHT,
-    )
+    .where(HELD)
     .values(
         state=EventState.WAITING,
         next_attempt_at=bindparam("b_until", type_=_COLUMNS.next_attempt_at.type),
