@@ -29,6 +29,7 @@ ENV_PREFIX: Final = "GBQ_"
 HOME_FOLDER: Final = ".gbq"
 PROJECT_MARKERS: Final = ("pyproject.toml", ".git")
 REDIS_SCHEMES: Final = frozenset({"redis", "rediss", "unix"})
+KOMBU_SOCKET_SCHEME: Final = "redis+socket"
 DATABASE_SCHEMES: Final = ("sqlite", "postgresql", "postgres")
 
 
@@ -105,7 +106,15 @@ class PublisherSettings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and _scheme(value.get_secret_value()) not in REDIS_SCHEMES:
+        """One of the forms every gbq process reads the same way (the worker's screening
+        transport included); kombu's spelling of a socket, ``redis+socket://``, is taken as
+        redis-py's ``unix://``."""
+        if value is None:
+            return None
+        url = value.get_secret_value()
+        if _scheme(url) == KOMBU_SOCKET_SCHEME:
+            return SecretStr("unix://" + url.split("://", 1)[1])
+        if _scheme(url) not in REDIS_SCHEMES:
             raise ValueError(
                 "must be a URL such as redis://host:6379/0, rediss://host:6380/0 or "
                 "unix:///path/redis.sock"

