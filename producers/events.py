@@ -573,15 +573,36 @@ def parse_event(data: Mapping[str, Any] | str | bytes, *, accepted: bool = False
 
 
 def as_event(value: object) -> Event:
-    """An :data:`Event` from an event model, a mapping or a JSON document; anything else
-    (``None``, a list, another model) is an :class:`InvalidEventError`."""
+    """A validated :data:`Event` from an event model, a mapping or a JSON document; anything
+    else (``None``, a list, another model) is an :class:`InvalidEventError`.
+
+    A model is validated again: ``model_construct``, ``model_copy(update=…)`` and
+    assignment through ``object.__setattr__`` skip validation, and what they hold (a NaN
+    amount, a string for a time) would be queued and only die at the worker."""
     if isinstance(value, EVENT_CLASSES):
-        return value
+        try:
+            fields = _model_fields(value)
+        except RecursionError:
+            raise InvalidEventError([FieldProblem("event", "is nested too deeply")]) from None
+        return parse_event(fields)
     if isinstance(value, Mapping | str | bytes):
         return parse_event(value)
     raise InvalidEventError(
         [FieldProblem("event", f"must be an event, a mapping or JSON, not {type(value).__name__}")]
     )
+
+
+def _model_fields(value: Any) -> Any:
+    """A model's field values as plain data (nested models as dicts), for re-validation:
+    pydantic takes a model instance as it is, unchecked."""
+    if isinstance(value, BaseModel):
+        return {
+            name: _model_fields(item) if isinstance(item, BaseModel | list | tuple) else item
+            for name, item in value.__dict__.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_model_fields(item) for item in value]
+    return value
 
 
 def shared_id_problems(events: Sequence[Event]) -> list[FieldProblem]:

@@ -277,14 +277,60 @@ def test_publish_validates_field_by_field(cli: Cli, redis_url: str, tmp_path: Pa
     result = cli("publish", str(source))
     assert result.returncode == 1
     assert "accepted 2 (2 queued), refused 2" in result.stdout
-    assert "refused line 3: invalid cashback event: amount: must be greater than 0" in (
-        result.stderr
+    assert (
+        f"refused {source} line 3: invalid cashback event: amount: must be greater than 0"
+        in result.stderr
     )
-    assert "refused line 4: not JSON" in result.stderr
+    assert f"refused {source} line 4: not JSON" in result.stderr
     assert redis.Redis.from_url(redis_url).hlen(INBOX_KEY) == 2
     single = cli("publish", "-", stdin=json.dumps({**good, "transaction_id": "T-9"}))
     assert (single.returncode, single.stdout.strip()) == (0, "accepted 1 (1 queued), refused 0")
     assert cli("publish", str(tmp_path / "missing.json")).returncode == 2
+
+
+def test_publish_refuses_any_bytes_line_by_line_without_a_traceback(
+    cli: Cli, redis_url: str, tmp_path: Path
+) -> None:
+    """Binary, UTF-16, Latin-1, deep nesting, a huge line, an empty file: each refused
+    with the file, the line and why; exit 1; the good lines of a file still go out."""
+    good = {
+        "kind": "cashback",
+        "customer_id": "c",
+        "amount": "3",
+        "occurred_at": "2026-01-01T00:00:00Z",
+    }
+    line = json.dumps({**good, "transaction_id": "MIXED-1"}).encode()
+    files = {
+        "empty.json": (b"", "is empty"),
+        "utf16.json": (json.dumps(good).encode("utf-16"), "is UTF-16"),
+        "binary.bin": (bytes(range(256)) * 4, "line 1: binary data"),
+        "nested.json": (b"[" * 200_000 + b"]" * 200_000, "line 1: nested"),
+        "huge.json": (b'{"kind": "' + b"x" * 3_000_000 + b'"}', "3000012 bytes"),
+        "huge.jsonl": (line + b"\n" + b"[" * 3_000_000, "line 2: 3000000 bytes"),
+        "mixed.jsonl": (
+            line + b'\n{"customer_id": "Andr\xe9"}\n' + line.replace(b"-1", b"-2"),
+            "line 2: not UTF-8",
+        ),
+    }
+    for name, (data, why) in files.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        result = cli("publish", str(path))
+        assert result.returncode == 1, (name, result.stderr)
+        assert "Traceback" not in result.stderr, name
+        shown = f"refused {path}{' ' if why.startswith('line') else ': '}{why}"
+        assert shown in result.stderr, (
+            name,
+            result.stderr[:500],
+        )
+    # the good lines of the mixed and the huge files
+    assert redis.Redis.from_url(redis_url).hlen(INBOX_KEY) == 2
+    piped = subprocess.run(
+        [*GBQ, "publish", "-"], env=cli.env, input=b"\xff\xfe\x00", capture_output=True,
+        timeout=60, check=False,
+    )  # fmt: skip
+    assert piped.returncode == 1
+    assert b"refused standard input: is UTF-16" in piped.stderr
 
 
 def test_unreachable_services_are_one_line_errors_without_secrets(cli: Cli, tmp_path: Path) -> None:

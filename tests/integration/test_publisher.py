@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from producers import InvalidEventError, OrderPaid, OrderRefunded
+from producers.events import LineItem
 from producers.outbox import outbox_table
 from producers.publisher import ConflictingEventError, Publisher, PublishError
 from producers.spool import Spool
@@ -97,6 +98,42 @@ def test_invalid_events_are_refused_before_anything_is_written(
     ):
         publisher.publish_many([paid(), bad])
     assert client.llen(QUEUE) == 0
+
+
+def test_models_that_skipped_validation_are_refused_not_queued(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """``model_construct``, ``model_copy(update=…)``, a value slipped into a validated
+    event's dict: each is validated again at publish, refused naming the field, and
+    nothing is written (they used to be queued and die as ``malformed`` at the worker)."""
+    client = redis.Redis.from_url(redis_url)
+    good = paid()
+    constructed = OrderPaid.model_construct(
+        order_id="X",
+        customer_id="c",
+        occurred_at="garbage",
+        total_price=Decimal("NaN"),
+        total_paid=Decimal(1),
+    )
+    copied = good.model_copy(update={"total_paid": Decimal(-5)})
+    slipped = paid(7)
+    slipped.extra["note"] = "\x1b[31m"  # a validated event's dict, changed afterwards
+    lined = good.model_copy(
+        update={"line_items": (LineItem.model_construct(product_id="p", price=Decimal("Inf")),)}
+    )
+    cases = [
+        (constructed, "occurred_at"),
+        (constructed, "total_price"),
+        (copied, "total_paid"),
+        (slipped, "extra"),
+        (lined, r"line_items\.0\.(price|quantity)"),
+    ]
+    with Publisher(settings(tmp_path, redis_url)) as publisher:
+        for event, field in cases:
+            with pytest.raises(InvalidEventError, match=field):
+                publisher.publish(event)
+        assert publisher.publish(good) == "queued"  # a validated event is taken as it is
+    assert client.llen(QUEUE) == client.hlen(INBOX_KEY) == 1
 
 
 def test_a_refund_named_like_another_order_of_the_batch_is_refused(

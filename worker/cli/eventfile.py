@@ -1,40 +1,76 @@
 """Events from a file for ``gbq publish`` and ``gbq dlq retry --replace``: one JSON object,
 an array, or JSON lines; ``gbq dlq export`` lines (``{"event_id": …, "event": {…}}``) are
-read as the events they carry, so an export can be corrected and published back."""
+read as the events they carry, so an export can be corrected and published back.
+
+The file is anyone's bytes: every part that cannot be an event is refused with where it
+is and why (not UTF-8, UTF-16, binary, nested too deeply, a line past the event size
+limit, not JSON, an invalid field), the rest is read, and nothing raises.
+"""
 
 from __future__ import annotations
 
-import json
+import codecs
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import typer
 
-from producers.events import Event, InvalidEventError, parse_event
+from producers.events import MAX_EVENT_BYTES, Event, InvalidEventError, parse_event
+from producers.untrusted import UnreadableError, load_json
 from worker.cli.common import ExitCode, fail
+
+MAX_FILE_BYTES: Final = 256 * 1024 * 1024  # far past any batch a person corrects by hand
+MAX_DOCUMENT_DEPTH: Final = 34  # an array of exports of events: 2 levels above an event's
+_UTF16_BOMS: Final = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, codecs.BOM_UTF32_LE)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A part of the file that is no event: where (``line 3``) and why."""
+
+    where: str
+    why: str
 
 
 def read_events(source: str) -> tuple[list[Event], int]:
     """The valid events of ``source`` (a path, or - for standard input) and how many were
-    refused; each refusal is printed with where it was and its fields."""
-    try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text()
-    except OSError as error:
-        fail(f"cannot read {source}: {error.strerror}", ExitCode.USAGE)
+    refused; each refusal is printed as ``refused FILE line N: why``."""
+    name = "standard input" if source == "-" else source
     events: list[Event] = []
     refused = 0
-    for where, record in _records(text):
-        if isinstance(record, ValueError):
-            typer.echo(f"refused {where}: not JSON ({record})", err=True)
+    for record in records(_read(source, name)):
+        if isinstance(record, Refusal):
+            place = f"{name} {record.where}" if record.where else name
+            typer.echo(f"refused {place}: {record.why}", err=True)
             refused += 1
             continue
+        where, value = record
         try:
-            events.append(parse_event(unwrapped(record)))
+            events.append(parse_event(unwrapped(value)))
         except InvalidEventError as error:
-            typer.echo(f"refused {where}: {error}", err=True)
+            typer.echo(f"refused {name} {where}: {error}", err=True)
             refused += 1
     return events, refused
+
+
+def _read(source: str, name: str) -> bytes:
+    try:
+        if source == "-":
+            data = sys.stdin.buffer.read(MAX_FILE_BYTES + 1)
+        else:
+            with Path(source).open("rb") as file:
+                data = file.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        fail(f"cannot read {name}: {error.strerror or error}", ExitCode.USAGE)
+    if len(data) > MAX_FILE_BYTES:
+        fail(
+            f"refused {name}: more than {MAX_FILE_BYTES // 2**20} MiB; split it "
+            "(JSON lines: split -l 100000)",
+            ExitCode.NOTHING,
+        )
+    return data
 
 
 def unwrapped(record: Any) -> Any:
@@ -44,24 +80,42 @@ def unwrapped(record: Any) -> Any:
     return record
 
 
-def _records(text: str) -> list[tuple[str, Any]]:
-    """(where, parsed JSON or the error) for a JSON object, a JSON array or JSON lines."""
-    stripped = text.strip()
-    if not stripped:
-        return []
-    try:
-        whole = json.loads(stripped)
-    except ValueError:
-        whole = None
+def records(data: bytes) -> list[tuple[str, Any] | Refusal]:
+    """(where, parsed JSON) or a :class:`Refusal`, for a JSON object, a JSON array or JSON
+    lines; a file that is none of these as a whole is read line by line."""
+    if data.startswith(_UTF16_BOMS):
+        return [Refusal("", "is UTF-16 or UTF-32, not UTF-8: convert it (iconv -t UTF-8)")]
+    data = data.removeprefix(codecs.BOM_UTF8)
+    if not data.strip():
+        return [Refusal("", "is empty: nothing to publish")]
+    whole = _document(data)
     if isinstance(whole, dict):
+        if len(data) > MAX_EVENT_BYTES + 1024:
+            return [Refusal("", f"{len(data)} bytes, more than an event may be")]
         return [("the document", whole)]
     if isinstance(whole, list):
         return [(f"item {n}", item) for n, item in enumerate(whole, 1)]
-    records: list[tuple[str, Any]] = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if line.strip():
-            try:
-                records.append((f"line {number}", json.loads(line)))
-            except ValueError as error:
-                records.append((f"line {number}", error))
-    return records
+    return [_line(number, line) for number, line in enumerate(data.splitlines(), 1) if line.strip()]
+
+
+def _document(data: bytes) -> Any:
+    """The file as one JSON document, or None (then it is read as JSON lines)."""
+    stripped = data.strip()
+    if not stripped.startswith((b"{", b"[")):
+        return None
+    try:
+        return load_json(stripped, max_depth=MAX_DOCUMENT_DEPTH)
+    except UnreadableError:
+        return None
+
+
+def _line(number: int, line: bytes) -> tuple[str, Any] | Refusal:
+    where = f"line {number}"
+    if b"\x00" in line:
+        return Refusal(where, "binary data (NUL bytes), not JSON")
+    if len(line) > MAX_EVENT_BYTES + 1024:
+        return Refusal(where, f"{len(line)} bytes, more than an event may be ({MAX_EVENT_BYTES})")
+    try:
+        return where, load_json(line)
+    except UnreadableError as error:
+        return Refusal(where, str(error))
