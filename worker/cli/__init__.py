@@ -27,6 +27,7 @@ from worker.cli import (
     worker,
 )
 from worker.cli.common import ExitCode
+from worker.settings import unknown_variable_lines
 
 app = typer.Typer(
     name="gbq",
@@ -69,6 +70,8 @@ def _root(
 
 
 def main() -> None:
+    for line in unknown_variable_lines():  # before any command: a typo is never silent
+        typer.echo(f"warning: {line}", err=True)
     try:
         app()
     except SettingsError as error:  # raised wherever a command first reads its settings

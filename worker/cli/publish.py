@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import redis
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -18,8 +19,9 @@ from worker.ledger.deadletters import DeadLetters
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.repository import Ledger
 from worker.ledger.schema import LedgerNotMigratedError, ensure_migrated
+from worker.liveness import alive
 from worker.queue import RedisQueue
-from worker.settings import Settings, load_settings
+from worker.settings import Settings, load_settings, redact_url
 
 BATCH = 500
 
@@ -74,6 +76,8 @@ def run(
         if state is not None and not (replace and state == "dead"):
             typer.echo(f"{event.event_id}: already known ({state}), not re-queued", err=True)
     destinations = _publish(settings, fresh)
+    if destinations.get("queued"):
+        _warn_if_nobody_reads(settings)
     detail = ", ".join(f"{count} {where}" for where, count in destinations.items())
     skipped = len(events) - len(fresh) - replaced
     typer.echo(
@@ -118,6 +122,31 @@ def _known_states(settings: Settings, events: list[Event]) -> dict[str, str]:
         return {}
     finally:
         engine.dispose()
+
+
+def _warn_if_nobody_reads(settings: Settings) -> None:
+    """Say so when no worker beats on this Redis: run from another folder, gbq finds
+    another GBQ_HOME (another embedded Redis) that no worker will ever read."""
+    url = settings.effective_redis_url()
+    client = redis_client(url, 5.0)
+    try:
+        if alive(client, limit=1):
+            return
+    except (redis.RedisError, OSError):
+        return  # it just took the events; a failure now says nothing about workers
+    finally:
+        client.close()
+    where = (
+        "the embedded Redis in " + str(settings.home)
+        if settings.redis_url is None
+        else (redact_url(url))
+    )
+    typer.echo(
+        f"warning: no gbq worker is running against {where}: the events wait there until "
+        "one does (gbq worker with the same GBQ_REDIS_URL, or GBQ_HOME for the embedded "
+        "Redis; gbq local status shows this folder's)",
+        err=True,
+    )
 
 
 def _publish(settings: Settings, events: list[Event]) -> dict[str, int]:
