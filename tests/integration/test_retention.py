@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -29,6 +30,7 @@ from worker.ledger.engine import create_ledger_engine
 from worker.ledger.models import DeadReason, EventState
 from worker.ledger.order_memory import reversal_basis
 from worker.ledger.repository import AttemptRecord, Ledger, new_event
+from worker.ledger.retention import ArchiveAppend, RemovedBatch, memories
 from worker.ledger.schema import migrate
 from worker.ordering import Gate, OrderFact, gate
 from worker.retry import Transition
@@ -89,7 +91,7 @@ def test_delivered_events_leave_after_the_window_and_dead_letters_stay(
     assert ledger.counts_by_state() == {"dead": 1, "delivered": 1}
     assert ledger.get("cashback:D") is not None
     assert ledger.get("cashback:N") is not None
-    [day] = list(archive.iterdir())
+    [day] = list(archive.glob("gbq-archive-*.jsonl"))
     assert day.name == f"gbq-archive-{old.date().isoformat()}.jsonl"
     lines = [json.loads(line) for line in day.read_text().splitlines()]
     assert sorted(line["event_id"] for line in lines) == [
@@ -223,3 +225,159 @@ def test_the_migration_makes_0005s_order_memories_compact(tmp_path: Path) -> Non
         }
     finally:
         engine.dispose()
+
+
+def _interleaved_orders(ledger: Ledger, orders: int) -> dict[str, set[str]]:
+    """``orders`` orders of a paid event and three refunds, all delivered at T0, the events
+    of two orders at a time in turn: a batch of two holds the same step of both orders,
+    so four pruners at once hold four steps of the same two orders."""
+    expected: dict[str, set[str]] = {}
+    at = T0
+    for pair in range(0, orders, 2):
+        names = [f"O{pair}", f"O{pair + 1}"]
+        steps: list[list[Event]] = [[], [], [], []]
+        for name in names:
+            steps[0].append(PAID.model_copy(update={"order_id": name}))
+            for number in (1, 2, 3):
+                steps[number].append(
+                    REFUND.model_copy(
+                        update={
+                            "order_id": name,
+                            "refund_id": f"{name}-R{number}",
+                            "line_items": (),
+                            "amount": Decimal(1),
+                            "occurred_at": T0 + timedelta(minutes=number),
+                        }
+                    )
+                )
+        for step in steps:
+            for event in step:
+                at += timedelta(milliseconds=10)
+                settle(ledger, event, at, EventState.DELIVERED)
+                expected.setdefault(event.order_id, set()).add(event.event_id)
+    return expected
+
+
+def test_any_number_of_pruners_at_once_neither_fail_nor_archive_twice_nor_forget(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Four pruners (the scheduler's sweep, operators' ``gbq prune``) removing events of
+    the same orders at the same time: none fails, every removed event is archived exactly
+    once, and every order's memory holds all four of its events."""
+    setup = Ledger(create_ledger_engine(database_url))
+    expected = _interleaved_orders(setup, 24)
+    total = sum(len(ids) for ids in expected.values())
+    cutoff, archive = T0 + timedelta(days=30), tmp_path / "archive"
+    start, failures, removed = threading.Barrier(4), [], []
+
+    def prune() -> None:
+        ledger = Ledger(create_ledger_engine(database_url))
+        try:
+            start.wait()
+            while True:
+                result = ledger.prune(cutoff=cutoff, limit=2, archive_dir=archive)
+                removed.append(result.events)
+                if result.events == 0 and ledger.count_prunable(cutoff) == 0:
+                    return
+        except Exception as error:  # noqa: BLE001 - what a pruner raised is the finding
+            failures.append(error)
+        finally:
+            ledger.engine.dispose()
+
+    pruners = [threading.Thread(target=prune) for _ in range(4)]
+    for pruner in pruners:
+        pruner.start()
+    for pruner in pruners:
+        pruner.join(timeout=120)
+    assert failures == []
+    assert sum(removed) == total
+    lines = [
+        json.loads(line)["event_id"]
+        for path in archive.glob("gbq-archive-*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
+    assert len(lines) == len(set(lines)) == total
+    with setup.engine.connect() as connection:
+        remembered = memories(connection, expected)
+    assert {order: {e.event_id for e in memory.events} for order, memory in remembered.items()} == (
+        expected
+    )
+    setup.engine.dispose()
+
+
+def test_a_batch_whose_commit_fails_takes_its_archive_lines_back(
+    ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines written for a batch that is then rolled back are removed again: the next
+    batch archives those events once, not twice."""
+    for event in (PAID, REFUND):
+        settle(ledger, event, T0, EventState.DELIVERED)
+    cutoff, archive = T0 + timedelta(days=30), tmp_path / "archive"
+    written = ArchiveAppend.write
+
+    def write_then_fail(self: ArchiveAppend, batch: RemovedBatch) -> int:
+        written(self, batch)
+        raise ConnectionError("the ledger went away before the commit")
+
+    monkeypatch.setattr(ArchiveAppend, "write", write_then_fail)
+    with pytest.raises(ConnectionError):
+        ledger.prune(cutoff=cutoff, limit=10, archive_dir=archive)
+    assert ledger.count_prunable(cutoff) == 2
+    assert all(path.stat().st_size == 0 for path in archive.glob("gbq-archive-*.jsonl"))
+    monkeypatch.setattr(ArchiveAppend, "write", written)
+    assert ledger.prune(cutoff=cutoff, limit=10, archive_dir=archive).archived == 2
+    [day] = archive.glob("gbq-archive-*.jsonl")
+    assert sorted(json.loads(line)["event_id"] for line in day.read_text().splitlines()) == [
+        "paid:P",
+        "refunded:P:P-R1",
+    ]
+
+
+def test_the_scheduler_and_two_gbq_prunes_at_once_on_every_redis_form(
+    make_stack: type[Stack], database_url: str, any_redis_url: str, tmp_path: Path
+) -> None:
+    """Real processes: the scheduler's retention sweep and two ``gbq prune`` racing over
+    the same orders, on TCP, unix-socket and TLS Redis and both ledgers: every command
+    succeeds, each event is archived once and each order remembers all its events."""
+    archive = tmp_path / "archive"
+    stack = make_stack(
+        database_url,
+        redis=any_redis_url,
+        GBQ_RETENTION_DAYS="30",
+        GBQ_SCHEDULER_BATCH="2",
+        GBQ_ARCHIVE_DIR=str(archive),
+    )
+    expected = _interleaved_orders(stack.ledger, 40)
+    total = sum(len(ids) for ids in expected.values())
+    stack.start_scheduler()
+    prunes = [
+        subprocess.Popen(
+            [*GBQ, "prune", "--batch", "2"],
+            env=stack.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for prune in prunes:
+        _, err = prune.communicate(timeout=120)
+        assert prune.returncode == 0, err
+        assert "Traceback" not in err
+    wait_until(
+        lambda: stack.ledger.count_prunable(T0 + timedelta(days=30)) == 0,
+        timeout_s=60,
+        what="every old event pruned",
+    )
+    lines = [
+        json.loads(line)["event_id"]
+        for path in archive.glob("gbq-archive-*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
+    assert len(lines) == len(set(lines)) == total
+    with stack.ledger.engine.connect() as connection:
+        remembered = memories(connection, expected)
+    assert {order: {e.event_id for e in memory.events} for order, memory in remembered.items()} == (
+        expected
+    )
+    assert "failed" not in stack.processes[0].output()

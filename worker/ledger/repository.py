@@ -38,11 +38,12 @@ from worker.ledger.models import AttemptRow, DeadReason, EventRow, EventState
 from worker.ledger.order_memory import OrderMemory, OrderRow
 from worker.ledger.prepared import Runner
 from worker.ledger.retention import (
+    ArchiveAppend,
     PruneResult,
     count_prunable,
     forget_orders,
     memories,
-    prune_batch,
+    remove_batch,
 )
 from worker.ordering import OrderFact
 from worker.retry import Transition
@@ -707,16 +708,31 @@ class Ledger:
         ``cutoff`` removed (archived first when ``archive_dir``), order memories older than
         ``forget_before`` dropped."""
         now = self.clock.now()
-        with self.engine.begin() as connection:
-            result = prune_batch(
-                connection, cutoff=cutoff, limit=limit, now=now, archive_dir=archive_dir
-            )
-            forgotten = (
-                forget_orders(connection, before=forget_before, limit=limit)
-                if forget_before is not None
-                else 0
-            )
-        return dataclasses.replace(result, orders_forgotten=forgotten)
+        with self.engine.connect() as connection:
+            transaction = connection.begin()
+            archive: ArchiveAppend | None = None
+            try:
+                batch = remove_batch(connection, cutoff=cutoff, limit=limit, now=now)
+                forgotten = (
+                    forget_orders(connection, before=forget_before, limit=limit)
+                    if forget_before is not None
+                    else 0
+                )
+                archived = 0
+                if archive_dir is not None and batch.events:
+                    # Last, once the rows are ours; the lock is held through the commit.
+                    archive = ArchiveAppend(archive_dir)
+                    archived = archive.write(batch)
+                transaction.commit()
+            except BaseException:
+                if archive is not None:
+                    archive.taken_back()
+                transaction.rollback()
+                raise
+            finally:
+                if archive is not None:
+                    archive.close()
+        return PruneResult(len(batch.events), batch.attempts_removed, archived, forgotten)
 
     def count_prunable(self, cutoff: datetime) -> int:
         with self._reading() as connection:

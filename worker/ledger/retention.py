@@ -4,8 +4,19 @@ Delivered events whose delivery is older than ``GBQ_RETENTION_DAYS`` are removed
 their attempts, in small batches (the scheduler runs one per tick; ``gbq prune`` runs them
 by hand). Dead letters stay until purged. With ``GBQ_ARCHIVE_DIR`` set, each removed event
 and its attempts are first appended, as one JSON line, to
-``gbq-archive-<day delivered>.jsonl`` there (written and flushed to disk before anything
-is deleted; two pruners racing may both archive a line).
+``gbq-archive-<day delivered>.jsonl`` there.
+
+Any number of pruners may run at once (the scheduler's sweep, operators' ``gbq prune``):
+
+- each takes its events locked and skips others' locks (PostgreSQL; SQLite's writers
+  queue), so no event is removed or archived by two of them;
+- an order's memory is created if missing (an upsert) and then locked before it is read
+  and rewritten, so two pruners removing events of one order add to it in turn, and
+  neither fails nor loses the other's entries;
+- the archive is written last, once the rows are this pruner's, under a lock on the
+  archive folder held through the commit; a commit that fails takes its lines back out.
+  Only a pruner killed in the instant between its flushed lines and its commit leaves
+  lines that the next batch writes again (each line has its ``event_id``).
 
 An order's removed events are remembered compactly in ``gbq_pruned_orders`` (ids, kinds,
 times, the paid lines and the refunded quantities; ``order_memory``): ordering still
@@ -16,6 +27,7 @@ refund for an order forgotten by then waits and expires.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -24,13 +36,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from producers.events import Event, parse_event
 from worker.ledger.models import AttemptRow, EventRow, EventState, PrunedOrderRow
 from worker.ledger.order_memory import OrderMemory
 from worker.ledger.statements import PRUNED_ORDERS
 
+ARCHIVE_LOCK = ".gbq-archive.lock"
 _EVENT_COLUMNS = (
     EventRow.event_id,
     EventRow.kind,
@@ -64,18 +78,22 @@ class PruneResult:
     orders_forgotten: int  # order memories past GBQ_ORDER_MEMORY_DAYS removed
 
 
-def prune_batch(
-    connection: Connection,
-    *,
-    cutoff: datetime,
-    limit: int,
-    now: datetime,
-    archive_dir: Path | None = None,
-) -> PruneResult:
-    """Remove up to ``limit`` events delivered before ``cutoff`` (one transaction: the
-    caller's ``connection`` is in one)."""
-    # Locked (PostgreSQL) so that none changes state before it is removed with its
-    # attempts; on SQLite a concurrent write fails this transaction instead, retried later.
+@dataclass(frozen=True)
+class RemovedBatch:
+    """What one batch removed (in its still open transaction), for the archive."""
+
+    events: Sequence[Any]
+    attempts: Sequence[Any]
+    attempts_removed: int
+
+
+def remove_batch(
+    connection: Connection, *, cutoff: datetime, limit: int, now: datetime
+) -> RemovedBatch:
+    """Remove up to ``limit`` events delivered before ``cutoff`` with their attempts, and
+    remember them in their orders' memories (in the caller's transaction)."""
+    # Locked and skipping others' locks (PostgreSQL): no event changes state before it is
+    # removed, and no two pruners take the same one. SQLite's writers run one at a time.
     events = connection.execute(
         select(*_EVENT_COLUMNS)
         .where(EventRow.state == EventState.DELIVERED, EventRow.delivered_at < cutoff)
@@ -85,11 +103,10 @@ def prune_batch(
     ).all()
     ids = [row.event_id for row in events]
     if not ids:
-        return PruneResult(0, 0, 0, 0)
+        return RemovedBatch((), (), 0)
     attempts = connection.execute(
         select(*_ATTEMPT_COLUMNS).where(AttemptRow.event_id.in_(ids)).order_by(AttemptRow.id)
     ).all()
-    archived = _archive(archive_dir, events, attempts) if archive_dir is not None else 0
     removed_attempts = connection.execute(
         delete(AttemptRow).where(AttemptRow.event_id.in_(ids))
     ).rowcount
@@ -100,8 +117,13 @@ def prune_batch(
             .returning(EventRow.event_id)
         ).scalars()
     )
-    _remember(connection, [row for row in events if row.event_id in removed], now)
-    return PruneResult(len(removed), int(removed_attempts or 0), archived, 0)
+    kept = [row for row in events if row.event_id in removed]
+    _remember(connection, kept, now)
+    return RemovedBatch(
+        kept,
+        [attempt for attempt in attempts if attempt.event_id in removed],
+        int(removed_attempts or 0),
+    )
 
 
 def forget_orders(connection: Connection, *, before: datetime, limit: int) -> int:
@@ -137,8 +159,9 @@ def memories(connection: Connection, order_ids: Iterable[str]) -> dict[str, Orde
 
 
 def _remember(connection: Connection, events: Sequence[Any], now: datetime) -> None:
-    """Add removed order events to their orders' memories (read, then write: the caller's
-    transaction holds the rows it removed, so no other pruner adds the same ones)."""
+    """Add removed order events to their orders' memories. Another pruner may be adding
+    other events of the same orders: each memory is created if missing, then locked, then
+    read and rewritten, always in order id order (no deadlock between two pruners)."""
     by_order: dict[str, list[tuple[Event, datetime]]] = {}
     for row in events:
         if row.order_id is None:
@@ -147,21 +170,78 @@ def _remember(connection: Connection, events: Sequence[Any], now: datetime) -> N
         by_order.setdefault(row.order_id, []).append((event, _aware(row.occurred_at)))
     if not by_order:
         return
-    known = memories(connection, by_order)
-    for order_id, removed in by_order.items():
-        memory = known.get(order_id, OrderMemory()).with_removed(removed)
-        values = {"events": memory.encode(order_id), "pruned_at": now}
-        if order_id in known:
-            connection.execute(
-                update(PrunedOrderRow).where(PrunedOrderRow.order_id == order_id).values(**values)
-            )
-        else:
-            connection.execute(insert(PrunedOrderRow).values(order_id=order_id, **values))
+    order_ids = sorted(by_order)
+    empty = [
+        {"order_id": order_id, "events": OrderMemory().encode(order_id), "pruned_at": now}
+        for order_id in order_ids
+    ]
+    connection.execute(_insert_missing(connection, empty))
+    locked = connection.execute(
+        select(PrunedOrderRow.order_id, PrunedOrderRow.events)
+        .where(PrunedOrderRow.order_id.in_(order_ids))
+        .order_by(PrunedOrderRow.order_id)
+        .with_for_update()
+    )
+    known = {order_id: OrderMemory.decode(order_id, text) for order_id, text in locked}
+    for order_id in order_ids:
+        memory = known.get(order_id, OrderMemory()).with_removed(by_order[order_id])
+        connection.execute(
+            update(PrunedOrderRow)
+            .where(PrunedOrderRow.order_id == order_id)
+            .values(events=memory.encode(order_id), pruned_at=now)
+        )
 
 
-def _archive(folder: Path, events: Sequence[Any], attempts: Sequence[Any]) -> int:
-    """Append each event with its attempts as a JSON line, one file per day delivered;
-    flushed to disk before returning."""
+def _insert_missing(connection: Connection, rows: list[dict[str, Any]]) -> Any:
+    """``INSERT … ON CONFLICT (order_id) DO NOTHING`` in the connection's dialect: on
+    PostgreSQL it waits for a concurrent insert of the same order to commit, then skips."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return (
+        dialect.insert(PrunedOrderRow)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["order_id"])
+    )
+
+
+class ArchiveAppend:
+    """Appends a batch's lines under an exclusive lock on the archive folder, held until
+    the batch's transaction is over: ``taken_back()`` (its commit failed) truncates each
+    file to where this batch began, which no other pruner can have written past."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self._lock = (folder / ARCHIVE_LOCK).open("a")
+        fcntl.flock(self._lock, fcntl.LOCK_EX)
+        self.folder = folder
+        self._began: dict[Path, int] = {}
+
+    def write(self, batch: RemovedBatch) -> int:
+        """Append and flush to disk; returns how many lines."""
+        lines = _archive_lines(self.folder, batch.events, batch.attempts)
+        for path, chunk in lines.items():
+            with path.open("a", encoding="utf-8") as out:
+                self._began.setdefault(path, out.tell())
+                out.write("\n".join(chunk) + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+        return len(batch.events)
+
+    def taken_back(self) -> None:
+        for path, size in self._began.items():
+            with path.open("r+b") as out:
+                out.truncate(size)
+                os.fsync(out.fileno())
+        self._began.clear()
+
+    def close(self) -> None:
+        fcntl.flock(self._lock, fcntl.LOCK_UN)
+        self._lock.close()
+
+
+def _archive_lines(
+    folder: Path, events: Sequence[Any], attempts: Sequence[Any]
+) -> dict[Path, list[str]]:
+    """Each event with its attempts as a JSON line, by file (one per day delivered)."""
     by_event: dict[str, list[dict[str, Any]]] = {}
     for attempt in attempts:
         by_event.setdefault(attempt.event_id, []).append(
@@ -177,7 +257,6 @@ def _archive(folder: Path, events: Sequence[Any], attempts: Sequence[Any]) -> in
                 "message": attempt.message,
             }
         )
-    folder.mkdir(parents=True, exist_ok=True)
     lines: dict[Path, list[str]] = {}
     for row in events:
         day = (row.delivered_at or row.updated_at).date().isoformat()  # UTC either way
@@ -192,12 +271,7 @@ def _archive(folder: Path, events: Sequence[Any], attempts: Sequence[Any]) -> in
             "attempts": by_event.get(row.event_id, []),
         }
         lines.setdefault(folder / f"gbq-archive-{day}.jsonl", []).append(json.dumps(record))
-    for path, chunk in lines.items():
-        with path.open("a", encoding="utf-8") as out:
-            out.write("\n".join(chunk) + "\n")
-            out.flush()
-            os.fsync(out.fileno())
-    return len(events)
+    return lines
 
 
 def _aware(moment: datetime) -> datetime:
