@@ -12,10 +12,13 @@ writes the event to the local spool instead and still returns normally. It raise
 
 ``Publisher.from_env()`` raises ``SettingsError(ValueError)`` for a bad ``GBQ_`` value.
 
-Order: once this publisher has spooled, it keeps its events behind the spooled ones. Each
-later call first relays the spool to Redis (oldest first) and writes to Redis only when the
-spool is empty; otherwise it spools too. So one process's events reach Redis in the order
-it published them, across a Redis outage (a refund never overtakes an earlier one).
+Relay and order: once this publisher has spooled, a background thread relays the spool
+to Redis (oldest first) as soon as Redis answers again (``producers.relay``), and reports
+what is left for ``gbq status`` and the metrics (``producers.spool_report``). Until the
+spool is empty, later calls spool too, behind the spooled events, without waiting for
+Redis: so one process's events reach Redis in the order it published them, across a Redis
+outage (a refund never overtakes an earlier one), and checkout never waits for the relay.
+A publisher created over a spool that still holds events relays it the same way.
 
 ``stage(session, event)`` writes to the transactional outbox instead, inside the caller's
 own SQLAlchemy transaction.
@@ -24,6 +27,7 @@ own SQLAlchemy transaction.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
@@ -39,14 +43,13 @@ from producers.events import (
     shared_id_problems,
 )
 from producers.outbox import stage as stage_in_outbox
+from producers.relay import SpoolRelay
 from producers.settings import PublisherSettings, load_publisher_settings, redact_url
 from producers.spool import Spool
 from producers.transport import InboxEntry, push_to_inbox, redis_client
 
 log = logging.getLogger(__name__)
 Destination = Literal["queued", "spooled"]
-CATCH_UP_BATCH = 500
-CATCH_UP_BATCHES = 4  # a call relays at most 2,000 spooled events before its own
 
 
 class PublishError(RuntimeError):
@@ -73,7 +76,12 @@ class Publisher:
         self._where = redact_url(url)
         self._redis = redis_client(url, settings.publish_timeout_s)
         self.spool = Spool(settings.effective_spool_path)
-        self._spooled = False  # this publisher spooled events that may not be relayed yet
+        self._lock = threading.Lock()  # spooling, and the relay's last step, one at a time
+        self.relay = SpoolRelay(self.spool, self._redis, self._lock, self._caught_up)
+        # Events left in the spool (a crash, a restart during an outage) go first.
+        self._spooled = self.spool.count() > 0  # new events queue behind the spool's
+        if self._spooled:
+            self.relay.wake()
 
     @classmethod
     def from_env(cls) -> Publisher:
@@ -98,28 +106,26 @@ class Publisher:
         entries = _distinct([InboxEntry(e.event_id, event_to_json(e), now) for e in parsed])
         if not entries:
             return "queued"
+        if self._spooled:
+            with self._lock:
+                if self._spooled:  # the relay has not emptied the spool yet: keep the order
+                    return self._spool(entries, None)
         try:
-            if self._spooled and not self._caught_up():
-                return self._spool(entries, None)  # still behind: keep the order
             conflicts = push_to_inbox(self._redis, entries, refuse_conflicts=True)
         except (redis.RedisError, OSError) as error:
-            return self._spool(entries, error)
+            with self._lock:
+                return self._spool(entries, error)
         if conflicts:
             raise ConflictingEventError(conflicts)
         return "queued"
 
-    def _caught_up(self) -> bool:
-        """Relay the spool (oldest first) before anything new goes to Redis; True once it
-        is empty. Bounded, so a spool other processes keep filling cannot hold a call."""
-        self._redis.ping()  # still down? fail here, before reading the spool for nothing
-        for _ in range(CATCH_UP_BATCHES):
-            if self.relay_spool(CATCH_UP_BATCH) == 0:
-                self._spooled = False
-                return True
-        return False
+    def _caught_up(self) -> None:
+        """The relay found the spool empty (under ``_lock``): publish to Redis again."""
+        self._spooled = False
 
     def _spool(self, entries: Sequence[InboxEntry], cause: BaseException | None) -> Destination:
-        """Spool ``entries``: Redis failed (``cause``), or the spool is not relayed yet."""
+        """Spool ``entries`` (under ``_lock``): Redis failed (``cause``), or the spool is
+        not relayed yet; the relay thread moves them once Redis answers."""
         why = (
             "earlier events are still in the spool"
             if cause is None
@@ -128,6 +134,7 @@ class Publisher:
         try:
             self.spool.add(entries)
             self._spooled = True
+            self.relay.wake()
         except Exception as error:
             raise PublishError(
                 f"could not persist {len(entries)} event(s): {why}, and the spool at "
@@ -150,10 +157,14 @@ class Publisher:
         stage_in_outbox(session, as_event(event))
 
     def relay_spool(self, limit: int = 500) -> int:
-        """Move up to ``limit`` spooled events to Redis; returns how many moved."""
+        """Move up to ``limit`` spooled events to Redis now; returns how many moved (the
+        background relay does this by itself)."""
         return self.spool.relay(self._redis, limit)
 
     def close(self) -> None:
+        """Stop the relay (what it has not moved stays in the spool, for the next
+        publisher on it or a scheduler sharing the path) and close the connection."""
+        self.relay.stop()
         self._redis.close()
 
     def __enter__(self) -> Publisher:

@@ -1,8 +1,9 @@
 """The local spool: where ``publish()`` puts events while Redis cannot be reached.
 
 A SQLite file (WAL, ``synchronous=FULL``: an accepted event survives a power cut), safe to
-share between the processes of one host. The scheduler (or ``Publisher.relay_spool``)
-moves its rows to Redis once Redis answers again, then deletes them; a crash in between
+share between the processes of one host. The publisher that spooled relays it in the
+background once Redis answers again (``producers.relay``), and so does a scheduler that
+shares the path: rows go to Redis, then are deleted; a crash in between
 sends an event twice, which the ledger and Gameball's id check make harmless. A row that
 cannot be read (the file is shared, so anything may have written it) is quarantined on
 the way, never left to block the rows behind it.
@@ -11,7 +12,7 @@ the way, never left to block the rows behind it.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,35 +99,54 @@ class Spool:
         if not self.path.exists():
             return []
         with self._connect() as connection:
-            rows = connection.execute(
-                "SELECT seq, event_id, event_json, published_at FROM spool ORDER BY seq LIMIT ?",
-                (limit,),
-            ).fetchall()
-        return [_read_row(*row) for row in rows]
+            return self._oldest(connection, limit)
 
     def relay(self, client: redis.Redis, limit: int) -> int:
-        """Move up to ``limit`` rows to Redis, oldest first, in one transaction that also
-        quarantines unreadable rows; then delete them. Returns how many rows moved."""
-        rows = self.peek(limit)
-        if not rows:
-            return 0
-        push_to_inbox(
-            client,
-            [row.entry for row in rows if row.entry is not None],
-            [row.poison for row in rows if row.poison is not None],
-        )
-        self.remove(row.seq for row in rows)
-        return len(rows)
+        """Move up to ``limit`` rows to Redis, oldest first, in one Redis transaction that
+        also quarantines unreadable rows; then delete them. Returns how many rows moved.
 
-    def remove(self, seqs: Iterable[int]) -> None:
+        Relayers of one spool (its publishers, a scheduler sharing the path) take turns
+        under the spool's write lock, so none pushes a row another is pushing. Redis is
+        pinged first: a Redis that is down never holds the lock that ``add`` needs."""
+        if not self.peek(1):
+            return 0
+        client.ping()
         with self._connect() as connection:
             connection.execute("BEGIN IMMEDIATE")
-            connection.executemany("DELETE FROM spool WHERE seq = ?", [(seq,) for seq in seqs])
-            connection.execute("COMMIT")
+            try:
+                rows = self._oldest(connection, limit)
+                if rows:
+                    push_to_inbox(
+                        client,
+                        [row.entry for row in rows if row.entry is not None],
+                        [row.poison for row in rows if row.poison is not None],
+                    )
+                    connection.executemany(
+                        "DELETE FROM spool WHERE seq = ?", [(row.seq,) for row in rows]
+                    )
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+        return len(rows)
+
+    @staticmethod
+    def _oldest(connection: sqlite3.Connection, limit: int) -> list[SpoolRow]:
+        rows = connection.execute(
+            "SELECT seq, event_id, event_json, published_at FROM spool ORDER BY seq LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [_read_row(*row) for row in rows]
 
     def count(self) -> int:
+        return self.backlog()[0]
+
+    def backlog(self) -> tuple[int, float | None]:
+        """How many rows wait, and the oldest one's publish time (epoch seconds)."""
         if not self.path.exists():
-            return 0
+            return 0, None
         with self._connect() as connection:
-            (count,) = connection.execute("SELECT COUNT(*) FROM spool").fetchone()
-        return int(count)
+            count, oldest = connection.execute(
+                "SELECT COUNT(*), MIN(published_at) FROM spool"
+            ).fetchone()
+        return int(count), None if oldest is None else float(oldest)

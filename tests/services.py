@@ -115,26 +115,23 @@ class TlsRedisServer:
         if acl:
             (folder / "users.acl").write_text("\n".join(acl) + "\n")
             acl_args = ["--aclfile", str(folder / "users.acl")]
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port", "0",
-                "--tls-port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--tls-cert-file", str(folder / "server.pem"),
-                "--tls-key-file", str(folder / "server.key"),
-                "--tls-ca-cert-file", str(self.ca_path),
-                "--tls-auth-clients", "no",
-                *acl_args,
-                "--dir", str(folder),
-                "--save", "",
-                "--appendonly", "yes",
-                "--maxmemory-policy", "noeviction",
-                "--logfile", str(self.log),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        self.args = [
+            binary,
+            "--port", "0",
+            "--tls-port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--tls-cert-file", str(folder / "server.pem"),
+            "--tls-key-file", str(folder / "server.key"),
+            "--tls-ca-cert-file", str(self.ca_path),
+            "--tls-auth-clients", "no",
+            *acl_args,
+            "--dir", str(folder),
+            "--save", "",
+            "--appendonly", "yes",
+            "--maxmemory-policy", "noeviction",
+            "--logfile", str(self.log),
+        ]  # fmt: skip
+        self.process = self._spawn()
 
     def url(self, user: str | None = None, password: str | None = None) -> str:
         auth = f"{user}:{quote(password or '', safe='')}@" if user else ""
@@ -150,6 +147,21 @@ class TlsRedisServer:
             return bool(redis.Redis.from_url(self.url(user, password), socket_timeout=1).ping())
         except redis.RedisError:
             return False
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self.args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+    def restart(self, user: str | None = None, password: str | None = None) -> None:
+        """Start again after :meth:`shutdown` (same port, certificates and data)."""
+        self.process = self._spawn()
+        wait_until(lambda: self.answers(user, password), timeout_s=15, what="TLS Redis again")
+
+    def shutdown(self, user: str | None = None, password: str | None = None) -> None:
+        """Shut down cleanly (the AOF is flushed), like a service restart."""
+        client = redis.Redis.from_url(self.url(user, password), socket_timeout=2)
+        with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+            client.shutdown()
+        self.process.wait(timeout=15)
 
     def stop(self) -> None:
         self.process.kill()

@@ -19,11 +19,16 @@ count rate-limit waits and breaker deferrals.
     gbq_breaker_state{state}                     1 for the current state
     gbq_rate_limit_waits_total                   times a worker waited for a token
     gbq_breaker_deferrals_total                  events held back by the breaker
+    gbq_spooled_events{host, path}               events in a host's spool, waiting for
+                                                 Redis (as its relayer last reported)
+    gbq_spool_oldest_age_seconds{host, path}     age of that spool's oldest event: alert
+                                                 when it grows (the spool is not draining)
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -33,7 +38,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import select
 
+from producers.spool_report import SpoolReport
+from producers.spool_report import reports as spool_reports
 from producers.transport import INBOX_KEY, QUEUE
+from producers.untrusted import printable
 from worker.breaker import Breaker, State
 from worker.ledger.counters import attempt_counts, event_counts
 from worker.ledger.models import SENDABLE, EventRow, EventState
@@ -152,6 +160,26 @@ class LedgerCollector(Collector):
             "Events held back by the open breaker.",
             value=int(deferrals or 0),
         )
+        yield from _spool_figures(spool_reports(self.client), time.time())
+
+
+def _spool_figures(reports: list[SpoolReport], now: float) -> Iterator[GaugeMetricFamily]:
+    spooled = GaugeMetricFamily(
+        "gbq_spooled_events",
+        "Events in a host's spool, waiting for Redis (as its relayer last reported).",
+        labels=["host", "path"],
+    )
+    oldest = GaugeMetricFamily(
+        "gbq_spool_oldest_age_seconds",
+        "Age of the oldest event in a host's spool.",
+        labels=["host", "path"],
+    )
+    for found in reports:
+        labels = [printable(found.host, 100), printable(found.path, 200)]
+        spooled.add_metric(labels, found.count)
+        oldest.add_metric(labels, found.oldest_age_s(now) or 0.0)
+    yield spooled
+    yield oldest
 
 
 def serve_metrics(ledger: Ledger, client: redis.Redis, host: str, port: int) -> None:

@@ -41,6 +41,7 @@ from producers.events import InvalidEventError, parse_event
 from producers.outbox import outbox_table
 from producers.quarantine import Poison, forget_oldest, oldest, oldest_quarantined
 from producers.spool import Spool
+from producers.spool_report import report as report_spool
 from producers.transport import (
     CONFLICTS_KEY,
     MAX_ENVELOPE_BYTES,
@@ -215,7 +216,7 @@ class Scheduler:
             ("conflicts", lambda now: {"conflicts": self._conflicts(now)}),
             ("inbox", lambda now: {"inbox": self._inbox(now)}),
             ("stale_pending", lambda now: {"stale_pending": self._stale_pending(now)}),
-            ("spool", lambda _: {"spool": self.spool.relay(self.redis, batch)}),
+            ("spool", lambda _: {"spool": self._spool(batch)}),
             ("outbox", lambda now: {"outbox": self._outbox(now)}),
             ("waiting", self._waiting),
             ("retention", self._retention),
@@ -261,6 +262,14 @@ class Scheduler:
             else None,
         )
         return {"pruned": result.events, "orders_forgotten": result.orders_forgotten}
+
+    def _spool(self, batch: int) -> int:
+        """Relay this host's spool (shared with its publishers) and report what is left,
+        as a publisher's own relay does (``producers.spool_report``)."""
+        moved = self.spool.relay(self.redis, batch)
+        if moved:
+            report_spool(self.redis, self.spool)
+        return moved
 
     def _quarantine(self, now: datetime) -> int:
         """Poison that workers and publishers found (they have no ledger): dead letters."""

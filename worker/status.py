@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from producers.quarantine import QUARANTINE_KEY
 from producers.spool import Spool
+from producers.spool_report import reports as spool_reports
 from worker.breaker import Breaker, State
 from worker.ledger.counters import by_state, dead_by_reason, event_counts
 from worker.ledger.models import SENDABLE, EventRow, EventState
@@ -58,11 +59,29 @@ class StatusReport:
     rate_limit_backlog_s: dict[str, float]
     scheduler_leader: str | None
     spooled_here: int
+    # Every host's spool that holds events, as its relayer last reported it: host, path,
+    # count, oldest_age_s (the oldest waiting event), seen_age_s (when it was reported).
+    spools: list[dict[str, Any]] = field(default_factory=list)
     conflicts: int = 0  # events re-published with other content (the first is kept)
     quarantined: int = 0  # poison found, not yet a dead letter (the scheduler moves it)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def spool_readings(client: redis.Redis, now: datetime) -> list[dict[str, Any]]:
+    """Each host's spool that holds events (``producers.spool_report``)."""
+    epoch = now.timestamp()
+    return [
+        {
+            "host": found.host,
+            "path": found.path,
+            "count": found.count,
+            "oldest_age_s": found.oldest_age_s(epoch),
+            "seen_age_s": max(0.0, epoch - found.seen_at),
+        }
+        for found in spool_reports(client)
+    ]
 
 
 def collect(
@@ -101,6 +120,7 @@ def collect(
         rate_limit_backlog_s=limiter.usage(),
         scheduler_leader=LeaderLock(client, "status", 1).leader(),
         spooled_here=spool.count(),
+        spools=spool_readings(client, now),
         conflicts=int(conflicts or 0),
         quarantined=int(client.llen(QUARANTINE_KEY)),
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import redis
 import typer
@@ -12,6 +12,7 @@ from rich.table import Table
 
 from producers.spool import Spool
 from producers.transport import INBOX_KEY, redis_client
+from producers.untrusted import printable
 from worker.cli.common import ExitCode, console, fail, ledger_engine, redis_url
 from worker.ledger.models import SENDABLE
 from worker.ledger.repository import Ledger
@@ -113,6 +114,8 @@ def _print(report: StatusReport, settings: Settings) -> None:
     out.print(f"scheduler leader: {report.scheduler_leader or 'none running'}")
     if report.spooled_here:
         out.print(f"spooled on this host, waiting for Redis: {report.spooled_here}")
+    for spool in report.spools:
+        out.print(spool_line(spool), markup=False, highlight=False)
     if report.conflicts:
         out.print(
             f"events published again with other content: {report.conflicts} "
@@ -120,3 +123,13 @@ def _print(report: StatusReport, settings: Settings) -> None:
         )
     if report.quarantined:
         out.print(f"unreadable input waiting to become dead letters: {report.quarantined}")
+
+
+def spool_line(spool: dict[str, Any]) -> str:
+    """One host's spool: how many, how old, and when its relayer last reported."""
+    oldest = spool["oldest_age_s"]
+    age = "" if oldest is None else f", oldest {oldest:.0f}s old"
+    return (
+        f"spooled on {printable(spool['host'], 100)} ({printable(spool['path'], 200)}): "
+        f"{spool['count']} event(s){age}; reported {spool['seen_age_s']:.0f}s ago"
+    )
