@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -91,24 +91,12 @@ def collect(
     spool: Spool,
     now: datetime | None = None,
 ) -> StatusReport:
+    """The whole report: the ledger's figures, then Redis's (RedisError if it fails)."""
     now = now or datetime.now(UTC)
-    with ledger.engine.begin() as connection:
-        oldest_sendable, oldest_waiting = (
-            connection.execute(oldest_created(states)).scalar()
-            for states in (SENDABLE, (EventState.WAITING,))
-        )
-        counts = event_counts(connection)
-        recent = connection.execute(
-            select(func.count()).where(EventRow.delivered_at >= now - timedelta(minutes=1))
-        ).scalar()
-        conflicts = connection.execute(select(func.count()).where(EventRow.conflicts > 0)).scalar()
+    report = ledger_report(ledger, spool, now)
     breaker = Breaker.from_json(client.get(BREAKER_KEY))
-    return StatusReport(
-        events=by_state(counts),
-        oldest_sendable_age_s=None if oldest_sendable is None else age_s(oldest_sendable, now),
-        oldest_waiting_age_s=None if oldest_waiting is None else age_s(oldest_waiting, now),
-        dead_by_reason=dead_by_reason(counts),
-        delivered_last_minute=int(recent or 0),
+    return replace(
+        report,
         breaker={
             "state": breaker.state.value,
             "reason": breaker.reason,
@@ -119,8 +107,35 @@ def collect(
         },
         rate_limit_backlog_s=limiter.usage(),
         scheduler_leader=LeaderLock(client, "status", 1).leader(),
-        spooled_here=spool.count(),
         spools=spool_readings(client, now),
-        conflicts=int(conflicts or 0),
         quarantined=int(client.llen(QUARANTINE_KEY)),
+    )
+
+
+def ledger_report(
+    ledger: Ledger, spool: Spool, now: datetime, without_redis: str = ""
+) -> StatusReport:
+    """What the ledger (and this host's spool) say alone; the Redis figures left empty,
+    the breaker's explanation saying why (``without_redis``)."""
+    with ledger.engine.begin() as connection:
+        oldest_sendable, oldest_waiting = (
+            connection.execute(oldest_created(states)).scalar()
+            for states in (SENDABLE, (EventState.WAITING,))
+        )
+        counts = event_counts(connection)
+        recent = connection.execute(
+            select(func.count()).where(EventRow.delivered_at >= now - timedelta(minutes=1))
+        ).scalar()
+        conflicts = connection.execute(select(func.count()).where(EventRow.conflicts > 0)).scalar()
+    return StatusReport(
+        events=by_state(counts),
+        oldest_sendable_age_s=None if oldest_sendable is None else age_s(oldest_sendable, now),
+        oldest_waiting_age_s=None if oldest_waiting is None else age_s(oldest_waiting, now),
+        dead_by_reason=dead_by_reason(counts),
+        delivered_last_minute=int(recent or 0),
+        breaker={"state": "unknown", "reason": "", "since": None, "explanation": without_redis},
+        rate_limit_backlog_s={},
+        scheduler_leader=None,
+        spooled_here=spool.count(),
+        conflicts=int(conflicts or 0),
     )

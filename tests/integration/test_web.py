@@ -7,11 +7,13 @@ confirmation, replace by the CLI's rule."""
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,6 +21,7 @@ import pytest
 from producers.quarantine import Poison
 from tests.console import ConsoleProcess, bury, paid
 from tests.processes import GBQ, SandboxProcess
+from tests.services import RedisServer
 from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -154,6 +157,83 @@ def test_hostile_content_is_shown_escaped_and_no_secret_is_shown(
     assert "\\xff\\x00" in pages[7].text  # the raw bytes, escaped
     assert "\x1b" not in pages[7].text
     assert "\x00" not in pages[7].text
+
+
+BIDI = "\u202e\u2066\u2067\u2068\u2069\u202a"
+
+
+def test_bidi_controls_are_escaped_wherever_event_content_shows(stack: Stack) -> None:
+    """Right-to-left overrides and isolates in an event's free text (extra values, an
+    e-mail, discount codes) and in a Gameball message show as ``\u202e``, never raw, on
+    every page and in the replace form, which still holds the same JSON."""
+    event = paid("BIDI-1").model_copy(
+        update={"extra": {"note": f"pay{BIDI}ed"}, "email": f"a{BIDI}@shop.example"}
+    )
+    bury(stack, [event], message=f"refused {BIDI} here")
+    console = ConsoleProcess(stack)
+    client, _ = session(console)
+    pages = [
+        client.get("/"),
+        client.get("/dlq"),
+        client.get("/events/paid:BIDI-1"),
+        client.get("/orders/BIDI-1"),
+        client.get("/search", params={"q": f"c-web{BIDI}"}),
+        client.get("/dlq", params={"code": BIDI, "order": BIDI}),
+        client.get("/dlq/confirm", params={"action": "purge", "order": BIDI}),
+    ]
+    for response in pages:
+        assert response.status_code in (200, 400), response.text
+        for char in BIDI:
+            assert char not in response.text, (response.url, hex(ord(char)))
+    page = pages[2].text
+    assert "pay\\u202e\\u2066" in page
+    form = re.search(r'<textarea name="event"[^>]*>(.*?)</textarea>', page, flags=re.DOTALL)
+    assert form is not None
+    shown = html.unescape(form.group(1))
+    assert json.loads(shown)["extra"]["note"] == f"pay{BIDI}ed"  # the same JSON value
+
+
+def test_notes_and_searches_never_show_a_links_text_as_the_consoles(stack: Stack) -> None:
+    """``/?note=`` from a link is not shown; a note the console wrote after an action is;
+    a search repeats nothing of what was searched for in its sentences."""
+    bury(stack, [paid("NOTE-1")])
+    console = ConsoleProcess(stack)
+    client, token = session(console)
+    forged = "Your session expired: log in at evil.example"
+    for path in ("/", "/dlq", "/events/paid:NOTE-1"):
+        assert forged not in client.get(path, params={"note": forged}).text
+        assert forged not in client.get(path, params={"note": forged, "note_sig": "0" * 64}).text
+    done = client.post("/events/paid:NOTE-1/do/retry", data={"csrf": token})
+    assert "retried 1" in client.get(done.headers["location"]).text
+    searched = client.get("/search", params={"q": forged}).text
+    assert searched.count("evil.example") == 1  # only in the search box, as typed
+    assert 'value="Your session expired: log in at evil.example"' in searched
+
+
+def test_with_redis_down_the_overview_shows_the_ledger_and_says_why(
+    make_stack: type[Stack], sqlite_url: str, tmp_path: Path
+) -> None:
+    """Redis stopped under a running console: the overview answers 200 with the ledger's
+    counts and a line saying why the rest is missing; a retry says it cannot be sent."""
+    server = RedisServer(tmp_path / "redis").start()
+    stack = make_stack(sqlite_url, redis=server.url)
+    bury(stack, [paid("DOWN-1"), paid("DOWN-2")])
+    console = ConsoleProcess(stack)
+    client, token = session(console)
+    assert client.get("/").status_code == 200
+    server.stop()
+    try:
+        page = client.get("/")
+        assert page.status_code == 200, page.text[-2000:]
+        assert "Redis does not answer" in page.text
+        assert re.search(r'data-state="dead">dead<b>2</b>', page.text)
+        assert client.get("/dlq").status_code == 200
+        retried = client.post("/events/paid:DOWN-1/do/retry", data={"csrf": token})
+        shown = client.get(retried.headers["location"])
+        assert shown.status_code == 200
+        assert "Redis failed" in shown.text
+    finally:
+        server.kill()
 
 
 def test_paging_visits_every_dead_letter_once_newest_first(stack: Stack) -> None:

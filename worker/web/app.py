@@ -5,6 +5,7 @@ the rules of ``security`` first."""
 from __future__ import annotations
 
 import secrets
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,6 +15,7 @@ from urllib.parse import quote, urlencode
 
 import redis
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -63,6 +65,33 @@ class Console:
     @property
     def queue(self) -> RedisQueue:
         return RedisQueue(self.client)
+
+
+# Shown escaped, not obeyed: bidirectional overrides and isolates (U+202A-U+202E,
+# U+2066-U+2069) and every other format, private-use, unassigned or separator character
+# can make text read otherwise than it is. Escaped as JSON does (\u202e), so event JSON
+# stays the same JSON in the replace form.
+_INVISIBLE = frozenset({"Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def neutralised(value: Any) -> Any:
+    """What a template shows of ``value``: text with invisible controls escaped; markup
+    the console built itself (``| safe``) and other values as they are."""
+    if not isinstance(value, str) or isinstance(value, Markup):
+        return value
+    if value.isascii():
+        return value
+    return "".join(_escaped(char) for char in value)
+
+
+def _escaped(char: str) -> str:
+    if unicodedata.category(char) not in _INVISIBLE:
+        return char
+    code = ord(char)
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    high, low = divmod(code - 0x10000, 0x400)  # JSON's escape of an astral character
+    return f"\\u{0xD800 + high:04x}\\u{0xDC00 + low:04x}"
 
 
 class FilterError(ValueError):
@@ -116,7 +145,9 @@ class Pages:
     def __init__(self, console: Console) -> None:
         self.console = console
         self.environment = Environment(
-            loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True)
+            loader=FileSystemLoader(TEMPLATES),
+            autoescape=select_autoescape(default=True),
+            finalize=neutralised,  # every {{ … }}: no bidi or other invisible control
         )
         self.environment.filters["printable"] = lambda value, limit=200: printable(
             str(value), limit
@@ -124,19 +155,25 @@ class Pages:
         self.environment.globals["fingerprint"] = key_fingerprint(console.settings.gameball_api_key)
 
     def page(self, request: Request, name: str, status_code: int = 200, **context: Any) -> Response:
+        note = request.query_params.get("note", "")
+        signed = security.note_is_ours(
+            self.console.csrf_key, note, request.query_params.get("note_sig")
+        )
         html = self.environment.get_template(name).render(
             request=request,
             settings=self.console.settings,
             csrf=security.csrf_token(self.console.csrf_key, request.state.session),
-            note=request.query_params.get("note", ""),
+            note=note if signed else "",  # never a link's words as the console's own
             **context,
         )
         return HTMLResponse(html, status_code)
 
-    @staticmethod
-    def back(path: str, note: str) -> RedirectResponse:
+    def back(self, path: str, note: str) -> RedirectResponse:
+        """Back to ``path`` with a note of what was done, signed by this console."""
         separator = "&" if "?" in path else "?"
-        return RedirectResponse(f"{path}{separator}{urlencode({'note': note})}", 303)
+        signature = security.note_signature(self.console.csrf_key, note)
+        query = urlencode({"note": note, "note_sig": signature})
+        return RedirectResponse(f"{path}{separator}{query}", 303)
 
     def routes(self) -> list[Route]:
         return [

@@ -20,7 +20,7 @@ from worker.ledger.deadletters import DeadLetters
 from worker.ledger.models import SENDABLE, AttemptRow, EventRow, EventState
 from worker.liveness import alive
 from worker.ratelimit import RateLimiter
-from worker.status import StatusReport, collect
+from worker.status import StatusReport, collect, ledger_report
 
 MINUTES = 60
 BACKLOG_STATES = (*SENDABLE, EventState.WAITING)
@@ -40,21 +40,32 @@ class Overview:
     status: StatusReport
     hour: LastHour
     workers: list[tuple[str, float]]  # (process, seconds left on its heartbeat)
-    in_redis: tuple[int, int]  # (published, not yet in the ledger; delivery messages queued)
+    in_redis: tuple[int, int] | None  # (published, not in the ledger yet; messages queued)
+    redis_down: str = ""  # why the Redis figures are missing (the page is read-only then)
 
 
 def overview(
     letters: DeadLetters, client: redis.Redis, limiter: RateLimiter, spool: Spool, now: datetime
 ) -> Overview:
-    status = collect(letters.ledger, client, limiter, spool, now)
+    """The overview; with Redis down, the ledger's part and why the rest is missing."""
+    try:
+        status = collect(letters.ledger, client, limiter, spool, now)
+        pipe = client.pipeline(transaction=False)
+        pipe.hlen(INBOX_KEY)
+        pipe.llen(QUEUE)
+        inbox, queued = pipe.execute()
+        workers = alive(client)
+    except (redis.RedisError, OSError) as error:
+        why = f"Redis does not answer ({type(error).__name__})"
+        status = ledger_report(letters.ledger, spool, now, without_redis=why)
+        return Overview(status, _hour(letters, now, status), [], None, why)
+    return Overview(status, _hour(letters, now, status), workers, (int(inbox), int(queued)))
+
+
+def _hour(letters: DeadLetters, now: datetime, status: StatusReport) -> LastHour:
     backlog_now = sum(status.events.get(state, 0) for state in BACKLOG_STATES)
     with letters.ledger.engine.connect() as connection:
-        hour = last_hour(connection, now, backlog_now)
-    pipe = client.pipeline(transaction=False)
-    pipe.hlen(INBOX_KEY)
-    pipe.llen(QUEUE)
-    inbox, queued = pipe.execute()
-    return Overview(status, hour, alive(client), (int(inbox), int(queued)))
+        return last_hour(connection, now, backlog_now)
 
 
 def last_hour(connection: Connection, now: datetime, backlog_now: int) -> LastHour:

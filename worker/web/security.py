@@ -10,6 +10,8 @@ which requests may act.
   another site cannot make a logged-in browser retry or purge anything.
 - The Host header must name the console (loopback names, the bound address, or
   ``GBQ_WEB_ALLOWED_HOSTS``): a DNS-rebinding page cannot read it through the browser.
+- A note shown after an action (``?note=…``) carries an HMAC under the same key: a link
+  from anywhere else cannot make the console say what it did not.
 """
 
 from __future__ import annotations
@@ -58,6 +60,17 @@ def new_session() -> str:
 
 def csrf_token(key: bytes, session: str) -> str:
     return hmac.new(key, session.encode(), hashlib.sha256).hexdigest()
+
+
+def note_signature(key: bytes, note: str) -> str:
+    return hmac.new(
+        key, b"note:" + note.encode("utf-8", "surrogatepass"), hashlib.sha256
+    ).hexdigest()
+
+
+def note_is_ours(key: bytes, note: str, signature: str | None) -> bool:
+    """Whether ``note`` was written by this console (``back()``), not by a link."""
+    return bool(signature) and hmac.compare_digest(note_signature(key, note), signature or "")
 
 
 def csrf_valid(key: bytes, session: str | None, token: str | None) -> bool:
