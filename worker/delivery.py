@@ -9,7 +9,8 @@
     call Gameball, classify, tell the breaker (and the limiter, on 429), record the
     attempt, apply the next state (lease holder only)
     settled (delivered or dead)? ─► wake the order's waiting events and deliver them here,
-                                    oldest first (up to INLINE_RELEASED; the rest are queued)
+                                    oldest first (up to INLINE_RELEASED, while the task has
+                                    run less than INLINE_BUDGET_S; the rest are queued)
 
 Every decision is a pure function (``classify``, ``gate``, ``after_attempt``); this module
 sequences them with the ledger, Redis and HTTP. Nothing here retries by itself or uses
@@ -23,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -68,8 +70,12 @@ ID_TAKEN = frozenset({305, 9004})  # "Transaction ID Already Exists"
 # Events a settle released that its own task then delivers, instead of a message each: an
 # order's refunds go one after another anyway (each waits for the one before), and a
 # message each cost a Celery round trip and, for all but the oldest, a claim and a park
-# again. Bounded, so that one task's run stays a few calls long.
+# again. Bounded in number and in time: a task that has run INLINE_BUDGET_S starts no
+# other call and queues the rest (at the front), so that a pool process is free again
+# within about one call however slow Gameball is, and work recovered from a dead host
+# never waits behind a process's run of inline deliveries.
 INLINE_RELEASED = 8
+INLINE_BUDGET_S = 1.0
 
 
 class MalformedMessageError(ValueError):
@@ -173,6 +179,7 @@ class Deliverer:
         max_token_wait_s: float = 2.0,
         clock: Callable[[], datetime] | None = None,
         rng: random.Random | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ledger, self.gameball, self.queue = ledger, gameball, queue
         self.breaker, self.limiter, self.max_token_wait_s = breaker, limiter, max_token_wait_s
@@ -182,6 +189,7 @@ class Deliverer:
         self.recheck = timedelta(seconds=recheck_s)
         self.clock = clock or ledger.clock.now  # one clock for all processes (ledger.clock)
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self.monotonic = monotonic  # this task's own running time (the inline budget)
 
     def handle(self, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str:
         """Process one ``gbq.deliver`` message; returns what happened (for logs and tests)."""
@@ -193,6 +201,7 @@ class Deliverer:
             dead_id = self.ledger.dead_letter_poison(poison, self.clock())
             log.warning("malformed message kept as dead letter %s: %s", dead_id, error)
             return "malformed"
+        started = self.monotonic()
         now = self.clock()
         known: Event | None = None
         seen: Breaker | None = None  # the shared breaker, when read with other work
@@ -214,18 +223,21 @@ class Deliverer:
         except (*LEDGER_DOWN, *REDIS_DOWN):
             self._hand_back(claimed.event_id)
             raise
-        self._deliver_released(released)
+        self._deliver_released(released, started)
         return state
 
-    def _deliver_released(self, released: list[str]) -> None:
+    def _deliver_released(self, released: list[str], started: float) -> None:
         """Deliver the events our settle released (pending, oldest first), each claimed as
-        a message's would be; queue what is left after INLINE_RELEASED. If this process
-        dies or the ledger fails on the way, the events not yet claimed are pending with
-        ``enqueued_at`` set, and the scheduler re-sends them after GBQ_REDRIVE_AFTER_S, as
-        it does a lost message."""
+        a message's would be, while this task has run less than INLINE_BUDGET_S (since
+        ``started``, monotonic) and up to INLINE_RELEASED; queue what is left. If this
+        process dies or the ledger fails on the way, the events not yet claimed are
+        pending with ``enqueued_at`` set, and the scheduler re-sends them after
+        GBQ_REDRIVE_AFTER_S, as it does a lost message."""
         for _ in range(INLINE_RELEASED):
             if not released:
                 return
+            if self.monotonic() - started >= INLINE_BUDGET_S:
+                break
             event_id = released.pop(0)
             now = self.clock()
             try:

@@ -17,7 +17,7 @@ from producers.events import OrderPaid, OrderRefunded
 from producers.publisher import Publisher
 from producers.transport import QUEUE
 from tests.processes import SandboxProcess
-from worker.delivery import INLINE_RELEASED
+from worker.delivery import INLINE_BUDGET_S, INLINE_RELEASED
 from worker.ledger.models import EventState
 from worker.runtime import Runtime, build_runtime
 from worker.settings import Settings
@@ -156,3 +156,35 @@ def test_a_ledger_failure_among_the_released_events_queues_those_left(
     for event_id in second_and_third:
         assert worker.deliverer.handle((), {"event_id": event_id}) == "delivered"
     assert sandbox.balance("c-O-fails") == 1000 - 6
+
+
+def test_a_task_that_has_run_its_budget_queues_the_released_events_at_the_front(
+    worker: Runtime,
+    driven_settings: Settings,
+    queue: redis.Redis,
+    sandbox: SandboxProcess,
+) -> None:
+    """Gameball slower than INLINE_BUDGET_S: the settle's own call uses the budget, so
+    the task starts no other call; its three released refunds are queued at the front
+    (where BRPOP takes first), and the pool process is free after one call."""
+    paid, refunds = order_with_refunds("O-slow", 3)
+    park_refunds(worker, driven_settings, paid, refunds)
+    queue.delete(QUEUE)
+    queue.lpush(QUEUE, b"a newer message")  # published meanwhile: the released go first
+    sandbox.faults(latency_s=INLINE_BUDGET_S + 0.2)
+    message = {"event_id": paid.event_id, "event": paid.model_dump(mode="json")}
+    assert worker.deliverer.handle((), message) == "delivered"
+    assert refund_calls(sandbox) == []  # no call after the budget was spent
+    front = queue.lrange(QUEUE, -3, -1)  # the right end: taken first
+    assert [
+        e.event_id for e in refunds[::-1] if any(f'"{e.event_id}"'.encode() in m for m in front)
+    ] == [
+        "refunded:O-slow:R1",
+        "refunded:O-slow:R2",
+        "refunded:O-slow:R3",
+    ]
+    assert queue.lindex(QUEUE, 0) == b"a newer message"
+    sandbox.faults(latency_s=0)
+    for refund in sorted(refunds, key=lambda r: r.occurred_at):
+        assert worker.deliverer.handle((), {"event_id": refund.event_id}) == "delivered"
+    assert sandbox.balance("c-O-slow") == 1000 - 6
