@@ -1,11 +1,19 @@
 """Benchmark 5: a worker killed (SIGKILL) with deliveries in flight.
 
-Gameball answers after 3 s so that four deliveries are surely in flight; the worker
-(prefork × 4) and its pool are SIGKILLed and a new worker starts at once, as supervisor
-would. Measured: how long until each in-flight event is delivered. gbq gets it back when
-its lease expires (GBQ_LEASE_S) through the scheduler's sweep; plain Celery with late acks
-gets the message back only after Redis's visibility timeout (kombu: 3,600 s by default),
-and with Celery's default early acks the tasks are gone.
+The victim worker (prefork × 4) has four deliveries in flight when it is SIGKILLed with
+its pool, as a lost host would be. Measured: seconds from the kill to each in-flight
+event's redelivered call. gbq hands a dead process's leases back once its heartbeat
+lapses (GBQ_HEARTBEAT_TTL_S, 6 s by default; the scheduler looks every tick), then the
+events go at the front of the queue:
+
+- to an idle replacement (Gameball answers after 3 s, as before);
+- to a replacement that is busy with a backlog of paid events and the refunds they
+  release, Gameball answering at once or after 2 s (the recovered work must not wait
+  behind a process's run of inline deliveries, nor a full prefetch);
+- only the pool processes killed (an OOM kill): the main process hands back at once.
+
+Plain Celery with late acks gets its messages back only after Redis's visibility timeout
+(kombu: 3,600 s by default), and with Celery's default early acks the tasks are gone.
 """
 
 from __future__ import annotations
@@ -24,8 +32,8 @@ from bench.common import (
     wait_ready,
 )
 from producers.events import Event
+from sandbox.stream import generate
 from tests.processes import SandboxProcess, pool_children, wait_until
-from tests.scenario import generate
 from tests.stack import Process
 from worker.gameball.payloads import build_request
 
@@ -80,6 +88,55 @@ def gbq_case(
         for row in rows
         if row and row.delivered_at
     ]
+
+
+def busy_replacement_case(
+    running: Services, sandbox: SandboxProcess, latency_s: float, backlog_orders: int
+) -> list[float]:
+    """Seconds from the kill to each in-flight event's redelivered call, with the
+    replacement worker busy: ``backlog_orders`` orders of a paid event and three refunds
+    published before it (each paid event's settle releases three refunds), Gameball
+    answering after ``latency_s``. The shipped defaults, rate limit off."""
+    running.flush_redis()
+    sandbox.reset()
+    sandbox.faults(slow_count=IN_FLIGHT, slow_s=120)  # the victim's four calls hang
+    victims = paid_events(f"HB{latency_s:g}")
+    stack = running.stack(running.ledger(), sandbox.url, **LIMITS_OFF)
+    victim = stack.start_worker("victim", concurrency=IN_FLIGHT)
+    stack.start_scheduler()
+    wait_ready(victim)
+    stack.publisher.publish_many(victims)
+    wait_until(
+        lambda: stack.states()["in_flight"] == IN_FLIGHT,
+        timeout_s=30,
+        what="four deliveries in flight",
+    )
+    replacement = stack.start_worker("replacement", concurrency=IN_FLIGHT)
+    wait_ready(replacement)
+    sandbox.faults(latency_s=latency_s)
+    backlog = generate(
+        seed=501, orders=backlog_orders, total_events=backlog_orders * 4, prefix=f"B{latency_s:g}"
+    )
+    refunds_first = sorted(backlog.events, key=lambda event: event.kind == "paid")
+    for start in range(0, len(refunds_first), 500):
+        stack.publisher.publish_many(refunds_first[start : start + 500])
+    wait_until(
+        lambda: stack.states()["delivered"] >= IN_FLIGHT,
+        timeout_s=60,
+        what="the replacement at work",
+    )
+    killed = kill(victim)
+
+    def redelivered() -> list[float] | None:
+        rows = [stack.ledger.get(event.event_id) for event in victims]
+        times = [row.delivered_at for row in rows if row and row.delivered_at]
+        return (
+            [t.timestamp() - latency_s - killed for t in times] if len(times) == IN_FLIGHT else None
+        )
+
+    times = wait_until(redelivered, timeout_s=120, what="the in-flight events redelivered")
+    running.close_stacks()
+    return times
 
 
 def celery_case(
@@ -140,53 +197,64 @@ def run(folder: Path, *, quick: bool = False) -> Report:
         command="make bench BENCH=crash",
         columns=["what", "in flight", "redelivered", "time to redelivery s", "lost"],
     )
-    with services(folder) as running:
-        sandbox = running.sandbox()
-        sandbox.faults(latency_s=LATENCY_S)
-        for lease_s in (60, 15):
-            times = gbq_case(running, sandbox, lease_s)
-            label = "default" if lease_s == 60 else "lowered"
-            report.rows.append(
-                [
-                    f"gbq, GBQ_LEASE_S={lease_s} ({label})",
-                    IN_FLIGHT,
-                    len(times),
-                    span(times, watch_s),
-                    IN_FLIGHT - len(times),
-                ]
-            )
-            report.data[f"gbq_lease_{lease_s}"] = times
-        times = gbq_case(running, sandbox, 60, children_only=True)
+
+    def row(label: str, key: str, times: list[float], lost: int | None = None) -> None:
         report.rows.append(
             [
-                "gbq, only the pool processes SIGKILLed (an OOM kill), GBQ_LEASE_S=60",
+                label,
                 IN_FLIGHT,
                 len(times),
                 span(times, watch_s),
-                IN_FLIGHT - len(times),
+                IN_FLIGHT - len(times) if lost is None else lost,
             ]
         )
-        report.data["gbq_children_only"] = times
+        report.data[key] = times
+
+    with services(folder) as running:
+        sandbox = running.sandbox()
+        sandbox.faults(latency_s=LATENCY_S)
+        row(
+            f"gbq, whole worker SIGKILLed, idle replacement, Gameball {LATENCY_S:.0f} s",
+            "gbq_idle_replacement",
+            gbq_case(running, sandbox, 60),
+        )
+        for latency_s, orders in ((0.0, 10 if quick else 600), (2.0, 10 if quick else 60)):
+            row(
+                "gbq, whole worker SIGKILLed, replacement busy, "
+                f"Gameball {latency_s * 1000:.0f} ms",
+                f"gbq_busy_replacement_{latency_s:g}s",
+                busy_replacement_case(running, sandbox, latency_s, orders),
+            )
+        sandbox.reset()
+        sandbox.faults(latency_s=LATENCY_S)
+        row(
+            "gbq, only the pool processes SIGKILLed (an OOM kill)",
+            "gbq_children_only",
+            gbq_case(running, sandbox, 60, children_only=True),
+        )
         for acks_late in (True, False):
             times = celery_case(running, sandbox, acks_late=acks_late, watch_s=watch_s)
-            report.rows.append(
-                [
-                    "plain Celery, late acks (visibility timeout 3,600 s)"
-                    if acks_late
-                    else "plain Celery, default early acks",
-                    IN_FLIGHT,
-                    len(times),
-                    span(times, watch_s),
-                    0 if acks_late else IN_FLIGHT - len(times),
-                ]
+            row(
+                "plain Celery, late acks (visibility timeout 3,600 s)"
+                if acks_late
+                else "plain Celery, default early acks",
+                f"celery_acks_late_{acks_late}",
+                times,
+                0 if acks_late else None,
             )
-            report.data[f"celery_acks_late_{acks_late}"] = times
     report.notes = [
         (
-            f"Times run from the SIGKILL to the redelivered call's start (the sandbox answers "
-            f"after {LATENCY_S:.0f} s). gbq takes an event back when its lease expires: the "
-            "lease bounds the recovery, so GBQ_LEASE_S trades recovery time against the "
-            "longest call (it must exceed connect + write + read timeouts; 60 s by default)."
+            "Times run from the SIGKILL to the redelivered call's start (Gameball's answer "
+            "time taken off). Shipped defaults: GBQ_HEARTBEAT_TTL_S=6 (a process silent that "
+            "long is gone), the scheduler's 1 s tick, GBQ_LEASE_S=60 (which no longer bounds "
+            "recovery: the heartbeat does). The rate limit is off."
+        ),
+        (
+            "Busy replacement: a backlog of paid events, each published after its three "
+            "refunds, so each paid event's settle releases three refunds. A task delivers "
+            "released events inline only within its first second (INLINE_BUDGET_S), so with "
+            "Gameball at 2 s a pool process is free after one call and the recovered events, "
+            "queued at the front, go next."
         ),
         (
             "Plain Celery with late acks gets its messages back only once kombu's visibility "
@@ -195,7 +263,7 @@ def run(folder: Path, *, quick: bool = False) -> Report:
         ),
         (
             "When only pool processes die, the worker's main process knows they are gone "
-            "and hands their leases back at once (worker/tasks.py): no wait for the lease."
+            "and hands their leases back at once (worker/tasks.py): no wait for the heartbeat."
         ),
     ]
     return report

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from producers.publisher import Publisher
+from producers.settings import PublisherSettings
 from tests.processes import GBQ, wait_until
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.repository import Ledger
@@ -107,12 +108,27 @@ class Stack:
         self.ledger = Ledger(create_ledger_engine(database_url))
         self.processes: list[Process] = []
         self._publisher: Publisher | None = None
+        self._checkouts: list[Publisher] = []
 
     @property
     def publisher(self) -> Publisher:
+        """Checkout on the workers' host: its GBQ_HOME and spool, which the scheduler
+        relays too."""
         if self._publisher is None:
             self._publisher = Publisher(self.settings)
         return self._publisher
+
+    def checkout_host(self, name: str = "checkout") -> Publisher:
+        """Checkout on a host of its own: its own GBQ_HOME and spool, no scheduler beside
+        it (only its publisher relays its spool), the same Redis."""
+        settings = PublisherSettings(
+            home=self.folder / name,
+            redis_url=self.settings.redis_url,
+            publish_timeout_s=self.settings.publish_timeout_s,
+        )
+        publisher = Publisher(settings)
+        self._checkouts.append(publisher)
+        return publisher
 
     def start_worker(
         self, name: str = "w1", concurrency: int = 2, pool: str = "prefork"
@@ -166,6 +182,8 @@ class Stack:
             process.stop()
         if self._publisher is not None:
             self._publisher.close()
+        for checkout in self._checkouts:
+            checkout.close()
         self.ledger.engine.dispose()
 
     def event(self, event_id: str) -> Any:

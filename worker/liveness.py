@@ -17,6 +17,7 @@ holder's).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
@@ -36,6 +37,7 @@ class Heartbeat:
         self.client, self.key, self.ttl_ms = client, ALIVE_PREFIX + owner, int(ttl_s * 1000)
         self.interval_s = ttl_s / 3
         self._failing = False  # log the first failure of a run of them, and the recovery
+        self._stopped = threading.Event()
 
     def start(self) -> Heartbeat:
         """Beat once now (before any claim), then in the background."""
@@ -65,15 +67,22 @@ class Heartbeat:
         # before: a heartbeat that stops hands this process's leases to others while it
         # still works. Event.wait rather than time.sleep, which a clock shim can break
         # (libfaketime with a negative offset: EINVAL, found by test_clock_skew).
-        pause = threading.Event()
-        while True:
+        while not self._stopped.is_set():
             try:
-                pause.wait(self.interval_s)
+                if self._stopped.wait(self.interval_s):
+                    return
                 self.beat()
             except Exception:  # never let the heartbeat die; say why once
                 if not self._failing:
                     log.exception("heartbeat %s: unexpected error (still beating)", self.key)
                 self._failing = True
+
+    def stop(self) -> None:
+        """Stop beating and take the key away: this owner is gone now, not after the TTL
+        (a runtime closed by its owner, never a process that dies)."""
+        self._stopped.set()
+        with contextlib.suppress(redis.RedisError, OSError):  # else it lapses by itself
+            self.client.delete(self.key)
 
 
 def gone(client: redis.Redis, owners: Sequence[str]) -> list[str]:

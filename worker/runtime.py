@@ -35,6 +35,12 @@ class Runtime:
     deliverer: Deliverer
     heartbeat: Heartbeat
 
+    def close(self) -> None:
+        """Stop beating and close the ledger's connections (a runtime built by hand, as
+        tests do; a worker process's lives as long as the process)."""
+        self.heartbeat.stop()
+        self.ledger.engine.dispose()
+
 
 _runtime: tuple[int, Runtime] | None = None
 # Runtimes inherited across a fork stay referenced and untouched: closing (or garbage-

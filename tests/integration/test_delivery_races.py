@@ -41,7 +41,7 @@ def workers(driven_settings: Settings) -> Iterator[tuple[Runtime, Runtime]]:
     first, second = build_runtime(driven_settings), build_runtime(driven_settings)
     yield first, second
     for runtime in (first, second):
-        runtime.ledger.engine.dispose()
+        runtime.close()
 
 
 def test_paid_settling_between_a_refunds_check_and_its_park_still_wakes_the_refund(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -13,6 +14,7 @@ import redis
 from producers.events import OrderPaid
 from tests.processes import SandboxProcess, wait_until
 from tests.proxy import Proxy
+from tests.services import RedisServer
 from tests.stack import Process, Stack
 from worker.liveness import alive
 
@@ -73,12 +75,14 @@ def test_a_worker_cut_from_redis_mid_call_neither_double_credits_nor_overwrites(
 
 @pytest.mark.parametrize(("pool", "processes"), [("prefork", 2), ("threads", 1)])
 def test_an_idle_worker_beats_before_its_first_event(
-    make_stack: type[Stack], sqlite_url: str, pool: str, processes: int
+    make_stack: type[Stack], sqlite_url: str, pool: str, processes: int, tmp_path: Path
 ) -> None:
     """Each delivering process announces itself at start, not at its first task: an idle
-    worker counts as alive (``gbq status``, the console, ``gbq publish``'s check)."""
-    stack = make_stack(sqlite_url)
-    client = redis.Redis.from_url(stack.settings.effective_redis_url())
+    worker counts as alive (``gbq status``, the console, ``gbq publish``'s check). A Redis
+    of its own: nothing else beats there."""
+    server = RedisServer(tmp_path / "redis").start()
+    stack = make_stack(sqlite_url, redis=server.url)
+    client = redis.Redis.from_url(server.url)
     assert alive(client) == []
     worker = stack.start_worker(concurrency=2, pool=pool)
     beating = wait_until(
@@ -87,3 +91,4 @@ def test_an_idle_worker_beats_before_its_first_event(
     assert beating
     assert stack.states() == {}  # nothing was ever delivered
     worker.stop()
+    server.kill()

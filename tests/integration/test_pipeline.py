@@ -39,17 +39,21 @@ T0 = datetime(2026, 2, 1, 12, 0, tzinfo=UTC)
 
 
 def test_500_events_across_100_orders_are_delivered_exactly(
-    make_stack: type[Stack], sandbox: SandboxProcess, database_url: str
+    make_stack: type[Stack], sandbox: SandboxProcess, database_url: str, any_redis_url: str
 ) -> None:
-    """Every event delivered; every wallet equals the balance computed from the events."""
+    """Every event delivered; every wallet equals the balance computed from the events.
+    On every Redis form and both ledgers, published from the workers' host and from a
+    checkout host of its own, in turn (an order's events may come from both)."""
     # Given a running worker and scheduler
     scenario = generate(seed=1, orders=100, total_events=500)
-    stack = make_stack(database_url)
+    stack = make_stack(database_url, redis=any_redis_url)
     stack.start_worker(concurrency=3)
     stack.start_scheduler()
+    publishers = [stack.publisher, stack.checkout_host()]
     # When 500 events are published (pipelined in batches, as a busy checkout would)
-    for start in range(0, len(scenario.events), 50):
-        assert stack.publisher.publish_many(scenario.events[start : start + 50]) == "queued"
+    for number, start in enumerate(range(0, len(scenario.events), 50)):
+        batch = scenario.events[start : start + 50]
+        assert publishers[number % 2].publish_many(batch) == "queued"
     # Then every event is delivered and the wallets are exact
     states = stack.wait_settled(len(scenario.events), timeout_s=180)
     assert states == {"delivered": 500}
@@ -72,9 +76,10 @@ def test_publishing_twice_and_duplicate_messages_credit_once(
     stack = make_stack(sqlite_url)
     stack.start_worker(concurrency=3)
     stack.start_scheduler()
-    # When every event is published twice, and 50 raw messages are delivered again
+    # When every event is published twice (again from a checkout host of its own), and 50
+    # raw messages are delivered again
     stack.publisher.publish_many(scenario.events)
-    stack.publisher.publish_many(scenario.events)
+    stack.checkout_host().publish_many(scenario.events)
     stack.wait_settled(100)
     redis_client = stack.publisher._redis  # the same Redis the workers consume
     enqueue(redis_client, scenario.event_ids[:50])

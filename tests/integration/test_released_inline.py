@@ -30,7 +30,7 @@ START = datetime(2026, 11, 1, tzinfo=UTC)
 def worker(driven_settings: Settings) -> Iterator[Runtime]:
     runtime = build_runtime(driven_settings)
     yield runtime
-    runtime.ledger.engine.dispose()
+    runtime.close()
 
 
 @pytest.fixture
