@@ -25,6 +25,7 @@ limits (429), injected 5xx, validation (4/5/7), the account's rules (200 or 101/
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hmac
 import json
 import re
@@ -56,6 +57,12 @@ from sandbox.parsing import (
 )
 from sandbox.ratelimit import GameballRateLimits
 from sandbox.rules import CashbackRules, order_earning
+
+# When the request being answered came in (before any injected latency): the request log
+# keeps it, so a benchmark can tell when a call arrived, not only when it was answered.
+_RECEIVED: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "sandbox_received", default=None
+)
 
 DEFAULT_API_KEY: Final = "sandbox-api-key"
 DEFAULT_SECRET_KEY: Final = "sandbox-secret-key"  # noqa: S105 - a public test value
@@ -399,10 +406,12 @@ class Sandbox:
     def _log(self, path: str, reply: Reply, loose: dict[str, Any] | None, *, applied: bool) -> None:
         loose = loose or {}
         code = reply.body.get("code") if reply.body else None
+        answered = time.time()
         self.request_log.append(
             {
                 "seq": len(self.request_log) + 1,
-                "at": time.time(),
+                "at": answered,
+                "received_at": _RECEIVED.get() or answered,
                 "path": path,
                 "player": loose.get("playerUniqueId") or loose.get("customerId"),
                 "transaction_id": (
@@ -602,6 +611,7 @@ def _api_route(
     whose client gives up during the latency has landed, and is applied, as at Gameball."""
 
     async def endpoint(request: Request) -> Response:
+        _RECEIVED.set(time.time())
         body = await request.body()
         latency = sandbox.faults.latency_s() if slow else 0.0
         if latency:

@@ -40,6 +40,14 @@ def wait_until(
         time.sleep(interval_s)  # polling interval, not synchronisation
 
 
+def scrape_metrics(port: int) -> str | None:
+    """The scheduler's /metrics on ``port``, or None while it does not answer yet."""
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.TransportError:
+        return None
+
+
 def proc_stats() -> Iterator[tuple[int, list[str]]]:
     """(pid, /proc/<pid>/stat fields after the command name) of every live process:
     fields[1] is the parent pid, fields[2] the process group, fields[11:15] CPU ticks."""

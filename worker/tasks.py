@@ -11,6 +11,7 @@ waits for the lease.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from billiard.exceptions import WorkerLostError
@@ -50,12 +51,20 @@ def _release_leases_of_dead_child(pid: int) -> None:
 
 def _start_runtime() -> None:
     """Build this process's runtime now, so its heartbeat says it is alive while it is
-    still idle (``gbq status``, the console and ``gbq publish`` look for one). A failure
-    is only logged: the first task builds it again."""
-    try:
-        runtime()
-    except Exception:  # never keep a process from starting: its first task retries
-        log.exception("could not start this process's runtime (its first task will)")
+    still idle (``gbq status``, the console and ``gbq publish`` look for one).
+
+    In a thread of its own: the first beat waits for Redis (up to its timeout), and a pool
+    process that does not report for duty within Celery's ``worker_proc_alive_timeout``
+    (4 s) is killed. A first task meanwhile waits on ``runtime()``'s lock, so it still
+    claims nothing before the first beat. A failure is only logged: that task builds it."""
+
+    def build() -> None:
+        try:
+            runtime()
+        except Exception:  # never keep a process from starting: its first task retries
+            log.exception("could not start this process's runtime (its first task will)")
+
+    threading.Thread(target=build, name="gbq-runtime-start", daemon=True).start()
 
 
 @worker_process_init.connect  # type: ignore[untyped-decorator]

@@ -12,13 +12,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-import httpx
 import pytest
 import redis
 from pydantic import SecretStr
 
 from producers.events import OrderRefunded
-from tests.processes import SandboxProcess, free_port, wait_until
+from tests.processes import SandboxProcess, free_port, scrape_metrics, wait_until
 from tests.scenario import generate
 from tests.stack import Stack
 from worker.settings import key_fingerprint
@@ -62,13 +61,9 @@ def test_metrics_and_json_logs(
     )
     worker = stack.start_worker(concurrency=2)
     stack.start_scheduler()
-    url = f"http://127.0.0.1:{port}/metrics"
 
     def scrape() -> str | None:
-        try:
-            return httpx.get(url, timeout=5).text
-        except httpx.TransportError:
-            return None
+        return scrape_metrics(port)
 
     wait_until(scrape, timeout_s=60, what="the metrics endpoint")
     stack.publisher.publish_many(scenario.events)

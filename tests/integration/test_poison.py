@@ -17,8 +17,7 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +27,13 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert, select
 
-from producers.events import OrderPaid, OrderRefunded, event_to_json
+from producers.events import OrderPaid, event_to_json
 from producers.outbox import outbox_table
 from producers.quarantine import KEEP_BYTES, QUARANTINE_KEY
 from producers.spool import Spool
 from producers.transport import INBOX_DUE_KEY, INBOX_KEY, ORDER_INBOX_PREFIX, QUEUE, InboxEntry
 from tests import poison as catalogue
+from tests.factories import paid, refund
 from tests.processes import GBQ, SandboxProcess, wait_until
 from tests.services import RedisServer, sqlite_ledger
 from tests.stack import Process, Stack
@@ -42,26 +42,6 @@ from worker.ledger.models import EventRow
 
 pytestmark = pytest.mark.integration
 ORDERS = 24
-
-
-def _paid(order: str, paid: str = "10") -> OrderPaid:
-    return OrderPaid(
-        order_id=order,
-        customer_id=f"cust-{order}",
-        occurred_at=datetime.now(UTC) - timedelta(minutes=5),
-        total_price=Decimal(paid),
-        total_paid=Decimal(paid),
-    )
-
-
-def _refund(order: str) -> OrderRefunded:
-    return OrderRefunded(
-        order_id=order,
-        refund_id=f"{order}-R1",
-        customer_id=f"cust-{order}",
-        occurred_at=datetime.now(UTC) - timedelta(minutes=1),
-        amount=Decimal(5),
-    )
 
 
 def _seed_unacked(client: redis.Redis, entries: list[catalogue.Poison]) -> None:
@@ -142,7 +122,7 @@ def test_poison_everywhere_never_stops_delivery(
     _seed_unacked(client, unacked)
     poisons += unacked
     poisons += _seed_inbox(client, orders[3])
-    spooled, staged = _paid("SPOOLED"), _paid("STAGED")
+    spooled, staged = paid("SPOOLED"), paid("STAGED")
     poisons += _seed_spool(stack.settings.effective_spool_path, spooled)
     poisons += _seed_outbox(stack, staged)
     assert len({found.raw for found in poisons}) == len(poisons)  # one dead letter each
@@ -154,13 +134,13 @@ def test_poison_everywhere_never_stops_delivery(
     queue_poisons = catalogue.queue_poisons()
     forged = catalogue.forged_headers()
     for number, order in enumerate(orders):
-        stack.publisher.publish(_paid(order))
+        stack.publisher.publish(paid(order))
         if number % 3 == 0:
-            stack.publisher.publish(_refund(order))
+            stack.publisher.publish(refund(order))
         for found in queue_poisons[number::ORDERS]:
             client.lpush(QUEUE, found.raw)
         if number < len(forged):
-            forged_event = _paid(f"FORGED-{number}")
+            forged_event = paid(f"FORGED-{number}")
             client.lpush(
                 QUEUE,
                 forged[number](forged_event.event_id, json.loads(event_to_json(forged_event))),

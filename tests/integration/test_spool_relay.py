@@ -12,8 +12,6 @@ import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from pathlib import Path
 
 import httpx
@@ -21,7 +19,7 @@ import pytest
 import redis
 from pydantic import SecretStr
 
-from producers.events import OrderPaid, OrderRefunded, event_to_json
+from producers.events import event_to_json
 from producers.publisher import Publisher
 from producers.settings import PublisherSettings
 from producers.spool import Spool
@@ -29,7 +27,8 @@ from producers.spool_report import SPOOLS_KEY, report, reports
 from producers.transport import InboxEntry
 from tests.conftest import REDIS_FORMS
 from tests.console import ConsoleProcess
-from tests.processes import SandboxProcess, free_port, wait_until
+from tests.factories import paid, refund
+from tests.processes import SandboxProcess, free_port, scrape_metrics, wait_until
 from tests.services import RedisServer, start_tls_redis
 from tests.stack import Stack
 
@@ -59,26 +58,6 @@ def restartable_redis(request: pytest.FixtureRequest, tmp_path: Path) -> Iterato
     server.kill()
 
 
-def _paid(order: str) -> OrderPaid:
-    return OrderPaid(
-        order_id=order,
-        customer_id=f"cust-{order}",
-        occurred_at=datetime.now(UTC) - timedelta(minutes=5),
-        total_price=Decimal(10),
-        total_paid=Decimal(10),
-    )
-
-
-def _refund(order: str) -> OrderRefunded:
-    return OrderRefunded(
-        order_id=order,
-        refund_id=f"{order}-R1",
-        customer_id=f"cust-{order}",
-        occurred_at=datetime.now(UTC) - timedelta(minutes=1),
-        amount=Decimal(4),
-    )
-
-
 def test_a_checkout_host_relays_its_own_spool_once_redis_is_back(
     make_stack: type[Stack],
     sandbox: SandboxProcess,
@@ -104,10 +83,10 @@ def test_a_checkout_host_relays_its_own_spool_once_redis_is_back(
     # When: Redis goes down; checkout spools its events (refunds behind their orders)
     restartable_redis.shutdown()
     for number, order in enumerate(orders):
-        assert checkout.publish(_paid(order)) == "spooled"
+        assert checkout.publish(paid(order)) == "spooled"
         if number % 2 == 0:
-            assert checkout.publish(_refund(order)) == "spooled"
-    assert stack.publisher.publish(_paid(orders[0])) == "spooled"  # from the worker's host
+            assert checkout.publish(refund(order, 4)) == "spooled"
+    assert stack.publisher.publish(paid(orders[0])) == "spooled"  # from the worker's host
     assert checkout.relay.running()
     # ...and comes back
     restartable_redis.restart()
@@ -123,7 +102,7 @@ def test_a_checkout_host_relays_its_own_spool_once_redis_is_back(
         assert sandbox.balance(f"cust-{order}") == (6 if number % 2 == 0 else 10), order
     client = redis.Redis.from_url(restartable_redis.url)
     assert reports(client) == []  # relayed: nothing left to show
-    assert checkout.publish(_paid("HOST-AFTER")) == "queued"
+    assert checkout.publish(paid("HOST-AFTER")) == "queued"
     checkout.close()
     client.close()
 
@@ -142,7 +121,7 @@ def test_a_spool_that_waits_is_shown_per_host_in_status_metrics_and_the_console(
     spool.add(
         [
             InboxEntry(event.event_id, event_to_json(event), old + number)
-            for number, event in enumerate(_paid(f"WAIT-{n}") for n in range(3))
+            for number, event in enumerate(paid(f"WAIT-{n}") for n in range(3))
         ]
     )
     assert report(client, spool) == 3  # what its relay says while it cannot push
@@ -158,15 +137,7 @@ def test_a_spool_that_waits_is_shown_per_host_in_status_metrics_and_the_console(
     assert f"({spool.path.resolve()}): 3 event(s), oldest 1" in text.stdout.replace("\n", "")
 
     stack.start_scheduler()
-    url = f"http://127.0.0.1:{port}/metrics"
-
-    def scrape() -> str | None:
-        try:
-            return httpx.get(url, timeout=5).text
-        except httpx.TransportError:
-            return None
-
-    metrics = wait_until(scrape, timeout_s=60, what="the metrics endpoint")
+    metrics = wait_until(lambda: scrape_metrics(port), timeout_s=60, what="the metrics")
     [line] = [row for row in metrics.splitlines() if row.startswith("gbq_spooled_events{")]
     assert line.endswith(" 3.0")
     assert f'path="{spool.path.resolve()}"' in line

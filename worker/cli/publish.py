@@ -136,11 +136,8 @@ def _warn_if_nobody_reads(settings: Settings) -> None:
         return  # it just took the events; a failure now says nothing about workers
     finally:
         client.close()
-    where = (
-        "the embedded Redis in " + str(settings.home)
-        if settings.redis_url is None
-        else (redact_url(url))
-    )
+    embedded = settings.redis_url is None
+    where = f"the embedded Redis in {settings.home}" if embedded else redact_url(url)
     typer.echo(
         f"warning: no gbq worker is running against {where}: the events wait there until "
         "one does (gbq worker with the same GBQ_REDIS_URL, or GBQ_HOME for the embedded "

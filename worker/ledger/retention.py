@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from producers.events import Event, parse_event
@@ -185,22 +185,28 @@ def _remember(connection: Connection, events: Sequence[Any], now: datetime) -> N
     known = {order_id: OrderMemory.decode(order_id, text) for order_id, text in locked}
     for order_id in order_ids:
         memory = known.get(order_id, OrderMemory()).with_removed(by_order[order_id])
+        # An upsert, not an update: a memory forgotten (forget_orders) between the insert
+        # and the lock is written again, from nothing, rather than lost.
+        row = {"order_id": order_id, "events": memory.encode(order_id), "pruned_at": now}
+        statement = _insert(connection).values(row)
         connection.execute(
-            update(PrunedOrderRow)
-            .where(PrunedOrderRow.order_id == order_id)
-            .values(events=memory.encode(order_id), pruned_at=now)
+            statement.on_conflict_do_update(
+                index_elements=["order_id"],
+                set_={"events": statement.excluded.events, "pruned_at": now},
+            )
         )
 
 
 def _insert_missing(connection: Connection, rows: list[dict[str, Any]]) -> Any:
-    """``INSERT … ON CONFLICT (order_id) DO NOTHING`` in the connection's dialect: on
-    PostgreSQL it waits for a concurrent insert of the same order to commit, then skips."""
+    """``INSERT … ON CONFLICT (order_id) DO NOTHING``: on PostgreSQL it waits for a
+    concurrent insert of the same order to commit, then skips."""
+    return _insert(connection).values(rows).on_conflict_do_nothing(index_elements=["order_id"])
+
+
+def _insert(connection: Connection) -> Any:
+    """An INSERT into the order memory in the connection's dialect (for ON CONFLICT)."""
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
-    return (
-        dialect.insert(PrunedOrderRow)
-        .values(rows)
-        .on_conflict_do_nothing(index_elements=["order_id"])
-    )
+    return dialect.insert(PrunedOrderRow)
 
 
 class ArchiveAppend:
