@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from producers.events import OrderPaid, OrderRefunded
 
@@ -29,3 +30,27 @@ def refund(order: str, amount: int = 5, customer: str | None = None) -> OrderRef
         occurred_at=datetime.now(UTC) - timedelta(minutes=1),
         amount=Decimal(amount),
     )
+
+
+# Gameball's tutorials/experiences/order-handling/special-use-cases/order-calculation-
+# examples.mdx, Example 8a: a free item's discount covers its price and its tax.
+EXAMPLE_8A: dict[str, Any] = {
+    "kind": "paid",
+    "order_id": "INV-2026-001241",
+    "customer_id": "c",
+    "occurred_at": "2026-01-01T00:00:00Z",
+    "total_price": "575",
+    "total_discount": "345",
+    "total_tax": "75",
+    "total_paid": "230",
+    "line_items": [
+        {
+            "product_id": "PROD-12345",
+            "quantity": 2,
+            "price": "150",
+            "discount": "345",
+            "taxes": "45",
+        },
+        {"product_id": "PROD-67890", "quantity": 1, "price": "200", "discount": "0", "taxes": "30"},
+    ],
+}

@@ -20,8 +20,10 @@ from producers.events import (
     OrderPaid,
     OrderRefunded,
     Redemption,
+    parse_event,
 )
 from tests.conftest import settings_for
+from tests.factories import EXAMPLE_8A
 from tests.processes import SandboxProcess, free_port, wait_until
 from worker.breaker import Breaker, State
 from worker.gameball import GameballClient, OutcomeKind, Reason, build_request
@@ -554,3 +556,19 @@ def test_gameballs_transaction_lists_find_a_cashback_by_its_id(
         assert balance is not None
         assert balance["pointsBalance"] == 150
         assert customer_balance(gameball, "nobody", version) is None  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("version", ["v3.0", "v4.1"])
+def test_gameballs_example_8a_a_free_items_discount_covers_its_tax(
+    client: GameballClient, sandbox: SandboxProcess, version: str
+) -> None:
+    """Gameball's order-calculation-examples.mdx, Example 8a, as published and sent: the
+    free line's discount is its price plus its tax ($345); Gameball accepts it and the
+    customer earns on totalPaid ($230) only."""
+    event = parse_event({**EXAMPLE_8A, "customer_id": "cust-8a", "occurred_at": T0.isoformat()})
+    request = build_request(event, version)  # type: ignore[arg-type]
+    body = json.loads(request.body)
+    assert body["lineItems"][0]["discount"] == 345
+    outcome = client.send(request).outcome
+    assert (outcome.kind, outcome.reason) == (OutcomeKind.DELIVERED, Reason.ACCEPTED)
+    assert sandbox.balance("cust-8a") == 230

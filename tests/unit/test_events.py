@@ -21,6 +21,7 @@ from producers.events import (
     parse_event,
     shared_id_problems,
 )
+from tests.factories import EXAMPLE_8A
 
 # --- strategies for valid events ------------------------------------------------------------
 
@@ -344,3 +345,17 @@ def test_error_message_lists_every_problem() -> None:
     assert message.startswith("invalid paid event: ")
     assert "occurred_at: must be timezone-aware" in message
     assert "total_paid: (400) must not exceed total_price (357)" in message
+
+
+def test_a_line_discount_may_cover_the_lines_tax_as_in_gameballs_example_8a() -> None:
+    """Example 8a is accepted as Gameball sends it; past price x quantity plus the line's
+    taxes, the discount is refused, naming it."""
+    event = parse_event(EXAMPLE_8A)
+    assert isinstance(event, OrderPaid)
+    assert event.line_items[0].discount == Decimal(345)
+    beyond = {**EXAMPLE_8A["line_items"][0], "discount": "345.01"}
+    lines = [beyond, EXAMPLE_8A["line_items"][1]]
+    totals = {"total_discount": "345.01", "total_paid": "229.99"}
+    assert refused_fields({**EXAMPLE_8A, **totals, "line_items": lines}) == (
+        "line_items.0.discount",
+    )
