@@ -7,6 +7,7 @@ with a note where none is installed, a failure in CI.
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -19,13 +20,16 @@ from urllib.parse import quote
 import pytest
 import redis
 import trustme
+from pydantic import SecretStr
 
-from producers.events import OrderPaid
+from producers.events import OrderPaid, event_to_json
 from producers.publisher import Publisher
 from producers.quarantine import QUARANTINE_KEY
+from producers.settings import PublisherSettings
 from producers.spool import Spool
-from producers.transport import INBOX_KEY, QUEUE
-from tests.processes import SandboxProcess
+from producers.spool_report import SPOOLS_KEY, report_field
+from producers.transport import INBOX_KEY, QUEUE, InboxEntry
+from tests.processes import SandboxProcess, wait_until
 from tests.services import TlsRedisServer, start_tls_redis
 from tests.stack import Stack
 
@@ -72,7 +76,8 @@ def test_tls_and_acl_users_deliver_end_to_end(
     tls_redis: TlsRedisServer, make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
 ) -> None:
     """Workers and the scheduler as gbq-worker, checkout as gbq-producer, all over TLS:
-    events are delivered, the producer relays its spool (poison included), and no log
+    events are delivered; a checkout host's publisher relays the spool it finds (a good
+    event and poison) by itself and reports it, all under the producer's rights; no log
     shows a password."""
     # Given
     stack = make_stack(sqlite_url, redis=tls_redis.url("gbq-worker", PASSWORDS["gbq-worker"]))
@@ -80,18 +85,28 @@ def test_tls_and_acl_users_deliver_end_to_end(
     stack.start_scheduler()
     producer_url = tls_redis.url("gbq-producer", PASSWORDS["gbq-producer"])
     publisher = Publisher(stack.settings, redis_url=producer_url)
+    checkout = PublisherSettings(home=stack.folder / "checkout", redis_url=SecretStr(producer_url))
+    spool = Spool(checkout.effective_spool_path)
+    spool.add([InboxEntry("paid:T10", event_to_json(_paid("T10")), 1.0)])
+    with sqlite3.connect(spool.path) as connection:
+        connection.execute("INSERT INTO spool VALUES (NULL, 'paid:X', '{broken', 1.0)")
     # When
     for number in range(10):
         assert publisher.publish(_paid(f"T{number}")) == "queued"
-    spool = Spool(stack.settings.effective_spool_path)
-    spool.add([])
-    with sqlite3.connect(spool.path) as connection:
-        connection.execute("INSERT INTO spool VALUES (NULL, 'paid:X', '{broken', 1.0)")
-    assert publisher.relay_spool() == 1  # quarantined under the producer's rights
+    relaying = Publisher(checkout)  # finds its spool not empty: relays it in the background
+    wait_until(
+        lambda: spool.count() == 0 and not relaying.relay.running(),
+        timeout_s=30,
+        what="the producer's relay",
+    )
     # Then
-    assert stack.wait_settled(11, timeout_s=60) == {"delivered": 10, "dead": 1}
-    assert [sandbox.balance(f"tls-T{number}") for number in range(10)] == [7] * 10
+    assert stack.wait_settled(12, timeout_s=60) == {"delivered": 11, "dead": 1}
+    assert [sandbox.balance(f"tls-T{number}") for number in range(11)] == [7] * 11
+    admin = redis.Redis.from_url(tls_redis.url(*ADMIN))
+    report = json.loads(admin.hget(SPOOLS_KEY, report_field(spool)) or b"{}")
+    assert report["count"] == 0  # written under the producer's rights: the ACL allows it
     publisher.close()
+    relaying.close()
     logs = "".join(process.output() for process in stack.processes)
     for password in PASSWORDS.values():
         assert password not in logs
