@@ -84,7 +84,14 @@ _V4_ERRORS: Final[Mapping[int, tuple[int, int]]] = {
     305: (9004, 422),
     306: (9005, 404),
 }
-_V4_STATUS: Final[Mapping[int, int]] = {1002: 403, 3016: 400, 9006: 404, 9008: 422}
+_V4_STATUS: Final[Mapping[int, int]] = {
+    1002: 403,
+    3016: 400,
+    9006: 404,
+    9007: 422,
+    9008: 422,
+}
+V4_CODES_FROM: Final = 1000  # v4's codes are four digits (status-error-codes.mdx)
 # The categories of status-error-codes.mdx, by the code's thousands.
 _V4_TYPES: Final[Mapping[int, str]] = {
     1: "Authentication Error",
@@ -235,7 +242,9 @@ class Sandbox:
                 return Reply(status, {"code": 5000, "message": "Internal Server Error"})
             injected = faults.rejected()
             if injected is not None:
-                return self._error(GameballError(injected, f"Injected error {injected}"), v4)
+                own = injected if injected >= V4_CODES_FROM else None  # a v4 code as it is
+                error = GameballError(injected, f"Injected error {injected}", v4_code=own)
+                return self._error(error, v4)
             body = self._apply(operation, v4, _parse_json(raw))
         except GameballError as error:
             return self._error(error, v4)

@@ -39,7 +39,13 @@ class FaultConfig(BaseModel):
     reject_count: int = Field(
         default=0, ge=0, description="The next N write calls are refused with reject_code."
     )
-    reject_code: int = Field(default=7, ge=1, le=999, description="A v3 code, e.g. 7 or 13.")
+    reject_code: int = Field(
+        default=7,
+        ge=1,
+        le=9999,
+        description="A v3 code (7, 13), answered as its v4 twin on v4; or a v4 code of its "
+        "own (1000 and up, e.g. 9007), answered as it is.",
+    )
 
 
 class FaultUpdate(FaultConfig):

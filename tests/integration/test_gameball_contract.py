@@ -572,3 +572,22 @@ def test_gameballs_example_8a_a_free_items_discount_covers_its_tax(
     outcome = client.send(request).outcome
     assert (outcome.kind, outcome.reason) == (OutcomeKind.DELIVERED, Reason.ACCEPTED)
     assert sandbox.balance("cust-8a") == 230
+
+
+def test_a_time_in_gameballs_future_is_retried_not_dead(sandbox: SandboxProcess) -> None:
+    """9007 "Transaction Time Not Valid" (status-error-codes.mdx: a future timestamp), as
+    Gameball answers it on v4.1 (422): retried, and the same request accepted once
+    Gameball's clock has caught up (here: once the injected refusal is spent)."""
+    sandbox.faults(reject_count=1, reject_code=9007)
+    with GameballClient(settings_for(sandbox.url, gameball_api_version="v4.1")) as gameball:
+        request = build_request(paid("FUTURE", customer="cust-future"), "v4.1")
+        first = gameball.send(request).outcome
+        assert (first.kind, first.reason, first.status, first.code) == (
+            OutcomeKind.RETRY,
+            Reason.TRANSIENT_REJECTION,
+            422,
+            9007,
+        )
+        again = gameball.send(request).outcome
+    assert (again.kind, again.reason) == (OutcomeKind.DELIVERED, Reason.ACCEPTED)
+    assert sandbox.balance("cust-future") == 100

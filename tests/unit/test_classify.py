@@ -103,6 +103,10 @@ ANSWERS: list[tuple[HttpAnswer, CallKind, OutcomeKind, Reason]] = [
     # the window (status-error-codes.mdx: "unexpected failure during transaction").
     (error(400, 13), "order", RETRY, Reason.TRANSIENT_REJECTION),
     (error(400, 4500), "partial_refund", RETRY, Reason.TRANSIENT_REJECTION),
+    # 9007 transaction time not valid ("Future timestamp"): publish allows 5 minutes ahead,
+    # so Gameball's clock catches up: retried, not dead.
+    (error(422, 9007), "order", RETRY, Reason.TRANSIENT_REJECTION),
+    (error(422, 9007), "cashback", RETRY, Reason.TRANSIENT_REJECTION),
     # 303 / 9002 transaction not found, on a refund: its order is not there yet, like 306.
     (error(404, 303), "partial_refund", WAITING, Reason.PREDECESSOR_MISSING),
     (error(404, 9002), "cancel", WAITING, Reason.PREDECESSOR_MISSING),

@@ -13,6 +13,8 @@ DESIGN §4, as a table (v3 code / v4 code):
     5xx, 408, 425, code 2001 / 5000 / 5003       retry      server_error / transient_rejection
     13 / 4500 "Something Wrong" (a general       retry      transient_rejection (within the
       processing error: status-error-codes.mdx)             retry window, then expired)
+    9007 a time in Gameball's future             retry      transient_rejection (its clock
+                                                            catches up within minutes)
     timeout                                      retry      timeout
     connection refused or reset before sending   retry      connection_error
     connection dropped after sending             retry      response_lost
@@ -107,6 +109,11 @@ _DISABLED: Final = frozenset({50, 51, 6000, 6001})
 # during transaction", status-error-codes.mdx), not a verdict on the request: retried.
 _TRANSIENT_CODES: Final = frozenset({2001, 5000, 5003, 13, 4500})
 _TRANSIENT_STATUSES: Final = frozenset({408, 425})
+# 9007 "Transaction Time Not Valid" (status-error-codes.mdx: "Future timestamp"): publish
+# accepts times up to 5 minutes ahead of the producer's clock, so Gameball may find one in
+# its future. Not a verdict on the event: retried (with backoff, within the retry window)
+# until Gameball's clock has caught up.
+_FUTURE_TIME: Final = frozenset({9007})
 _FULL_REVERSALS: Final[frozenset[CallKind]] = frozenset({"cancel", "full_refund"})
 
 
@@ -150,6 +157,8 @@ def classify(
     if status >= 500 or status in _TRANSIENT_STATUSES or code in _TRANSIENT_CODES:
         reason = Reason.SERVER_ERROR if status >= 500 else Reason.TRANSIENT_REJECTION
         return outcome(OutcomeKind.RETRY, reason)
+    if code in _FUTURE_TIME:
+        return outcome(OutcomeKind.RETRY, Reason.TRANSIENT_REJECTION)
     if code in _ALREADY_APPLIED or (code in _ALREADY_CANCELLED and call in _FULL_REVERSALS):
         return outcome(OutcomeKind.DELIVERED, Reason.ALREADY_APPLIED)
     if call in REFUND_CALLS and (code in _ORIGINAL_MISSING or code in _PLAYER_MISSING):
