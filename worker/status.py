@@ -93,7 +93,14 @@ def collect(
 ) -> StatusReport:
     """The whole report: the ledger's figures, then Redis's (RedisError if it fails)."""
     now = now or datetime.now(UTC)
-    report = ledger_report(ledger, spool, now)
+    return with_redis(ledger_report(ledger, spool, now), client, limiter, now)
+
+
+def with_redis(
+    report: StatusReport, client: redis.Redis, limiter: RateLimiter, now: datetime
+) -> StatusReport:
+    """``report`` with what Redis says: the breaker, the rate limit, the scheduler's lock,
+    every host's spool, the quarantine (RedisError if it does not answer)."""
     breaker = Breaker.from_json(client.get(BREAKER_KEY))
     return replace(
         report,
@@ -112,11 +119,9 @@ def collect(
     )
 
 
-def ledger_report(
-    ledger: Ledger, spool: Spool, now: datetime, without_redis: str = ""
-) -> StatusReport:
-    """What the ledger (and this host's spool) say alone; the Redis figures left empty,
-    the breaker's explanation saying why (``without_redis``)."""
+def ledger_report(ledger: Ledger, spool: Spool, now: datetime) -> StatusReport:
+    """What the ledger (and this host's spool) say alone; the Redis figures left empty
+    (``with_redis`` adds them)."""
     with ledger.engine.begin() as connection:
         oldest_sendable, oldest_waiting = (
             connection.execute(oldest_created(states)).scalar()
@@ -133,7 +138,7 @@ def ledger_report(
         oldest_waiting_age_s=None if oldest_waiting is None else age_s(oldest_waiting, now),
         dead_by_reason=dead_by_reason(counts),
         delivered_last_minute=int(recent or 0),
-        breaker={"state": "unknown", "reason": "", "since": None, "explanation": without_redis},
+        breaker={"state": "unknown", "reason": "", "since": None, "explanation": ""},
         rate_limit_backlog_s={},
         scheduler_leader=None,
         spooled_here=spool.count(),

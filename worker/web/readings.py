@@ -4,7 +4,7 @@ page costs the same at a million rows) and Redis."""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
@@ -20,7 +20,7 @@ from worker.ledger.deadletters import DeadLetters
 from worker.ledger.models import SENDABLE, AttemptRow, EventRow, EventState
 from worker.liveness import alive
 from worker.ratelimit import RateLimiter
-from worker.status import StatusReport, collect, ledger_report
+from worker.status import StatusReport, ledger_report, with_redis
 
 MINUTES = 60
 BACKLOG_STATES = (*SENDABLE, EventState.WAITING)
@@ -48,8 +48,12 @@ def overview(
     letters: DeadLetters, client: redis.Redis, limiter: RateLimiter, spool: Spool, now: datetime
 ) -> Overview:
     """The overview; with Redis down, the ledger's part and why the rest is missing."""
+    ledger_only = ledger_report(letters.ledger, spool, now)
+    backlog_now = sum(ledger_only.events.get(state, 0) for state in BACKLOG_STATES)
+    with letters.ledger.engine.connect() as connection:
+        hour = last_hour(connection, now, backlog_now)
     try:
-        status = collect(letters.ledger, client, limiter, spool, now)
+        status = with_redis(ledger_only, client, limiter, now)
         pipe = client.pipeline(transaction=False)
         pipe.hlen(INBOX_KEY)
         pipe.llen(QUEUE)
@@ -57,15 +61,9 @@ def overview(
         workers = alive(client)
     except (redis.RedisError, OSError) as error:
         why = f"Redis does not answer ({type(error).__name__})"
-        status = ledger_report(letters.ledger, spool, now, without_redis=why)
-        return Overview(status, _hour(letters, now, status), [], None, why)
-    return Overview(status, _hour(letters, now, status), workers, (int(inbox), int(queued)))
-
-
-def _hour(letters: DeadLetters, now: datetime, status: StatusReport) -> LastHour:
-    backlog_now = sum(status.events.get(state, 0) for state in BACKLOG_STATES)
-    with letters.ledger.engine.connect() as connection:
-        return last_hour(connection, now, backlog_now)
+        breaker = {**ledger_only.breaker, "explanation": why}
+        return Overview(replace(ledger_only, breaker=breaker), hour, [], None, why)
+    return Overview(status, hour, workers, (int(inbox), int(queued)))
 
 
 def last_hour(connection: Connection, now: datetime, backlog_now: int) -> LastHour:
