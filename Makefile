@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install lint format typecheck test run bench soak clean constraints compose-check
+.PHONY: install lint format typecheck test run bench soak clean constraints compose-check openapi
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ run: install
 constraints: install
 	{ sed -n '1,3p' constraints.txt; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^gameball-queue'; } > constraints.new
 	mv constraints.new constraints.txt
+
+# Re-derive tests/openapi/gameball-v4.json from a copy of gameballers/gameball-docs:
+# make openapi DOCS=../gameball-docs COMMIT=409b529 (then read the diff).
+openapi: install
+	$(BIN)/python -m tests.openapi.derive "$(DOCS)" --commit "$(or $(COMMIT),409b529)"
 
 # docker-compose.yml as Docker reads it (skipped, saying so, where there is no Docker).
 compose-check:

@@ -89,6 +89,7 @@ class Transaction:
 
 
 def _transaction_json(txn: Transaction) -> dict[str, Any]:
+    """A row of v3's order transactions and transaction list."""
     return {
         "transactionDate": txn.time,
         "gameballTransactionId": str(txn.gameball_id),
@@ -98,6 +99,42 @@ def _transaction_json(txn: Transaction) -> dict[str, Any]:
         "customerId": txn.player_id,
         "equivalentPoints": txn.points,
     }
+
+
+# v4 names no "Cashback" type (openapi.json lists PaymentReward, Refund, PartialRefund, …):
+# a cashback is a reward for a payment made elsewhere.
+_V4_TYPES: dict[str, str] = {"Cashback": "PaymentReward"}
+
+
+def _v4_order_row(txn: Transaction) -> dict[str, Any]:
+    """A row of v4's ``GET orders/{orderId}/transactions`` (openapi.json)."""
+    row: dict[str, Any] = {
+        "transactionDate": txn.time,
+        "gameballTransactionId": txn.gameball_id,
+        "transactionType": _V4_TYPES.get(txn.type, txn.type),
+        "transactionId": txn.transaction_id,
+        "equivalentPoints": txn.points,
+    }
+    if txn.amount is not None:
+        row["amount"] = number(txn.amount)
+    return row
+
+
+def _v4_list_row(txn: Transaction) -> dict[str, Any]:
+    """A row of v4's ``GET transactions`` (openapi.json): points unsigned, direction + or -."""
+    row: dict[str, Any] = {
+        "transactionId": txn.transaction_id,
+        "gameballTransactionId": str(txn.gameball_id),
+        "type": _V4_TYPES.get(txn.type, txn.type),
+        "direction": "-" if txn.points < 0 else "+",
+        "customerId": txn.player_id,
+        "points": abs(txn.points),
+        "transactionTime": txn.time,
+        "status": "Active",
+    }
+    if txn.amount is not None:
+        row["amount"] = number(txn.amount)
+    return row
 
 
 def number(amount: Decimal) -> int | float:
@@ -133,7 +170,7 @@ class Account:
         wallet = self.wallets.get(command.player_id)
         if wallet is None:
             raise GameballError(101, "Player External ID Not Found")
-        points = int(command.amount.to_integral_value(rounding=ROUND_CEILING))
+        points = command.points or int(command.amount.to_integral_value(rounding=ROUND_CEILING))
         if points > wallet.balance - self._held(command.player_id):
             raise GameballError(309, "Insufficient Balance Points", v4_code=9008)
         reference = str(uuid.uuid4())
@@ -317,23 +354,40 @@ class Account:
 
     # --- reads ----------------------------------------------------------------------------
 
-    def balance(self, player_id: str) -> dict[str, Any]:
+    def balance(self, player_id: str, *, v4: bool) -> dict[str, Any]:
+        """v3 ``player/{id}/balance``; v4 ``customers/{id}/balance`` (openapi.json's
+        CustomerBalanceResponse). A point is worth one currency unit here."""
         wallet = self.wallets.get(player_id)
         if wallet is None:
             raise GameballError(101, "Player External ID Not Found")
+        available = wallet.balance - self._held(player_id)
+        if not v4:
+            return {
+                "playerUniqueId": player_id,
+                "pointsBalance": wallet.balance,
+                "availablePointsBalance": available,
+                "pendingPoints": 0,
+                "totalEarnedPoints": wallet.earned,
+                "totalReversedPoints": wallet.reversed,
+            }
         return {
-            "pointsBalance": wallet.balance,
-            "availablePointsBalance": wallet.balance,
+            "totalPointsBalance": wallet.balance,
+            "totalPointsValue": wallet.balance,
+            "availablePointsBalance": available,
+            "availablePointsValue": available,
             "pendingPoints": 0,
+            "pendingPointsValue": 0,
+            "currency": "USD",
+            "pointsName": "Points",
             "totalEarnedPoints": wallet.earned,
-            "totalReversedPoints": wallet.reversed,
         }
 
-    def order_transactions(self, order_id: str) -> dict[str, Any]:
+    def order_transactions(self, order_id: str, *, v4: bool) -> dict[str, Any]:
         if order_id not in self.reversible:
             raise GameballError(303, "Transaction Not Found")
+        shape = _v4_order_row if v4 else _transaction_json
         rows = [
-            _transaction_json(txn)
+            shape(txn)
             for txn in self.transactions
             if order_id in (txn.transaction_id, txn.reverses)
         ]
@@ -347,8 +401,7 @@ class Account:
         offset: int = 0,
         limit: int = 20,
     ) -> dict[str, Any]:
-        """v3 ``transaction/list`` (filtered by ``transactionId``) and v4 ``transactions``
-        (a customer's, paged by ``offset``/``limit``), newest last."""
+        """v3 ``transaction/list``, filtered by ``transactionId``, newest last."""
         rows = [
             txn
             for txn in self.transactions
@@ -356,6 +409,19 @@ class Account:
         ]
         page = [_transaction_json(txn) for txn in rows[offset : offset + limit]]
         return {"transactions": page, "count": len(page), "total": len(rows)}
+
+    def list_transactions_v4(
+        self, *, customer_id: str | None, start_after: int, limit: int
+    ) -> dict[str, Any]:
+        """v4 ``GET transactions`` (openapi.json): the rows after Gameball's transaction id
+        ``start_after``, oldest first, ``limit`` of them, and whether more follow."""
+        rows = [
+            txn
+            for txn in self.transactions
+            if txn.gameball_id > start_after and customer_id in (None, txn.player_id)
+        ]
+        page = [_v4_list_row(txn) for txn in rows[:limit]]
+        return {"transactions": page, "count": len(page), "hasMore": len(rows) > limit}
 
     def snapshot(self, *, with_transactions: bool = True) -> dict[str, Any]:
         state: dict[str, Any] = {

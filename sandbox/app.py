@@ -106,6 +106,7 @@ _V4_TYPES: Final[Mapping[int, str]] = {
 }
 _VALIDATION_CODES: Final = frozenset({MISSING_ARGUMENTS, NULL_ARGUMENTS, INVALID_VALUE, 13})
 VERSIONS: Final = ("v3.0", "v4.0", "v4.1")
+V4_LIST_LIMIT: Final = 200  # GET transactions: "a maximum limit of 200 transactions per page"
 
 
 @dataclass(frozen=True)
@@ -270,8 +271,8 @@ class Sandbox:
                     "rewardAmount": number(cashback.amount),
                     "rewardEquivalentPoints": result["rewardedPoints"],
                 }
-        if operation == "refund" and v4:  # openapi.json: refundTransactionId, not transactionId
-            result = {"refundTransactionId": result.pop("transactionId"), **result}
+        if operation == "refund" and v4:  # openapi.json: refundTransactionId, no customerId
+            return {"refundTransactionId": result.pop("transactionId"), **result}
         return {("customerId" if v4 else "playerUniqueId"): player, **result}
 
     def release(self, v4: bool, headers: Mapping[str, str], reference: str) -> Reply:
@@ -307,9 +308,8 @@ class Sandbox:
             return refused
         try:
             if what == "balance":
-                key = "customerId" if v4 else "playerUniqueId"
-                return Reply(200, {key: ident, **self.account.balance(ident)})
-            return Reply(200, self.account.order_transactions(ident))
+                return Reply(200, self.account.balance(ident, v4=v4))
+            return Reply(200, self.account.order_transactions(ident, v4=v4))
         except GameballError as error:
             return self._error(error, v4)
 
@@ -330,22 +330,24 @@ class Sandbox:
         self, v4: bool, headers: Mapping[str, str], query: Mapping[str, str]
     ) -> Reply:
         """v3 ``GET transaction/list?transactionId=…&page=…&limit=…`` (the SDKs' filter) and
-        v4 ``GET transactions?customerId=…&offset=…&limit=…`` (customerId required)."""
+        v4 ``GET transactions?customerId=…&startAfter=…&limit=…`` (openapi.json: limit 50 by
+        default, at most 200; parameters it does not document are ignored)."""
         refused = self._refuse_read(headers)
         if refused is not None:
             return refused
         try:
-            limit = _query_int(query, "limit", 20, 1, 100)
             if v4:
-                customer: str | None = _query_text(query, "customerId")
-                offset = _query_int(query, "offset", 0, 0, 10**9)
-            else:
-                customer = query.get("playerUniqueId") or None
-                offset = (_query_int(query, "page", 1, 1, 10**9) - 1) * limit
+                listed = self.account.list_transactions_v4(
+                    customer_id=query.get("customerId") or None,
+                    start_after=_query_int(query, "startAfter", 0, 0, 2**63),
+                    limit=min(_query_int(query, "limit", 50, 1, 10**9), V4_LIST_LIMIT),
+                )
+                return Reply(200, listed)
+            limit = _query_int(query, "limit", 20, 1, 100)
             listed = self.account.list_transactions(
                 transaction_id=query.get("transactionId") or None,
-                player_id=customer,
-                offset=offset,
+                player_id=query.get("playerUniqueId") or None,
+                offset=(_query_int(query, "page", 1, 1, 10**9) - 1) * limit,
                 limit=limit,
             )
             return Reply(200, listed)
@@ -455,13 +457,6 @@ class Sandbox:
             "faults": self.faults.config.model_dump(),
             "rules": rules_json(self.account.rules),
         }
-
-
-def _query_text(query: Mapping[str, str], name: str) -> str:
-    value = query.get(name)
-    if not value:
-        raise GameballError(4, f"Missing Arguments: {name}")
-    return value
 
 
 def _query_int(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:

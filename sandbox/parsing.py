@@ -76,6 +76,7 @@ class CashbackCommand:
 class HoldCommand:
     player_id: str
     amount: Decimal  # money to hold (v3 amount, v4 amountToHold)
+    points: int | None = None  # v4 pointsToHold: points, not money
 
 
 class _Fields:
@@ -240,12 +241,35 @@ def _hold_reference(body: object, *, v4: bool) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+HOLD_BY: Final = ("amountToHold", "pointsToHold", "ruleId")
+
+
 def parse_hold(body: object, *, v4: bool = False) -> HoldCommand:
+    """v3: ``amount``. v4 (openapi.json): ``transactionTime`` required and exactly one of
+    ``amountToHold`` and ``pointsToHold`` (``ruleId``, a dashboard rule, the sandbox has
+    none of)."""
     fields = _Fields(body)
-    return HoldCommand(
-        player_id=fields.text(_player_field(v4)),
-        amount=fields.money("amountToHold" if v4 else "amount") or Decimal(0),
-    )
+    player_id = fields.text(_player_field(v4))
+    if not v4:
+        return HoldCommand(player_id=player_id, amount=fields.money("amount") or Decimal(0))
+    fields.time("transactionTime")
+    given = [name for name in HOLD_BY if fields.raw(name, required=False) is not None]
+    if len(given) != 1:
+        missing = "" if given else f"Missing Arguments: one of {', '.join(HOLD_BY)}"
+        raise GameballError(
+            MISSING_ARGUMENTS if not given else INVALID_VALUE,
+            missing or f"Invalid Value: give one of {', '.join(given)}",
+        )
+    if given[0] == "ruleId":
+        raise GameballError(INVALID_VALUE, "Invalid Value: ruleId (no such redemption rule)")
+    if given[0] == "pointsToHold":
+        points = fields.raw("pointsToHold", required=True)
+        if not isinstance(points, int) or isinstance(points, bool) or points <= 0:
+            raise GameballError(
+                INVALID_VALUE, "Invalid Value: pointsToHold must be a positive integer"
+            )
+        return HoldCommand(player_id=player_id, amount=Decimal(points), points=points)
+    return HoldCommand(player_id=player_id, amount=fields.money("amountToHold") or Decimal(0))
 
 
 def parse_refund(body: object, *, v4: bool = False) -> RefundCommand:

@@ -737,7 +737,7 @@ def test_reconcile_finds_what_gameball_lost_and_redrives_it(
         ("REC-CB", "agreed"),
     ]
     assert balance["customer_id"] == "c-rec"
-    assert balance["gameball_balance"]["pointsBalance"] == 19
+    assert balance["gameball_balance"]["totalPointsBalance"] == 19  # v4.1, the default
     sandbox.reset()  # Gameball "loses" them
     lost = reconcile("--customer", "c-rec", "--json")
     assert lost.returncode == 1
@@ -751,7 +751,7 @@ def test_reconcile_finds_what_gameball_lost_and_redrives_it(
     wait_until(lambda: sandbox.balance("c-rec") == 10, timeout_s=60, what="the re-sent orders")
     assert reconcile("--order", "REC-0", "--order", "REC-2").returncode == 0
     shown = reconcile("--customer", "c-rec", "--redrive")
-    assert "balance of c-rec at Gameball: pointsBalance 10" in shown.stdout
+    assert "balance of c-rec at Gameball: totalPointsBalance 10" in shown.stdout
     assert "re-driven: 2" in shown.stderr  # REC-1 and the cashback
     wait_until(lambda: sandbox.balance("c-rec") == 19, timeout_s=60, what="the re-sent rest")
     assert reconcile("--customer", "c-rec").returncode == 0

@@ -138,7 +138,8 @@ def _print_balance(customer: str, balance: dict[str, object] | None, as_json: bo
         shown = ", ".join(
             f"{key} {balance[key]}"
             for key in (
-                "pointsBalance",
+                "totalPointsBalance",  # v4.x (openapi.json)
+                "pointsBalance",  # v3.0
                 "availablePointsBalance",
                 "pendingPoints",
                 "totalEarnedPoints",

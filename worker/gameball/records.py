@@ -7,11 +7,15 @@ worker reads to settle an ambiguous answer.
   transactionId, equivalentPoints}], count}`` (openapi.json).
 - Transactions by id or by customer (a cashback has no order to read it by): v3.0
   ``GET /api/v3.0/integrations/transaction/list?transactionId=…`` (the official Python and
-  PHP SDKs' filter); v4.x ``GET /api/v4.x/integrations/transactions?customerId=…&offset=…
-  &limit=…`` → ``{transactions, total}`` (``list-transactions.mdx``, paged).
-- A customer's balance: v3.0 ``player/{id}/balance``, v4.x ``customers/{id}/balance``.
+  PHP SDKs' filter); v4.x ``GET /api/v4.x/integrations/transactions?customerId=…
+  &startAfter=…&limit=…`` → ``{transactions: [{transactionId, gameballTransactionId, type,
+  points, amount, transactionTime, …}], count, hasMore}`` (openapi.json; ``startAfter`` is
+  the last row's ``gameballTransactionId``, ``limit`` at most 200).
+- A customer's balance: v3.0 ``player/{id}/balance``; v4.x ``customers/{id}/balance`` →
+  ``{totalPointsBalance, availablePointsBalance, pendingPoints, …Value, currency, …}``.
 
-Parsed leniently: only ``transactionId`` is needed, the rest is shown and compared.
+Parsed leniently, under either API's names: only ``transactionId`` is needed, the rest is
+shown and compared.
 
     GameballReadError(RuntimeError)   the read failed (transport, 5xx, refused): ask later
 """
@@ -26,8 +30,9 @@ from worker.gameball.client import GameballReadError
 from worker.settings import ApiVersion
 
 _NOT_FOUND: Final = frozenset({303, 9002, 4004, 101, 7000})
-PAGE_SIZE: Final = 100
-MAX_PAGES: Final = 100  # 10,000 transactions of one customer: beyond that, ask by order
+PAGE_SIZE: Final = 100  # v3.0's list
+V4_PAGE_SIZE: Final = 200  # the most v4's GET /transactions gives per page (openapi.json)
+MAX_PAGES: Final = 100  # 20,000 transactions of one customer: beyond that, ask by order
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,7 @@ class GameballRecord:
     points: Any
     customer_id: str = ""
     date: str = ""
+    gameball_id: str = ""  # Gameball's own id: v4's list pages by it
 
 
 class Reader(Protocol):
@@ -76,23 +82,35 @@ def transaction_records(
 
 
 def customer_records(reader: Reader, customer_id: str, version: ApiVersion) -> list[GameballRecord]:
-    """All of a customer's transactions (v4.x; v3.0 has no list by customer), page by page."""
+    """All of a customer's transactions (v4.x; v3.0 has no list by customer), page by
+    page: each page starts after the last row's ``gameballTransactionId`` until Gameball
+    says ``hasMore`` is false."""
     if version == "v3.0":
         raise GameballReadError("v3.0 lists transactions by id only, not by customer")
     rows: list[GameballRecord] = []
-    for page in range(MAX_PAGES):
-        query = urlencode(
-            {"customerId": customer_id, "offset": page * PAGE_SIZE, "limit": PAGE_SIZE}
-        )
-        body = _read(reader, f"{_base(version)}/transactions?{query}", f"customer {customer_id!r}")
+    start_after = 0
+    what = f"customer {customer_id!r}"
+    for _ in range(MAX_PAGES):
+        query = {"customerId": customer_id, "limit": V4_PAGE_SIZE}
+        if start_after:
+            query["startAfter"] = start_after
+        body = _read(reader, f"{_base(version)}/transactions?{urlencode(query)}", what)
         batch = [] if body is None else _rows(body)
         rows += batch
-        total = body.get("total") if body is not None else None
-        if len(batch) < PAGE_SIZE or (isinstance(total, int) and len(rows) >= total):
+        if body is None or not batch or body.get("hasMore") is not True:
             return rows
-    raise GameballReadError(
-        f"customer {customer_id!r} has over {MAX_PAGES * PAGE_SIZE} transactions"
-    )
+        last = _gameball_id(batch[-1])
+        if last is None or last <= start_after:
+            raise GameballReadError(f"reading {what}: a page ends without a later position")
+        start_after = last
+    raise GameballReadError(f"{what} has over {MAX_PAGES * V4_PAGE_SIZE} transactions")
+
+
+def _gameball_id(record: GameballRecord) -> int | None:
+    try:
+        return int(record.gameball_id)
+    except ValueError:
+        return None
 
 
 def customer_balance(
@@ -122,11 +140,15 @@ def _rows(body: dict[str, Any]) -> list[GameballRecord]:
 
 
 def _record(row: dict[str, Any]) -> GameballRecord:
+    """A row of either shape: an order's transactions (``transactionType``,
+    ``equivalentPoints``, ``transactionDate``) or v4's list (``type``, ``points``,
+    ``transactionTime``)."""
     return GameballRecord(
         transaction_id=str(row.get("transactionId") or ""),
-        type=str(row.get("transactionType") or ""),
+        type=str(row.get("transactionType") or row.get("type") or ""),
         amount=row.get("amount"),
-        points=row.get("equivalentPoints"),
+        points=row.get("equivalentPoints", row.get("points")),
         customer_id=str(row.get("customerId") or row.get("playerUniqueId") or ""),
-        date=str(row.get("transactionDate") or ""),
+        date=str(row.get("transactionDate") or row.get("transactionTime") or ""),
+        gameball_id=str(row.get("gameballTransactionId") or ""),
     )
