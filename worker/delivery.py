@@ -52,7 +52,7 @@ from worker.gameball.payloads import (
     lines_left,
     transaction_id_of,
 )
-from worker.gameball.records import order_records, transaction_records
+from worker.gameball.records import GameballRecord, order_records, transaction_records
 from worker.ledger.models import DeadReason, EventState
 from worker.ledger.order_memory import reversal_basis
 from worker.ledger.repository import AttemptRecord, Claimed, Ledger, NewEvent, new_event
@@ -338,8 +338,8 @@ class Deliverer:
             event, self.api_version, fixed, v3_refund_lines=self.v3_refund_lines
         )
         attempt = self.gameball.send(request)
-        if attempt.outcome.code in TIME_TAKEN and claimed.order_id is not None:
-            attempt = replace(attempt, outcome=self._settle_time_clash(claimed, request, attempt))
+        if attempt.outcome.code in TIME_TAKEN:
+            attempt = replace(attempt, outcome=self._settle_time_clash(claimed, event, attempt))
         elif attempt.outcome.code in ID_TAKEN:
             attempt = replace(attempt, outcome=self._settle_id_taken(claimed, event, attempt))
         finished = self.clock()
@@ -392,24 +392,18 @@ class Deliverer:
         released.extend(recorded.released)
         return transition.state.value
 
-    def _settle_time_clash(
-        self, claimed: Claimed, request: GameballRequest, attempt: Attempt
-    ) -> Outcome:
+    def _settle_time_clash(self, claimed: Claimed, event: Event, attempt: Attempt) -> Outcome:
         """304/9003: a transaction of the customer holds this instant. Ours, applied by an
         earlier attempt whose answer was lost (then it is delivered), or one gbq never sent
-        (then ours moves on by a millisecond and goes again). Gameball's records say which."""
+        (then ours moves on by a millisecond and goes again). Gameball's records say which:
+        the order's for an order's events, the customer's (v4) or the id's (v3) for a
+        cashback, which has no order to read it by."""
         outcome = attempt.outcome
-        assert claimed.order_id is not None  # noqa: S101 - checked by the caller
         try:
-            records = order_records(self.gameball, claimed.order_id, self.api_version)
+            records = self._records_of(claimed, event)
         except GameballReadError as error:
-            return replace(
-                outcome,
-                kind=OutcomeKind.RETRY,
-                reason=Reason.TRANSIENT_REJECTION,
-                message=f"{outcome.message}; Gameball's records unreadable ({error})",
-            )
-        if request.transaction_id in {record.transaction_id for record in records}:
+            return _unreadable(outcome, error)
+        if holds_ours(event, records):
             return replace(
                 outcome,
                 kind=OutcomeKind.DELIVERED,
@@ -423,6 +417,13 @@ class Deliverer:
             reason=Reason.TRANSIENT_REJECTION,
             message=f"{outcome.message}: another transaction holds that instant; moved to {moved}",
         )
+
+    def _records_of(self, claimed: Claimed, event: Event) -> list[GameballRecord]:
+        """What Gameball holds that could be this event's transaction."""
+        if claimed.order_id is not None:
+            return order_records(self.gameball, claimed.order_id, self.api_version)
+        tid = transaction_id_of(event)
+        return transaction_records(self.gameball, tid, event.customer_id, self.api_version)
 
     def _gate(self, claimed: Claimed, now: datetime) -> str | None:
         """Per-order ordering: None if the event may go now; else it is parked (waiting)
@@ -480,20 +481,11 @@ class Deliverer:
         cashback ids share one namespace, so a refund or cashback id equal to some order's
         id is "taken" although this event was never applied. Gameball's records say which;
         counting the second case delivered would lose the event silently."""
-        outcome, version = attempt.outcome, self.api_version
+        outcome = attempt.outcome
         try:
-            if claimed.order_id is not None:
-                records = order_records(self.gameball, claimed.order_id, version)
-            else:
-                tid = transaction_id_of(event)
-                records = transaction_records(self.gameball, tid, event.customer_id, version)
+            records = self._records_of(claimed, event)
         except GameballReadError as error:
-            return replace(
-                outcome,
-                kind=OutcomeKind.RETRY,
-                reason=Reason.TRANSIENT_REJECTION,
-                message=f"{outcome.message}; Gameball's records unreadable ({error})",
-            )
+            return _unreadable(outcome, error)
         if holds_ours(event, records):
             return replace(
                 outcome,
@@ -598,3 +590,13 @@ class Deliverer:
         released = self.ledger.release_waiting(claimed.order_id, now)
         if released:
             self.queue.enqueue(released)
+
+
+def _unreadable(outcome: Outcome, error: GameballReadError) -> Outcome:
+    """An ambiguous answer whose records could not be read: ask again later."""
+    return replace(
+        outcome,
+        kind=OutcomeKind.RETRY,
+        reason=Reason.TRANSIENT_REJECTION,
+        message=f"{outcome.message}; Gameball's records unreadable ({error})",
+    )

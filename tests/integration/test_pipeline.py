@@ -19,6 +19,7 @@ from sqlalchemy import text
 
 from producers.events import (
     CashbackAwarded,
+    Event,
     LineItem,
     OrderCancelled,
     OrderPaid,
@@ -529,14 +530,19 @@ def test_refunds_and_cancellations_take_back_bonus_points_too(
     ]
 
 
+@pytest.mark.parametrize(
+    ("kind", "version"), [("order", "v4.1"), ("cashback", "v4.1"), ("cashback", "v3.0")]
+)
 def test_a_304_from_a_transaction_gbq_never_sent_moves_the_time_and_delivers(
-    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
+    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str, kind: str, version: str
 ) -> None:
     """Another system recorded a transaction of the customer at our instant: Gameball
-    answers 304. The worker reads the order's records: not ours, so it moves its time on
-    by a millisecond and sends again; nothing is dead-lettered."""
+    answers 304/9003. The worker reads Gameball's records (the order's; for a cashback,
+    which has no order, the customer's list in v4 and the id's in v3): not ours, so it
+    moves its time on by a millisecond and sends again; nothing is dead-lettered."""
+    v4 = version != "v3.0"
     foreign = {
-        "customerId": "c-clash",
+        "customerId" if v4 else "playerUniqueId": "c-clash",
         "orderId": "FOREIGN-1",
         "orderDate": "2026-02-01T12:00:00.000Z",  # T0
         "totalPrice": 3,
@@ -544,27 +550,35 @@ def test_a_304_from_a_transaction_gbq_never_sent_moves_the_time_and_delivers(
     }
     headers = {"APIKey": SANDBOX_API_KEY, "secretKey": SANDBOX_SECRET_KEY}
     answer = httpx.post(
-        f"{sandbox.url}/api/v4.1/integrations/orders", json=foreign, headers=headers
+        f"{sandbox.url}/api/{version}/integrations/{'orders' if v4 else 'order'}",
+        json=foreign,
+        headers=headers,
     )
     assert answer.status_code == 200
-    stack = make_stack(sqlite_url)
+    stack = make_stack(sqlite_url, GBQ_GAMEBALL_API_VERSION=version)
     stack.start_worker(concurrency=1)
     stack.start_scheduler()
-    stack.publisher.publish(
+    four = Decimal(4)
+    ours: Event = (
         OrderPaid(
             order_id="OURS",
             customer_id="c-clash",
             occurred_at=T0,
-            total_price=Decimal(4),
-            total_paid=Decimal(4),
+            total_price=four,
+            total_paid=four,
+        )
+        if kind == "order"
+        else CashbackAwarded(
+            transaction_id="OURS", customer_id="c-clash", occurred_at=T0, amount=four
         )
     )
+    stack.publisher.publish(ours)
     assert stack.wait_settled(1) == {"delivered": 1}
-    row = stack.event("paid:OURS")
+    row = stack.event(f"{'paid' if kind == 'order' else 'cashback'}:OURS")
     assert (row.attempts, row.transaction_time) == (2, T0 + timedelta(milliseconds=1))
     assert sandbox.balance("c-clash") == 7
     codes = [r["code"] for r in sandbox.requests() if r["transaction_id"] == "OURS"]
-    assert codes == [9003, None]
+    assert codes == [9003 if v4 else 304, None]
 
 
 def foreign_writes(sandbox: SandboxProcess, version: str) -> None:
