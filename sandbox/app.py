@@ -184,6 +184,11 @@ class Sandbox:
         self.limits = GameballRateLimits(
             config.rate_limit_per_s, config.rate_limit_per_30s, self._clock
         )
+        # Customers GET: 100/s and 1,200 per 30 s where the others have 30 and 360
+        # (rate-limiting.mdx), scaled with the configured limits.
+        self.customer_read_limits = GameballRateLimits(
+            config.rate_limit_per_s * 100 // 30, config.rate_limit_per_30s * 10 // 3, self._clock
+        )
         self.request_log: list[dict[str, Any]] = []
         self.counts: Counter[str] = Counter()
 
@@ -306,12 +311,25 @@ class Sandbox:
         refused = self._refuse_read(headers)
         if refused is not None:
             return refused
+        limited = (
+            self._read_limited(self.customer_read_limits, "customers_get")
+            if what == "balance"
+            else self._read_limited(self.limits, "orders")  # an order's records: Orders, any
+        )
+        if limited is not None:
+            return limited
         try:
             if what == "balance":
                 return Reply(200, self.account.balance(ident, v4=v4))
             return Reply(200, self.account.order_transactions(ident, v4=v4))
         except GameballError as error:
             return self._error(error, v4)
+
+    def _read_limited(self, limits: GameballRateLimits, bucket: str) -> Reply | None:
+        """A read over its resource's limit is 429 (reads count like writes)."""
+        if self.config.rate_limit_shared:
+            bucket = "all"
+        return None if limits.allow(bucket) else Reply(429, {"message": "Too Many Requests"})
 
     def _refuse_read(self, headers: Mapping[str, str]) -> Reply | None:
         """A read during an outage (503) or without the keys; None: go on."""
@@ -332,7 +350,7 @@ class Sandbox:
         """v3 ``GET transaction/list?transactionId=…&page=…&limit=…`` (the SDKs' filter) and
         v4 ``GET transactions?customerId=…&startAfter=…&limit=…`` (openapi.json: limit 50 by
         default, at most 200; parameters it does not document are ignored)."""
-        refused = self._refuse_read(headers)
+        refused = self._refuse_read(headers) or self._read_limited(self.limits, "transactions_get")
         if refused is not None:
             return refused
         try:

@@ -1,7 +1,8 @@
 """Gameball's rate limits as the sandbox enforces them: exact sliding windows.
 
-Gameball allows 30 requests per second and 360 per 30 seconds for order tracking and for
-transactions (reference §1.7) and answers 429 beyond that, with no Retry-After. A refused
+Gameball counts each API resource on its own (rate-limiting.mdx): orders (any method),
+transactions POST and transactions GET, 30 requests per second and 360 per 30 seconds each;
+customers GET 100 and 1,200. Beyond that it answers 429, with no Retry-After. A refused
 request does not use up the budget.
 """
 

@@ -58,6 +58,7 @@ from worker.ledger.order_memory import reversal_basis
 from worker.ledger.repository import AttemptRecord, Claimed, Ledger, NewEvent, new_event
 from worker.ordering import Gate, OrderFact, gate, waits_on_order
 from worker.outage import LEDGER_DOWN, REDIS_DOWN
+from worker.ratelimit import PacedReader, Permits, bucket_of
 from worker.reconcile import holds_ours
 from worker.retry import RetryPolicy, after_attempt
 from worker.settings import ApiVersion
@@ -146,13 +147,6 @@ class Gatekeeper(Protocol):
     def current(self) -> Breaker: ...
 
 
-class Limiter(Protocol):
-    """The shared rate limit (``worker.ratelimit.RateLimiter``)."""
-
-    def acquire(self, max_wait_s: float) -> tuple[bool, float]: ...
-    def penalize(self) -> None: ...
-
-
 def _must_wait(claimed: Claimed) -> bool:
     """Whether the gate holds a claimed event back, given its order's facts as read."""
     fact = OrderFact(claimed.event_id, claimed.kind, claimed.occurred_at, EventState.IN_FLIGHT)
@@ -169,7 +163,7 @@ class Deliverer:
         gameball: Sender,
         queue: Queue,
         breaker: Gatekeeper,
-        limiter: Limiter,
+        limiter: Permits,
         owner: str,
         policy: RetryPolicy,
         lease_s: float,
@@ -183,6 +177,7 @@ class Deliverer:
     ) -> None:
         self.ledger, self.gameball, self.queue = ledger, gameball, queue
         self.breaker, self.limiter, self.max_token_wait_s = breaker, limiter, max_token_wait_s
+        self.reader = PacedReader(gameball, limiter, max_token_wait_s)  # records, paced too
         self.owner, self.policy, self.api_version = owner, policy, api_version
         self.v3_refund_lines = v3_refund_lines
         self.lease = timedelta(seconds=lease_s)
@@ -324,7 +319,12 @@ class Deliverer:
                 BREAKER_DEFERRAL,
                 f"circuit breaker {breaker.state}: {breaker.reason}",
             )
-        allowed, wait_s = self.limiter.acquire(self.max_token_wait_s)
+        fixed = Fixed(claimed.transaction_time, self._reversal_lines(claimed, event))
+        request = build_request(
+            event, self.api_version, fixed, v3_refund_lines=self.v3_refund_lines
+        )
+        bucket = bucket_of(request.method, request.path)
+        allowed, wait_s = self.limiter.acquire(self.max_token_wait_s, bucket)
         if not allowed:
             return self._defer(
                 claimed,
@@ -333,10 +333,6 @@ class Deliverer:
                 "waiting for the shared rate limit",
             )
         started = self.clock()
-        fixed = Fixed(claimed.transaction_time, self._reversal_lines(claimed, event))
-        request = build_request(
-            event, self.api_version, fixed, v3_refund_lines=self.v3_refund_lines
-        )
         attempt = self.gameball.send(request)
         if attempt.outcome.code in TIME_TAKEN:
             attempt = replace(attempt, outcome=self._settle_time_clash(claimed, event, attempt))
@@ -349,7 +345,7 @@ class Deliverer:
         if admission.probe and signal is Signal.SUCCESS:
             self._wake_deferred(finished)
         if outcome.reason is Reason.RATE_LIMITED:
-            self.limiter.penalize()
+            self.limiter.penalize(bucket=bucket)
         transition = after_attempt(
             attempt.outcome,
             attempt=claimed.attempts_since_retry + 1,
@@ -421,9 +417,9 @@ class Deliverer:
     def _records_of(self, claimed: Claimed, event: Event) -> list[GameballRecord]:
         """What Gameball holds that could be this event's transaction."""
         if claimed.order_id is not None:
-            return order_records(self.gameball, claimed.order_id, self.api_version)
+            return order_records(self.reader, claimed.order_id, self.api_version)
         tid = transaction_id_of(event)
-        return transaction_records(self.gameball, tid, event.customer_id, self.api_version)
+        return transaction_records(self.reader, tid, event.customer_id, self.api_version)
 
     def _gate(self, claimed: Claimed, now: datetime) -> str | None:
         """Per-order ordering: None if the event may go now; else it is parked (waiting)

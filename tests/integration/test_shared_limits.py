@@ -12,7 +12,7 @@ import redis
 from producers.transport import INBOX_KEY, ORDER_INBOX_PREFIX
 from worker.breaker import Breaker, BreakerConfig, Signal, State
 from worker.queue import RedisQueue
-from worker.ratelimit import RateLimiter, RateLimits, gcra
+from worker.ratelimit import PacedReader, RateLimitedReadError, RateLimiter, RateLimits, gcra
 from worker.shared_breaker import BREAKER_KEY, SharedBreaker
 
 pytestmark = pytest.mark.integration
@@ -39,6 +39,50 @@ def test_penalty_pushes_everyone_back(redis_url: str) -> None:
     allowed, wait_s = limiter.try_acquire(now + 100_000)
     assert not allowed
     assert wait_s == pytest.approx(1.0834 - 0.1, abs=0.001)
+
+
+def test_each_resource_has_its_own_budget_and_its_own_penalty(redis_url: str) -> None:
+    """Orders and refunds mixed get 30/s each, not 30/s together (rate-limiting.mdx); a
+    429 on refunds holds back refunds only."""
+    limiter = RateLimiter(redis.Redis.from_url(redis_url), RateLimits(30, 0, 0.0, 1.0))
+    start = 3_000 * SECOND
+    sent = {"orders": 0, "transactions_post": 0}
+    now = start
+    while now < start + SECOND:
+        for bucket in sent:
+            if limiter.try_acquire(now, bucket)[0]:  # type: ignore[arg-type]
+                sent[bucket] += 1
+        now += 1_000
+    assert sent == {"orders": 30, "transactions_post": 30}
+    limiter.penalize(now, "transactions_post")
+    assert limiter.try_acquire(now + 40_000, "orders")[0]
+    assert not limiter.try_acquire(now + 40_000, "transactions_post")[0]
+
+
+def test_reads_take_their_resources_permission(redis_url: str) -> None:
+    """A record read through PacedReader uses the transactions GET bucket (not the
+    orders one); a 429 on it pushes that bucket back; over the wait, it refuses to read."""
+    limiter = RateLimiter(redis.Redis.from_url(redis_url), RateLimits(1, 0, 0.0, 5.0))
+    answers = iter([(200, {"transactions": []}), (429, {"message": "Too Many Requests"})])
+    reads: list[str] = []
+
+    class Gameball:
+        def get_json(self, path: str) -> tuple[int, object]:
+            reads.append(path)
+            return next(answers)
+
+    reader = PacedReader(Gameball(), limiter, max_wait_s=0.0)
+    listing = "/api/v4.1/integrations/transactions?customerId=c&limit=200"
+    assert reader.get_json(listing)[0] == 200
+    with pytest.raises(RateLimitedReadError, match="transactions_get"):
+        reader.get_json(listing)  # one per second: the next read must wait
+    assert limiter.acquire(0.0, "orders")[0]  # another resource is free
+    slow = PacedReader(Gameball(), limiter, max_wait_s=2.0)
+    assert slow.get_json(listing)[0] == 429
+    assert reads == [listing, listing]
+    allowed, wait_s = limiter.acquire(0.0, "transactions_get")
+    assert not allowed
+    assert wait_s > 4.0  # the 5 s penalty
 
 
 def test_many_threads_share_one_budget(redis_url: str) -> None:

@@ -1,12 +1,14 @@
-"""GCRA over Gameball's two windows: the arithmetic, with the clock passed in."""
+"""GCRA over Gameball's two windows, one bucket per resource: the arithmetic, with the
+clock passed in, and which bucket a call counts against."""
 
 from __future__ import annotations
 
 import pytest
 
-from worker.ratelimit import KEYS, RateLimits, gcra
+from worker.ratelimit import Bucket, RateLimits, bucket_of, gcra, keys_of
 
 SECOND = 1_000_000
+KEYS = keys_of("orders")
 
 
 def test_intervals_include_the_margin_and_skip_switched_off_windows() -> None:
@@ -52,3 +54,42 @@ def test_no_window_ever_holds_more_than_its_limit() -> None:
                 start += 1
             assert end - start + 1 <= limit
     assert len(sent) >= 12 * 120 - 1  # and the full sustained rate is used
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "bucket"),
+    [
+        ("POST", "/api/v4.1/integrations/orders", "orders"),
+        ("POST", "/api/v3.0/integrations/order", "orders"),
+        ("GET", "/api/v4.1/integrations/orders/O-1/transactions", "orders"),
+        ("GET", "/api/v3.0/Integrations/order/O-1/transactions", "orders"),
+        ("POST", "/api/v4.1/integrations/transactions/refund", "transactions_post"),
+        ("POST", "/api/v4.0/integrations/transactions/cashback", "transactions_post"),
+        ("POST", "/api/v3.0/integrations/transaction/refund", "transactions_post"),
+        ("GET", "/api/v4.1/integrations/transactions?customerId=c&limit=200", "transactions_get"),
+        ("GET", "/api/v3.0/integrations/transaction/list?transactionId=t", "transactions_get"),
+        ("GET", "/api/v4.1/integrations/customers/c/balance", "customers_get"),
+        ("GET", "/api/v3.0/integrations/player/c/balance", "customers_get"),
+        ("POST", "/api/v4.1/integrations/customers", "others"),
+    ],
+)
+def test_each_call_counts_against_its_documented_resource(
+    method: str, path: str, bucket: Bucket
+) -> None:
+    """rate-limiting.mdx: orders, transactions POST, transactions GET, customers GET."""
+    assert bucket_of(method, path) == bucket
+
+
+def test_the_settings_set_the_30_per_second_resources_and_scale_the_others() -> None:
+    """Defaults are the documented limits; customers GET is 100/1200 and scales with them."""
+    limits = RateLimits()
+    assert [limits.of(b) for b in ("orders", "transactions_post", "transactions_get")] == [
+        (30, 360)
+    ] * 3
+    assert limits.of("customers_get") == (100, 1200)
+    assert RateLimits(15, 180).of("customers_get") == (50, 600)
+    assert RateLimits(0, 0).of("customers_get") == (0, 0)
+    assert RateLimits(30, 360, 0.5).intervals_us("customers_get") == [
+        ("gbq:ratelimit:customers_get:1s", 15_000),
+        ("gbq:ratelimit:customers_get:30s", 25_417),
+    ]

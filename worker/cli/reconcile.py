@@ -18,6 +18,7 @@ from worker.gameball.client import GameballClient, GameballReadError
 from worker.gameball.records import customer_balance, order_records, transaction_records
 from worker.ledger.repository import Ledger
 from worker.queue import RedisQueue
+from worker.ratelimit import PacedReader, RateLimiter, RateLimits
 from worker.reconcile import (
     CONSISTENT,
     Finding,
@@ -29,6 +30,8 @@ from worker.reconcile import (
 )
 from worker.settings import Settings, load_settings
 from worker.timespec import TimeSpecError, parse_moment
+
+READ_WAIT_S = 30.0  # an operator's read waits for the shared limit rather than fail
 
 
 def run(
@@ -82,7 +85,12 @@ def run(
     )
     findings: list[Finding] = []
     balance: dict[str, object] | None = None
-    with GameballClient(settings) as gameball:
+    limiter = RateLimiter(
+        redis_client(redis_url(settings, must_answer=True), 10.0),
+        RateLimits.from_settings(settings),
+    )
+    with GameballClient(settings) as client:
+        gameball = PacedReader(client, limiter, READ_WAIT_S)  # the workers' limits, shared
         try:
             for order_id in orders:
                 history = ledger.order_history(order_id)
@@ -109,7 +117,7 @@ def run(
 
 
 def _cashbacks(
-    gameball: GameballClient,
+    gameball: PacedReader,
     settings: Settings,
     rows: list[tuple[str, str, str, str, int | None]],
 ) -> list[Finding]:
