@@ -361,9 +361,11 @@ class OrderPaid(_EventBase):
         default=None, description="v4: days the cashback stays pending (0 to 7300)."
     )
 
-    _positive = _money_validator("total_price", "total_paid", allow_zero=False)
+    _positive = _money_validator("total_price", allow_zero=False)
+    # total_paid may be 0: an order paid entirely with points (how-refunds-work.mdx, "Entirely
+    # Paid Using Points Balance") or fully discounted; the OpenAPI sets no minimum.
     _non_negative = _money_validator(
-        "total_discount", "total_shipping", "total_tax", allow_zero=True
+        "total_paid", "total_discount", "total_shipping", "total_tax", allow_zero=True
     )
 
     @field_validator("total_paid")

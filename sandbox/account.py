@@ -103,7 +103,7 @@ def _transaction_json(txn: Transaction) -> dict[str, Any]:
 
 # v4 names no "Cashback" type (openapi.json lists PaymentReward, Refund, PartialRefund, …):
 # a cashback is a reward for a payment made elsewhere.
-_V4_TYPES: dict[str, str] = {"Cashback": "PaymentReward"}
+_V4_TYPES: dict[str, str] = {"Cashback": "PaymentReward", "RedemptionRefund": "Refund"}
 
 
 def _v4_order_row(txn: Transaction) -> dict[str, Any]:

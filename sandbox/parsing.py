@@ -219,7 +219,8 @@ def parse_order(body: object, *, v4: bool = False) -> OrderCommand:
         player_id=fields.text(_player_field(v4)),
         order_id=fields.text("orderId"),
         time=fields.time("orderDate", required=False),
-        total_paid=fields.money("totalPaid") or Decimal(0),
+        # 0 is an order paid with points only (how-refunds-work.mdx; no minimum in openapi.json)
+        total_paid=fields.money("totalPaid", positive=False) or Decimal(0),
         total_price=(
             fields.money_or_zero("totalPrice") if v4 else fields.money("totalPrice") or Decimal(0)
         ),

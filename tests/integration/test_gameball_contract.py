@@ -494,6 +494,51 @@ def test_refunds_give_back_the_points_an_order_redeemed(
         assert (deliver(again).kind, sandbox.balance("spender")) == (OutcomeKind.DEAD, 100)
 
 
+@pytest.mark.parametrize("version", ["v3.0", "v4.1"])
+def test_an_order_paid_entirely_with_points_earns_nothing_and_its_refunds_return_the_points(
+    sandbox: SandboxProcess, version: str
+) -> None:
+    """Gameball's how-refunds-work.mdx, "Full and Partial Refund - Entirely Paid Using
+    Points Balance": a product bought with 100 points worth 100 USD earns no cashback (a
+    zero payment); returning 20 USD of it gives 20 points back, returning the other 80
+    gives back the rest, leaving the customer with their original 100 points."""
+    v4 = version != "v3.0"
+    headers = {"APIKey": SANDBOX_API_KEY, "secretKey": SANDBOX_SECRET_KEY}
+    hold_path = f"/api/{version}/integrations/{'transactions' if v4 else 'transaction'}/hold"
+    with GameballClient(settings_for(sandbox.url, gameball_api_version=version)) as gameball:
+
+        def deliver(event: Event) -> Outcome:
+            return gameball.send(build_request(event, version)).outcome  # type: ignore[arg-type]
+
+        assert deliver(paid(customer="saver")).reason is Reason.ACCEPTED  # 100 points saved
+        made = httpx.post(
+            sandbox.url + hold_path,
+            json={
+                "customerId" if v4 else "playerUniqueId": "saver",
+                "amountToHold" if v4 else "amount": 100,
+                "transactionTime": "2026-01-10T09:04:00Z",
+            },
+            headers=headers,
+        ).json()
+        order = OrderPaid(
+            order_id="ALL-POINTS",
+            customer_id="saver",
+            occurred_at=T0 + timedelta(minutes=5),
+            total_price=Decimal(100),
+            total_discount=Decimal(100),
+            total_paid=Decimal(0),
+            redemption=Redemption(points_hold_reference=made["holdReference"]),
+        )
+        assert deliver(order).reason is Reason.ACCEPTED
+        assert sandbox.balance("saver") == 0  # spent, and no cashback on a zero payment
+        first = refund("ALL-POINTS-R1", "20", "ALL-POINTS", "saver", 6)
+        assert deliver(first).reason is Reason.ACCEPTED
+        assert sandbox.balance("saver") == 20
+        second = refund("ALL-POINTS-R2", "80", "ALL-POINTS", "saver", 7)
+        assert deliver(second).reason is Reason.ACCEPTED
+        assert sandbox.balance("saver") == 100
+
+
 @pytest.mark.parametrize(
     ("field", "value"),
     [

@@ -114,6 +114,11 @@ def test_every_v4_exchange_conforms_to_gameballs_openapi(
             "J-1",
             "J-1-R1",
         ]
+        assert {r.type for r in order_records(gameball, "J-2", version)} == {
+            "PaymentReward",
+            "Redemption",
+            "Refund",
+        }  # the order, the points it redeemed, the cancellation and the points it gave back
         found = transaction_records(gameball, "J-CB", "judged", version)
         assert [(r.type, r.points, r.amount) for r in found] == [("PaymentReward", 12, 12.5)]
         balance = customer_balance(gameball, "judged", version)

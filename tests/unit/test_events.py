@@ -129,7 +129,7 @@ BAD_VALUES: dict[str, list[Any]] = {
         "abc",
         Decimal("1e12"),
     ],
-    "total_paid": [Decimal(0), Decimal("-0.01"), Decimal("0.001"), "inf", None],
+    "total_paid": [Decimal("-0.01"), Decimal("0.001"), "inf", None],  # 0: paid with points
     "total_price": [Decimal(0), Decimal("-3"), Decimal("1.234")],
     "currency": ["usd", "EURO", ""],
 }
@@ -359,3 +359,23 @@ def test_a_line_discount_may_cover_the_lines_tax_as_in_gameballs_example_8a() ->
     assert refused_fields({**EXAMPLE_8A, **totals, "line_items": lines}) == (
         "line_items.0.discount",
     )
+
+
+def test_an_order_paid_entirely_with_points_is_accepted() -> None:
+    """Gameball's how-refunds-work.mdx, "Entirely Paid Using Points Balance": a product
+    bought with 100 points worth 100 USD, nothing paid in money (total_paid 0); the v4
+    OpenAPI sets no minimum on totalPaid."""
+    event = parse_event(
+        {
+            "kind": "paid",
+            "order_id": "POINTS-1",
+            "customer_id": "c",
+            "occurred_at": "2026-01-01T00:00:00Z",
+            "total_price": "100",
+            "total_discount": "100",
+            "total_paid": "0",
+            "redemption": {"points_hold_reference": "hold-1"},
+        }
+    )
+    assert isinstance(event, OrderPaid)
+    assert event.total_paid == 0
