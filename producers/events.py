@@ -308,8 +308,11 @@ class Redemption(_Frozen):
 
     ``points_hold_reference``: a hold made with Gameball's Hold API, consumed by the order
     (v3 ``holdReference``, v4 ``redemption.pointsHoldReference``); gbq never releases it.
-    ``redeemed_amount``: points worth this amount, without a hold (v3 ``redeemedAmount``;
-    v4 redeems through a hold only). ``gameball_coupon_codes``: coupons *Gameball* issued,
+    ``redeemed_amount``: the value of the points redeemed. Alone, gbq redeems it (v3
+    ``redeemedAmount``; v4, which redeems through a hold only, by holding it first). With
+    a hold, it is the hold's value: if the hold has expired before the order reaches
+    Gameball, gbq holds that value again instead of parking the redemption for the
+    operator (docs/gameball-contract.md). ``gameball_coupon_codes``: coupons *Gameball* issued,
     locked beforehand (v4 ``redemption.couponCodes`` with ``couponsLockReference``): not
     the shop's own discount codes, which are ``OrderPaid.discount_codes``.
     """
@@ -321,8 +324,6 @@ class Redemption(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> Redemption:
-        if self.points_hold_reference is not None and self.redeemed_amount is not None:
-            raise ValueError("give points_hold_reference or redeemed_amount, not both")
         if self.gameball_coupon_codes and self.coupons_lock_reference is None:
             raise ValueError(
                 "gameball_coupon_codes need the coupons_lock_reference they were locked with"

@@ -35,7 +35,9 @@ from producers.events import (
     Event,
     InvalidEventError,
     OrderCancelled,
+    OrderPaid,
     OrderRefunded,
+    Redemption,
     parse_event,
 )
 from producers.quarantine import Poison
@@ -55,11 +57,14 @@ from worker.gameball.payloads import (
 from worker.gameball.records import GameballRecord, order_records, transaction_records
 from worker.ledger.models import DeadReason, EventState
 from worker.ledger.order_memory import reversal_basis
+from worker.ledger.redemptions import Redemptions
 from worker.ledger.repository import AttemptRecord, Claimed, Ledger, NewEvent, new_event
 from worker.ordering import Gate, OrderFact, gate, waits_on_order
 from worker.outage import LEDGER_DOWN, REDIS_DOWN
-from worker.ratelimit import PacedReader, Permits, bucket_of
+from worker.ratelimit import Bucket, PacedReader, Permits, bucket_of
 from worker.reconcile import holds_ours
+from worker.redeeming import PointsCourier, Prepared
+from worker.redemption import redeems_points
 from worker.retry import RetryPolicy, after_attempt
 from worker.settings import ApiVersion
 
@@ -178,11 +183,21 @@ class Deliverer:
         self.ledger, self.gameball, self.queue = ledger, gameball, queue
         self.breaker, self.limiter, self.max_token_wait_s = breaker, limiter, max_token_wait_s
         self.reader = PacedReader(gameball, limiter, max_token_wait_s)  # records, paced too
-        self.owner, self.policy, self.api_version = owner, policy, api_version
+        self.owner, self.api_version = owner, api_version
+        self.clock = clock or ledger.clock.now  # one clock for all processes (ledger.clock)
+        self.points = PointsCourier(
+            redemptions=Redemptions(ledger),
+            gameball=gameball,
+            limiter=limiter,
+            owner=owner,
+            api_version=api_version,
+            max_wait_s=max_token_wait_s,
+            clock=self.clock,
+        )
+        self.policy = policy
         self.v3_refund_lines = v3_refund_lines
         self.lease = timedelta(seconds=lease_s)
         self.recheck = timedelta(seconds=recheck_s)
-        self.clock = clock or ledger.clock.now  # one clock for all processes (ledger.clock)
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
         self.monotonic = monotonic  # this task's own running time (the inline budget)
 
@@ -319,25 +334,21 @@ class Deliverer:
                 BREAKER_DEFERRAL,
                 f"circuit breaker {breaker.state}: {breaker.reason}",
             )
-        fixed = Fixed(claimed.transaction_time, self._reversal_lines(claimed, event))
+        started = self.clock()
+        spend = redeems_points(event)  # an order that spends points (worker.redemption)
+        prepared = None if spend is None else self.points.prepare(claimed, *spend)
+        if prepared is not None and prepared.wait_s is not None:
+            return self._defer_for_rate_limit(claimed, now, prepared.wait_s)
+        points = None if prepared is None else prepared.points
+        fixed = Fixed(claimed.transaction_time, self._reversal_lines(claimed, event), points)
         request = build_request(
             event, self.api_version, fixed, v3_refund_lines=self.v3_refund_lines
         )
         bucket = bucket_of(request.method, request.path)
-        allowed, wait_s = self.limiter.acquire(self.max_token_wait_s, bucket)
-        if not allowed:
-            return self._defer(
-                claimed,
-                now + timedelta(seconds=wait_s),
-                "rate_limited",
-                "waiting for the shared rate limit",
-            )
-        started = self.clock()
-        attempt = self.gameball.send(request)
-        if attempt.outcome.code in TIME_TAKEN:
-            attempt = replace(attempt, outcome=self._settle_time_clash(claimed, event, attempt))
-        elif attempt.outcome.code in ID_TAKEN:
-            attempt = replace(attempt, outcome=self._settle_id_taken(claimed, event, attempt))
+        sent = self._attempt(claimed, event, request, bucket=bucket, spend=spend, prepared=prepared)
+        if isinstance(sent, float):
+            return self._defer_for_rate_limit(claimed, now, sent)
+        attempt = sent
         finished = self.clock()
         outcome = attempt.outcome
         signal = signal_of(outcome)
@@ -387,6 +398,34 @@ class Deliverer:
             log.warning("paid event %s is dead: blocked %s", claimed.event_id, recorded.blocked)
         released.extend(recorded.released)
         return transition.state.value
+
+    def _attempt(
+        self,
+        claimed: Claimed,
+        event: Event,
+        request: GameballRequest,
+        *,
+        bucket: Bucket,
+        spend: tuple[OrderPaid, Redemption] | None,
+        prepared: Prepared | None,
+    ) -> Attempt | float:
+        """Send (or take the hold's attempt that ended this try) and settle what the answer
+        leaves open; a float is how long the rate limit asks to wait instead."""
+        if prepared is not None and prepared.hold_attempt is not None:
+            attempt = prepared.hold_attempt  # the hold was not answered for good: try again
+        else:
+            allowed, wait_s = self.limiter.acquire(self.max_token_wait_s, bucket)
+            if not allowed:
+                return wait_s
+            attempt = self.gameball.send(request)
+        if spend is not None and prepared is not None:
+            held = self.points.after_order(claimed, *spend, prepared, attempt.outcome)
+            attempt = replace(attempt, outcome=held)
+        if attempt.outcome.code in TIME_TAKEN:
+            return replace(attempt, outcome=self._settle_time_clash(claimed, event, attempt))
+        if attempt.outcome.code in ID_TAKEN:
+            return replace(attempt, outcome=self._settle_id_taken(claimed, event, attempt))
+        return attempt
 
     def _settle_time_clash(self, claimed: Claimed, event: Event, attempt: Attempt) -> Outcome:
         """304/9003: a transaction of the customer holds this instant. Ours, applied by an
@@ -568,6 +607,14 @@ class Deliverer:
             # next sweep, they went behind newer events whose first messages were still
             # queued, and the backlog drained newest first.
             self.queue.enqueue(self.ledger.take_due(now, woken))
+
+    def _defer_for_rate_limit(self, claimed: Claimed, now: datetime, wait_s: float) -> str:
+        return self._defer(
+            claimed,
+            now + timedelta(seconds=wait_s),
+            "rate_limited",
+            "waiting for the shared rate limit",
+        )
 
     def _defer(self, claimed: Claimed, until: datetime, reason: str, message: str) -> str:
         """Not now, and not Gameball's fault: come back later without spending budget."""

@@ -24,9 +24,12 @@ from producers.events import (
 )
 from worker.gameball.payloads import (
     Fixed,
+    PointsSent,
     RefundLine,
+    UnsentRedemptionError,
     build_request,
     gameball_time,
+    hold_request,
     json_number,
     reversal_lines,
 )
@@ -307,13 +310,43 @@ def test_redemption_and_merchant_fields_per_version() -> None:
     assert v4["merchant"]["branch"] == {"uniqueId": "B-7"}
     direct = _with_redemption(redemption=Redemption(redeemed_amount=Decimal("12.5")))
     assert build_request(direct).json()["redeemedAmount"] == 12.5
-    assert "redemption" not in build_request(direct, "v4.0").json()  # v4 redeems via a hold
+    with pytest.raises(UnsentRedemptionError, match="through a hold"):
+        build_request(direct, "v4.0")  # never a silent drop: v4 redeems through a hold
+    named = Fixed(points=PointsSent(hold_reference="gbq-hold"))
+    assert build_request(direct, "v4.0", named).json()["redemption"] == {
+        "pointsHoldReference": "gbq-hold"
+    }
+    v3_again = Fixed(points=PointsSent(redeemed_amount=Decimal("12.5")))
+    assert build_request(held, "v3.0", v3_again).json()["redeemedAmount"] == 12.5
+    assert "holdReference" not in build_request(held, "v3.0", v3_again).json()
+    parked = build_request(held, "v4.1", Fixed(points=PointsSent())).json()
+    assert parked["redemption"] == {"couponsLockReference": "lock-1", "couponCodes": ["GB-10"]}
+
+
+def test_a_hold_request_holds_the_value_for_the_order() -> None:
+    """openapi.json POST transactions/hold: transactionTime and amountToHold, no OTP."""
+    order = _with_redemption(redemption=Redemption(redeemed_amount=Decimal("12.5")))
+    moment = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    v4 = hold_request(order, "v4.1", Decimal("12.5"), moment)
+    assert (v4.call, v4.path, v4.transaction_id) == (
+        "hold",
+        "/api/v4.1/integrations/transactions/hold",
+        order.order_id,
+    )
+    assert v4.json() == {
+        "customerId": order.customer_id,
+        "email": order.email,
+        "transactionTime": "2026-03-01T10:00:00.000Z",
+        "amountToHold": 12.5,
+        "ignoreOTP": True,
+    }
+    v3 = hold_request(order, "v3.0", Decimal(3), moment).json()
+    assert (v3["playerUniqueId"], v3["amount"]) == (order.customer_id, 3)
 
 
 @pytest.mark.parametrize(
     ("redemption", "problem"),
     [
-        ({"points_hold_reference": "h", "redeemed_amount": "5"}, "not both"),
         ({"gameball_coupon_codes": ["GB-1"]}, "coupons_lock_reference"),
         ({"redeemed_amount": "0"}, "greater than 0"),
     ],

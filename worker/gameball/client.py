@@ -15,6 +15,7 @@ or a proxy echoing a request could otherwise carry a key.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
@@ -60,6 +61,7 @@ class Attempt:
 
     outcome: Outcome
     duration_s: float
+    answer: dict[str, object] | None = None  # a hold's answer (its holdReference), parsed
 
 
 def _check_header_value(name: str, value: str) -> None:
@@ -140,7 +142,8 @@ class GameballClient:
             outcome.code,
             duration_s,
         )
-        return Attempt(outcome=outcome, duration_s=duration_s)
+        parsed = _answer_of(answer) if request.call == "hold" else None
+        return Attempt(outcome=outcome, duration_s=duration_s, answer=parsed)
 
     def _exchange(self, request: GameballRequest) -> HttpAnswer:
         url = self._urls.get(request.path)
@@ -182,6 +185,17 @@ class GameballClient:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def _answer_of(answer: HttpAnswer | BaseException) -> dict[str, object] | None:
+    """A 2xx answer's JSON object (None for anything else)."""
+    if isinstance(answer, BaseException) or not 200 <= answer.status < 300:
+        return None
+    try:
+        parsed = json.loads(answer.body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def _transport_for(client: httpx.Client) -> httpx.BaseTransport | None:

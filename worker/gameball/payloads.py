@@ -28,7 +28,9 @@ from producers.events import (
 from worker.settings import ApiVersion
 
 SHOP_CODES_KEY: Final = "shopDiscountCodes"  # v4: the shop's own codes, in extra
-CallKind: TypeAlias = Literal["order", "cancel", "full_refund", "partial_refund", "cashback"]
+CallKind: TypeAlias = Literal[
+    "order", "cancel", "full_refund", "partial_refund", "cashback", "hold"
+]
 REFUND_CALLS: Final[frozenset[CallKind]] = frozenset({"cancel", "full_refund", "partial_refund"})
 
 _PATHS: Final[dict[ApiVersion, dict[str, str]]] = {
@@ -36,17 +38,20 @@ _PATHS: Final[dict[ApiVersion, dict[str, str]]] = {
         "order": "/api/v3.0/integrations/order",
         "refund": "/api/v3.0/integrations/transaction/refund",
         "cashback": "/api/v3.0/integrations/transaction/cashback",
+        "hold": "/api/v3.0/integrations/transaction/hold",
     },
     "v4.0": {
         "order": "/api/v4.0/integrations/orders",
         "refund": "/api/v4.0/integrations/transactions/refund",
         "cashback": "/api/v4.0/integrations/transactions/cashback",
+        "hold": "/api/v4.0/integrations/transactions/hold",
     },
     # v4.1 is v4.0 with SecretKey mandatory on every call (introduction-v4.1.mdx)
     "v4.1": {
         "order": "/api/v4.1/integrations/orders",
         "refund": "/api/v4.1/integrations/transactions/refund",
         "cashback": "/api/v4.1/integrations/transactions/cashback",
+        "hold": "/api/v4.1/integrations/transactions/hold",
     },
 }
 
@@ -100,13 +105,29 @@ def call_kind(event: Event) -> CallKind:
 
 
 @dataclass(frozen=True)
+class PointsSent:
+    """How an order's redeemed points go, as the delivery decided (``worker.redemption``):
+    a hold to name, an amount (v3.0 only), or neither (the redemption is parked)."""
+
+    hold_reference: str | None = None
+    redeemed_amount: Decimal | None = None
+
+
+class UnsentRedemptionError(ValueError):
+    """v4 redeems points on an order through a hold only: a ``redeemed_amount`` needs the
+    delivery's hold (``PointsSent``), never a silent drop."""
+
+
+@dataclass(frozen=True)
 class Fixed:
     """What an event's request is fixed to when the ledger first takes it, so that every
     attempt sends the same bytes: its transaction time (unique per customer) and, for a
-    cancellation or full refund, the order's line items it reverses."""
+    cancellation or full refund, the order's line items it reverses; for an order that
+    redeems points, how they go this attempt."""
 
     transaction_time: datetime | None = None  # None: the event's occurred_at
     reversal_lines: tuple[RefundLine, ...] | None = None  # None: the event's own lines
+    points: PointsSent | None = None  # None: as the event says
 
 
 @dataclass(frozen=True)
@@ -171,7 +192,7 @@ def build_request(
     customer.update(_channels(event))
     body: dict[str, Any]
     if isinstance(event, OrderPaid):
-        body = {**customer, **_order_body(event, moment, v4=v4)}
+        body = {**customer, **_order_body(event, moment, v4=v4, points=fixed.points)}
         return _request("order", paths["order"], body, event.order_id)
     send_lines = v4 or v3_refund_lines
     if isinstance(event, OrderCancelled):
@@ -223,7 +244,25 @@ def _channels(event: Event) -> dict[str, str]:
     return {key: value for key, value in channels.items() if value is not None}
 
 
-def _order_body(event: OrderPaid, moment: datetime, *, v4: bool) -> dict[str, Any]:
+def hold_request(
+    event: OrderPaid, version: ApiVersion, amount: Decimal, moment: datetime
+) -> GameballRequest:
+    """Hold points worth ``amount`` for the order (openapi.json ``POST transactions/hold``:
+    ``transactionTime`` and one of ``amountToHold``/``pointsToHold``; v3 ``amount``). The
+    shop already took the points at checkout, so no OTP is asked (``ignoreOTP``)."""
+    v4 = version != "v3.0"
+    body: dict[str, Any] = {("customerId" if v4 else "playerUniqueId"): event.customer_id}
+    body.update(_channels(event))
+    body["transactionTime"] = gameball_time(moment)
+    body["amountToHold" if v4 else "amount"] = json_number(amount)
+    if v4:
+        body["ignoreOTP"] = True
+    return _request("hold", _PATHS[version]["hold"], body, event.order_id)
+
+
+def _order_body(
+    event: OrderPaid, moment: datetime, *, v4: bool, points: PointsSent | None = None
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "orderId": event.order_id,
         "orderDate": gameball_time(moment),
@@ -247,7 +286,7 @@ def _order_body(event: OrderPaid, moment: datetime, *, v4: bool) -> dict[str, An
     if extra:
         body["extra"] = extra
     body["guest"] = event.guest
-    body.update(_redemption(event.redemption, v4=v4))
+    body.update(_redemption(event.redemption, v4=v4, points=points))
     if event.merchant is not None:
         body["merchant"] = _merchant(event.merchant)
     if v4:  # fields v4 defines and v3.0 does not (openapi.json)
@@ -258,22 +297,35 @@ def _order_body(event: OrderPaid, moment: datetime, *, v4: bool) -> dict[str, An
     return body
 
 
-def _redemption(redemption: Redemption | None, *, v4: bool) -> dict[str, Any]:
+def _redemption(
+    redemption: Redemption | None, *, v4: bool, points: PointsSent | None = None
+) -> dict[str, Any]:
     """v3: holdReference or redeemedAmount. v4: redemption{pointsHoldReference,
     couponsLockReference, couponCodes}; v4 redeems points through a hold only, and v3 has
-    no Gameball coupons on orders (docs/gameball-contract.md)."""
+    no Gameball coupons on orders (docs/gameball-contract.md). ``points`` (the delivery's
+    decision) replaces the event's own hold and amount."""
     if redemption is None:
         return {}
+    if points is None:
+        points = PointsSent(
+            redemption.points_hold_reference,
+            None if redemption.points_hold_reference else redemption.redeemed_amount,
+        )
     if not v4:
         fields = {
-            "holdReference": redemption.points_hold_reference,
+            "holdReference": points.hold_reference,
             "redeemedAmount": None
-            if redemption.redeemed_amount is None
-            else json_number(redemption.redeemed_amount),
+            if points.redeemed_amount is None
+            else json_number(points.redeemed_amount),
         }
         return {key: value for key, value in fields.items() if value is not None}
+    if points.hold_reference is None and points.redeemed_amount is not None:
+        raise UnsentRedemptionError(
+            "v4 redeems points on an order through a hold: hold redeemed_amount first "
+            "(the worker does) and send the order naming it"
+        )
     block: dict[str, Any] = {
-        "pointsHoldReference": redemption.points_hold_reference,
+        "pointsHoldReference": points.hold_reference,
         "couponsLockReference": redemption.coupons_lock_reference,
         "couponCodes": list(redemption.gameball_coupon_codes) or None,
     }

@@ -131,6 +131,8 @@ class EventRow(Base):
     # What the Gameball request is fixed to (every attempt sends the same bytes).
     transaction_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
     reversal_lines: Mapped[str | None] = mapped_column(Text)  # JSON: lines a full reversal names
+    # JSON (worker.redemption.RedemptionState): where an order's redeemed points stand
+    redemption_state: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (
         # Partial: a delivered row has none of these four columns set, so it never enters
@@ -185,6 +187,27 @@ class PrunedOrderRow(Base):
     pruned_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     __table_args__ = (Index(None, "pruned_at"),)
+
+
+class ParkedRedemptionRow(Base):
+    """An order's redeemed points that gbq could not carry to Gameball (its hold gone with
+    no value to hold again, or the customer short of points): the order went without them
+    and the operator settles them (``gbq redemptions``). Kept until resolved."""
+
+    __tablename__ = "gbq_parked_redemptions"
+
+    event_id: Mapped[str] = mapped_column(String(300), primary_key=True)
+    order_id: Mapped[str] = mapped_column(String(120))
+    customer_id: Mapped[str] = mapped_column(String(120))
+    hold_reference: Mapped[str | None] = mapped_column(String(120))
+    amount: Mapped[str | None] = mapped_column(String(40))  # the value, when known
+    reason: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text)
+    parked_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    resolution: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index(None, "resolved_at", "parked_at"),)
 
 
 class EventCountRow(Base):

@@ -1,0 +1,212 @@
+"""An order's redeemed points reach Gameball the documented way and are never dropped:
+v4 holds a redeemed amount before the order names it, an expired hold is held again when
+its value is known, and otherwise (or when the customer is short of points) the
+redemption is parked for the operator while the order, its cashback and its refunds go
+on. Real Deliverer, ledger, Redis and sandbox; exact wallet balances."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from producers.events import Event, OrderPaid, OrderRefunded, Redemption
+from tests.conftest import settings_for
+from tests.processes import SandboxProcess, wait_until
+from worker.ledger.models import EventState
+from worker.ledger.redemptions import Redemptions
+from worker.runtime import Runtime, build_runtime
+from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY, Settings
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+KEYS = {"APIKey": SANDBOX_API_KEY, "secretKey": SANDBOX_SECRET_KEY}
+
+
+@pytest.fixture(params=["v4.1", "v3.0"])
+def version(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def worker(
+    sandbox: SandboxProcess, redis_url: str, database_url: str, tmp_path: Any, version: str
+) -> Iterator[Runtime]:
+    settings: Settings = settings_for(
+        sandbox.url,
+        redis_url=SecretStr(redis_url),
+        database_url=SecretStr(database_url),
+        home=tmp_path,
+        gameball_api_version=version,
+        rate_limit_per_s=0,
+        rate_limit_per_30s=0,
+        redrive_after_s=3600.0,
+        retry_base_s=0.01,  # the retry after a hold is gone comes at once
+    )
+    runtime = build_runtime(settings)
+    yield runtime
+    runtime.close()
+
+
+def deliver(worker: Runtime, event: Event) -> str:
+    """Hand the event to the worker until it settles (retries come at once here)."""
+    message = {"event_id": event.event_id, "event": event.model_dump(mode="json")}
+    states: list[str] = []
+
+    def settled() -> str | None:
+        states.append(worker.deliverer.handle((), message))
+        return states[-1] if states[-1] in {"delivered", "dead", "waiting"} else None
+
+    return wait_until(settled, timeout_s=30, what=f"{event.event_id} to settle ({states})")
+
+
+def order(order_id: str, customer: str, minutes: int, redemption: Redemption) -> OrderPaid:
+    """100 in all: 60 paid in money, 40 in points."""
+    return OrderPaid(
+        order_id=order_id,
+        customer_id=customer,
+        occurred_at=T0 + timedelta(minutes=minutes),
+        total_price=Decimal(100),
+        total_paid=Decimal(60),
+        total_discount=Decimal(40),
+        redemption=redemption,
+    )
+
+
+def saved(worker: Runtime, customer: str) -> None:
+    """The customer earns 100 points first (an order paid 100 in money)."""
+    first = OrderPaid(
+        order_id=f"{customer}-SAVED",
+        customer_id=customer,
+        occurred_at=T0,
+        total_price=Decimal(100),
+        total_paid=Decimal(100),
+    )
+    assert deliver(worker, first) == "delivered"
+
+
+def hold(sandbox: SandboxProcess, version: str, customer: str, amount: int) -> str:
+    v4 = version != "v3.0"
+    path = f"/api/{version}/integrations/{'transactions' if v4 else 'transaction'}/hold"
+    body = {
+        "customerId" if v4 else "playerUniqueId": customer,
+        "amountToHold" if v4 else "amount": amount,
+        "transactionTime": "2026-11-20T09:01:00Z",
+    }
+    made = httpx.post(sandbox.url + path, json=body, headers=KEYS)
+    assert made.status_code == 200, made.text
+    return str(made.json()["holdReference"])
+
+
+def release(sandbox: SandboxProcess, version: str, reference: str) -> None:
+    """The checkout's hold expires (released: Gameball answers 307 / 9006 alike)."""
+    v4 = version != "v3.0"
+    path = f"/api/{version}/integrations/{'transactions' if v4 else 'transaction'}/hold"
+    assert httpx.delete(f"{sandbox.url}{path}/{reference}", headers=KEYS).status_code == 200
+
+
+def calls(sandbox: SandboxProcess, customer: str) -> list[tuple[str, int | None]]:
+    """(last path segment, code) of the customer's calls, in order."""
+    return [
+        (row["path"].rstrip("/").rsplit("/", 1)[-1], row["code"])
+        for row in sandbox.requests()
+        if row["player"] == customer
+    ]
+
+
+def test_a_redeemed_amount_is_held_then_named_and_refunds_return_it(
+    worker: Runtime, sandbox: SandboxProcess, version: str
+) -> None:
+    """Gameball's how-refunds-work.mdx example with the points given as an amount: v4
+    holds 40 first and the order names the hold (v3 sends redeemedAmount); 60 earned,
+    40 spent; a refund of 80 takes the 60 back and returns 20 points."""
+    saved(worker, "amount")
+    redeeming = order("AMOUNT-1", "amount", 5, Redemption(redeemed_amount=Decimal(40)))
+    assert deliver(worker, redeeming) == "delivered"
+    assert sandbox.balance("amount") == 100 - 40 + 60
+    sent = calls(sandbox, "amount")[1:]
+    assert sent == ([("hold", None), ("orders", None)] if version != "v3.0" else [("order", None)])
+    back = OrderRefunded(
+        order_id="AMOUNT-1",
+        refund_id="AMOUNT-1-R",
+        customer_id="amount",
+        occurred_at=T0 + timedelta(minutes=6),
+        amount=Decimal(80),
+    )
+    assert deliver(worker, back) == "delivered"
+    assert sandbox.balance("amount") == 120 - 60 + 20
+
+
+def test_an_expired_hold_with_its_value_known_is_redeemed_again(
+    worker: Runtime, sandbox: SandboxProcess, version: str
+) -> None:
+    """The checkout's hold expired before the order reached Gameball (an outage longer
+    than the hold's lifetime): 9006 / 307, then gbq holds the value again (v4) or sends
+    it as redeemedAmount (v3): the order is delivered and the points spent exactly once."""
+    saved(worker, "expired")
+    reference = hold(sandbox, version, "expired", 40)
+    release(sandbox, version, reference)
+    assert sandbox.balance("expired") == 100  # the points are back with the customer
+    redemption = Redemption(points_hold_reference=reference, redeemed_amount=Decimal(40))
+    assert deliver(worker, order("EXPIRED-1", "expired", 5, redemption)) == "delivered"
+    assert sandbox.balance("expired") == 100 - 40 + 60
+    gone = 9006 if version != "v3.0" else 307
+    path = "orders" if version != "v3.0" else "order"
+    names = [c for c in calls(sandbox, "expired") if c[0] != "hold"]
+    assert names[1:] == [(path, gone), (path, None)]
+    assert Redemptions(worker.ledger).listed() == []
+
+
+def test_an_expired_hold_of_unknown_value_is_parked_and_the_order_delivered(
+    worker: Runtime, sandbox: SandboxProcess, version: str
+) -> None:
+    """No value to hold again: the order goes without its redemption (its cashback and
+    refunds are not lost) and the redemption is parked for the operator, with its own
+    reason; the customer keeps the points until the operator settles them."""
+    saved(worker, "unknown")
+    reference = hold(sandbox, version, "unknown", 40)
+    release(sandbox, version, reference)
+    paid = order("UNKNOWN-1", "unknown", 5, Redemption(points_hold_reference=reference))
+    assert deliver(worker, paid) == "delivered"
+    assert sandbox.balance("unknown") == 100 + 60
+    [parked] = Redemptions(worker.ledger).listed()
+    assert (parked.order_id, parked.reason, parked.hold_reference, parked.amount) == (
+        "UNKNOWN-1",
+        "hold_expired",
+        reference,
+        None,
+    )
+    row = worker.ledger.get(paid.event_id)
+    assert row is not None
+    assert row.state == EventState.DELIVERED
+    refund = OrderRefunded(
+        order_id="UNKNOWN-1",
+        refund_id="UNKNOWN-1-R",
+        customer_id="unknown",
+        occurred_at=T0 + timedelta(minutes=6),
+        amount=Decimal(30),
+    )
+    assert deliver(worker, refund) == "delivered"  # the order is there to refund
+    assert sandbox.balance("unknown") == 160 - 30
+
+
+def test_a_customer_short_of_points_parks_the_redemption_not_the_order(
+    worker: Runtime, sandbox: SandboxProcess, version: str
+) -> None:
+    """v4 must hold the amount; the customer has no points (9008): the redemption is
+    parked (points_short) and the order delivered in the same attempt. v3 sends the
+    amount with the order, which Gameball refuses as a whole (309): then the order goes
+    again without it."""
+    paid = order("SHORT-1", "short", 5, Redemption(redeemed_amount=Decimal(40)))
+    assert deliver(worker, paid) == "delivered"
+    assert sandbox.balance("short") == 60
+    [parked] = Redemptions(worker.ledger).listed()
+    assert (parked.reason, parked.amount) == ("points_short", "40")
+    assert Redemptions(worker.ledger).resolve("SHORT-1", "settled by hand", T0) == 1
+    assert Redemptions(worker.ledger).listed() == []
+    assert Redemptions(worker.ledger).unresolved() == 0
