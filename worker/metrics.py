@@ -23,6 +23,8 @@ count rate-limit waits and breaker deferrals.
                                                  Redis (as its relayer last reported)
     gbq_spool_oldest_age_seconds{host, path}     age of that spool's oldest event: alert
                                                  when it grows (the spool is not draining)
+    gbq_parked_redemptions                       redeemed points the operator settles by
+                                                 hand (gbq redemptions list): alert above 0
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ import redis
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from producers.spool_report import SpoolReport
 from producers.spool_report import reports as spool_reports
@@ -44,7 +46,7 @@ from producers.transport import INBOX_KEY, QUEUE
 from producers.untrusted import printable
 from worker.breaker import Breaker, State
 from worker.ledger.counters import attempt_counts, event_counts
-from worker.ledger.models import SENDABLE, EventRow, EventState
+from worker.ledger.models import SENDABLE, EventRow, EventState, ParkedRedemptionRow
 from worker.ledger.repository import Ledger
 from worker.ledger.statements import oldest_created
 from worker.ratelimit import WAITS_KEY
@@ -96,6 +98,9 @@ class LedgerCollector(Collector):
                 name: connection.execute(oldest_created(states)).scalar()
                 for name, states in (("sendable", SENDABLE), ("waiting", (EventState.WAITING,)))
             }
+            parked = connection.execute(
+                select(func.count()).where(ParkedRedemptionRow.resolved_at.is_(None))
+            ).scalar()
             with self._lock:
                 fresh = connection.execute(
                     select(EventRow.delivered_at, EventRow.published_at).where(
@@ -131,6 +136,11 @@ class LedgerCollector(Collector):
             "gbq_oldest_waiting_age_seconds",
             "Age of the oldest event waiting for an earlier event of its order.",
             value=age_s(oldest["waiting"], now),
+        )
+        yield GaugeMetricFamily(
+            "gbq_parked_redemptions",
+            "Redeemed points parked for the operator (gbq redemptions list).",
+            value=int(parked or 0),
         )
         yield from self.latency.collect()
         yield from self._redis_figures()

@@ -14,7 +14,7 @@ from producers.spool import Spool
 from producers.spool_report import reports as spool_reports
 from worker.breaker import Breaker, State
 from worker.ledger.counters import by_state, dead_by_reason, event_counts
-from worker.ledger.models import SENDABLE, EventRow, EventState
+from worker.ledger.models import SENDABLE, EventRow, EventState, ParkedRedemptionRow
 from worker.ledger.repository import Ledger
 from worker.ledger.statements import oldest_created
 from worker.ratelimit import RateLimiter
@@ -64,6 +64,7 @@ class StatusReport:
     spools: list[dict[str, Any]] = field(default_factory=list)
     conflicts: int = 0  # events re-published with other content (the first is kept)
     quarantined: int = 0  # poison found, not yet a dead letter (the scheduler moves it)
+    parked_redemptions: int = 0  # redeemed points the operator settles (gbq redemptions)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -132,6 +133,9 @@ def ledger_report(ledger: Ledger, spool: Spool, now: datetime) -> StatusReport:
             select(func.count()).where(EventRow.delivered_at >= now - timedelta(minutes=1))
         ).scalar()
         conflicts = connection.execute(select(func.count()).where(EventRow.conflicts > 0)).scalar()
+        parked = connection.execute(
+            select(func.count()).where(ParkedRedemptionRow.resolved_at.is_(None))
+        ).scalar()
     return StatusReport(
         events=by_state(counts),
         oldest_sendable_age_s=None if oldest_sendable is None else age_s(oldest_sendable, now),
@@ -143,4 +147,5 @@ def ledger_report(ledger: Ledger, spool: Spool, now: datetime) -> StatusReport:
         scheduler_leader=None,
         spooled_here=spool.count(),
         conflicts=int(conflicts or 0),
+        parked_redemptions=int(parked or 0),
     )

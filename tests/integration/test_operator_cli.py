@@ -22,6 +22,7 @@ from tests.stack import Stack
 from worker.gameball.outcomes import Outcome, OutcomeKind, Reason
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.models import DeadReason, EventState
+from worker.ledger.redemptions import ParkedRedemption, Redemptions
 from worker.ledger.repository import AttemptRecord, Ledger, new_event
 from worker.liveness import ALIVE_PREFIX
 from worker.retry import Transition
@@ -381,6 +382,8 @@ def test_every_command_has_help_with_an_example(cli: Cli) -> None:
         ["dlq", "retry"],
         ["dlq", "purge"],
         ["dlq", "export"],
+        ["redemptions", "list"],
+        ["redemptions", "resolve"],
         ["events"],
         ["publish"],
         ["worker"],
@@ -445,3 +448,35 @@ def test_retrying_a_dead_paid_event_delivers_it_then_its_refunds_in_order(
     applied = [t["transaction_id"] for t in sandbox.state()["transactions"]]
     assert applied == ["Z", "Z-R1", "Z-R2"]
     assert sandbox.balance("cz") == 47
+
+
+def test_parked_redemptions_are_listed_counted_and_resolved(cli: Cli, ledger: Ledger) -> None:
+    """A redemption gbq could not carry (worker.redemption) shows in `gbq redemptions
+    list` and in `gbq status`; `resolve` records what the operator did; then none."""
+    Redemptions(ledger).park(
+        ParkedRedemption(
+            event_id="paid:A",
+            order_id="A",
+            customer_id="c",
+            hold_reference="hold-9",
+            amount=None,
+            reason="hold_expired",
+            detail="the hold is gone and the value of its points unknown",
+            parked_at=NOW,
+        )
+    )
+    listed = cli("redemptions", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    [row] = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert (row["order_id"], row["reason"], row["hold_reference"]) == (
+        "A",
+        "hold_expired",
+        "hold-9",
+    )
+    assert "redeemed points parked for you to settle: 1" in cli("status").stdout
+    resolved = cli("redemptions", "resolve", "A", "--note", "deducted 40 points by hand")
+    assert resolved.returncode == 0, resolved.stderr
+    assert cli("redemptions", "list").returncode == 1
+    assert cli("redemptions", "resolve", "A").returncode == 1
+    [done] = Redemptions(ledger).listed(include_resolved=True)
+    assert done.resolution == "deducted 40 points by hand"

@@ -20,6 +20,7 @@ from worker.cli import (
     prune,
     publish,
     reconcile,
+    redemptions,
     sandbox,
     scheduler,
     status,
@@ -44,6 +45,7 @@ app.add_typer(dlq.app, name="dlq")
 app.command("events")(events.run)
 app.command("publish")(publish.run)
 app.command("reconcile")(reconcile.run)
+app.add_typer(redemptions.app, name="redemptions")
 app.command("prune")(prune.run)
 app.command("sandbox")(sandbox.run)
 app.command("demo")(demo.run)

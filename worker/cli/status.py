@@ -123,6 +123,11 @@ def _print(report: StatusReport, settings: Settings) -> None:
         )
     if report.quarantined:
         out.print(f"unreadable input waiting to become dead letters: {report.quarantined}")
+    if report.parked_redemptions:
+        out.print(
+            f"redeemed points parked for you to settle: {report.parked_redemptions} "
+            "(`gbq redemptions list`)"
+        )
 
 
 def spool_line(spool: dict[str, Any]) -> str:
