@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
-from producers.events import Event, InvalidEventError, parse_event
+from producers.events import Event, InvalidEventError, OrderPaid, parse_event
 from tests.openapi import contract
 from tests.openapi.derive import TARGET
 from worker.gameball import records
-from worker.gameball.payloads import Fixed, RefundLine, build_request
+from worker.gameball.payloads import Fixed, PointsSent, RefundLine, build_request, hold_request
 
 VERSIONS = ("v4.0", "v4.1")
 WHEN = "2026-03-01T10:00:00Z"
@@ -177,3 +177,15 @@ def test_the_schema_file_is_what_the_script_derives() -> None:
     assert derived["source"]["commit"] == "409b529"
     assert len(derived["source"]["sha256"]) == 64
     assert "/transactions" in derived["paths"]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_hold_gbq_makes_and_the_order_naming_it_conform(version: str) -> None:
+    """v4 redeems a redeemed_amount by holding it first (worker.redemption)."""
+    order = _event("paid", SMALLEST["paid"], redemption={"redeemed_amount": "40"}, **CHANNELS)
+    assert isinstance(order, OrderPaid)
+    hold = hold_request(order, version, Decimal(40), datetime(2026, 3, 1, tzinfo=UTC))  # type: ignore[arg-type]
+    assert contract.request_errors(hold.method, hold.path, hold.json()) == []
+    named = Fixed(points=PointsSent(hold_reference="gbq-hold"))
+    assert _errors(order, version, named) == []
+    assert _errors(order, version, Fixed(points=PointsSent())) == []  # parked: without it
