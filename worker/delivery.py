@@ -56,7 +56,7 @@ from worker.gameball.payloads import (
 )
 from worker.gameball.records import GameballRecord, order_records, transaction_records
 from worker.ledger.models import DeadReason, EventState
-from worker.ledger.order_memory import reversal_basis
+from worker.ledger.order_memory import order_currency, reversal_basis
 from worker.ledger.redemptions import Redemptions
 from worker.ledger.repository import AttemptRecord, Claimed, Ledger, NewEvent, new_event
 from worker.ordering import Gate, OrderFact, gate, waits_on_order
@@ -325,6 +325,8 @@ class Deliverer:
             return held
         if self._refused_shared_id(claimed, event, now):
             return DeadReason.REJECTED.value
+        if self._refused_currency(claimed, event, now):
+            return DeadReason.CURRENCY.value
         admission = self.breaker.admit() if seen is None else self.breaker.admit_as_read(seen)
         if not admission.allowed:
             breaker = self.breaker.current()
@@ -508,6 +510,27 @@ class Deliverer:
         )
         if claimed.order_id is not None:
             self._settled(claimed, EventState.DEAD, now)
+        return True
+
+    def _refused_currency(self, claimed: Claimed, event: Event, now: datetime) -> bool:
+        """A refund in another currency than its order's: Gameball converts nothing and
+        would take the amount as the order's currency (a refund of 100 JPY taken as 100
+        USD). Not sent blind: dead with a reason of its own, for the operator."""
+        if not isinstance(event, OrderRefunded):
+            return False
+        history = self.ledger.order_history(event.order_id)
+        paid_in = order_currency(history.live, history.memory)
+        if paid_in is None or paid_in == event.currency:
+            return False
+        self.ledger.bury(
+            claimed.event_id,
+            self.owner,
+            DeadReason.CURRENCY,
+            f"the refund is in {event.currency} but order {event.order_id!r} was paid in "
+            f"{paid_in}: not sent (Gameball would take the amount as {paid_in}); publish "
+            f"it again in {paid_in} under another refund id",
+            now,
+        )
         return True
 
     def _settle_id_taken(self, claimed: Claimed, event: Event, attempt: Attempt) -> Outcome:

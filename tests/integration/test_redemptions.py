@@ -9,19 +9,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
-from producers.events import Event, OrderPaid, OrderRefunded, Redemption
-from tests.conftest import settings_for
-from tests.processes import SandboxProcess, wait_until
+from producers.events import OrderPaid, OrderRefunded, Redemption
+from tests.driving import deliver, runtime_for
+from tests.processes import SandboxProcess
 from worker.ledger.models import EventState
 from worker.ledger.redemptions import Redemptions
-from worker.runtime import Runtime, build_runtime
-from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY, Settings
+from worker.runtime import Runtime
+from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
@@ -35,34 +34,11 @@ def version(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def worker(
-    sandbox: SandboxProcess, redis_url: str, database_url: str, tmp_path: Any, version: str
+    sandbox: SandboxProcess, redis_url: str, database_url: str, tmp_path: Path, version: str
 ) -> Iterator[Runtime]:
-    settings: Settings = settings_for(
-        sandbox.url,
-        redis_url=SecretStr(redis_url),
-        database_url=SecretStr(database_url),
-        home=tmp_path,
-        gameball_api_version=version,
-        rate_limit_per_s=0,
-        rate_limit_per_30s=0,
-        redrive_after_s=3600.0,
-        retry_base_s=0.01,  # the retry after a hold is gone comes at once
-    )
-    runtime = build_runtime(settings)
+    runtime = runtime_for(sandbox, redis_url, database_url, tmp_path, gameball_api_version=version)
     yield runtime
     runtime.close()
-
-
-def deliver(worker: Runtime, event: Event) -> str:
-    """Hand the event to the worker until it settles (retries come at once here)."""
-    message = {"event_id": event.event_id, "event": event.model_dump(mode="json")}
-    states: list[str] = []
-
-    def settled() -> str | None:
-        states.append(worker.deliverer.handle((), message))
-        return states[-1] if states[-1] in {"delivered", "dead", "waiting"} else None
-
-    return wait_until(settled, timeout_s=30, what=f"{event.event_id} to settle ({states})")
 
 
 def order(order_id: str, customer: str, minutes: int, redemption: Redemption) -> OrderPaid:

@@ -10,9 +10,9 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from producers.events import LineItem, OrderCancelled, OrderPaid, OrderRefunded
+from producers.events import LineItem, OrderCancelled, OrderPaid, OrderRefunded, event_to_json
 from worker.gameball.payloads import RefundLine, lines_left, reversal_lines
-from worker.ledger.order_memory import OrderMemory, reversal_basis
+from worker.ledger.order_memory import OrderMemory, order_currency, reversal_basis
 
 T0 = datetime(2026, 3, 1, 9, 30, 15, tzinfo=UTC)
 PRODUCTS = ("mat", "bottle", "strap")
@@ -146,3 +146,15 @@ def test_the_memory_0005_wrote_is_read_and_is_about_ten_times_larger() -> None:
     assert memory.paid_lines == (("mat", 3, "10"), ("bottle", 2, "5"))
     assert [e.transaction_id for e in memory.events] == ["O", "O-R0", cancel.transaction_id]
     assert len(memory.encode("O")) * 4 < len(legacy)
+
+
+def test_the_orders_currency_is_known_from_the_ledger_or_remembered_after_removal() -> None:
+    """A refund checks its currency against its order's, months later too."""
+    paid = paid_with([("mat", 1, 30)]).model_copy(update={"currency": "KWD"})
+    live = [(paid.event_id, "paid", "delivered", event_to_json(paid), None)]
+    assert order_currency(live, OrderMemory()) == "KWD"
+    memory = OrderMemory().with_removed([(paid, T0)])
+    again = OrderMemory.decode("O", memory.encode("O"))
+    assert again.currency == "KWD"
+    assert order_currency([], again) == "KWD"
+    assert order_currency([], OrderMemory()) is None  # no paid event known: not judged

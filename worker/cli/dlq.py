@@ -37,7 +37,7 @@ Kind = Annotated[
     str | None, typer.Option("--kind", help="paid, cancelled, refunded, cashback or malformed.")
 ]
 ReasonOpt = Annotated[
-    str | None, typer.Option("--reason", help="rejected, expired, blocked or malformed.")
+    str | None, typer.Option("--reason", help="rejected, expired, blocked, malformed or currency.")
 ]
 Code = Annotated[int | None, typer.Option("--code", help="Gameball's error code, e.g. 304.")]
 Since = Annotated[

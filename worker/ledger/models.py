@@ -47,6 +47,7 @@ class DeadReason(StrEnum):
     EXPIRED = "expired"  # the retry window (or the waiting window) ran out
     BLOCKED = "blocked"  # its order's paid event is dead
     MALFORMED = "malformed"  # the input could not be read as an event (raw bytes are kept)
+    CURRENCY = "currency"  # a refund in another currency than its order's: not sent blind
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -9,9 +9,11 @@ Only what later events of the order need, not the events' content:
   cancellation or full refund names the lines not yet refunded;
 - the quantities per product of the removed delivered refunds, which those lines lose.
 
+- the paid event's currency, once it is removed: a refund in another currency is not sent.
+
 Encoded as one small JSON object per order (``{"e": [[id, kind, epoch s, tx?]], "l":
-[[product, quantity, price]], "r": {product: quantity}}``; ``tx`` is left out when it is
-the order id): about a tenth of the content it replaces. Pure: no I/O.
+[[product, quantity, price]], "r": {product: quantity}, "c": currency}``; ``tx`` is left
+out when it is the order id): about a tenth of the content it replaces. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from typing import Any
 from producers.events import Event, OrderPaid, OrderRefunded, parse_event
 from worker.gameball.payloads import refunded_quantities, transaction_id_of
 from worker.ledger.models import EventState
+
+DEFAULT_CURRENCY = "USD"  # an event without one (producers.events)
 
 Line = tuple[str, int, str]  # product id, quantity, unit price (decimal text)
 OrderRow = tuple[str, str, str, str, int | None]  # event_id, kind, state, payload, last_code
@@ -44,12 +48,14 @@ class OrderMemory:
     events: tuple[RememberedEvent, ...] = ()
     paid_lines: tuple[Line, ...] | None = None  # None: the paid event was not removed
     refunded: Mapping[str, int] = field(default_factory=dict)
+    currency: str | None = None  # the paid event's, once it is removed
 
     def with_removed(self, removed: Iterable[tuple[Event, datetime]]) -> OrderMemory:
         """This memory and the removed (event, occurred_at) pairs; an event it holds
         already is not counted twice."""
         known = {event.event_id for event in self.events}
         events, paid_lines, refunded = list(self.events), self.paid_lines, Counter(self.refunded)
+        currency = self.currency
         for event, occurred_at in removed:
             if event.event_id in known:
                 continue
@@ -58,10 +64,10 @@ class OrderMemory:
                 RememberedEvent(event.event_id, event.kind, occurred_at, transaction_id_of(event))
             )
             if isinstance(event, OrderPaid):
-                paid_lines = _lines(event)
+                paid_lines, currency = _lines(event), event.currency
             elif isinstance(event, OrderRefunded):
                 refunded.update(refunded_quantities([event]))
-        return OrderMemory(tuple(events), paid_lines, dict(refunded))
+        return OrderMemory(tuple(events), paid_lines, dict(refunded), currency)
 
     def encode(self, order_id: str) -> str:
         data: dict[str, Any] = {
@@ -75,6 +81,8 @@ class OrderMemory:
             data["l"] = [list(line) for line in self.paid_lines]
         if self.refunded:
             data["r"] = dict(self.refunded)
+        if self.currency is not None:
+            data["c"] = self.currency
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -95,7 +103,8 @@ class OrderMemory:
         )
         lines = data.get("l")
         paid_lines = None if lines is None else tuple((p, int(q), str(v)) for p, q, v in lines)
-        return cls(events, paid_lines, {p: int(q) for p, q in data.get("r", {}).items()})
+        refunded = {p: int(q) for p, q in data.get("r", {}).items()}
+        return cls(events, paid_lines, refunded, data.get("c"))
 
 
 def reversal_basis(
@@ -115,6 +124,16 @@ def reversal_basis(
             if isinstance(event, OrderRefunded):
                 taken.update(refunded_quantities([event]))
     return paid, taken
+
+
+def order_currency(live: Iterable[OrderRow], memory: OrderMemory) -> str | None:
+    """The currency the order was paid in (None: no paid event known). Read off the
+    payload's JSON (validated at ingest), not re-validated: a refund checks it each time."""
+    for _, kind, _, payload, _ in live:
+        if kind == "paid":
+            currency = json.loads(payload).get("currency")
+            return str(currency) if currency else DEFAULT_CURRENCY
+    return memory.currency
 
 
 def _from_content(items: list[dict[str, Any]]) -> OrderMemory:
