@@ -450,6 +450,9 @@ class OrderRefunded(_EventBase):
     currency: Currency = "USD"
     amount: Money | None = Field(default=None, description="None means a full refund.")
     line_items: tuple[LineItem, ...] = Field(default=(), max_length=MAX_LINE_ITEMS)
+    merchant: Merchant | None = Field(
+        default=None, description="v4: the merchant or branch that made the refund."
+    )
 
     _positive = _money_validator("amount", allow_zero=False)
 

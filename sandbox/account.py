@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
@@ -300,6 +300,10 @@ class Account:
         if original.cancelled:
             raise GameballError(302, "Transaction Already Canceled")
         self._check_time(command.player_id, command.time)
+        if self.rules.full_refund_at_paid and command.amount == original.total_paid:
+            # openapi.json: "refundAmount equal to the total paid in the original order"
+            # is one way to ask for a full refund
+            command = replace(command, amount=None)
         reversal = refund_reversal(
             base=original.base,
             total_paid=original.total_paid,

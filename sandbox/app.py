@@ -148,6 +148,7 @@ class RulesUpdate(BaseModel):
         Annotated[str, StringConstraints(pattern=r"^(product|category):.+$")],
         Annotated[Decimal, Field(ge=1)],
     ] = Field(default_factory=dict)
+    full_refund_at_paid: bool = True
 
 
 def rules_json(rules: CashbackRules) -> dict[str, Any]:
@@ -160,6 +161,7 @@ def rules_json(rules: CashbackRules) -> dict[str, Any]:
         "campaign_multipliers": {
             key: str(value) for key, value in rules.campaign_multipliers.items()
         },
+        "full_refund_at_paid": rules.full_refund_at_paid,
     }
 
 

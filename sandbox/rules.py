@@ -42,6 +42,9 @@ class CashbackRules:
     exclude_tax_and_shipping: bool = False
     # Bonus campaigns: "product:<id>" or "category:<name>" → a points multiplier (≥ 1).
     campaign_multipliers: Mapping[str, Decimal] = field(default_factory=dict)
+    # A refund of exactly the total paid is a full refund (openapi.json); False: a partial
+    # refund of that value (how-refunds-work.mdx's arithmetic).
+    full_refund_at_paid: bool = True
 
     def rate_for(self, categories: Sequence[str]) -> Decimal:
         """The best rate among a line's categories; the base rate when none has one."""

@@ -43,6 +43,7 @@ def sandbox(sandbox_process: SandboxProcess) -> SandboxProcess:
         max_cashback_per_order=None,
         category_rates={},
         exclude_tax_and_shipping=False,
+        full_refund_at_paid=True,
     )
     return sandbox_process
 

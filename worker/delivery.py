@@ -56,7 +56,7 @@ from worker.gameball.payloads import (
 )
 from worker.gameball.records import GameballRecord, order_records, transaction_records
 from worker.ledger.models import DeadReason, EventState
-from worker.ledger.order_memory import order_currency, reversal_basis
+from worker.ledger.order_memory import OrderBasis, order_basis, reversal_basis
 from worker.ledger.redemptions import Redemptions
 from worker.ledger.repository import AttemptRecord, Claimed, Ledger, NewEvent, new_event
 from worker.ordering import Gate, OrderFact, gate, waits_on_order
@@ -66,7 +66,7 @@ from worker.reconcile import holds_ours
 from worker.redeeming import PointsCourier, Prepared
 from worker.redemption import redeems_points
 from worker.retry import RetryPolicy, after_attempt
-from worker.settings import ApiVersion
+from worker.settings import ApiVersion, RefundAtPaid, RefundTime
 
 log = logging.getLogger(__name__)
 BREAKER_DEFERRAL = "breaker_open"  # last_outcome of an event the breaker held back
@@ -175,6 +175,8 @@ class Deliverer:
         recheck_s: float,
         api_version: ApiVersion = "v3.0",
         v3_refund_lines: bool = True,
+        refund_time: RefundTime = "original",
+        refund_at_paid: RefundAtPaid = "full",
         max_token_wait_s: float = 2.0,
         clock: Callable[[], datetime] | None = None,
         rng: random.Random | None = None,
@@ -196,6 +198,7 @@ class Deliverer:
         )
         self.policy = policy
         self.v3_refund_lines = v3_refund_lines
+        self.refund_time, self.refund_at_paid = refund_time, refund_at_paid
         self.lease = timedelta(seconds=lease_s)
         self.recheck = timedelta(seconds=recheck_s)
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
@@ -325,8 +328,11 @@ class Deliverer:
             return held
         if self._refused_shared_id(claimed, event, now):
             return DeadReason.REJECTED.value
-        if self._refused_currency(claimed, event, now):
+        basis = self._order_basis(event)
+        if basis is not None and self._refused_currency(claimed, event, basis, now):
             return DeadReason.CURRENCY.value
+        event = self._as_sent(event, basis)
+        claimed = self._at_refund_time(claimed, event)
         admission = self.breaker.admit() if seen is None else self.breaker.admit_as_read(seen)
         if not admission.allowed:
             breaker = self.breaker.current()
@@ -512,26 +518,62 @@ class Deliverer:
             self._settled(claimed, EventState.DEAD, now)
         return True
 
-    def _refused_currency(self, claimed: Claimed, event: Event, now: datetime) -> bool:
+    def _order_basis(self, event: Event) -> OrderBasis | None:
+        """A refund's order: its currency and total paid (None for other events, or when
+        no paid event is known)."""
+        if not isinstance(event, OrderRefunded):
+            return None
+        history = self.ledger.order_history(event.order_id)
+        return order_basis(history.live, history.memory)
+
+    def _refused_currency(
+        self, claimed: Claimed, event: Event, basis: OrderBasis, now: datetime
+    ) -> bool:
         """A refund in another currency than its order's: Gameball converts nothing and
         would take the amount as the order's currency (a refund of 100 JPY taken as 100
         USD). Not sent blind: dead with a reason of its own, for the operator."""
-        if not isinstance(event, OrderRefunded):
-            return False
-        history = self.ledger.order_history(event.order_id)
-        paid_in = order_currency(history.live, history.memory)
-        if paid_in is None or paid_in == event.currency:
+        if not isinstance(event, OrderRefunded) or basis.currency == event.currency:
             return False
         self.ledger.bury(
             claimed.event_id,
             self.owner,
             DeadReason.CURRENCY,
             f"the refund is in {event.currency} but order {event.order_id!r} was paid in "
-            f"{paid_in}: not sent (Gameball would take the amount as {paid_in}); publish "
-            f"it again in {paid_in} under another refund id",
+            f"{basis.currency}: not sent (Gameball would take the amount as "
+            f"{basis.currency}); publish it again in {basis.currency} under another refund id",
             now,
         )
         return True
+
+    def _as_sent(self, event: Event, basis: OrderBasis | None) -> Event:
+        """GBQ_GAMEBALL_REFUND_AT_PAID=full: a refund of exactly the order's total paid is
+        a full refund (the OpenAPI), so it is sent as one, naming the order's lines."""
+        if (
+            self.refund_at_paid == "full"
+            and isinstance(event, OrderRefunded)
+            and basis is not None
+            and event.amount is not None
+            and event.amount == basis.total_paid
+        ):
+            return event.model_copy(update={"amount": None})
+        return event
+
+    def _at_refund_time(self, claimed: Claimed, event: Event) -> Claimed:
+        """GBQ_GAMEBALL_REFUND_TIME=original: a refund or cancellation goes at its order's
+        transaction time (the OpenAPI: "the timestamp of the original transaction"), the
+        first instant after it that its customer has free. Set before the first attempt,
+        then kept: every attempt sends the same bytes."""
+        if (
+            self.refund_time != "original"
+            or claimed.attempts
+            or not isinstance(event, OrderRefunded | OrderCancelled)
+        ):
+            return claimed
+        paid_at = self.ledger.paid_time(event.order_id)
+        if paid_at is None:
+            return claimed
+        moved = self.ledger.move_transaction_time(claimed.event_id, self.owner, after=paid_at)
+        return claimed if moved is None else replace(claimed, transaction_time=moved)
 
     def _settle_id_taken(self, claimed: Claimed, event: Event, attempt: Attempt) -> Outcome:
         """305/9004: a transaction holds the event's id. Ours, applied by an earlier attempt

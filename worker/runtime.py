@@ -79,6 +79,8 @@ def build_runtime(settings: Settings) -> Runtime:
         recheck_s=settings.redrive_after_s,
         api_version=settings.gameball_api_version,
         v3_refund_lines=settings.gameball_v3_refund_line_items,
+        refund_time=settings.gameball_refund_time,
+        refund_at_paid=settings.gameball_refund_at_paid,
         max_token_wait_s=settings.rate_limit_max_wait_s,
     )
     return Runtime(settings, ledger, queue, deliverer, heartbeat)

@@ -35,6 +35,8 @@ __all__ = [
     "SANDBOX_API_KEY",
     "SANDBOX_SECRET_KEY",
     "ApiVersion",
+    "RefundAtPaid",
+    "RefundTime",
     "Settings",
     "SettingsError",
     "load_settings",
@@ -47,6 +49,8 @@ SANDBOX_PORT = 8099
 SANDBOX_BASE_URL = f"http://127.0.0.1:{SANDBOX_PORT}"
 
 ApiVersion: TypeAlias = Literal["v3.0", "v4.0", "v4.1"]
+RefundTime: TypeAlias = Literal["original", "refund"]
+RefundAtPaid: TypeAlias = Literal["full", "value"]
 log = logging.getLogger("gbq.settings")
 
 
@@ -67,6 +71,20 @@ class Settings(PublisherSettings):
         default=True,
         description="v3.0 only: send refunded line items (v4 always does). Without them "
         "Gameball reverses cashback only, not campaign or category bonus points.",
+    )
+    # Where Gameball's own pages disagree (docs/gameball-contract.md, open questions): the
+    # default follows the OpenAPI.
+    gameball_refund_time: RefundTime = Field(
+        default="original",
+        description="A refund's transactionTime: original (the OpenAPI: the original "
+        "transaction's time, i.e. just after its order's) or refund (the refund tutorial's "
+        "examples: when the refund happened).",
+    )
+    gameball_refund_at_paid: RefundAtPaid = Field(
+        default="full",
+        description="A refund of exactly the order's total paid: full (the OpenAPI: a full "
+        "refund, sent as one, naming the order's lines) or value (how-refunds-work.mdx's "
+        "arithmetic: a partial refund of that value).",
     )
     gameball_connect_timeout_s: float = Field(default=5.0, gt=0)
     gameball_read_timeout_s: float = Field(default=20.0, gt=0)

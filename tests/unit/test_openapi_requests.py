@@ -66,7 +66,13 @@ FULLEST: dict[str, dict[str, Any]] = {
         "return_window_days": 14,
     },
     "cancelled": {"order_id": "O-1"},
-    "refunded": {"order_id": "O-1", "refund_id": "R-1", "amount": "20", "line_items": [LINE]},
+    "refunded": {
+        "order_id": "O-1",
+        "refund_id": "R-1",
+        "amount": "20",
+        "line_items": [LINE],
+        "merchant": MERCHANT,
+    },
     "cashback": {
         "transaction_id": "C-1",
         "amount": "30",

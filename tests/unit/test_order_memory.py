@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from producers.events import LineItem, OrderCancelled, OrderPaid, OrderRefunded, event_to_json
 from worker.gameball.payloads import RefundLine, lines_left, reversal_lines
-from worker.ledger.order_memory import OrderMemory, order_currency, reversal_basis
+from worker.ledger.order_memory import OrderBasis, OrderMemory, order_basis, reversal_basis
 
 T0 = datetime(2026, 3, 1, 9, 30, 15, tzinfo=UTC)
 PRODUCTS = ("mat", "bottle", "strap")
@@ -148,13 +148,14 @@ def test_the_memory_0005_wrote_is_read_and_is_about_ten_times_larger() -> None:
     assert len(memory.encode("O")) * 4 < len(legacy)
 
 
-def test_the_orders_currency_is_known_from_the_ledger_or_remembered_after_removal() -> None:
-    """A refund checks its currency against its order's, months later too."""
+def test_the_orders_currency_and_total_are_known_from_the_ledger_or_the_memory() -> None:
+    """A refund checks its currency against its order's, months later too, and may be
+    a full refund when it returns the whole paid total."""
     paid = paid_with([("mat", 1, 30)]).model_copy(update={"currency": "KWD"})
     live = [(paid.event_id, "paid", "delivered", event_to_json(paid), None)]
-    assert order_currency(live, OrderMemory()) == "KWD"
+    assert order_basis(live, OrderMemory()) == OrderBasis("KWD", Decimal(30))
     memory = OrderMemory().with_removed([(paid, T0)])
     again = OrderMemory.decode("O", memory.encode("O"))
-    assert again.currency == "KWD"
-    assert order_currency([], again) == "KWD"
-    assert order_currency([], OrderMemory()) is None  # no paid event known: not judged
+    assert (again.currency, again.total_paid) == ("KWD", "30")
+    assert order_basis([], again) == OrderBasis("KWD", Decimal(30))
+    assert order_basis([], OrderMemory()) is None  # no paid event known: not judged

@@ -361,3 +361,33 @@ def test_a_merchant_needs_an_id_or_a_branch() -> None:
     data = json.loads(event_to_json(paid()))
     with pytest.raises(InvalidEventError, match="merchant"):
         parse_event({**data, "merchant": {"name": "nameless"}})
+
+
+def test_a_refund_sends_its_lines_discount_and_taxes_and_v4_its_merchant() -> None:
+    """openapi.json: refund lines take discount and taxes, the refund a merchant (v4; the
+    v3.0 refund documents none). A line without them sends neither (as before)."""
+    refund = OrderRefunded(
+        order_id="O-1",
+        refund_id="R-1",
+        customer_id="c",
+        occurred_at=PAID_AT,
+        amount=Decimal(45),
+        line_items=(
+            LineItem(
+                product_id="P-1",
+                quantity=1,
+                price=Decimal(50),
+                discount=Decimal(10),
+                taxes=Decimal(5),
+            ),
+            LineItem(product_id="P-2", quantity=1, price=Decimal(3)),
+        ),
+        merchant=Merchant(unique_id="M-1", branch=Branch(unique_id="B-2")),
+    )
+    v4 = build_request(refund, "v4.1").json()
+    assert v4["lineItems"] == [
+        {"productId": "P-1", "quantity": 1, "price": 50, "discount": 10, "taxes": 5},
+        {"productId": "P-2", "quantity": 1, "price": 3},
+    ]
+    assert v4["merchant"] == {"uniqueId": "M-1", "branch": {"uniqueId": "B-2"}}
+    assert "merchant" not in build_request(refund, "v3.0").json()

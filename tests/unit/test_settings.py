@@ -22,6 +22,8 @@ BY_FIELD = {
     "gameball_api_key": ["   "],
     "gameball_secret_key": [""],
     "gameball_api_version": ["v5", "4.1"],
+    "gameball_refund_time": ["now", "ORIGINAL"],
+    "gameball_refund_at_paid": ["partial", ""],
     "log_format": ["xml"],
     "log_level": ["LOUD"],
     "web_password": ["   "],

@@ -132,18 +132,27 @@ class Fixed:
 
 @dataclass(frozen=True)
 class RefundLine:
-    """A refunded line as Gameball's refund takes it: product, quantity, unit price."""
+    """A refunded line as Gameball's refund takes it: product, quantity, unit price, and
+    the line's discount and taxes when the refund gives them (openapi.json allows them on
+    refund lines; the order sent them on its lines, so Gameball values both alike)."""
 
     product_id: str
     quantity: int
     price: Decimal
+    discount: Decimal = Decimal(0)
+    taxes: Decimal = Decimal(0)
 
     def json(self) -> dict[str, Any]:
-        return {
+        line: dict[str, Any] = {
             "productId": self.product_id,
             "quantity": self.quantity,
             "price": json_number(self.price),
         }
+        if self.discount:
+            line["discount"] = json_number(self.discount)
+        if self.taxes:
+            line["taxes"] = json_number(self.taxes)
+        return line
 
 
 def reversal_lines(paid: OrderPaid, refunds: Iterable[OrderRefunded]) -> tuple[RefundLine, ...]:
@@ -207,7 +216,10 @@ def build_request(
         )
         return _request("cancel", paths["refund"], body, event.transaction_id)
     if isinstance(event, OrderRefunded):
-        own = tuple(RefundLine(i.product_id, i.quantity, i.price) for i in event.line_items)
+        own = tuple(
+            RefundLine(i.product_id, i.quantity, i.price, i.discount, i.taxes)
+            for i in event.line_items
+        )
         lines = own if fixed.reversal_lines is None or not event.is_full else fixed.reversal_lines
         body = _refund_body(
             customer=customer,
@@ -218,6 +230,8 @@ def build_request(
             lines=lines if send_lines else (),
             v4=v4,
         )
+        if v4 and event.merchant is not None:  # openapi.json; v3.0's refund documents none
+            body["merchant"] = _merchant(event.merchant)
         return _request(call_kind(event), paths["refund"], body, event.refund_id)
     assert isinstance(event, CashbackAwarded)  # noqa: S101 - the union is exhausted above
     body = {

@@ -9,11 +9,13 @@ Only what later events of the order need, not the events' content:
   cancellation or full refund names the lines not yet refunded;
 - the quantities per product of the removed delivered refunds, which those lines lose.
 
-- the paid event's currency, once it is removed: a refund in another currency is not sent.
+- the paid event's currency and total paid, once it is removed: a refund in another
+  currency is not sent, one of the whole paid total may be a full refund.
 
 Encoded as one small JSON object per order (``{"e": [[id, kind, epoch s, tx?]], "l":
-[[product, quantity, price]], "r": {product: quantity}, "c": currency}``; ``tx`` is left
-out when it is the order id): about a tenth of the content it replaces. Pure: no I/O.
+[[product, quantity, price]], "r": {product: quantity}, "c": currency, "p": total
+paid}``; ``tx`` is left out when it is the order id): about a tenth of the content it
+replaces. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from producers.events import Event, OrderPaid, OrderRefunded, parse_event
@@ -49,13 +52,14 @@ class OrderMemory:
     paid_lines: tuple[Line, ...] | None = None  # None: the paid event was not removed
     refunded: Mapping[str, int] = field(default_factory=dict)
     currency: str | None = None  # the paid event's, once it is removed
+    total_paid: str | None = None  # the paid event's (decimal text), once it is removed
 
     def with_removed(self, removed: Iterable[tuple[Event, datetime]]) -> OrderMemory:
         """This memory and the removed (event, occurred_at) pairs; an event it holds
         already is not counted twice."""
         known = {event.event_id for event in self.events}
         events, paid_lines, refunded = list(self.events), self.paid_lines, Counter(self.refunded)
-        currency = self.currency
+        currency, total_paid = self.currency, self.total_paid
         for event, occurred_at in removed:
             if event.event_id in known:
                 continue
@@ -65,9 +69,10 @@ class OrderMemory:
             )
             if isinstance(event, OrderPaid):
                 paid_lines, currency = _lines(event), event.currency
+                total_paid = str(event.total_paid)
             elif isinstance(event, OrderRefunded):
                 refunded.update(refunded_quantities([event]))
-        return OrderMemory(tuple(events), paid_lines, dict(refunded), currency)
+        return OrderMemory(tuple(events), paid_lines, dict(refunded), currency, total_paid)
 
     def encode(self, order_id: str) -> str:
         data: dict[str, Any] = {
@@ -83,6 +88,8 @@ class OrderMemory:
             data["r"] = dict(self.refunded)
         if self.currency is not None:
             data["c"] = self.currency
+        if self.total_paid is not None:
+            data["p"] = self.total_paid
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
@@ -104,7 +111,7 @@ class OrderMemory:
         lines = data.get("l")
         paid_lines = None if lines is None else tuple((p, int(q), str(v)) for p, q, v in lines)
         refunded = {p: int(q) for p, q in data.get("r", {}).items()}
-        return cls(events, paid_lines, refunded, data.get("c"))
+        return cls(events, paid_lines, refunded, data.get("c"), data.get("p"))
 
 
 def reversal_basis(
@@ -126,14 +133,29 @@ def reversal_basis(
     return paid, taken
 
 
-def order_currency(live: Iterable[OrderRow], memory: OrderMemory) -> str | None:
-    """The currency the order was paid in (None: no paid event known). Read off the
-    payload's JSON (validated at ingest), not re-validated: a refund checks it each time."""
+@dataclass(frozen=True)
+class OrderBasis:
+    """What a refund is judged against: its order's currency and total paid."""
+
+    currency: str
+    total_paid: Decimal | None  # None: not remembered (removed before it was kept)
+
+
+def order_basis(live: Iterable[OrderRow], memory: OrderMemory) -> OrderBasis | None:
+    """The order's currency and total paid (None: no paid event known). Read off the
+    payload's JSON (validated at ingest), not re-validated: a refund reads it each time."""
     for _, kind, _, payload, _ in live:
         if kind == "paid":
-            currency = json.loads(payload).get("currency")
-            return str(currency) if currency else DEFAULT_CURRENCY
-    return memory.currency
+            data = json.loads(payload)
+            paid = data.get("total_paid")
+            return OrderBasis(
+                str(data.get("currency") or DEFAULT_CURRENCY),
+                None if paid is None else Decimal(str(paid)),
+            )
+    if memory.currency is None:
+        return None
+    paid = None if memory.total_paid is None else Decimal(memory.total_paid)
+    return OrderBasis(memory.currency, paid)
 
 
 def _from_content(items: list[dict[str, Any]]) -> OrderMemory:

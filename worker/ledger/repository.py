@@ -651,9 +651,12 @@ class Ledger:
             ).scalar()
         return fixed or lines
 
-    def move_transaction_time(self, event_id: str, owner: str) -> datetime | None:
+    def move_transaction_time(
+        self, event_id: str, owner: str, *, after: datetime | None = None
+    ) -> datetime | None:
         """Move a claimed event's transaction time on to the next instant its customer has
-        free (Gameball answered 304 to one that a transaction gbq never sent holds)."""
+        free: after its own (Gameball answered 304 to one that a transaction gbq never sent
+        holds), or after ``after`` (a refund sent at its order's time)."""
         for _ in range(TIME_CLASH_RETRIES):
             try:
                 with self.engine.begin() as connection:
@@ -664,12 +667,14 @@ class Ledger:
                     ).one_or_none()
                     if row is None:
                         return None
-                    moment = (row.transaction_time or to_millisecond(row.occurred_at)) + MILLISECOND
+                    base = after or row.transaction_time or row.occurred_at
+                    moment = to_millisecond(base) + MILLISECOND
                     taken = set(
                         connection.execute(
                             select(EventRow.transaction_time).where(
                                 EventRow.customer_id == row.customer_id,
                                 EventRow.transaction_time >= moment,
+                                EventRow.event_id != event_id,  # its own is free to it
                             )
                         ).scalars()
                     )
@@ -684,6 +689,21 @@ class Ledger:
             except IntegrityError:
                 continue
         return None
+
+    def paid_time(self, order_id: str) -> datetime | None:
+        """The transaction time the order's paid event went with (its occurred_at, to the
+        second, once retention removed it); None: no paid event known."""
+        with self._reading() as connection:
+            row = connection.execute(
+                select(EventRow.transaction_time, EventRow.occurred_at).where(
+                    EventRow.event_id == f"paid:{order_id}"
+                )
+            ).one_or_none()
+            if row is not None:
+                return row.transaction_time or to_millisecond(row.occurred_at)
+            memory = memories(connection, [order_id]).get(order_id, OrderMemory())
+        paid = [event.occurred_at for event in memory.events if event.kind == "paid"]
+        return paid[0] if paid else None
 
     def order_history(self, order_id: str) -> OrderHistory:
         """Every event of an order: (event_id, kind, state, payload, last_code) of the rows
