@@ -107,6 +107,7 @@ ANSWERS: list[tuple[HttpAnswer, CallKind, OutcomeKind, Reason]] = [
     # so Gameball's clock catches up: retried, not dead.
     (error(422, 9007), "order", RETRY, Reason.TRANSIENT_REJECTION),
     (error(422, 9007), "cashback", RETRY, Reason.TRANSIENT_REJECTION),
+    (error(400, 308), "order", RETRY, Reason.TRANSIENT_REJECTION),  # v3's 9007, inferred
     # 303 / 9002 transaction not found, on a refund: its order is not there yet, like 306.
     (error(404, 303), "partial_refund", WAITING, Reason.PREDECESSOR_MISSING),
     (error(404, 9002), "cancel", WAITING, Reason.PREDECESSOR_MISSING),

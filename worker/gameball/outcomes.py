@@ -112,8 +112,9 @@ _TRANSIENT_STATUSES: Final = frozenset({408, 425})
 # 9007 "Transaction Time Not Valid" (status-error-codes.mdx: "Future timestamp"): publish
 # accepts times up to 5 minutes ahead of the producer's clock, so Gameball may find one in
 # its future. Not a verdict on the event: retried (with backoff, within the retry window)
-# until Gameball's clock has caught up.
-_FUTURE_TIME: Final = frozenset({9007})
+# until Gameball's clock has caught up. 308 is v3.0's number for it as our notes infer it
+# (no source shows it: docs/gameball-contract.md, decisions no public source settles).
+_FUTURE_TIME: Final = frozenset({9007, 308})
 _FULL_REVERSALS: Final[frozenset[CallKind]] = frozenset({"cancel", "full_refund"})
 
 
