@@ -638,3 +638,25 @@ def test_a_time_in_gameballs_future_is_retried_not_dead(sandbox: SandboxProcess)
         again = gameball.send(request).outcome
     assert (again.kind, again.reason) == (OutcomeKind.DELIVERED, Reason.ACCEPTED)
     assert sandbox.balance("cust-future") == 100
+
+
+def test_the_sandbox_takes_fractional_quantities_and_line_extras_as_the_openapi_types_them(
+    sandbox: SandboxProcess,
+) -> None:
+    """openapi.json types lineItems[].quantity as a number (1.5 kg of coffee) and gives each
+    line an open `extra` object: both accepted, the line valued at price x quantity."""
+    headers = {"APIKey": SANDBOX_API_KEY, "secretKey": SANDBOX_SECRET_KEY}
+    order = {
+        "customerId": "weigher",
+        "orderId": "KG-1",
+        "orderDate": "2026-01-10T09:00:00.000Z",
+        "totalPrice": 15,
+        "totalPaid": 15,
+        "lineItems": [
+            {"productId": "COFFEE", "quantity": 1.5, "price": 10, "extra": {"unit": "kg"}}
+        ],
+    }
+    url = f"{sandbox.url}/api/v4.1/integrations/orders"
+    answer = httpx.post(url, json=order, headers=headers)
+    assert answer.status_code == 200, answer.text
+    assert sandbox.balance("weigher") == 15
