@@ -462,11 +462,14 @@ class Deliverer:
         )
 
     def _records_of(self, claimed: Claimed, event: Event) -> list[GameballRecord]:
-        """What Gameball holds that could be this event's transaction."""
-        if claimed.order_id is not None:
-            return order_records(self.reader, claimed.order_id, self.api_version)
+        """What Gameball holds that could be this event's transaction. v4: the customer's
+        own transactions (``GET transactions?customerId``), since v4's order records name
+        no customer (openapi.json) and an id Gameball shares across customers would look
+        ours; v3.0: the order's records (with the customer), or the id's for a cashback."""
         tid = transaction_id_of(event)
-        return transaction_records(self.reader, tid, event.customer_id, self.api_version)
+        if self.api_version != "v3.0" or claimed.order_id is None:
+            return transaction_records(self.reader, tid, event.customer_id, self.api_version)
+        return order_records(self.reader, claimed.order_id, self.api_version)
 
     def _gate(self, claimed: Claimed, now: datetime) -> str | None:
         """Per-order ordering: None if the event may go now; else it is parked (waiting)
