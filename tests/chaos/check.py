@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from producers.events import CashbackAwarded, Event, OrderCancelled, OrderPaid, OrderRefunded
-from tests.chaos.histories import PROMO, PROMO_MULTIPLIER, History
+from tests.chaos.histories import PROMO, PROMO_MULTIPLIER, SEED_PREFIX, History
 from worker.gameball.payloads import build_request
 
 
@@ -49,12 +49,17 @@ def check_settled(history: History, rows: Mapping[str, Row]) -> list[str]:
     return problems
 
 
-def expected_wallets(events: Iterable[Event], delivered: set[str]) -> dict[str, int]:
-    """Balances computed from the delivered events alone: 1 point per unit paid (base),
-    plus the bonus of a double-points campaign on promo lines; a refund takes back its
-    amount and the bonus of the units it names; a cancellation whatever the order has left."""
-    balance: dict[str, int] = defaultdict(int)
+def expected_wallets(
+    events: Iterable[Event], delivered: set[str], seeded: Mapping[str, int] | None = None
+) -> dict[str, int]:
+    """Balances computed from the delivered events alone: the savers' seeded points; 1 point
+    per unit paid (base), plus the bonus of a double-points campaign on promo lines, less
+    the points an order redeemed; a refund takes back the cashback of the paid part it
+    refunds and the bonus of the units it names, then returns redeemed points for the rest
+    (how-refunds-work.mdx); a cancellation whatever the order has left, both ways."""
+    balance: dict[str, int] = defaultdict(int, seeded or {})
     base_left: dict[str, Decimal] = {}
+    redeemed_left: dict[str, int] = {}
     bonus: dict[str, dict[str, Decimal]] = {}  # order → product → bonus per unit
     units: dict[str, dict[str, int]] = {}  # order → product → units not refunded
     for event in sorted(events, key=lambda e: e.occurred_at):
@@ -62,6 +67,9 @@ def expected_wallets(events: Iterable[Event], delivered: set[str]) -> dict[str, 
             continue
         if isinstance(event, OrderPaid):
             base_left[event.order_id] = event.total_paid
+            redemption = event.redemption
+            spent = 0 if redemption is None else int(redemption.redeemed_amount or 0)
+            redeemed_left[event.order_id] = spent
             bonus[event.order_id] = {
                 line.product_id: line.price * (PROMO_MULTIPLIER - 1)
                 if PROMO in line.category
@@ -76,16 +84,19 @@ def expected_wallets(events: Iterable[Event], delivered: set[str]) -> dict[str, 
                 ),
                 Decimal(0),
             )
-            balance[event.customer_id] += int(earned)
+            balance[event.customer_id] += int(earned) - spent
         elif isinstance(event, OrderRefunded):
             assert event.amount is not None  # the histories refund with amounts
-            base_left[event.order_id] -= event.amount
-            reversed_points = event.amount
+            cash = min(event.amount, base_left[event.order_id])
+            base_left[event.order_id] -= cash
+            reversed_points = cash
             for line in event.line_items:
                 taken = min(line.quantity, units[event.order_id][line.product_id])
                 units[event.order_id][line.product_id] -= taken
                 reversed_points += taken * bonus[event.order_id][line.product_id]
-            balance[event.customer_id] -= int(reversed_points)
+            returned = min(redeemed_left[event.order_id], int(event.amount - cash))
+            redeemed_left[event.order_id] -= returned
+            balance[event.customer_id] += returned - int(reversed_points)
         elif isinstance(event, OrderCancelled):
             left = base_left.pop(event.order_id) + sum(
                 (
@@ -94,7 +105,7 @@ def expected_wallets(events: Iterable[Event], delivered: set[str]) -> dict[str, 
                 ),
                 Decimal(0),
             )
-            balance[event.customer_id] -= int(left)
+            balance[event.customer_id] += redeemed_left.pop(event.order_id) - int(left)
         elif isinstance(event, CashbackAwarded):
             balance[event.customer_id] += int(event.amount)
     return dict(balance)
@@ -103,11 +114,12 @@ def expected_wallets(events: Iterable[Event], delivered: set[str]) -> dict[str, 
 def _cancelled_by_refunds(events: Iterable[Event], applied: Mapping[str, int]) -> set[str]:
     """Cancellations of orders whose applied refunds had already returned the whole paid
     amount: Gameball counts such an order cancelled, and answers the cancellation 302."""
-    paid: dict[str, Decimal] = {}
+    paid: dict[str, Decimal] = {}  # the order's value: paid in money and in points
     refunded: dict[str, Decimal] = defaultdict(Decimal)
     for event in events:
         if isinstance(event, OrderPaid):
-            paid[event.order_id] = event.total_paid
+            points = event.redemption.redeemed_amount if event.redemption else None
+            paid[event.order_id] = event.total_paid + (points or Decimal(0))
         elif isinstance(event, OrderRefunded) and event.event_id in applied:
             refunded[event.order_id] += event.amount or Decimal(0)
     return {
@@ -136,8 +148,10 @@ def check_calls(history: History, rows: Mapping[str, Row], log: list[dict[str, A
     problems: list[str] = []
     applied: dict[str, int] = {}  # event_id -> seq of its applied call
     for call in log:
-        if not call["applied"]:
-            continue
+        if not call["applied"] or str(call["path"]).lower().endswith("/hold"):
+            continue  # a hold is no transaction: the order that names it is
+        if str(call["transaction_id"]).startswith(SEED_PREFIX):
+            continue  # the savers' balances, seeded before the soak
         event = by_transaction.get(str(call["transaction_id"]))
         if event is None:
             problems.append(f"sandbox applied unknown transaction {call['transaction_id']}")

@@ -1,7 +1,14 @@
 """Seeded, realistic order histories and who publishes what, when.
 
 Orders are paid, then some are partly refunded (several times), some cancelled, and
-customers also get standalone cashback. The publication plan adds what production sees:
+customers also get standalone cashback. Some orders are paid entirely with points (their
+refunds return them), some partly, and some carry tax-inclusive lines with one given away
+free, its discount covering its price and its tax (Gameball's Example 8a); the customers
+who pay with points (savers) start with a balance seeded straight at the sandbox, so that
+their redemptions never depend on which earlier event Gameball saw first. gbq holds each
+redeemed amount before the order names it, and the soak's sandbox lets holds live 3 s, so
+an order that meets an outage between its hold and its call finds its hold expired and
+holds again. The publication plan adds what production sees:
 
 - a paid event comes from a checkout process; the order's refunds and cancellation come
   from another (the back office), in the order they happened;
@@ -29,6 +36,7 @@ from producers.events import (
     OrderCancelled,
     OrderPaid,
     OrderRefunded,
+    Redemption,
 )
 
 START = datetime(2026, 6, 1, tzinfo=UTC)
@@ -40,6 +48,12 @@ CASHBACK_SHARE = 0.1  # of all events
 PROMO = "promo"  # a category under a double-points campaign (bonus points)
 PROMO_MULTIPLIER = Decimal(2)
 PROMO_SHARE = 0.4  # of order lines
+POINTS_SHARE = 0.04  # of orders: paid entirely with points, by a saver
+MIXED_SHARE = 0.04  # of orders: paid partly with points, by a saver
+TAXED_SHARE = 0.06  # of orders: tax-inclusive lines, one of them free (Example 8a)
+SAVERS = 8
+SAVER_BALANCE = 1_000_000  # points each saver holds before the soak starts
+SEED_PREFIX = "SOAK-SEED-"  # the seeding cashbacks' ids (not gbq's events)
 
 
 @dataclass(frozen=True)
@@ -55,6 +69,7 @@ class History:
     events: list[Event] = field(default_factory=list)  # each event once
     plan: list[Publication] = field(default_factory=list)  # incl. duplicates, sorted by at
     invalid: set[str] = field(default_factory=set)  # ids Gameball must refuse (302)
+    seeded: dict[str, int] = field(default_factory=dict)  # saver -> points before the soak
     early_refunds: int = 0
     duplicates: int = 0
 
@@ -76,10 +91,16 @@ def generate(seed: int, total: int, producers: int, customers: int | None = None
         history.events.append(event)
         history.plan.append(Publication(min(max(when, 0.0), 1.0), producer, event))
 
+    history.seeded = {f"saver-{n}": SAVER_BALANCE for n in range(SAVERS)}
     order_number = 0
     while len(history.events) < total * (1 - CASHBACK_SHARE):
         order_id = f"S{seed}-O{order_number}"
-        customer = f"c-{rng.randrange(customers)}"
+        style = rng.choices(
+            ["cash", "points", "mixed", "taxed"],
+            [1 - POINTS_SHARE - MIXED_SHARE - TAXED_SHARE, POINTS_SHARE, MIXED_SHARE, TAXED_SHARE],
+        )[0]
+        saver = style in ("points", "mixed")
+        customer = f"saver-{rng.randrange(SAVERS)}" if saver else f"c-{rng.randrange(customers)}"
         checkout, office = rng.randrange(producers), rng.randrange(producers)
         when = rng.random() * 0.9
         lines = [
@@ -87,29 +108,23 @@ def generate(seed: int, total: int, producers: int, customers: int | None = None
                 product_id=f"P{product}",
                 quantity=rng.randint(1, 4),
                 price=Decimal(rng.randint(5, 120)),
-                category=(PROMO,) if rng.random() < PROMO_SHARE else (),
+                category=(PROMO,) if style == "cash" and rng.random() < PROMO_SHARE else (),
             )
             for product in range(rng.randint(1, 3))
         ]
-        total_paid = sum(int(line.gross) for line in lines)
+        paid = _paid(style, order_id, customer, at(), lines=lines, rng=rng)
         paid_when = when + (0.05 if rng.random() < EARLY_REFUND_SHARE else 0.0)
-        publish(
-            OrderPaid(
-                order_id=order_id,
-                customer_id=customer,
-                occurred_at=at(),
-                total_price=Decimal(total_paid),
-                total_paid=Decimal(total_paid),
-                line_items=tuple(lines),
-            ),
-            paid_when,
-            checkout,
-        )
+        publish(paid, paid_when, checkout)
         if paid_when > when:
             history.early_refunds += 1
+        lines = list(paid.line_items)
         left = {line.product_id: line.quantity for line in lines}
         step = 0.002
-        for number in range(rng.choice([0, 0, 1, 1, 2, 3])):
+        # Refunds of whole units of one line: for cash orders and those paid with points
+        # only (a refund of a mixed or tax-inclusive order would need Gameball's split of
+        # value between cash and points, or between a line and its free neighbour).
+        refunds = rng.choice([0, 0, 1, 1, 2, 3]) if style in ("cash", "points") else 0
+        for number in range(refunds):
             line = rng.choice(lines)
             if left[line.product_id] == 0:
                 continue
@@ -167,3 +182,47 @@ def generate(seed: int, total: int, producers: int, customers: int | None = None
         history.duplicates += 1
     history.plan.sort(key=lambda p: p.at)
     return history
+
+
+def _paid(
+    style: str,
+    order_id: str,
+    customer: str,
+    moment: datetime,
+    *,
+    lines: list[LineItem],
+    rng: random.Random,
+) -> OrderPaid:
+    """The order as its style pays it: in money, entirely or partly with points, or with
+    tax-inclusive lines and the first one given away (its discount = its price + its tax)."""
+    gross = sum((line.gross for line in lines), Decimal(0))
+    if style == "taxed":
+        taxed = [
+            line.model_copy(update={"taxes": (line.gross * Decimal("0.15")).quantize(Decimal(1))})
+            for line in lines
+        ]
+        free = taxed[0].model_copy(update={"discount": taxed[0].gross + taxed[0].taxes})
+        taxed[0] = free
+        price = sum((line.gross + line.taxes for line in taxed), Decimal(0))
+        return OrderPaid(
+            order_id=order_id,
+            customer_id=customer,
+            occurred_at=moment,
+            total_price=price,
+            total_tax=sum((line.taxes for line in taxed), Decimal(0)),
+            total_discount=free.discount,
+            total_paid=price - free.discount,
+            line_items=tuple(taxed),
+        )
+    points = {"cash": Decimal(0), "points": gross, "mixed": Decimal(rng.randint(1, int(gross)))}
+    redeemed = points[style]
+    return OrderPaid(
+        order_id=order_id,
+        customer_id=customer,
+        occurred_at=moment,
+        total_price=gross,
+        total_discount=redeemed,
+        total_paid=gross - redeemed,
+        line_items=tuple(lines),
+        redemption=Redemption(redeemed_amount=redeemed) if redeemed else None,
+    )

@@ -16,19 +16,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import redis
 from sqlalchemy import select
 
 from tests.chaos.check import Row, check_calls, check_settled, check_wallets, expected_wallets
 from tests.chaos.faults import Fault, schedule
-from tests.chaos.histories import PROMO, PROMO_MULTIPLIER, History, generate
+from tests.chaos.histories import PROMO, PROMO_MULTIPLIER, SEED_PREFIX, History, generate
 from tests.processes import NO_RATE_LIMIT, SandboxProcess, wait_until
 from tests.services import RedisServer, sqlite_ledger
 from tests.stack import Process, Stack
 from worker.ledger.models import EventRow
 from worker.scheduler import LEADER_KEY
+from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
+HOLD_TTL_S = 3  # the sandbox's hold lifetime (Gameball's default: 10 minutes)
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,8 @@ class Soak:
                     str(config.seed),
                     "--campaign",
                     f"category:{PROMO}={PROMO_MULTIPLIER}",
+                    "--hold-ttl-s",  # holds gbq makes expire in outages (then held again)
+                    str(HOLD_TTL_S),
                 ],
             )
         except BaseException:
@@ -154,6 +159,7 @@ class Soak:
         return result
 
     def _start(self) -> None:
+        self._seed_savers()
         for number in range(self.config.workers):
             self._start_worker(f"w{number}")
         for number in range(self.config.schedulers):
@@ -178,6 +184,24 @@ class Soak:
                     command=[sys.executable, "-m", "tests.chaos.producer"],
                 )
             )
+
+    def _seed_savers(self) -> None:
+        """The savers' points before the soak, straight at the sandbox (not gbq events)."""
+        headers = {"APIKey": SANDBOX_API_KEY, "secretKey": SANDBOX_SECRET_KEY}
+        for saver, points in self.history.seeded.items():
+            body = {
+                "customerId": saver,
+                "transactionId": f"{SEED_PREFIX}{saver}",
+                "transactionTime": "2026-05-01T00:00:00.000Z",
+                "amount": points,
+            }
+            answer = httpx.post(
+                f"{self.sandbox.url}/api/v4.1/integrations/transactions/cashback",
+                json=body,
+                headers=headers,
+                timeout=10,
+            )
+            answer.raise_for_status()
 
     def _start_worker(self, name: str) -> None:
         self.workers[name] = self.stack.start_worker(name, concurrency=self.config.concurrency)
@@ -280,7 +304,9 @@ class Soak:
         delivered = {event_id for event_id, row in rows.items() if row.state == "delivered"}
         result.divergences = [
             *check_settled(self.history, rows),
-            *check_wallets(expected_wallets(self.history.events, delivered), wallets),
+            *check_wallets(
+                expected_wallets(self.history.events, delivered, self.history.seeded), wallets
+            ),
             *check_calls(self.history, rows, log),
         ]
 
