@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from math import floor
 from typing import Any
 
 from producers.events import CashbackAwarded, Event, OrderCancelled, OrderPaid, OrderRefunded
@@ -66,7 +67,7 @@ def expected_wallets(
         if event.event_id not in delivered:
             continue
         if isinstance(event, OrderPaid):
-            base_left[event.order_id] = event.total_paid
+            base_left[event.order_id] = _base_points(event)
             redemption = event.redemption
             spent = 0 if redemption is None else int(redemption.redeemed_amount or 0)
             redeemed_left[event.order_id] = spent
@@ -77,7 +78,7 @@ def expected_wallets(
                 for line in event.line_items
             }
             units[event.order_id] = {line.product_id: line.quantity for line in event.line_items}
-            earned = event.total_paid + sum(
+            earned = base_left[event.order_id] + sum(
                 (
                     bonus[event.order_id][line.product_id] * line.quantity
                     for line in event.line_items
@@ -109,6 +110,17 @@ def expected_wallets(
         elif isinstance(event, CashbackAwarded):
             balance[event.customer_id] += int(event.amount)
     return dict(balance)
+
+
+def _base_points(paid: OrderPaid) -> Decimal:
+    """1 point per unit paid; when the lines are worth more than what was paid (points
+    paid part of it), each line earns its share of the paid total, floored line by line
+    (the sandbox's rules: an order-level discount spread over the lines)."""
+    values = [max(Decimal(0), line.gross - line.discount) for line in paid.line_items]
+    covered = sum(values, Decimal(0))
+    if covered <= paid.total_paid:
+        return paid.total_paid
+    return sum((floor(value * paid.total_paid / covered) for value in values), Decimal(0))
 
 
 def _cancelled_by_refunds(events: Iterable[Event], applied: Mapping[str, int]) -> set[str]:

@@ -6,9 +6,9 @@ refunds return them), some partly, and some carry tax-inclusive lines with one g
 free, its discount covering its price and its tax (Gameball's Example 8a); the customers
 who pay with points (savers) start with a balance seeded straight at the sandbox, so that
 their redemptions never depend on which earlier event Gameball saw first. gbq holds each
-redeemed amount before the order names it, and the soak's sandbox lets holds live 3 s, so
-an order that meets an outage between its hold and its call finds its hold expired and
-holds again. The publication plan adds what production sees:
+redeemed amount before the order names it, or the checkout holds it when it publishes
+(half of them); the soak's sandbox lets holds live 3 s, so an order delayed by an outage
+finds its hold expired and gbq holds again. The publication plan adds what production sees:
 
 - a paid event comes from a checkout process; the order's refunds and cancellation come
   from another (the back office), in the order they happened;
@@ -54,6 +54,7 @@ TAXED_SHARE = 0.06  # of orders: tax-inclusive lines, one of them free (Example 
 SAVERS = 8
 SAVER_BALANCE = 1_000_000  # points each saver holds before the soak starts
 SEED_PREFIX = "SOAK-SEED-"  # the seeding cashbacks' ids (not gbq's events)
+CHECKOUT_HOLD_SHARE = 0.5  # of orders paid with points: the checkout holds them first
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,9 @@ class History:
     plan: list[Publication] = field(default_factory=list)  # incl. duplicates, sorted by at
     invalid: set[str] = field(default_factory=set)  # ids Gameball must refuse (302)
     seeded: dict[str, int] = field(default_factory=dict)  # saver -> points before the soak
+    # Orders whose checkout holds the points when it publishes (the producer makes the hold
+    # and names it, with its value); the others publish the value alone and gbq holds it.
+    checkout_holds: set[str] = field(default_factory=set)
     early_refunds: int = 0
     duplicates: int = 0
 
@@ -115,6 +119,8 @@ def generate(seed: int, total: int, producers: int, customers: int | None = None
         paid = _paid(style, order_id, customer, at(), lines=lines, rng=rng)
         paid_when = when + (0.05 if rng.random() < EARLY_REFUND_SHARE else 0.0)
         publish(paid, paid_when, checkout)
+        if paid.redemption is not None and rng.random() < CHECKOUT_HOLD_SHARE:
+            history.checkout_holds.add(paid.event_id)
         if paid_when > when:
             history.early_refunds += 1
         lines = list(paid.line_items)

@@ -27,6 +27,7 @@ from tests.processes import NO_RATE_LIMIT, SandboxProcess, wait_until
 from tests.services import RedisServer, sqlite_ledger
 from tests.stack import Process, Stack
 from worker.ledger.models import EventRow
+from worker.ledger.redemptions import Redemptions
 from worker.scheduler import LEADER_KEY
 from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY
 
@@ -78,7 +79,10 @@ class SoakResult:
             f"{config.workers} workers x {config.concurrency}: "
             f"{self.states['delivered']:,} delivered, {self.states['dead']:,} dead "
             f"({len(history.invalid):,} made invalid on purpose), "
-            f"{self.wallets:,} wallets, in {self.seconds:.0f} s: "
+            f"{self.wallets:,} wallets, {self.calls.get('holds made', 0)} points holds "
+            f"({self.published['checkout holds']:,} by the checkouts, the rest by gbq; "
+            f"{self.calls.get('orders finding their hold expired (9006)', 0)} expired and "
+            f"held again), in {self.seconds:.0f} s: "
         )
         if self.ok:
             return head + "every check exact"
@@ -302,7 +306,14 @@ class Soak:
         result.calls = dict(state["request_counts"])
         log = self.sandbox.requests()
         delivered = {event_id for event_id, row in rows.items() if row.state == "delivered"}
+        holds = [call for call in log if str(call["path"]).lower().endswith("/hold")]
+        result.calls["holds made"] = sum(1 for call in holds if call["status"] == 200)
+        result.calls["orders finding their hold expired (9006)"] = sum(
+            1 for call in log if call["code"] == 9006
+        )
+        parked = Redemptions(self.stack.ledger).listed(include_resolved=True)
         result.divergences = [
+            *(f"redemption of {p.order_id} parked: {p.reason}" for p in parked),
             *check_settled(self.history, rows),
             *check_wallets(
                 expected_wallets(self.history.events, delivered, self.history.seeded), wallets
