@@ -14,9 +14,12 @@ from typing import Any, TypeVar
 
 import httpx
 
+from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY
+
 T = TypeVar("T")
 GBQ = [sys.executable, "-m", "worker"]
 NO_RATE_LIMIT = ("--rate-limit-per-s", "0", "--rate-limit-per-30s", "0")  # sandbox options
+SANDBOX_KEYS = {"APIKey": SANDBOX_API_KEY, "secretKey": SANDBOX_SECRET_KEY}
 
 
 def free_port() -> int:
@@ -110,6 +113,26 @@ class SandboxProcess:
     def balance(self, player: str) -> int:
         wallet = self.state(transactions=False)["wallets"].get(player)
         return 0 if wallet is None else int(wallet["balance"])
+
+    def hold(self, version: str, customer: str, amount: int) -> str:
+        """A checkout's points hold, made straight at the sandbox (as a shop's own code
+        would, not through gbq): its reference."""
+        v4 = version != "v3.0"
+        path = f"/api/{version}/integrations/{'transactions' if v4 else 'transaction'}/hold"
+        body = {
+            "customerId" if v4 else "playerUniqueId": customer,
+            "amountToHold" if v4 else "amount": amount,
+            "transactionTime": "2026-01-10T09:04:00Z",
+        }
+        made = self.http.post(path, json=body, headers=SANDBOX_KEYS)
+        made.raise_for_status()
+        return str(made.json()["holdReference"])
+
+    def release(self, version: str, reference: str) -> None:
+        """Release a hold: Gameball then answers an order naming it as for an expired one."""
+        v4 = version != "v3.0"
+        path = f"/api/{version}/integrations/{'transactions' if v4 else 'transaction'}/hold"
+        self.http.delete(f"{path}/{reference}", headers=SANDBOX_KEYS).raise_for_status()
 
     def faults(self, **settings: Any) -> dict[str, Any]:
         response = self.http.post("/_sandbox/faults", json=settings)

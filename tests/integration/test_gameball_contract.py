@@ -419,24 +419,12 @@ def test_an_order_consumes_the_points_hold_it_names(sandbox: SandboxProcess, ver
     """Hold made at checkout (Gameball's Hold API), then the order names it: the held
     points leave the wallet once; naming it again is 307/9006 (dead, with the code)."""
     v4 = version != "v3.0"
-    headers = {"APIKey": SANDBOX_API_KEY, "secretKey": SANDBOX_SECRET_KEY}
-    customer_field = "customerId" if v4 else "playerUniqueId"
-    hold_path = f"/api/{version}/integrations/{'transactions' if v4 else 'transaction'}/hold"
     with GameballClient(settings_for(sandbox.url, gameball_api_version=version)) as gameball:
         gameball.send(build_request(paid(customer="holder"), version))  # type: ignore[arg-type]
-        amount_field = "amountToHold" if v4 else "amount"
-        made = httpx.post(
-            sandbox.url + hold_path,
-            json={
-                customer_field: "holder",
-                amount_field: 30,
-                "transactionTime": "2026-01-10T09:05:00Z",
-            },
-            headers=headers,
-        ).json()
+        reference = sandbox.hold(version, "holder", 30)
         redeeming = paid(order_id="ORD-2", customer="holder", total="50", seconds=60)
         redeeming = redeeming.model_copy(
-            update={"redemption": Redemption(points_hold_reference=made["holdReference"])}
+            update={"redemption": Redemption(points_hold_reference=reference)}
         )
         outcome = gameball.send(build_request(redeeming, version)).outcome  # type: ignore[arg-type]
         assert (outcome.kind, outcome.reason) == (OutcomeKind.DELIVERED, Reason.ACCEPTED)
@@ -454,24 +442,13 @@ def test_refunds_give_back_the_points_an_order_redeemed(
     """Gameball's own example (how-refunds-work.mdx): 100 paid as 60 in money and 40 in
     points earns 60; a refund of 80 takes the 60 back and returns 20 points; the
     cancellation returns the other 20. The hold the order consumed is never released."""
-    v4 = version != "v3.0"
-    headers = {"APIKey": SANDBOX_API_KEY, "secretKey": SANDBOX_SECRET_KEY}
-    hold_path = f"/api/{version}/integrations/{'transactions' if v4 else 'transaction'}/hold"
     with GameballClient(settings_for(sandbox.url, gameball_api_version=version)) as gameball:
 
         def deliver(event: Event) -> Outcome:
             return gameball.send(build_request(event, version)).outcome  # type: ignore[arg-type]
 
         assert deliver(paid(customer="spender")).kind is OutcomeKind.DELIVERED  # 100 points
-        made = httpx.post(
-            sandbox.url + hold_path,
-            json={
-                "customerId" if v4 else "playerUniqueId": "spender",
-                "amountToHold" if v4 else "amount": 40,
-                "transactionTime": "2026-01-10T09:04:00Z",
-            },
-            headers=headers,
-        ).json()
+        reference = sandbox.hold(version, "spender", 40)
         order = OrderPaid(
             order_id="MIXED",
             customer_id="spender",
@@ -479,7 +456,7 @@ def test_refunds_give_back_the_points_an_order_redeemed(
             total_price=Decimal(100),
             total_paid=Decimal(60),
             total_discount=Decimal(40),
-            redemption=Redemption(points_hold_reference=made["holdReference"]),
+            redemption=Redemption(points_hold_reference=reference),
         )
         assert deliver(order).reason is Reason.ACCEPTED
         assert sandbox.balance("spender") == 100 - 40 + 60
@@ -502,24 +479,13 @@ def test_an_order_paid_entirely_with_points_earns_nothing_and_its_refunds_return
     Points Balance": a product bought with 100 points worth 100 USD earns no cashback (a
     zero payment); returning 20 USD of it gives 20 points back, returning the other 80
     gives back the rest, leaving the customer with their original 100 points."""
-    v4 = version != "v3.0"
-    headers = {"APIKey": SANDBOX_API_KEY, "secretKey": SANDBOX_SECRET_KEY}
-    hold_path = f"/api/{version}/integrations/{'transactions' if v4 else 'transaction'}/hold"
     with GameballClient(settings_for(sandbox.url, gameball_api_version=version)) as gameball:
 
         def deliver(event: Event) -> Outcome:
             return gameball.send(build_request(event, version)).outcome  # type: ignore[arg-type]
 
         assert deliver(paid(customer="saver")).reason is Reason.ACCEPTED  # 100 points saved
-        made = httpx.post(
-            sandbox.url + hold_path,
-            json={
-                "customerId" if v4 else "playerUniqueId": "saver",
-                "amountToHold" if v4 else "amount": 100,
-                "transactionTime": "2026-01-10T09:04:00Z",
-            },
-            headers=headers,
-        ).json()
+        reference = sandbox.hold(version, "saver", 100)
         order = OrderPaid(
             order_id="ALL-POINTS",
             customer_id="saver",
@@ -527,7 +493,7 @@ def test_an_order_paid_entirely_with_points_earns_nothing_and_its_refunds_return
             total_price=Decimal(100),
             total_discount=Decimal(100),
             total_paid=Decimal(0),
-            redemption=Redemption(points_hold_reference=made["holdReference"]),
+            redemption=Redemption(points_hold_reference=reference),
         )
         assert deliver(order).reason is Reason.ACCEPTED
         assert sandbox.balance("saver") == 0  # spent, and no cashback on a zero payment

@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import httpx
 import pytest
 
 from producers.events import OrderPaid, OrderRefunded, Redemption
@@ -20,11 +19,9 @@ from tests.processes import SandboxProcess
 from worker.ledger.models import EventState
 from worker.ledger.redemptions import Redemptions
 from worker.runtime import Runtime
-from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-KEYS = {"APIKey": SANDBOX_API_KEY, "secretKey": SANDBOX_SECRET_KEY}
 
 
 @pytest.fixture(params=["v4.1", "v3.0"])
@@ -66,26 +63,6 @@ def saved(worker: Runtime, customer: str) -> None:
     assert deliver(worker, first) == "delivered"
 
 
-def hold(sandbox: SandboxProcess, version: str, customer: str, amount: int) -> str:
-    v4 = version != "v3.0"
-    path = f"/api/{version}/integrations/{'transactions' if v4 else 'transaction'}/hold"
-    body = {
-        "customerId" if v4 else "playerUniqueId": customer,
-        "amountToHold" if v4 else "amount": amount,
-        "transactionTime": "2026-11-20T09:01:00Z",
-    }
-    made = httpx.post(sandbox.url + path, json=body, headers=KEYS)
-    assert made.status_code == 200, made.text
-    return str(made.json()["holdReference"])
-
-
-def release(sandbox: SandboxProcess, version: str, reference: str) -> None:
-    """The checkout's hold expires (released: Gameball answers 307 / 9006 alike)."""
-    v4 = version != "v3.0"
-    path = f"/api/{version}/integrations/{'transactions' if v4 else 'transaction'}/hold"
-    assert httpx.delete(f"{sandbox.url}{path}/{reference}", headers=KEYS).status_code == 200
-
-
 def calls(sandbox: SandboxProcess, customer: str) -> list[tuple[str, int | None]]:
     """(last path segment, code) of the customer's calls, in order."""
     return [
@@ -125,8 +102,8 @@ def test_an_expired_hold_with_its_value_known_is_redeemed_again(
     than the hold's lifetime): 9006 / 307, then gbq holds the value again (v4) or sends
     it as redeemedAmount (v3): the order is delivered and the points spent exactly once."""
     saved(worker, "expired")
-    reference = hold(sandbox, version, "expired", 40)
-    release(sandbox, version, reference)
+    reference = sandbox.hold(version, "expired", 40)
+    sandbox.release(version, reference)
     assert sandbox.balance("expired") == 100  # the points are back with the customer
     redemption = Redemption(points_hold_reference=reference, redeemed_amount=Decimal(40))
     assert deliver(worker, order("EXPIRED-1", "expired", 5, redemption)) == "delivered"
@@ -145,8 +122,8 @@ def test_an_expired_hold_of_unknown_value_is_parked_and_the_order_delivered(
     refunds are not lost) and the redemption is parked for the operator, with its own
     reason; the customer keeps the points until the operator settles them."""
     saved(worker, "unknown")
-    reference = hold(sandbox, version, "unknown", 40)
-    release(sandbox, version, reference)
+    reference = sandbox.hold(version, "unknown", 40)
+    sandbox.release(version, reference)
     paid = order("UNKNOWN-1", "unknown", 5, Redemption(points_hold_reference=reference))
     assert deliver(worker, paid) == "delivered"
     assert sandbox.balance("unknown") == 100 + 60

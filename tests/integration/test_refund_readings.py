@@ -10,18 +10,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-import httpx
 import pytest
 
 from producers.events import OrderPaid, OrderRefunded, Redemption
 from tests.driving import deliver, runtime_for
 from tests.processes import SandboxProcess
 from worker.runtime import Runtime
-from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 22, 9, 0, 0, 250_000, tzinfo=UTC)
-KEYS = {"APIKey": SANDBOX_API_KEY, "secretKey": SANDBOX_SECRET_KEY}
 
 
 @pytest.fixture
@@ -97,11 +94,6 @@ def test_a_refund_of_the_whole_paid_total_follows_the_setting(
         total_paid=Decimal(100),
     )
     assert deliver(worker, saved) == "delivered"
-    held = httpx.post(
-        f"{sandbox.url}/api/v4.1/integrations/transactions/hold",
-        json={"customerId": "timer", "amountToHold": 40, "transactionTime": "2026-11-22T08:59:00Z"},
-        headers=KEYS,
-    )
     mixed = OrderPaid(
         order_id="MIX",
         customer_id="timer",
@@ -109,7 +101,7 @@ def test_a_refund_of_the_whole_paid_total_follows_the_setting(
         total_price=Decimal(100),
         total_discount=Decimal(40),
         total_paid=Decimal(60),
-        redemption=Redemption(points_hold_reference=held.json()["holdReference"]),
+        redemption=Redemption(points_hold_reference=sandbox.hold("v4.1", "timer", 40)),
     )
     assert deliver(worker, mixed) == "delivered"
     assert sandbox.balance("timer") == 100 - 40 + 60
