@@ -454,11 +454,8 @@ class Deliverer:
                 message=f"{outcome.message}: Gameball holds this transaction (applied earlier)",
             )
         moved = self.ledger.move_transaction_time(claimed.event_id, self.owner)
-        return replace(
-            outcome,
-            kind=OutcomeKind.RETRY,
-            reason=Reason.TRANSIENT_REJECTION,
-            message=f"{outcome.message}: another transaction holds that instant; moved to {moved}",
+        return outcome.to_retry(
+            f"{outcome.message}: another transaction holds that instant; moved to {moved}"
         )
 
     def _records_of(self, claimed: Claimed, event: Event) -> list[GameballRecord]:
@@ -705,9 +702,4 @@ class Deliverer:
 
 def _unreadable(outcome: Outcome, error: GameballReadError) -> Outcome:
     """An ambiguous answer whose records could not be read: ask again later."""
-    return replace(
-        outcome,
-        kind=OutcomeKind.RETRY,
-        reason=Reason.TRANSIENT_REJECTION,
-        message=f"{outcome.message}; Gameball's records unreadable ({error})",
-    )
+    return outcome.to_retry(f"{outcome.message}; Gameball's records unreadable ({error})")

@@ -105,7 +105,7 @@ class PointsCourier:
         redemption's sake."""
         points = prepared.points or PointsSent()
         if outcome.code in POINTS_SHORT and points.redeemed_amount is not None:  # v3
-            state = self._park(
+            self._park(
                 claimed,
                 event,
                 redemption,
@@ -113,12 +113,9 @@ class PointsCourier:
                 reason=ParkReason.POINTS_SHORT,
                 detail=outcome.message,
             )
-            return replace(
-                outcome,
-                kind=OutcomeKind.RETRY,
-                reason=Reason.TRANSIENT_REJECTION,
-                message=f"{outcome.message}: the order goes again without its redemption, "
-                "parked for the operator",
+            return outcome.to_retry(
+                f"{outcome.message}: the order goes again without its redemption, "
+                "parked for the operator"
             )
         if outcome.code not in HOLD_GONE or points.hold_reference is None:
             return outcome
@@ -136,12 +133,7 @@ class PointsCourier:
         else:
             self.redemptions.set_state(claimed.event_id, self.owner, state.encode())
             then = f"the order goes again, redeeming {redemption.redeemed_amount} anew"
-        return replace(
-            outcome,
-            kind=OutcomeKind.RETRY,
-            reason=Reason.TRANSIENT_REJECTION,
-            message=f"{outcome.message}: the order's points hold is gone; {then}",
-        )
+        return outcome.to_retry(f"{outcome.message}: the order's points hold is gone; {then}")
 
     def _park(
         self,

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
@@ -95,6 +95,12 @@ class Outcome:
     code: int | None = None
     retry_after_s: float | None = None
     body_excerpt: str = ""
+
+    def to_retry(self, message: str) -> Outcome:
+        """This answer, settled as "try again" (its code and body kept) with ``message``."""
+        return replace(
+            self, kind=OutcomeKind.RETRY, reason=Reason.TRANSIENT_REJECTION, message=message
+        )
 
 
 _ALREADY_APPLIED: Final = frozenset({305, 9004})
