@@ -560,19 +560,20 @@ class Deliverer:
 
     def _at_refund_time(self, claimed: Claimed, event: Event) -> Claimed:
         """GBQ_GAMEBALL_REFUND_TIME=original: a refund or cancellation goes at its order's
-        transaction time (the OpenAPI: "the timestamp of the original transaction"), the
-        first instant after it that its customer has free. Set before the first attempt,
-        then kept: every attempt sends the same bytes."""
+        transaction time (the OpenAPI: "the timestamp of the original transaction"): just
+        after it, a millisecond further for each earlier reversal of the order, at the first
+        instant there its customer has free. Set before the first attempt, then kept: every
+        attempt sends the same bytes."""
         if (
             self.refund_time != "original"
             or claimed.attempts
             or not isinstance(event, OrderRefunded | OrderCancelled)
         ):
             return claimed
-        paid_at = self.ledger.paid_time(event.order_id)
-        if paid_at is None:
+        after = self.ledger.reversal_time(event.order_id, claimed.event_id)
+        if after is None:
             return claimed
-        moved = self.ledger.move_transaction_time(claimed.event_id, self.owner, after=paid_at)
+        moved = self.ledger.move_transaction_time(claimed.event_id, self.owner, after=after)
         return claimed if moved is None else replace(claimed, transaction_time=moved)
 
     def _settle_id_taken(self, claimed: Claimed, event: Event, attempt: Attempt) -> Outcome:

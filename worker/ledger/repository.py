@@ -690,20 +690,39 @@ class Ledger:
                 continue
         return None
 
-    def paid_time(self, order_id: str) -> datetime | None:
-        """The transaction time the order's paid event went with (its occurred_at, to the
-        second, once retention removed it); None: no paid event known."""
+    def reversal_time(self, order_id: str, event_id: str) -> datetime | None:
+        """Where a refund or cancellation of the order goes when it takes its order's time
+        (``GBQ_GAMEBALL_REFUND_TIME=original``): the paid event's transaction time plus one
+        millisecond per reversal of the order that happened before it, the removed ones
+        included (their times are no longer in the ledger to be avoided). None: no paid
+        event known."""
         with self._reading() as connection:
-            row = connection.execute(
+            paid = connection.execute(
                 select(EventRow.transaction_time, EventRow.occurred_at).where(
                     EventRow.event_id == f"paid:{order_id}"
                 )
             ).one_or_none()
-            if row is not None:
-                return row.transaction_time or to_millisecond(row.occurred_at)
+            live = connection.execute(
+                select(EventRow.event_id, EventRow.occurred_at).where(
+                    EventRow.order_id == order_id, EventRow.kind.in_(("refunded", "cancelled"))
+                )
+            ).all()
             memory = memories(connection, [order_id]).get(order_id, OrderMemory())
-        paid = [event.occurred_at for event in memory.events if event.kind == "paid"]
-        return paid[0] if paid else None
+        removed = [e for e in memory.events if e.kind in ("refunded", "cancelled")]
+        if paid is not None:
+            base = paid.transaction_time or to_millisecond(paid.occurred_at)
+        else:
+            paid_events = [e.occurred_at for e in memory.events if e.kind == "paid"]
+            if not paid_events:
+                return None
+            base = paid_events[0]
+        times = {row.event_id: row.occurred_at for row in live}
+        times.update({e.event_id: e.occurred_at for e in removed if e.event_id not in times})
+        mine = times.get(event_id)
+        if mine is None:
+            return base
+        earlier = sum(1 for other, at in times.items() if (at, other) < (mine, event_id))
+        return base + earlier * MILLISECOND
 
     def order_history(self, order_id: str) -> OrderHistory:
         """Every event of an order: (event_id, kind, state, payload, last_code) of the rows
