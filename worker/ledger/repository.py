@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, select, update
+from sqlalchemy import Connection, Engine, and_, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.orm import Session
@@ -1173,7 +1173,13 @@ class Ledger:
         """Scheduled retries that are due, oldest first, now ``pending`` to be sent."""
         return self._take(
             and_(EventRow.state == S.SCHEDULED, EventRow.next_attempt_at <= now),
-            (EventRow.next_attempt_at, EventRow.created_at),  # ties (deferrals): oldest first
+            # ties (deferrals woken at once): the oldest published first (ingest order is
+            # not publish order when the scheduler ingests a backlog from the inbox hash)
+            (
+                EventRow.next_attempt_at,
+                func.coalesce(EventRow.published_at, EventRow.created_at),
+                EventRow.created_at,
+            ),
             limit,
             now,
             state=S.PENDING,
