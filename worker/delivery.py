@@ -338,7 +338,7 @@ class Deliverer:
             breaker = self.breaker.current()
             return self._defer(
                 claimed,
-                now + timedelta(seconds=max(0.0, admission.wait_s)),
+                _next_second(now + timedelta(seconds=max(0.0, admission.wait_s))),
                 BREAKER_DEFERRAL,
                 f"circuit breaker {breaker.state}: {breaker.reason}",
             )
@@ -704,3 +704,11 @@ class Deliverer:
 def _unreadable(outcome: Outcome, error: GameballReadError) -> Outcome:
     """An ambiguous answer whose records could not be read: ask again later."""
     return outcome.to_retry(f"{outcome.message}; Gameball's records unreadable ({error})")
+
+
+def _next_second(moment: datetime) -> datetime:
+    """``moment`` rounded up to a whole second. The events the breaker holds back in one
+    cool-down then share one due time, and come back oldest published first (the due
+    sweep's tie-break), not in the order a worker happened to defer them."""
+    whole = moment.replace(microsecond=0)
+    return whole if whole == moment else whole + timedelta(seconds=1)
