@@ -89,7 +89,10 @@ class PointsCourier:
                 claimed, event, redemption, state=state, reason=reason, detail=outcome.message
             )
             return Prepared(state, PointsSent())
-        held = replace(outcome, message=f"holding the order's points: {outcome.message}")
+        if outcome.kind is OutcomeKind.DELIVERED:  # accepted, but naming no hold to use
+            held = outcome.to_retry("holding the order's points: the answer names no hold")
+        else:
+            held = replace(outcome, message=f"holding the order's points: {outcome.message}")
         return Prepared(state, hold_attempt=replace(attempt, outcome=held))
 
     def after_order(

@@ -16,8 +16,14 @@ import pytest
 from producers.events import OrderPaid, OrderRefunded, Redemption
 from tests.driving import deliver, runtime_for
 from tests.processes import SandboxProcess
+from worker.gameball.client import Attempt
+from worker.gameball.outcomes import Outcome, OutcomeKind, Reason
+from worker.gameball.payloads import GameballRequest
+from worker.ledger.engine import create_ledger_engine
 from worker.ledger.models import EventState
 from worker.ledger.redemptions import Redemptions
+from worker.ledger.repository import Claimed, Ledger
+from worker.redeeming import PointsCourier
 from worker.runtime import Runtime
 
 pytestmark = pytest.mark.integration
@@ -163,3 +169,41 @@ def test_a_customer_short_of_points_parks_the_redemption_not_the_order(
     assert Redemptions(worker.ledger).resolve("SHORT-1", "settled by hand", T0) == 1
     assert Redemptions(worker.ledger).listed() == []
     assert Redemptions(worker.ledger).unresolved() == 0
+
+
+def test_a_hold_answered_without_a_reference_is_tried_again_never_counted_delivered(
+    sqlite_url: str,
+) -> None:
+    """A 2xx to the hold that names no holdReference: the order was not sent, so the
+    attempt is a retry (counting the hold's "accepted" as the order's would lose it)."""
+    ledger = Ledger(create_ledger_engine(sqlite_url))
+
+    class Gameball:
+        def send(self, request: GameballRequest) -> Attempt:
+            assert request.call == "hold"
+            return Attempt(Outcome(OutcomeKind.DELIVERED, Reason.ACCEPTED, "accepted"), 0.01, {})
+
+    class Limits:
+        def acquire(self, max_wait_s: float, bucket: str = "orders") -> tuple[bool, float]:
+            return True, 0.0
+
+        def penalize(self, now_us: int | None = None, bucket: str = "orders") -> None:
+            raise AssertionError("no 429 here")
+
+    courier = PointsCourier(
+        redemptions=Redemptions(ledger),
+        gameball=Gameball(),
+        limiter=Limits(),  # type: ignore[arg-type]
+        owner="w",
+        api_version="v4.1",
+        max_wait_s=0.0,
+        clock=lambda: T0,
+    )
+    paid = order("NOREF-1", "noref", 5, Redemption(redeemed_amount=Decimal(40)))
+    assert paid.redemption is not None
+    claimed = Claimed(paid.event_id, "paid", paid.order_id, "{}", T0, 0, None, 0.0)
+    prepared = courier.prepare(claimed, paid, paid.redemption)
+    assert prepared.points is None
+    assert prepared.hold_attempt is not None
+    assert prepared.hold_attempt.outcome.kind is OutcomeKind.RETRY
+    assert "names no hold" in prepared.hold_attempt.outcome.message
