@@ -332,7 +332,6 @@ class Deliverer:
         if basis is not None and self._refused_currency(claimed, event, basis, now):
             return DeadReason.CURRENCY.value
         event = self._as_sent(event, basis)
-        claimed = self._at_refund_time(claimed, event)
         admission = self.breaker.admit() if seen is None else self.breaker.admit_as_read(seen)
         if not admission.allowed:
             breaker = self.breaker.current()
@@ -342,6 +341,7 @@ class Deliverer:
                 BREAKER_DEFERRAL,
                 f"circuit breaker {breaker.state}: {breaker.reason}",
             )
+        claimed = self._at_refund_time(claimed, event)  # only for a call about to be made
         started = self.clock()
         spend = redeems_points(event)  # an order that spends points (worker.redemption)
         prepared = None if spend is None else self.points.prepare(claimed, *spend)

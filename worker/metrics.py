@@ -38,7 +38,7 @@ import redis
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from producers.spool_report import SpoolReport
 from producers.spool_report import reports as spool_reports
@@ -46,7 +46,8 @@ from producers.transport import INBOX_KEY, QUEUE
 from producers.untrusted import printable
 from worker.breaker import Breaker, State
 from worker.ledger.counters import attempt_counts, event_counts
-from worker.ledger.models import SENDABLE, EventRow, EventState, ParkedRedemptionRow
+from worker.ledger.models import SENDABLE, EventRow, EventState
+from worker.ledger.redemptions import unresolved as unresolved_redemptions
 from worker.ledger.repository import Ledger
 from worker.ledger.statements import oldest_created
 from worker.ratelimit import WAITS_KEY
@@ -98,9 +99,7 @@ class LedgerCollector(Collector):
                 name: connection.execute(oldest_created(states)).scalar()
                 for name, states in (("sendable", SENDABLE), ("waiting", (EventState.WAITING,)))
             }
-            parked = connection.execute(
-                select(func.count()).where(ParkedRedemptionRow.resolved_at.is_(None))
-            ).scalar()
+            parked = unresolved_redemptions(connection)
             with self._lock:
                 fresh = connection.execute(
                     select(EventRow.delivered_at, EventRow.published_at).where(
@@ -140,7 +139,7 @@ class LedgerCollector(Collector):
         yield GaugeMetricFamily(
             "gbq_parked_redemptions",
             "Redeemed points parked for the operator (gbq redemptions list).",
-            value=int(parked or 0),
+            value=parked,
         )
         yield from self.latency.collect()
         yield from self._redis_figures()

@@ -14,7 +14,8 @@ from producers.spool import Spool
 from producers.spool_report import reports as spool_reports
 from worker.breaker import Breaker, State
 from worker.ledger.counters import by_state, dead_by_reason, event_counts
-from worker.ledger.models import SENDABLE, EventRow, EventState, ParkedRedemptionRow
+from worker.ledger.models import SENDABLE, EventRow, EventState
+from worker.ledger.redemptions import unresolved as unresolved_redemptions
 from worker.ledger.repository import Ledger
 from worker.ledger.statements import oldest_created
 from worker.ratelimit import RateLimiter
@@ -133,9 +134,7 @@ def ledger_report(ledger: Ledger, spool: Spool, now: datetime) -> StatusReport:
             select(func.count()).where(EventRow.delivered_at >= now - timedelta(minutes=1))
         ).scalar()
         conflicts = connection.execute(select(func.count()).where(EventRow.conflicts > 0)).scalar()
-        parked = connection.execute(
-            select(func.count()).where(ParkedRedemptionRow.resolved_at.is_(None))
-        ).scalar()
+        parked = unresolved_redemptions(connection)
     return StatusReport(
         events=by_state(counts),
         oldest_sendable_age_s=None if oldest_sendable is None else age_s(oldest_sendable, now),
@@ -147,5 +146,5 @@ def ledger_report(ledger: Ledger, spool: Spool, now: datetime) -> StatusReport:
         scheduler_leader=None,
         spooled_here=spool.count(),
         conflicts=int(conflicts or 0),
-        parked_redemptions=int(parked or 0),
+        parked_redemptions=parked,
     )

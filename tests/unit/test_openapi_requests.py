@@ -176,7 +176,7 @@ def test_the_judge_catches_a_misread_field() -> None:
     )
 
 
-def test_the_schema_file_is_what_the_script_derives() -> None:
+def test_the_schema_file_names_the_source_it_was_derived_from() -> None:
     """The committed file names its source (``make openapi DOCS=...`` re-derives it)."""
     derived = json.loads(TARGET.read_text())
     assert derived["source"]["repository"] == "gameballers/gameball-docs"

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from worker.ledger.models import EventRow, ParkedRedemptionRow
@@ -31,6 +31,14 @@ class ParkedRedemption:
     parked_at: datetime
     resolved_at: datetime | None = None
     resolution: str | None = None
+
+
+def unresolved(connection: Connection) -> int:
+    """How many parked redemptions wait for the operator (``gbq status``, the metrics)."""
+    count = connection.execute(
+        select(func.count()).where(ParkedRedemptionRow.resolved_at.is_(None))
+    ).scalar()
+    return int(count or 0)
 
 
 class Redemptions:
@@ -88,10 +96,7 @@ class Redemptions:
 
     def unresolved(self) -> int:
         with self.ledger.engine.connect() as connection:
-            count = connection.execute(
-                select(func.count()).where(ParkedRedemptionRow.resolved_at.is_(None))
-            ).scalar()
-        return int(count or 0)
+            return unresolved(connection)
 
     def resolve(self, order_id: str, resolution: str, now: datetime) -> int:
         """Mark the order's parked redemptions settled; how many were."""
