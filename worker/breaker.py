@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import Final
 
 from worker.gameball.outcomes import Outcome, OutcomeKind, Reason
 
@@ -121,6 +122,27 @@ class Change:
 
     breaker: Breaker
     transition: str | None = field(default=None)
+
+
+PROBE_BATCH: Final = 10  # due events sent per scheduler tick while the breaker holds calls back
+WAKE_GRACE_S: Final = 3.0  # after closing, the probe that closed it sends the backlog
+
+
+def due_batch(breaker: Breaker, batch: int, now: float) -> int:
+    """How many due events the scheduler sends to the workers at once (``now`` on the
+    breaker's clock).
+
+    Closed: a whole batch. Otherwise only a few, enough for the next probe: the rest would
+    only be deferred again. Sent round each cool-down, they went back into the queue batch
+    by batch, each at the front, ahead of the one before it, and the backlog drained in no
+    order once a probe succeeded. Left in the ledger, they are woken together by the probe
+    that closes the breaker, which sends them oldest first (``worker.delivery``); the
+    scheduler takes whole batches again only after that, so that it does not send a
+    second batch ahead of the probe's.
+    """
+    if breaker.state is State.CLOSED and now - breaker.since >= WAKE_GRACE_S:
+        return batch
+    return min(batch, PROBE_BATCH)
 
 
 def admit(breaker: Breaker, now: float, config: BreakerConfig) -> tuple[Breaker, Admission]:

@@ -70,6 +70,7 @@ from worker.settings import ApiVersion, RefundAtPaid, RefundTime
 
 log = logging.getLogger(__name__)
 BREAKER_DEFERRAL = "breaker_open"  # last_outcome of an event the breaker held back
+WAKE_SLACK = 500  # retries due while the breaker was open, sent with its deferrals (few)
 SHARED_ID_KINDS = frozenset({"refunded", "cashback"})  # ids in the orders' namespace
 TIME_TAKEN = frozenset({304, 9003})  # "Transaction Time Already Exists"
 ID_TAKEN = frozenset({305, 9004})  # "Transaction ID Already Exists"
@@ -672,7 +673,9 @@ class Deliverer:
             # Sent now, at the front of the queue, oldest first: left to the scheduler's
             # next sweep, they went behind newer events whose first messages were still
             # queued, and the backlog drained newest first.
-            self.queue.enqueue(self.ledger.take_due(now, woken))
+            # All of them, and the retries held back with them (``breaker.due_batch``): a
+            # remainder left to the scheduler would go to the front, ahead of these.
+            self.queue.enqueue(self.ledger.take_due(now, woken + WAKE_SLACK))
 
     def _defer_for_rate_limit(self, claimed: Claimed, now: datetime, wait_s: float) -> str:
         return self._defer(

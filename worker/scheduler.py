@@ -50,12 +50,14 @@ from producers.transport import (
     checked_event_id,
 )
 from producers.untrusted import UnreadableError, load_json
+from worker.breaker import Breaker, due_batch
 from worker.ledger.counters import fold_gone_shards
 from worker.ledger.repository import Ledger, NewEvent, new_event
 from worker.liveness import gone
 from worker.ordering import Gate, gate
 from worker.queue import RedisQueue
 from worker.settings import Settings
+from worker.shared_breaker import BREAKER_KEY
 
 log = logging.getLogger(__name__)
 LEADER_KEY = "gbq:scheduler:leader"
@@ -202,7 +204,12 @@ class Scheduler:
     def _sweeps(self) -> list[tuple[str, Callable[[datetime], dict[str, int]]]]:
         batch = self.settings.scheduler_batch
         return [
-            ("due", lambda now: {"due": self.queue.enqueue(self.ledger.take_due(now, batch))}),
+            (
+                "due",
+                lambda now: {
+                    "due": self.queue.enqueue(self.ledger.take_due(now, self._due_batch()))
+                },
+            ),
             (
                 "expired_leases",
                 lambda now: {
@@ -329,9 +336,20 @@ class Scheduler:
         )
         return len(entries) + len(unreadable)
 
+    def _due_batch(self) -> int:
+        try:
+            breaker = Breaker.from_json(self.redis.get(BREAKER_KEY))
+        except (ValueError, KeyError, TypeError):  # unreadable: the workers' problem, not ours
+            breaker = Breaker()
+        seconds, micros = self.redis.time()  # the breaker's clock
+        return due_batch(breaker, self.settings.scheduler_batch, seconds + micros / 1_000_000)
+
     def _stale_pending(self, now: datetime) -> int:
-        if self.redis.llen(QUEUE) >= self.settings.scheduler_batch:
-            return 0  # a backlog: their messages are most likely still queued
+        if self.redis.llen(QUEUE):
+            # Anything queued: their messages are most likely among it, not lost. Re-sent
+            # now, they went to the front, ahead of older events (a backlog drained out of
+            # order); a lost message is re-sent once the queue has drained.
+            return 0
         sent_before = now - timedelta(seconds=self.settings.redrive_after_s)
         stale = self.ledger.take_stale_pending(sent_before, now, self.settings.scheduler_batch)
         return self.queue.enqueue(stale)

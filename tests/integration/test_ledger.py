@@ -119,6 +119,31 @@ def test_scheduler_takes_are_bounded_and_oldest_first(ledger: Ledger) -> None:
     assert ledger.take_due(later, 10) == []
 
 
+def test_a_closing_breaker_wakes_its_deferrals_in_publish_order(ledger: Ledger) -> None:
+    """Events the breaker held back in different cool-downs, some already due: all come
+    back at once, oldest published first; other deferrals keep their time."""
+    ledger.ingest(
+        [
+            dataclasses.replace(
+                event(f"paid:{n}", order_id=str(n)), published_at=NOW + timedelta(seconds=n)
+            )
+            for n in range(5)
+        ],
+        NOW,
+    )
+    # published 0..4; deferred by the breaker until 2, 1, 30, 20 s (and one rate-limited)
+    deferrals = [(2, "breaker_open"), (1, "breaker_open"), (30, "breaker_open")]
+    deferrals += [(20, "breaker_open"), (40, "rate_limited")]
+    for n, (seconds, reason) in enumerate(deferrals):
+        ledger.claim(f"paid:{n}", "a", NOW, LEASE)
+        until = NOW + timedelta(seconds=seconds)
+        ledger.defer(f"paid:{n}", "a", until=until, reason=reason, message="m", now=NOW)
+    woken_at = NOW + timedelta(seconds=10)
+    assert ledger.wake_deferred("breaker_open", woken_at) == 4
+    assert ledger.take_due(woken_at, 10) == ["paid:0", "paid:1", "paid:2", "paid:3"]
+    assert ledger.take_due(NOW + timedelta(seconds=40), 10) == ["paid:4"]
+
+
 def test_expired_leases_and_stale_pending_are_taken(ledger: Ledger) -> None:
     """A dead worker's event and an event whose message was lost come back."""
     ledger.ingest([event("paid:A", order_id="A"), event("paid:B", order_id="B")], NOW)

@@ -92,6 +92,10 @@ def test_outage_with_1000_pending_costs_only_probes_and_then_drains_at_the_limit
     failed = {str(r["transaction_id"]) for r in calls(sandbox) if r["status"] == 503}
     order = [published[event_id] for event_id in _applied_ids(rows, scenario, failed)["orders"]]
     head, tail = order[: len(order) // 5], order[-(len(order) // 5) :]
+    print(
+        f"orders: median published place {statistics.median(head)} (first fifth applied)"
+        f", {statistics.median(tail)} (last fifth), of {len(published)}"
+    )
     assert statistics.median(head) < statistics.median(tail), order
 
 

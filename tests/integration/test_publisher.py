@@ -240,6 +240,25 @@ def test_scheduler_ingests_inbox_entries_no_worker_took(
     assert client.llen(QUEUE) == 1
 
 
+def test_pending_events_are_not_sent_again_while_the_queue_holds_messages(
+    ledger_and_scheduler: tuple[Ledger, Scheduler, Settings], redis_url: str
+) -> None:
+    """A pending event whose message is most likely still queued behind a backlog is left
+    alone (sent again, it would go to the front, ahead of older events); once the queue
+    has drained, a lost one is sent again."""
+    ledger, scheduler, config = ledger_and_scheduler
+    Publisher(config).publish_many([paid(1), paid(2)])
+    client = redis.Redis.from_url(redis_url)
+    client.rpop(QUEUE)  # one message lost; the other still queued
+    assert scheduler.tick().counts["inbox"] == 2
+    assert scheduler.tick().counts.get("stale_pending", 0) == 0
+    assert client.llen(QUEUE) == 1
+    client.delete(QUEUE)  # the queue drained (here: emptied)
+    assert scheduler.tick().counts["stale_pending"] == 2
+    assert client.llen(QUEUE) == 2
+    assert ledger.counts_by_state() == {"pending": 2}
+
+
 def test_scheduler_relays_the_spool(
     ledger_and_scheduler: tuple[Ledger, Scheduler, Settings], redis_url: str, tmp_path: Path
 ) -> None:

@@ -7,11 +7,13 @@ from dataclasses import replace
 import pytest
 
 from worker.breaker import (
+    WAKE_GRACE_S,
     Breaker,
     BreakerConfig,
     Signal,
     State,
     admit,
+    due_batch,
     observe,
     signal_of,
 )
@@ -139,3 +141,21 @@ def test_state_round_trips_through_json() -> None:
 def test_signal_of_outcomes(kind: OutcomeKind, reason: Reason, signal: Signal) -> None:
     """What each outcome tells the breaker."""
     assert signal_of(Outcome(kind, reason, "m")) is signal
+
+
+@pytest.mark.parametrize(
+    ("breaker", "now", "batch"),
+    [
+        (Breaker(), 1000.0, 500),  # closed long ago: a whole batch
+        (Breaker(State.CLOSED, since=1000.0), 1000.0 + WAKE_GRACE_S, 500),
+        (Breaker(State.CLOSED, since=1000.0), 1001.0, 10),  # just closed: the probe's wake
+        (Breaker(State.OPEN, since=1000.0), 5000.0, 10),  # held back: a few, for the probe
+        (Breaker(State.HALF_OPEN, since=1000.0), 5000.0, 10),
+        (Breaker(State.PAUSED, since=1000.0), 5000.0, 10),
+    ],
+)
+def test_the_scheduler_sends_a_batch_only_while_the_breaker_is_closed(
+    breaker: Breaker, now: float, batch: int
+) -> None:
+    assert due_batch(breaker, 500, now) == batch
+    assert due_batch(breaker, 3, now) == 3  # never more than asked

@@ -969,14 +969,12 @@ class Ledger:
             return list(connection.execute(statement).scalars())
 
     def wake_deferred(self, reason: str, now: datetime) -> int:
-        """Make events deferred for ``reason`` due now (the breaker closed early)."""
+        """Make every event deferred for ``reason`` due now (the breaker closed early),
+        those already due included: all then share one due time, so they are taken in
+        publish order rather than by the cool-down each was deferred in."""
         statement = (
             update(EventRow)
-            .where(
-                EventRow.state == S.SCHEDULED,
-                EventRow.last_outcome == reason,
-                EventRow.next_attempt_at > now,
-            )
+            .where(EventRow.state == S.SCHEDULED, EventRow.last_outcome == reason)
             .values(next_attempt_at=now, updated_at=now)
         )
         with self.engine.begin() as connection:
