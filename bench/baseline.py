@@ -14,8 +14,8 @@ from celery import Celery
 from bench.naive_app import CALLS_KEY, DONE_KEY, FAILED_KEY, QUEUE
 from producers.events import Event
 from tests.stack import Process
-from worker.app import worker_argv
 from worker.gameball.payloads import build_request
+from worker.process.app import worker_argv
 
 CELERY = [sys.executable, "-m", "celery"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +69,7 @@ def send_naive_posts(redis_url: str, events: Sequence[Event]) -> None:
     """What a hand-written integration enqueues: the same request bytes gbq sends."""
     app = sender(redis_url)
     for event in events:
-        request = build_request(event)
+        request = build_request(event, "v3.0")
         app.send_task("bench.naive_post", args=[request.path, request.body.decode()], queue=QUEUE)
 
 

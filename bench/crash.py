@@ -34,10 +34,10 @@ from bench.common import (
     wait_ready,
 )
 from producers.events import Event, OrderPaid, OrderRefunded
-from sandbox.stream import generate
 from tests.processes import SandboxProcess, pool_children, wait_until
 from tests.stack import Process, Stack
 from worker.gameball.payloads import build_request
+from worker.sandbox.stream import generate
 
 LATENCY_S = 3.0
 IN_FLIGHT = 4
@@ -136,7 +136,7 @@ def redelivered_calls(
     log, not the ledger's delivery time: a redelivered call that finds the killed one
     applied ("already exists") reads Gameball's records before it is settled, which is a
     second call, not a later redelivery."""
-    ids = {build_request(event).transaction_id for event in events}
+    ids = {build_request(event, "v3.0").transaction_id for event in events}
     first: dict[str, float] = {}
     for row in sandbox.requests():
         arrived = float(row["received_at"])
@@ -208,7 +208,7 @@ def celery_case(
     wait_until(lambda: counters(url)["calls"] >= IN_FLIGHT, timeout_s=30, what="calls in flight")
     killed = kill(first)
     again = worker("naive-again")
-    ids = {build_request(event).transaction_id for event in events}
+    ids = {build_request(event, "v3.0").transaction_id for event in events}
 
     def resent() -> list[float]:
         return [
@@ -304,8 +304,8 @@ def run(folder: Path, *, quick: bool = False) -> Report:
             "the end here. With early acks (Celery's default) the in-flight tasks are lost."
         ),
         (
-            "When only pool processes die, the worker's main process knows they are gone "
-            "and hands their leases back at once (worker/tasks.py): no wait for the heartbeat."
+            "When only pool processes die, the worker's main process knows they are gone and "
+            "hands their leases back at once (worker/process/tasks.py): no wait for the heartbeat."
         ),
     ]
     return report

@@ -24,13 +24,13 @@ from bench.delivery import gbq_run
 from producers.spool import Spool
 from tests.processes import SandboxProcess
 from tests.scenario import generate
+from worker.coordination.ratelimit import RateLimiter, RateLimits
 from worker.ledger.deadletters import DeadFilter, DeadLetters
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.models import UtcDateTime
 from worker.ledger.repository import Ledger, new_event
-from worker.metrics import LedgerCollector
-from worker.ratelimit import RateLimiter, RateLimits
-from worker.status import collect
+from worker.ops.metrics import LedgerCollector
+from worker.ops.status import collect
 
 # What operators read; the target is ≤ × 2 at 1,000,000 rows (issue 15).
 SMALL = 5_000  # the baseline: 50 dead letters, a full page of `gbq dlq list`

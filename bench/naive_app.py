@@ -48,7 +48,7 @@ _http: tuple[int, httpx.Client] | None = None
 
 def http() -> httpx.Client:
     """One client per process (prefork children must not share the parent's sockets)."""
-    global _http  # noqa: PLW0603 - a per-process cache, like worker.runtime
+    global _http  # noqa: PLW0603 - a per-process cache, like worker.process.runtime
     if _http is None or _http[0] != os.getpid():
         client = httpx.Client(
             base_url=os.environ.get("BENCH_GAMEBALL_URL", "http://127.0.0.1:8099"),

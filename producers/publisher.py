@@ -46,7 +46,8 @@ from producers.outbox import stage as stage_in_outbox
 from producers.relay import SpoolRelay
 from producers.settings import PublisherSettings, load_publisher_settings, redact_url
 from producers.spool import Spool
-from producers.transport import InboxEntry, push_to_inbox, redis_client
+from producers.transport import push_to_inbox, redis_client
+from producers.wire import InboxEntry
 
 log = logging.getLogger(__name__)
 Destination = Literal["queued", "spooled"]

@@ -21,8 +21,9 @@ import redis
 
 from producers.events import MAX_EVENT_BYTES
 from producers.quarantine import Poison
-from producers.transport import InboxEntry, push_to_inbox
+from producers.transport import push_to_inbox
 from producers.untrusted import UnreadableError, load_json, printable
+from producers.wire import InboxEntry
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS spool (

@@ -10,7 +10,7 @@ from pydantic import SecretStr
 from producers.events import Event
 from tests.conftest import settings_for
 from tests.processes import SandboxProcess, wait_until
-from worker.runtime import Runtime, build_runtime
+from worker.process.runtime import Runtime, build_runtime
 
 SETTLED = frozenset({"delivered", "dead", "waiting"})
 

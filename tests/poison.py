@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from producers.transport import DELIVER_TASK, task_envelope
+from producers.wire import DELIVER_TASK, task_envelope
 
 DEEP = 100_000  # far past any recursion limit
 

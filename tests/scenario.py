@@ -1,5 +1,5 @@
 """The event stream generator now lives in the product (the demo uses it too)."""
 
-from sandbox.stream import START, Scenario, generate, wallets
+from worker.sandbox.stream import START, Scenario, generate, wallets
 
 __all__ = ["START", "Scenario", "generate", "wallets"]

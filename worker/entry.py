@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import sys
 
-OUR_PACKAGES = ("worker", "producers", "sandbox")
+OUR_PACKAGES = ("worker", "producers")
 
 
 def main() -> None:
     try:
-        from worker.cli import main as cli  # noqa: PLC0415 - the check is the point
+        from worker.ops.cli import main as cli  # noqa: PLC0415 - the check is the point
     except ModuleNotFoundError as error:
         missing = (error.name or "").split(".")[0]
         if not missing or missing in OUR_PACKAGES:

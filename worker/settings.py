@@ -30,11 +30,11 @@ from producers.settings import (
     settings_error,
     unknown_variables,
 )
+from worker.gameball.versions import DEFAULT_API_VERSION, ApiVersion
 
 __all__ = [
     "SANDBOX_API_KEY",
     "SANDBOX_SECRET_KEY",
-    "ApiVersion",
     "RefundAtPaid",
     "RefundTime",
     "Settings",
@@ -48,7 +48,6 @@ SANDBOX_SECRET_KEY = "sandbox-secret-key"  # noqa: S105 - a public test value, n
 SANDBOX_PORT = 8099
 SANDBOX_BASE_URL = f"http://127.0.0.1:{SANDBOX_PORT}"
 
-ApiVersion: TypeAlias = Literal["v3.0", "v4.0", "v4.1"]
 RefundTime: TypeAlias = Literal["original", "refund"]
 RefundAtPaid: TypeAlias = Literal["full", "value"]
 log = logging.getLogger("gbq.settings")
@@ -63,7 +62,7 @@ class Settings(PublisherSettings):
     gameball_api_key: SecretStr = Field(default=SecretStr(SANDBOX_API_KEY))
     gameball_secret_key: SecretStr = Field(default=SecretStr(SANDBOX_SECRET_KEY))
     gameball_api_version: ApiVersion = Field(
-        default="v4.1",
+        default=DEFAULT_API_VERSION,
         description="v4.1: Gameball's current version for new integrations (SecretKey on every "
         "call; accounts may refuse older ones).",
     )

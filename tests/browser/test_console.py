@@ -10,8 +10,8 @@ from playwright.sync_api import Page, expect
 from tests.console import ConsoleProcess, paid
 from tests.processes import SandboxProcess, wait_until
 from tests.stack import Stack
-from worker.breaker import Breaker
-from worker.shared_breaker import BREAKER_KEY
+from worker.coordination.shared_breaker import BREAKER_KEY
+from worker.rules.breaker import Breaker
 
 pytestmark = pytest.mark.integration
 

@@ -156,7 +156,9 @@ def check_calls(history: History, rows: Mapping[str, Row], log: list[dict[str, A
     """From the sandbox's request log: no transaction applied twice; per order, the paid
     event applied before its refunds and cancellation, and those in the order they
     happened; the ledger and the sandbox agree on what was applied, event by event."""
-    by_transaction = {build_request(event).transaction_id: event for event in history.events}
+    by_transaction = {
+        build_request(event, "v3.0").transaction_id: event for event in history.events
+    }
     problems: list[str] = []
     applied: dict[str, int] = {}  # event_id -> seq of its applied call
     for call in log:

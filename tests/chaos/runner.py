@@ -26,9 +26,9 @@ from tests.chaos.histories import PROMO, PROMO_MULTIPLIER, SEED_PREFIX, History,
 from tests.processes import NO_RATE_LIMIT, SandboxProcess, wait_until
 from tests.services import RedisServer, sqlite_ledger
 from tests.stack import Process, Stack
+from worker.flows.scheduler import LEADER_KEY
 from worker.ledger.models import EventRow
 from worker.ledger.redemptions import Redemptions
-from worker.scheduler import LEADER_KEY
 from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY
 
 ROOT = Path(__file__).resolve().parents[2]

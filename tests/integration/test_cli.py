@@ -116,10 +116,10 @@ def test_every_command_refuses_a_bad_setting_in_one_line(args: list[str], tmp_pa
 
 
 def test_celery_itself_refuses_a_bad_setting_in_one_line(tmp_path: Path) -> None:
-    """``celery -A worker.app worker`` (the compose health check's tool) says the same."""
+    """``celery -A worker.process.app worker`` (the compose health check's tool) says the same."""
     env = {"PATH": "/usr/bin:/bin", "GBQ_HOME": str(tmp_path), "GBQ_LEASE_S": "-1"}
     result = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "worker.app", "worker"],
+        [sys.executable, "-m", "celery", "-A", "worker.process.app", "worker"],
         env=env,
         capture_output=True,
         text=True,

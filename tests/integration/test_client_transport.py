@@ -14,9 +14,10 @@ import pytest
 
 from producers.events import LineItem, OrderPaid
 from tests.conftest import settings_for
-from worker.gameball import GameballClient, OutcomeKind, build_request
 from worker.gameball import client as client_module
-from worker.gameball.payloads import GameballRequest
+from worker.gameball.client import GameballClient
+from worker.gameball.payloads import GameballRequest, build_request
+from worker.rules.outcomes import OutcomeKind
 
 
 class OneAnswerServer:

@@ -16,7 +16,7 @@ from producers.events import OrderPaid, OrderRefunded
 from tests.driving import deliver, runtime_for
 from tests.processes import SandboxProcess
 from worker.ledger.deadletters import DeadFilter, DeadLetters
-from worker.runtime import Runtime
+from worker.process.runtime import Runtime
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=UTC)

@@ -22,15 +22,15 @@ from sqlalchemy.exc import OperationalError
 
 from producers.events import OrderPaid, OrderRefunded
 from producers.publisher import Publisher
-from producers.transport import QUEUE
+from producers.wire import QUEUE
 from tests.processes import SandboxProcess, wait_until
-from worker.breaker import Breaker, State
+from worker.coordination.shared_breaker import BREAKER_KEY
 from worker.ledger.engine import create_ledger_engine
-from worker.ledger.models import EventState
 from worker.ledger.repository import Ledger, new_event, order_lock_key
-from worker.runtime import Runtime, build_runtime
+from worker.process.runtime import Runtime, build_runtime
+from worker.rules.breaker import Breaker, State
+from worker.rules.states import EventState
 from worker.settings import Settings
-from worker.shared_breaker import BREAKER_KEY
 
 pytestmark = pytest.mark.integration
 START = datetime(2026, 11, 1, tzinfo=UTC)

@@ -25,12 +25,13 @@ from producers.events import (
 from tests.conftest import settings_for
 from tests.factories import EXAMPLE_8A
 from tests.processes import SandboxProcess, free_port, wait_until
-from worker.breaker import Breaker, State
-from worker.gameball import GameballClient, OutcomeKind, Reason, build_request
-from worker.gameball.outcomes import Outcome
+from worker.gameball.client import GameballClient
+from worker.gameball.payloads import build_request
 from worker.gameball.records import customer_balance, order_records, transaction_records
+from worker.ops.status import explain
+from worker.rules.breaker import Breaker, State
+from worker.rules.outcomes import Outcome, OutcomeKind, Reason
 from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY
-from worker.status import explain
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 1, 10, 9, 0, tzinfo=UTC)
@@ -328,7 +329,7 @@ def test_an_account_with_a_minimum_version_refuses_older_calls_and_pauses(
 def test_the_sandbox_takes_the_paths_the_official_sdks_send(
     sandbox: SandboxProcess, path: str
 ) -> None:
-    request = build_request(paid(order_id=f"SDK-{len(path)}"))
+    request = build_request(paid(order_id=f"SDK-{len(path)}"), "v3.0")
     headers = {"APIKey": SANDBOX_API_KEY, "secretKey": SANDBOX_SECRET_KEY}
     answer = httpx.post(sandbox.url + path, content=request.body, headers=headers, timeout=10)
     assert answer.status_code == 200, answer.text

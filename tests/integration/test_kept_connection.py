@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, text
 
+from worker.coordination.outage import LEDGER_DOWN
 from worker.ledger import engine as engine_module
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.kept import KeptConnection
-from worker.outage import LEDGER_DOWN
 
 
 def checkouts(engine: Engine) -> list[Any]:

@@ -15,14 +15,14 @@ from sqlalchemy import create_engine, insert, text
 from sqlalchemy.exc import OperationalError
 
 from producers.quarantine import KEEP_BYTES, Poison
-from producers.transport import content_sha256
+from producers.wire import content_sha256
 from tests.processes import wait_until
 from tests.services import sqlite_ledger
-from worker.gameball.outcomes import Outcome, OutcomeKind, Reason
+from worker.coordination.outage import LEDGER_DOWN
 from worker.ledger import engine as engine_module
 from worker.ledger.deadletters import DeadLetters
 from worker.ledger.engine import create_ledger_engine
-from worker.ledger.models import DeadReason, EventRow, EventState
+from worker.ledger.models import EventRow
 from worker.ledger.repository import (
     AttemptRecord,
     Ledger,
@@ -32,8 +32,9 @@ from worker.ledger.repository import (
 )
 from worker.ledger.schema import LedgerNotMigratedError, ensure_migrated
 from worker.ledger.statements import LOCK_CLASS, LOCK_ORDER
-from worker.outage import LEDGER_DOWN
-from worker.retry import Transition
+from worker.rules.outcomes import Outcome, OutcomeKind, Reason
+from worker.rules.retry import Transition
+from worker.rules.states import DeadReason, EventState
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

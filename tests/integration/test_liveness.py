@@ -16,7 +16,7 @@ from tests.processes import SandboxProcess, wait_until
 from tests.proxy import Proxy
 from tests.services import RedisServer
 from tests.stack import Process, Stack
-from worker.liveness import alive
+from worker.coordination.liveness import alive
 
 pytestmark = pytest.mark.integration
 

@@ -126,7 +126,7 @@ def test_task_events_are_off_until_flower_asks_for_them(
     assert task_events(listener, until=None, timeout_s=1.0) == []
     celery = str(Path(sys.executable).parent / "celery")
     enabled = subprocess.run(
-        [celery, "-A", "worker.app", "control", "enable_events", "--timeout", "10"],
+        [celery, "-A", "worker.process.app", "control", "enable_events", "--timeout", "10"],
         env=stack.env,
         capture_output=True,
         text=True,

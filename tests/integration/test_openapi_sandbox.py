@@ -18,9 +18,10 @@ from tests.conftest import settings_for
 from tests.factories import EXAMPLE_8A
 from tests.openapi.recording import RecordingTransport
 from tests.processes import SandboxProcess
-from worker.gameball import GameballClient, Reason, build_request
-from worker.gameball.payloads import gameball_time
+from worker.gameball.client import GameballClient
+from worker.gameball.payloads import build_request, gameball_time
 from worker.gameball.records import customer_balance, order_records, transaction_records
+from worker.rules.outcomes import Reason
 from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY
 
 pytestmark = pytest.mark.integration

@@ -16,16 +16,16 @@ import redis
 
 from producers.events import CashbackAwarded, Event, OrderPaid, OrderRefunded
 from producers.quarantine import Poison
-from producers.transport import INBOX_KEY, QUEUE
+from producers.wire import INBOX_KEY, QUEUE
 from tests.processes import GBQ, SandboxProcess, free_port
 from tests.stack import Stack
-from worker.gameball.outcomes import Outcome, OutcomeKind, Reason
+from worker.coordination.liveness import ALIVE_PREFIX
 from worker.ledger.engine import create_ledger_engine
-from worker.ledger.models import DeadReason, EventState
 from worker.ledger.redemptions import ParkedRedemption, Redemptions
 from worker.ledger.repository import AttemptRecord, Ledger, new_event
-from worker.liveness import ALIVE_PREFIX
-from worker.retry import Transition
+from worker.rules.outcomes import Outcome, OutcomeKind, Reason
+from worker.rules.retry import Transition
+from worker.rules.states import DeadReason, EventState
 
 pytestmark = pytest.mark.integration
 API_KEY, SECRET_KEY = "cli-test-APIKEY-77aa", "cli-test-SECRET-99bb"
@@ -451,7 +451,7 @@ def test_retrying_a_dead_paid_event_delivers_it_then_its_refunds_in_order(
 
 
 def test_parked_redemptions_are_listed_counted_and_resolved(cli: Cli, ledger: Ledger) -> None:
-    """A redemption gbq could not carry (worker.redemption) shows in `gbq redemptions
+    """A redemption gbq could not carry (worker.rules.redemption) shows in `gbq redemptions
     list` and in `gbq status`; `resolve` records what the operator did; then none."""
     Redemptions(ledger).park(
         ParkedRedemption(

@@ -11,10 +11,10 @@ import pytest
 from tests.processes import GBQ, SandboxProcess, wait_until
 from tests.scenario import Scenario, generate, wallets
 from tests.stack import Stack
+from worker.coordination.ratelimit import bucket_of
+from worker.coordination.shared_breaker import BREAKER_KEY
 from worker.gameball.payloads import build_request
-from worker.ratelimit import bucket_of
 from worker.settings import SANDBOX_API_KEY
-from worker.shared_breaker import BREAKER_KEY
 
 pytestmark = pytest.mark.integration
 ALLOWED_RATE = 360 / 30  # Gameball's sustained limit, calls per second
@@ -104,7 +104,9 @@ def _applied_ids(
 ) -> dict[str, list[str]]:
     """The event ids of the applied calls, per rate-limited resource, in the order the
     sandbox applied them (but those of the transactions ``leave_out`` names)."""
-    by_transaction = {build_request(event).transaction_id: event for event in scenario.events}
+    by_transaction = {
+        build_request(event, "v3.0").transaction_id: event for event in scenario.events
+    }
     applied: dict[str, list[str]] = {}
     for row in rows:
         if row["applied"] and str(row["transaction_id"]) not in leave_out:

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 
 CHECKOUT = """
-import importlib.util, json, sys
+import importlib.metadata, importlib.util, json, sys
 from datetime import UTC, datetime
 from decimal import Decimal
 from producers import OrderPaid, Publisher, SettingsError
@@ -27,7 +27,10 @@ with Publisher.from_env() as publisher:
     where = publisher.publish(OrderPaid(
         order_id="PKG-1", customer_id="c", occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
         total_price=Decimal(5), total_paid=Decimal(5)))
-print(json.dumps({"where": where, "worker": [m for m in sys.modules if m.startswith("worker")]}))
+files = importlib.metadata.distribution("gameball-queue").files or []
+tops = sorted({f.parts[0] for f in files if f.suffix == ".py" and len(f.parts) > 1})
+print(json.dumps({"where": where, "worker": [m for m in sys.modules if m.startswith("worker")],
+                  "packages": tops}))
 """
 
 
@@ -86,7 +89,10 @@ def test_the_base_package_publishes_without_the_worker_stack(
         check=False,
     )
     assert used.returncode == 0, used.stderr[-3000:]
-    assert used.stdout.strip() == '{"where": "queued", "worker": []}'
+    # two top-level packages, as designed: nothing else installs a generic name
+    assert used.stdout.strip() == (
+        '{"where": "queued", "worker": [], "packages": ["producers", "worker"]}'
+    )
     # Without GBQ_REDIS_URL (the README's snippet as a new user runs it): one line saying
     # what to set or install, a SettingsError, and nothing written to GBQ_HOME.
     home = tmp_path / "fresh-home"

@@ -25,15 +25,16 @@ from producers.events import (
     OrderPaid,
     OrderRefunded,
 )
-from producers.transport import QUEUE, enqueue, task_message
+from producers.transport import enqueue
+from producers.wire import QUEUE, task_message
 from tests.processes import GBQ, SandboxProcess, pool_children, wait_until
 from tests.scenario import generate, wallets
 from tests.services import RedisServer
 from tests.stack import Stack
-from worker.breaker import BreakerConfig
+from worker.coordination.shared_breaker import SharedBreaker
 from worker.gameball.payloads import build_request
+from worker.rules.breaker import BreakerConfig
 from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY
-from worker.shared_breaker import SharedBreaker
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 2, 1, 12, 0, tzinfo=UTC)
@@ -89,7 +90,7 @@ def test_publishing_twice_and_duplicate_messages_credit_once(
     # Then each transaction was applied once and the wallets are exact
     assert stack.wait_settled(100) == {"delivered": 100}
     assert sorted(applied_order(sandbox)) == sorted(
-        build_request(event).transaction_id for event in scenario.events
+        build_request(event, "v3.0").transaction_id for event in scenario.events
     )
     assert wallets(sandbox.state(transactions=False)) == dict(scenario.expected)
 

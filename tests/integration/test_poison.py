@@ -31,14 +31,14 @@ from producers.events import OrderPaid, event_to_json
 from producers.outbox import outbox_table
 from producers.quarantine import KEEP_BYTES, QUARANTINE_KEY
 from producers.spool import Spool
-from producers.transport import INBOX_DUE_KEY, INBOX_KEY, ORDER_INBOX_PREFIX, QUEUE, InboxEntry
+from producers.wire import INBOX_DUE_KEY, INBOX_KEY, ORDER_INBOX_PREFIX, QUEUE, InboxEntry
 from tests import poison as catalogue
 from tests.factories import paid, refund
 from tests.processes import GBQ, SandboxProcess, wait_until
 from tests.services import RedisServer, sqlite_ledger
 from tests.stack import Process, Stack
-from worker.intake import Refused, screen
 from worker.ledger.models import EventRow
+from worker.rules.intake import Refused, screen
 
 pytestmark = pytest.mark.integration
 ORDERS = 24

@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import Connection, event, text
 from sqlalchemy.exc import IntegrityError
 
+from worker.coordination.outage import LEDGER_DOWN
 from worker.ledger import statements as st
-from worker.ledger.models import EventState
 from worker.ledger.prepared import Rows, Runner
 from worker.ledger.repository import Ledger, NewEvent
-from worker.outage import LEDGER_DOWN
+from worker.rules.states import EventState
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 12, 4, 12, 0, 0, 123000, tzinfo=UTC)

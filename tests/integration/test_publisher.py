@@ -21,12 +21,13 @@ from producers.events import LineItem
 from producers.outbox import outbox_table
 from producers.publisher import ConflictingEventError, Publisher, PublishError
 from producers.spool import Spool
-from producers.transport import CONFLICTS_KEY, INBOX_DUE_KEY, INBOX_KEY, QUEUE, redis_client
+from producers.transport import redis_client
+from producers.wire import CONFLICTS_KEY, INBOX_DUE_KEY, INBOX_KEY, QUEUE
 from tests.processes import free_port, wait_until
 from tests.services import RedisServer
+from worker.flows.scheduler import LEADER_KEY, Scheduler
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.repository import Ledger
-from worker.scheduler import LEADER_KEY, Scheduler
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""The worker's Redis bookkeeping (worker.queue) on a real Redis: reading an order's
+"""The worker's Redis bookkeeping (worker.coordination.queue) on a real Redis: reading an order's
 published events and clearing inbox entries, each in one command."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import json
 import pytest
 import redis
 
-from producers.transport import INBOX_DUE_KEY, INBOX_KEY, INBOX_SHA_KEY, ORDER_INBOX_PREFIX
-from worker.queue import RedisQueue
+from producers.wire import INBOX_DUE_KEY, INBOX_KEY, INBOX_SHA_KEY, ORDER_INBOX_PREFIX
+from worker.coordination.queue import RedisQueue
 
 pytestmark = pytest.mark.integration
 

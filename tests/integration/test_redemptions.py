@@ -16,15 +16,15 @@ import pytest
 from producers.events import OrderPaid, OrderRefunded, Redemption
 from tests.driving import deliver, runtime_for
 from tests.processes import SandboxProcess
+from worker.flows.redeeming import PointsCourier
 from worker.gameball.client import Attempt
-from worker.gameball.outcomes import Outcome, OutcomeKind, Reason
 from worker.gameball.payloads import GameballRequest
 from worker.ledger.engine import create_ledger_engine
-from worker.ledger.models import EventState
 from worker.ledger.redemptions import Redemptions
 from worker.ledger.repository import Claimed, Ledger
-from worker.redeeming import PointsCourier
-from worker.runtime import Runtime
+from worker.process.runtime import Runtime
+from worker.rules.outcomes import Outcome, OutcomeKind, Reason
+from worker.rules.states import EventState
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)

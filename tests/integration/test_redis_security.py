@@ -28,7 +28,7 @@ from producers.quarantine import QUARANTINE_KEY
 from producers.settings import PublisherSettings
 from producers.spool import Spool
 from producers.spool_report import SPOOLS_KEY, report_field
-from producers.transport import INBOX_KEY, QUEUE, InboxEntry
+from producers.wire import INBOX_KEY, QUEUE, InboxEntry
 from tests.processes import SandboxProcess, wait_until
 from tests.services import TlsRedisServer, start_tls_redis
 from tests.stack import Stack

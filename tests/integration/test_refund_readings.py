@@ -15,7 +15,7 @@ import pytest
 from producers.events import OrderPaid, OrderRefunded, Redemption
 from tests.driving import deliver, runtime_for
 from tests.processes import SandboxProcess
-from worker.runtime import Runtime
+from worker.process.runtime import Runtime
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 22, 9, 0, 0, 250_000, tzinfo=UTC)

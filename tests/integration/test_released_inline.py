@@ -15,11 +15,11 @@ from sqlalchemy.exc import OperationalError
 
 from producers.events import OrderPaid, OrderRefunded
 from producers.publisher import Publisher
-from producers.transport import QUEUE
+from producers.wire import QUEUE
 from tests.processes import SandboxProcess
-from worker.delivery import INLINE_BUDGET_S, INLINE_RELEASED
-from worker.ledger.models import EventState
-from worker.runtime import Runtime, build_runtime
+from worker.flows.delivery import INLINE_BUDGET_S, INLINE_RELEASED
+from worker.process.runtime import Runtime, build_runtime
+from worker.rules.states import EventState
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration

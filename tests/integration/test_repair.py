@@ -14,10 +14,10 @@ import pytest
 from producers.events import OrderPaid
 from tests.processes import SandboxProcess
 from tests.stack import Stack
-from worker.gameball.outcomes import Outcome, OutcomeKind, Reason
-from worker.ledger.models import DeadReason, EventState
 from worker.ledger.repository import AttemptRecord, new_event
-from worker.retry import Transition
+from worker.rules.outcomes import Outcome, OutcomeKind, Reason
+from worker.rules.retry import Transition
+from worker.rules.states import DeadReason, EventState
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

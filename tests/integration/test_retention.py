@@ -24,16 +24,16 @@ from producers.events import (
 )
 from tests.processes import GBQ, SandboxProcess, wait_until
 from tests.stack import Stack
-from worker.gameball.outcomes import Outcome, OutcomeKind, Reason
 from worker.gameball.payloads import RefundLine, lines_left, reversal_lines
 from worker.ledger.engine import create_ledger_engine
-from worker.ledger.models import DeadReason, EventState
 from worker.ledger.order_memory import reversal_basis
 from worker.ledger.repository import AttemptRecord, Ledger, new_event
 from worker.ledger.retention import ArchiveAppend, RemovedBatch, memories
 from worker.ledger.schema import migrate
-from worker.ordering import Gate, OrderFact, gate
-from worker.retry import Transition
+from worker.rules.ordering import Gate, OrderFact, gate
+from worker.rules.outcomes import Outcome, OutcomeKind, Reason
+from worker.rules.retry import Transition
+from worker.rules.states import DeadReason, EventState
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)

@@ -13,9 +13,9 @@ from pydantic import SecretStr
 from producers.events import OrderPaid
 from tests.conftest import settings_for
 from tests.processes import SandboxProcess, free_port
-from worker.gameball import GameballClient, GameballConfigError, build_request
-from worker.gameball.client import Redactor
-from worker.gameball.outcomes import Outcome
+from worker.gameball.client import GameballClient, GameballConfigError, Redactor
+from worker.gameball.payloads import build_request
+from worker.rules.outcomes import Outcome
 from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -56,11 +56,11 @@ def test_keys_never_leak(
     with GameballClient(settings) as client:
         seen.append(repr(client))
         # Given every kind of answer
-        seen += texts_of(client.send(build_request(order(1))).outcome)  # accepted
+        seen += texts_of(client.send(build_request(order(1), "v3.0")).outcome)  # accepted
         sandbox.faults(drop_after_apply_count=1)
-        seen += texts_of(client.send(build_request(order(2))).outcome)  # response lost
+        seen += texts_of(client.send(build_request(order(2), "v3.0")).outcome)  # response lost
         sandbox.faults(latency_s=1.0)
-        seen += texts_of(client.send(build_request(order(3))).outcome)  # timeout
+        seen += texts_of(client.send(build_request(order(3), "v3.0")).outcome)  # timeout
         sandbox.faults(reset=True)
     wrong = settings_for(
         sandbox.url,
@@ -68,14 +68,14 @@ def test_keys_never_leak(
         gameball_secret_key=SecretStr(WRONG_SECRET),
     )
     with GameballClient(wrong) as client:
-        seen += texts_of(client.send(build_request(order(4))).outcome)  # 401
+        seen += texts_of(client.send(build_request(order(4), "v3.0")).outcome)  # 401
     refused = settings_for(
         f"http://127.0.0.1:{free_port()}",
         gameball_api_key=SecretStr(API_KEY),
         gameball_secret_key=SecretStr(SECRET_KEY),
     )
     with GameballClient(refused) as client:
-        seen += texts_of(client.send(build_request(order(5))).outcome)  # connection refused
+        seen += texts_of(client.send(build_request(order(5), "v3.0")).outcome)  # connection refused
     # A key that cannot be a header is refused without being echoed.
     for bad in (f"{API_KEY}\n", f" {API_KEY}", f"{API_KEY}\u00e9"):
         with pytest.raises(GameballConfigError) as error:

@@ -9,11 +9,17 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from producers.transport import INBOX_KEY, ORDER_INBOX_PREFIX
-from worker.breaker import Breaker, BreakerConfig, Signal, State
-from worker.queue import RedisQueue
-from worker.ratelimit import PacedReader, RateLimitedReadError, RateLimiter, RateLimits, gcra
-from worker.shared_breaker import BREAKER_KEY, SharedBreaker
+from producers.wire import INBOX_KEY, ORDER_INBOX_PREFIX
+from worker.coordination.queue import RedisQueue
+from worker.coordination.ratelimit import (
+    PacedReader,
+    RateLimitedReadError,
+    RateLimiter,
+    RateLimits,
+    gcra,
+)
+from worker.coordination.shared_breaker import BREAKER_KEY, SharedBreaker
+from worker.rules.breaker import Breaker, BreakerConfig, Signal, State
 
 pytestmark = pytest.mark.integration
 SECOND = 1_000_000
@@ -98,7 +104,7 @@ def test_breaker_updates_from_many_workers_are_not_lost(
     redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Concurrent failures from 8 threads all count; the opening is logged once."""
-    caplog.set_level(logging.INFO, logger="worker.shared_breaker")
+    caplog.set_level(logging.INFO, logger="worker.coordination.shared_breaker")
     config = BreakerConfig(consecutive_failures=40, min_requests=1000)
     breakers = [SharedBreaker(redis.Redis.from_url(redis_url), config) for _ in range(8)]
     start = threading.Barrier(8)

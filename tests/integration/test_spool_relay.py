@@ -24,7 +24,7 @@ from producers.publisher import Publisher
 from producers.settings import PublisherSettings
 from producers.spool import Spool
 from producers.spool_report import SPOOLS_KEY, report, reports
-from producers.transport import InboxEntry
+from producers.wire import InboxEntry
 from tests.conftest import REDIS_FORMS
 from tests.console import ConsoleProcess
 from tests.factories import paid, refund

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from worker.breaker import (
+from worker.rules.breaker import (
     WAKE_GRACE_S,
     Breaker,
     BreakerConfig,
@@ -17,7 +17,7 @@ from worker.breaker import (
     observe,
     signal_of,
 )
-from worker.gameball.outcomes import Outcome, OutcomeKind, Reason
+from worker.rules.outcomes import Outcome, OutcomeKind, Reason
 
 CONFIG = BreakerConfig(
     min_requests=10,

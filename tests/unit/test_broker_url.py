@@ -15,8 +15,8 @@ import redis
 from kombu import Connection
 
 from producers.settings import load_publisher_settings
-from worker.app import app, broker_url
-from worker.transport import Channel, Transport
+from worker.process.app import app, broker_url
+from worker.process.transport import Channel, Transport
 
 FORMS = [
     # (GBQ_REDIS_URL, what redis-py connects to)

@@ -8,14 +8,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from worker.gameball.outcomes import (
-    HttpAnswer,
-    OutcomeKind,
-    Reason,
-    classify,
-    parse_retry_after,
-)
+from worker.gameball.outcomes import HttpAnswer, classify, parse_retry_after
 from worker.gameball.payloads import CallKind
+from worker.rules.outcomes import OutcomeKind, Reason
 
 DELIVERED, WAITING, RETRY = OutcomeKind.DELIVERED, OutcomeKind.WAITING, OutcomeKind.RETRY
 PAUSED, DEAD = OutcomeKind.PAUSED, OutcomeKind.DEAD

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from worker.transport import REPLY_QUEUE_SUFFIX, _readable_reply
+from worker.process.transport import REPLY_QUEUE_SUFFIX, _readable_reply
 
 QUEUE = b"5c1d.reply" + REPLY_QUEUE_SUFFIX.removeprefix(".reply").encode()
 

@@ -12,7 +12,7 @@ from typing import Any
 import typer
 import yaml
 
-from worker.cli import app
+from worker.ops.cli import app
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]

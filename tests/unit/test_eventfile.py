@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from producers.events import MAX_EVENT_BYTES
-from worker.cli.eventfile import Refusal, records
+from worker.ops.eventfile import Refusal, records
 
 GOOD = json.dumps({"kind": "cashback", "transaction_id": "T", "customer_id": "c", "amount": "1"})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.ratelimit import Bucket, RateLimits, bucket_of, gcra, keys_of
+from worker.coordination.ratelimit import Bucket, RateLimits, bucket_of, gcra, keys_of
 
 SECOND = 1_000_000
 KEYS = keys_of("orders")

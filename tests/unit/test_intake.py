@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from producers.transport import task_envelope, task_message
+from producers.wire import task_envelope, task_message
 from tests.poison import deeply_nested, forged_headers, message, queue_poisons, with_body
-from worker.intake import MAX_MESSAGE_BYTES, Accepted, Refused, recover, screen
+from worker.rules.intake import MAX_MESSAGE_BYTES, Accepted, Refused, recover, screen
 
 EVENT = {"kind": "paid", "order_id": "A", "customer_id": "c", "total_paid": "1"}
 

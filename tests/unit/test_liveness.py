@@ -8,7 +8,7 @@ from typing import Any
 import redis
 
 from tests.processes import wait_until
-from worker.liveness import ALIVE_PREFIX, Heartbeat
+from worker.coordination.liveness import ALIVE_PREFIX, Heartbeat
 
 
 class FlakyRedis:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from worker.delivery import MalformedMessageError, parse_message
+from worker.flows.delivery import MalformedMessageError, parse_message
 
 EVENT = {
     "kind": "cashback",

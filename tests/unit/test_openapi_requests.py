@@ -187,7 +187,7 @@ def test_the_schema_file_names_the_source_it_was_derived_from() -> None:
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_the_hold_gbq_makes_and_the_order_naming_it_conform(version: str) -> None:
-    """v4 redeems a redeemed_amount by holding it first (worker.redemption)."""
+    """v4 redeems a redeemed_amount by holding it first (worker.rules.redemption)."""
     order = _event("paid", SMALLEST["paid"], redemption={"redeemed_amount": "40"}, **CHANNELS)
     assert isinstance(order, OrderPaid)
     hold = hold_request(order, version, Decimal(40), datetime(2026, 3, 1, tzinfo=UTC))  # type: ignore[arg-type]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from worker.ordering import Gate, OrderFact, gate
+from worker.rules.ordering import Gate, OrderFact, gate
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
 

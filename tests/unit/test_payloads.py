@@ -67,7 +67,7 @@ def paid() -> OrderPaid:
 
 def test_paid_maps_to_v3_order_api() -> None:
     """A paid order is Gameball's Order API call, with every total and line."""
-    request = build_request(paid())
+    request = build_request(paid(), "v3.0")
     body = request.json()
     assert (request.method, request.path) == ("POST", "/api/v3.0/integrations/order")
     assert request.call == "order"
@@ -120,7 +120,7 @@ def refund(amount: str | None, **extra: object) -> OrderRefunded:
 
 def test_partial_refund_v3_names_both_ids_and_the_amount() -> None:
     """transactionId is the refund's own id, reverseTransactionId the order's."""
-    request = build_request(refund("90.50"))
+    request = build_request(refund("90.50"), "v3.0")
     assert request.path == "/api/v3.0/integrations/transaction/refund"
     assert request.call == "partial_refund"
     assert request.json() == {
@@ -134,7 +134,7 @@ def test_partial_refund_v3_names_both_ids_and_the_amount() -> None:
 
 def test_full_refund_omits_the_amount() -> None:
     """No amount means "reverse everything the order earned"."""
-    request = build_request(refund(None))
+    request = build_request(refund(None), "v3.0")
     assert request.call == "full_refund"
     assert "amount" not in request.json()
 
@@ -156,10 +156,10 @@ def test_refund_v3_sends_line_items_unless_told_not_to() -> None:
     turns them off."""
     line = LineItem(product_id="P-1", quantity=1, price=Decimal("10"))
     event = refund("10", line_items=(line,))
-    assert build_request(event).json()["lineItems"] == [
+    assert build_request(event, "v3.0").json()["lineItems"] == [
         {"productId": "P-1", "quantity": 1, "price": 10}
     ]
-    assert "lineItems" not in build_request(event, v3_refund_lines=False).json()
+    assert "lineItems" not in build_request(event, "v3.0", v3_refund_lines=False).json()
 
 
 @pytest.mark.parametrize("version", ["v3.0", "v4.0", "v4.1"])
@@ -242,7 +242,7 @@ def test_same_event_gives_byte_identical_requests_on_every_attempt() -> None:
     """Retries resend exactly the same bytes, even after a JSON round trip of the event."""
     for event in (paid(), refund("1.5"), refund(None)):
         again = parse_event(event_to_json(event))
-        assert build_request(event).body == build_request(again).body
+        assert build_request(event, "v3.0").body == build_request(again, "v3.0").body
         assert build_request(event, "v4.0").body == build_request(again, "v4.0").body
 
 
@@ -290,7 +290,7 @@ def test_redemption_and_merchant_fields_per_version() -> None:
         cart_id="cart-9",
         return_window_days=14,
     )
-    v3 = build_request(held).json()
+    v3 = build_request(held, "v3.0").json()
     assert (v3["holdReference"], v3["merchant"]) == (
         "hold-1",
         {"uniqueId": "M-1", "name": "Main", "branch": {"uniqueId": "B-7"}},
@@ -309,7 +309,7 @@ def test_redemption_and_merchant_fields_per_version() -> None:
     )
     assert v4["merchant"]["branch"] == {"uniqueId": "B-7"}
     direct = _with_redemption(redemption=Redemption(redeemed_amount=Decimal("12.5")))
-    assert build_request(direct).json()["redeemedAmount"] == 12.5
+    assert build_request(direct, "v3.0").json()["redeemedAmount"] == 12.5
     with pytest.raises(UnsentRedemptionError, match="through a hold"):
         build_request(direct, "v4.0")  # never a silent drop: v4 redeems through a hold
     named = Fixed(points=PointsSent(hold_reference="gbq-hold"))

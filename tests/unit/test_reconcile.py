@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 
 from producers.events import CashbackAwarded, Event, OrderPaid, OrderRefunded
+from worker.flows.reconcile import LedgerView, Verdict, holds_ours, reconcile
 from worker.gameball.records import GameballRecord
-from worker.reconcile import LedgerView, Verdict, holds_ours, reconcile
 
 
 def record(transaction_id: str) -> GameballRecord:

@@ -1,4 +1,4 @@
-"""How an order's redeemed points go, attempt by attempt (worker.redemption): pure."""
+"""How an order's redeemed points go, attempt by attempt (worker.rules.redemption): pure."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from decimal import Decimal
 import pytest
 
 from producers.events import Redemption
-from worker.redemption import (
+from worker.gameball.versions import ApiVersion, redeems_in_the_order
+from worker.rules.redemption import (
     ParkReason,
     Plan,
     RedemptionState,
@@ -38,9 +39,9 @@ FRESH = RedemptionState()
     ],
 )
 def test_the_next_step_for_the_orders_points(
-    redemption: Redemption, version: str, state: RedemptionState, expected: Plan
+    redemption: Redemption, version: ApiVersion, state: RedemptionState, expected: Plan
 ) -> None:
-    assert plan(redemption, version, state) == expected  # type: ignore[arg-type]
+    assert plan(redemption, redeems_in_the_order(version), state) == expected
 
 
 def test_a_hold_gone_is_held_again_when_its_value_is_known_else_parked() -> None:

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from worker.gameball.outcomes import Outcome, OutcomeKind, Reason
-from worker.ledger.models import DeadReason, EventState
-from worker.retry import RetryPolicy, Transition, after_attempt, backoff_delay_s
+from worker.rules.outcomes import Outcome, OutcomeKind, Reason
+from worker.rules.retry import RetryPolicy, Transition, after_attempt, backoff_delay_s
+from worker.rules.states import DeadReason, EventState
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 POLICY = RetryPolicy(base_s=1, cap_s=600, window_s=72 * 3600, pause_delay_s=30)

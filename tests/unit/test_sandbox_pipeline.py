@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from sandbox.account import Account
-from sandbox.app import DEFAULT_API_KEY, DEFAULT_SECRET_KEY, Reply, Sandbox, SandboxConfig
-from sandbox.parsing import GameballError, HoldCommand, OrderCommand
-from sandbox.ratelimit import GameballRateLimits
-from sandbox.rules import CashbackRules
+from worker.sandbox.account import Account
+from worker.sandbox.app import DEFAULT_API_KEY, DEFAULT_SECRET_KEY, Reply, Sandbox, SandboxConfig
+from worker.sandbox.parsing import GameballError, HoldCommand, OrderCommand
+from worker.sandbox.ratelimit import GameballRateLimits
+from worker.sandbox.rules import CashbackRules
 from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY
 
 KEYS = {"apikey": DEFAULT_API_KEY, "secretkey": DEFAULT_SECRET_KEY}

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sandbox.rules import (
+from worker.sandbox.rules import (
     CashbackRules,
     EarnedLine,
     OrderLine,

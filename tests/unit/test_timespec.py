@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from worker.timespec import TimeSpecError, parse_duration, parse_moment
+from worker.rules.timespec import TimeSpecError, parse_duration, parse_moment
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 

@@ -26,8 +26,9 @@ from typing import Final
 
 import httpx
 
-from worker.gameball.outcomes import HttpAnswer, Outcome, classify
+from worker.gameball.outcomes import HttpAnswer, classify
 from worker.gameball.payloads import GameballRequest
+from worker.rules.outcomes import Outcome
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)

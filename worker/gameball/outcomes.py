@@ -31,44 +31,18 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from enum import StrEnum
 from http import HTTPStatus
 from typing import Final
 
 import httpx
 
 from worker.gameball.payloads import REFUND_CALLS, CallKind
+from worker.rules.outcomes import Outcome, OutcomeKind, Reason
 
 BODY_EXCERPT_CHARS: Final = 500
-
-
-class OutcomeKind(StrEnum):
-    DELIVERED = "delivered"
-    WAITING = "waiting"
-    RETRY = "retry"
-    PAUSED = "paused"
-    DEAD = "dead"
-
-
-class Reason(StrEnum):
-    ACCEPTED = "accepted"
-    ALREADY_APPLIED = "already_applied"
-    PREDECESSOR_MISSING = "predecessor_missing"
-    RATE_LIMITED = "rate_limited"
-    SERVER_ERROR = "server_error"
-    TRANSIENT_REJECTION = "transient_rejection"
-    TIMEOUT = "timeout"
-    CONNECTION_ERROR = "connection_error"
-    RESPONSE_LOST = "response_lost"
-    UNEXPECTED_BODY = "unexpected_body"
-    UNEXPECTED_ERROR = "unexpected_error"
-    UNAUTHORIZED = "unauthorized"
-    ACCOUNT_DISABLED = "account_disabled"
-    MISCONFIGURED_ENDPOINT = "misconfigured_endpoint"
-    REJECTED = "rejected"
 
 
 @dataclass(frozen=True)
@@ -82,25 +56,6 @@ class HttpAnswer:
     @classmethod
     def from_response(cls, response: httpx.Response) -> HttpAnswer:
         return cls(response.status_code, response.content, response.headers.get("retry-after"))
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """A classified answer: what happened and everything worth keeping about it."""
-
-    kind: OutcomeKind
-    reason: Reason
-    message: str
-    status: int | None = None
-    code: int | None = None
-    retry_after_s: float | None = None
-    body_excerpt: str = ""
-
-    def to_retry(self, message: str) -> Outcome:
-        """This answer, settled as "try again" (its code and body kept) with ``message``."""
-        return replace(
-            self, kind=OutcomeKind.RETRY, reason=Reason.TRANSIENT_REJECTION, message=message
-        )
 
 
 _ALREADY_APPLIED: Final = frozenset({305, 9004})

@@ -25,7 +25,7 @@ from producers.events import (
     OrderRefunded,
     Redemption,
 )
-from worker.settings import ApiVersion
+from worker.gameball.versions import ApiVersion
 
 SHOP_CODES_KEY: Final = "shopDiscountCodes"  # v4: the shop's own codes, in extra
 CallKind: TypeAlias = Literal[
@@ -106,7 +106,7 @@ def call_kind(event: Event) -> CallKind:
 
 @dataclass(frozen=True)
 class PointsSent:
-    """How an order's redeemed points go, as the delivery decided (``worker.redemption``):
+    """How an order's redeemed points go, as the delivery decided (``worker.rules.redemption``):
     a hold to name, an amount (v3.0 only), or neither (the redemption is parked)."""
 
     hold_reference: str | None = None
@@ -188,7 +188,7 @@ def lines_left(paid: Iterable[RefundLine], taken: Mapping[str, int]) -> tuple[Re
 
 def build_request(
     event: Event,
-    version: ApiVersion = "v3.0",
+    version: ApiVersion,
     fixed: Fixed = Fixed(),
     *,
     v3_refund_lines: bool = True,

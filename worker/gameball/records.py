@@ -27,7 +27,7 @@ from typing import Any, Final, Protocol
 from urllib.parse import quote, urlencode
 
 from worker.gameball.client import GameballReadError
-from worker.settings import ApiVersion
+from worker.gameball.versions import ApiVersion
 
 _NOT_FOUND: Final = frozenset({303, 9002, 4004, 101, 7000})
 PAGE_SIZE: Final = 100  # v3.0's list

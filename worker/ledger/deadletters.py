@@ -22,10 +22,11 @@ from sqlalchemy import ColumnElement, Select, bindparam, delete, func, select, t
 from sqlalchemy.orm import Session
 
 from producers.events import Event, InvalidEventError, parse_event
-from worker.intake import recover
 from worker.ledger.counters import event_counts
-from worker.ledger.models import AttemptRow, DeadReason, EventRow, EventState, UtcDateTime
+from worker.ledger.models import AttemptRow, EventRow, UtcDateTime
 from worker.ledger.repository import Ledger, afresh, new_event
+from worker.rules.intake import recover
+from worker.rules.states import DeadReason, EventState
 
 DEAD = EventState.DEAD
 

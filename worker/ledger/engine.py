@@ -49,7 +49,7 @@ def _postgres_engine(url: str) -> Engine:
 
 def _sqlite_engine(url: str) -> Engine:
     # A pool per process: opening a connection (and its PRAGMAs) and closing it (which
-    # may checkpoint the WAL) cost more than the work of a delivery. worker.runtime builds
+    # may checkpoint the WAL) cost more than the work of a delivery. worker.process.runtime builds
     # one engine per process id and never closes one inherited across a fork. Overflow is
     # unbounded so a threads pool never waits for a connection; extra ones close on return.
     engine = create_engine(

@@ -1,15 +1,12 @@
 """The ledger's tables: one row per event (its state and Gameball's last answer) and one
 row per HTTP attempt. The ledger, not Redis, is the source of truth for every event.
 
-States (DESIGN §5): ``pending`` → ``in_flight`` (claimed with a lease) → ``delivered`` |
-``scheduled`` (retry at ``next_attempt_at``) | ``waiting`` (an earlier event of the order is
-not delivered yet) | ``dead`` (with ``dead_reason``).
+The states and dead reasons are ``worker.rules.states``.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -27,27 +24,6 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
-
-
-class EventState(StrEnum):
-    PENDING = "pending"
-    IN_FLIGHT = "in_flight"
-    SCHEDULED = "scheduled"
-    WAITING = "waiting"
-    DELIVERED = "delivered"
-    DEAD = "dead"
-
-
-# What can be sent now or is on its way (not waiting for an earlier event, not settled).
-SENDABLE = (EventState.PENDING, EventState.IN_FLIGHT, EventState.SCHEDULED)
-
-
-class DeadReason(StrEnum):
-    REJECTED = "rejected"  # Gameball refused it for good (its code and message are kept)
-    EXPIRED = "expired"  # the retry window (or the waiting window) ran out
-    BLOCKED = "blocked"  # its order's paid event is dead
-    MALFORMED = "malformed"  # the input could not be read as an event (raw bytes are kept)
-    CURRENCY = "currency"  # a refund in another currency than its order's: not sent blind
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -132,7 +108,7 @@ class EventRow(Base):
     # What the Gameball request is fixed to (every attempt sends the same bytes).
     transaction_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
     reversal_lines: Mapped[str | None] = mapped_column(Text)  # JSON: lines a full reversal names
-    # JSON (worker.redemption.RedemptionState): where an order's redeemed points stand
+    # JSON (worker.rules.redemption.RedemptionState): where an order's redeemed points stand
     redemption_state: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (

@@ -30,7 +30,7 @@ from typing import Any
 
 from producers.events import Event, OrderPaid, OrderRefunded, parse_event
 from worker.gameball.payloads import refunded_quantities, transaction_id_of
-from worker.ledger.models import EventState
+from worker.rules.states import EventState
 
 DEFAULT_CURRENCY = "USD"  # an event without one (producers.events)
 

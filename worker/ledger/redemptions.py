@@ -1,6 +1,6 @@
 """Where each order's redeemed points stand, and the parked ones the operator settles.
 
-``gbq_events.redemption_state`` holds a :class:`worker.redemption.RedemptionState` per
+``gbq_events.redemption_state`` holds a :class:`worker.rules.redemption.RedemptionState` per
 order that redeems points; only the lease holder writes it. A redemption gbq cannot carry
 to Gameball is parked in ``gbq_parked_redemptions`` (once per event) until an operator
 resolves it (``gbq redemptions resolve``), after settling the points in Gameball's

@@ -26,15 +26,14 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from producers.events import Event
 from producers.quarantine import Poison
-from producers.transport import content_sha256
 from producers.untrusted import printable
-from worker.gameball.outcomes import Outcome
+from producers.wire import content_sha256
 from worker.ledger import statements as st
 from worker.ledger.clock import LedgerClock
 from worker.ledger.counters import by_state, event_counts
 from worker.ledger.engine import READ_ONLY
 from worker.ledger.kept import KeptConnection
-from worker.ledger.models import AttemptRow, DeadReason, EventRow, EventState
+from worker.ledger.models import AttemptRow, EventRow
 from worker.ledger.order_memory import OrderMemory, OrderRow
 from worker.ledger.prepared import Runner
 from worker.ledger.retention import (
@@ -45,8 +44,10 @@ from worker.ledger.retention import (
     memories,
     remove_batch,
 )
-from worker.ordering import OrderFact
-from worker.retry import Transition
+from worker.rules.ordering import OrderFact
+from worker.rules.outcomes import Outcome
+from worker.rules.retry import Transition
+from worker.rules.states import DeadReason, EventState
 
 S = EventState
 MALFORMED_PREVIEW_CHARS = 2000

@@ -40,9 +40,10 @@ from sqlalchemy import Connection, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from producers.events import Event, parse_event
-from worker.ledger.models import AttemptRow, EventRow, EventState, PrunedOrderRow
+from worker.ledger.models import AttemptRow, EventRow, PrunedOrderRow
 from worker.ledger.order_memory import OrderMemory
 from worker.ledger.statements import PRUNED_ORDERS
+from worker.rules.states import EventState
 
 ARCHIVE_LOCK = ".gbq-archive.lock"
 _EVENT_COLUMNS = (

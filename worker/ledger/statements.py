@@ -26,7 +26,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 
-from worker.ledger.models import AttemptRow, EventRow, EventState, PrunedOrderRow
+from worker.ledger.models import AttemptRow, EventRow, PrunedOrderRow
+from worker.rules.states import EventState
 
 _COLUMNS = EventRow.__table__.c
 NOW = bindparam("b_now", type_=_COLUMNS.updated_at.type)

@@ -1,7 +1,7 @@
 """Redeemed points carried the documented way: gbq_events.redemption_state keeps where an
 order's redemption stands across attempts (a hold gbq made, a checkout hold gone, a
 redemption parked), and gbq_parked_redemptions lists those the operator settles
-(worker.redemption). Adds a nullable column and a table: cheap on either database.
+(worker.rules.redemption). Adds a nullable column and a table: cheap on either database.
 
 Revision ID: 0010
 Revises: 0009

@@ -1,1 +1,0 @@
-"""A local Gameball for tests, benchmarks and the demo (DESIGN §7). See ``sandbox.app``."""

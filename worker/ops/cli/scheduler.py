@@ -1,0 +1,75 @@
+"""``gbq scheduler``: the recovery and retry sweeps (one leader among any number)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+import typer
+from sqlalchemy.exc import SQLAlchemyError
+
+from producers.spool import Spool
+from producers.transport import redis_client
+from worker.flows.scheduler import Scheduler
+from worker.ledger.engine import create_ledger_engine
+from worker.ledger.repository import Ledger
+from worker.ops.cli.common import fail, ledger_engine, redis_url
+from worker.ops.metrics import serve_metrics
+from worker.process.logs import configure_logging
+from worker.settings import load_settings, redact_url
+
+
+def run() -> None:
+    """Re-send due retries, recover crashed deliveries, relay the spool and the outbox.
+
+    Several may run for safety; one leads through a Redis lock. SIGTERM stops it cleanly.
+    Also serves Prometheus metrics on GBQ_METRICS_HOST:GBQ_METRICS_PORT (/metrics).
+    Settings: GBQ_SCHEDULER_TICK_S, GBQ_SCHEDULER_BATCH, GBQ_REDRIVE_AFTER_S, GBQ_LEASE_S.
+
+    Example:
+
+      gbq scheduler
+    """
+    settings = load_settings()
+    configure_logging(settings)
+    engine = ledger_engine(settings)
+    url = redis_url(settings, must_answer=False)
+    outbox_url = settings.effective_outbox_url()
+    try:
+        outbox = (
+            engine
+            if outbox_url == settings.effective_database_url()
+            else (create_ledger_engine(outbox_url))
+        )
+    except SQLAlchemyError as error:
+        fail(f"cannot use the outbox database at {redact_url(outbox_url)}: {error}")
+    if settings.metrics_port:
+        try:
+            serve_metrics(
+                Ledger(engine),
+                redis_client(url, 10.0),
+                settings.metrics_host,
+                settings.metrics_port,
+            )
+        except OSError as error:
+            fail(
+                f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port} "
+                f"({error.strerror}); set GBQ_METRICS_PORT (0 turns metrics off)"
+            )
+    scheduler = Scheduler(
+        settings,
+        ledger=Ledger(engine),
+        redis_client=redis_client(url, 10.0),
+        spool=Spool(settings.effective_spool_path),
+        outbox_engine=outbox,
+    )
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, request_stop)
+    typer.echo(f"scheduler {scheduler.owner} running (tick {settings.scheduler_tick_s}s)")
+    scheduler.run(stop)

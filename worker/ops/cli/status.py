@@ -1,0 +1,141 @@
+"""``gbq status``: is delivery healthy, and if not, why."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+import redis
+import typer
+from rich.table import Table
+
+from producers.spool import Spool
+from producers.transport import redis_client
+from producers.untrusted import printable
+from producers.wire import INBOX_KEY
+from worker.coordination.ratelimit import RateLimiter, RateLimits
+from worker.ledger.repository import Ledger
+from worker.ops.cli.common import ExitCode, console, fail, ledger_engine, redis_url
+from worker.ops.status import StatusReport, collect
+from worker.rules.states import SENDABLE
+from worker.settings import Settings, key_fingerprint, load_settings
+
+
+def _idle(report: StatusReport, client: redis.Redis) -> bool:
+    """Nothing left to send: no inbox entry, nothing pending, in flight or retrying."""
+    sendable = sum(report.events.get(state, 0) for state in SENDABLE)
+    return sendable == 0 and int(client.hlen(INBOX_KEY)) == 0
+
+
+def run(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    wait_s: Annotated[
+        float | None,
+        typer.Option(
+            "--wait",
+            metavar="SECONDS",
+            help="First wait until nothing is left to send (the inbox empty, nothing "
+            "pending, in flight or retrying), at most this long; exit 1 if it never is.",
+            min=0,
+        ),
+    ] = None,
+) -> None:
+    """Where deliveries go, events per state, the oldest sendable and waiting events, dead
+    letters by reason, the circuit breaker and why, rate-limit backlog, deliveries in the
+    last minute, the scheduler leader.
+
+    Examples:
+
+      gbq status
+
+      gbq status --json | jq .breaker
+
+      gbq status --wait 60   # after publishing: report once everything went out
+    """
+    settings = load_settings()
+    engine = ledger_engine(settings)
+    client = redis_client(redis_url(settings, must_answer=True), 5.0)
+    ledger = Ledger(engine)
+    limiter = RateLimiter(client, RateLimits.from_settings(settings))
+    spool = Spool(settings.effective_spool_path)
+    deadline, timed_out = time.monotonic() + (wait_s or 0.0), False
+    try:
+        report = collect(ledger, client, limiter, spool)
+        while wait_s is not None and not _idle(report, client):
+            if time.monotonic() > deadline:
+                typer.echo(f"still sending after {wait_s:g}s", err=True)
+                timed_out = True
+                break
+            time.sleep(0.2)  # polling the ledger, bounded by --wait
+            report = collect(ledger, client, limiter, spool)
+    except redis.RedisError as error:
+        fail(f"cannot read status from Redis: {error}")
+    where = {
+        "gameball": {
+            "base_url": settings.gameball_base_url,
+            "api_version": settings.gameball_api_version,
+            "key": key_fingerprint(settings.gameball_api_key),
+        },
+        "home": str(settings.home),
+    }
+    if as_json:
+        typer.echo(json.dumps({**report.as_dict(), **where}, indent=2))
+    else:
+        _print(report, settings)
+    if timed_out:
+        raise typer.Exit(int(ExitCode.NOTHING))
+
+
+def _print(report: StatusReport, settings: Settings) -> None:
+    out = console()
+    out.print(f"delivering to {settings.endpoint()}")
+    out.print(f"local state (GBQ_HOME): {settings.home}")
+    table = Table(title="events", show_header=True)
+    table.add_column("state")
+    table.add_column("count", justify="right")
+    for state in ("pending", "in_flight", "scheduled", "waiting", "delivered", "dead"):
+        table.add_row(state, str(report.events.get(state, 0)))
+    out.print(table)
+    for what, age in (
+        ("oldest sendable", report.oldest_sendable_age_s),
+        ("oldest waiting for an earlier event of its order", report.oldest_waiting_age_s),
+    ):
+        out.print(f"{what}: {'none' if age is None else f'{age:.0f}s old'}")
+    dead = ", ".join(f"{reason}={count}" for reason, count in report.dead_by_reason.items())
+    out.print(f"dead letters: {dead or 'none'}")
+    out.print(f"delivered in the last minute: {report.delivered_last_minute}")
+    breaker = report.breaker
+    out.print(f"circuit breaker: {breaker['state']} — {breaker['explanation']}")
+    backlog = (
+        ", ".join(f"{k} window {v:.1f}s ahead" for k, v in report.rate_limit_backlog_s.items())
+        or "off"
+    )
+    out.print(f"rate limit: {backlog}")
+    out.print(f"scheduler leader: {report.scheduler_leader or 'none running'}")
+    if report.spooled_here:
+        out.print(f"spooled on this host, waiting for Redis: {report.spooled_here}")
+    for spool in report.spools:
+        out.print(spool_line(spool), markup=False, highlight=False)
+    if report.conflicts:
+        out.print(
+            f"events published again with other content: {report.conflicts} "
+            "(the first content is kept; `gbq events <order>` shows the other)"
+        )
+    if report.quarantined:
+        out.print(f"unreadable input waiting to become dead letters: {report.quarantined}")
+    if report.parked_redemptions:
+        out.print(
+            f"redeemed points parked for you to settle: {report.parked_redemptions} "
+            "(`gbq redemptions list`)"
+        )
+
+
+def spool_line(spool: dict[str, Any]) -> str:
+    """One host's spool: how many, how old, and when its relayer last reported."""
+    oldest = spool["oldest_age_s"]
+    age = "" if oldest is None else f", oldest {oldest:.0f}s old"
+    return (
+        f"spooled on {printable(spool['host'], 100)} ({printable(spool['path'], 200)}): "
+        f"{spool['count']} event(s){age}; reported {spool['seen_age_s']:.0f}s ago"
+    )

@@ -1,0 +1,64 @@
+"""Per-order ordering: may this event go to Gameball now? A pure decision (DESIGN §1.3).
+
+- ``paid`` and ``cashback`` events never wait.
+- A cancellation or refund goes only after its order's ``paid`` event was *delivered*,
+  and after every earlier (by occurrence time, then id) cancellation or refund of the same
+  order has been delivered or has died. A dead ``paid`` event blocks them for good.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from worker.rules.states import EventState
+
+
+class Gate(StrEnum):
+    PROCEED = "proceed"
+    WAIT = "wait"
+    BLOCK = "block"
+
+
+@dataclass(frozen=True)
+class OrderFact:
+    """What ordering needs to know of one event of an order."""
+
+    event_id: str
+    kind: str
+    occurred_at: datetime
+    state: str
+
+    @property
+    def position(self) -> tuple[datetime, str]:
+        return (self.occurred_at, self.event_id)
+
+
+_SETTLED = frozenset({EventState.DELIVERED, EventState.DEAD})
+
+
+def waits_on_order(kind: str) -> bool:
+    """Whether an event of this kind can be held back by its order (else the gate always
+    says proceed, and its order need not be read)."""
+    return kind not in ("paid", "cashback")
+
+
+def gate(event: OrderFact, order_events: Sequence[OrderFact]) -> Gate:
+    """Whether ``event`` may be sent, given the other events of its order in the ledger."""
+    if not waits_on_order(event.kind):
+        return Gate.PROCEED
+    others = [other for other in order_events if other.event_id != event.event_id]
+    paid = next((other for other in others if other.kind == "paid"), None)
+    if paid is None:
+        return Gate.WAIT
+    if paid.state == EventState.DEAD:
+        return Gate.BLOCK
+    if paid.state != EventState.DELIVERED:
+        return Gate.WAIT
+    earlier_unsettled = any(
+        other.kind != "paid" and other.position < event.position and other.state not in _SETTLED
+        for other in others
+    )
+    return Gate.WAIT if earlier_unsettled else Gate.PROCEED
