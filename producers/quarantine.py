@@ -22,9 +22,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from producers.keys import QUARANTINE_KEY
 from producers.untrusted import UnreadableError, load_json
 
-QUARANTINE_KEY: Final = "gbq:quarantine"
 KEEP_BYTES: Final = 64 * 1024
 _MAX_RECORD_BYTES: Final = 2 * KEEP_BYTES  # base64 of KEEP_BYTES plus the fields
 _FIELDS: Final = {"source", "problem", "raw", "length", "sha256"}

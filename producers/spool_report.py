@@ -23,10 +23,10 @@ from typing import Final
 
 import redis
 
+from producers.keys import SPOOLS_KEY
 from producers.spool import Spool
 from producers.untrusted import UnreadableError, load_json
 
-SPOOLS_KEY: Final = "gbq:spools"
 MAX_REPORTS: Final = 1000
 MAX_REPORT_BYTES: Final = 4096
 

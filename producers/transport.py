@@ -27,19 +27,17 @@ from redis.backoff import NoBackoff
 from redis.commands.core import Script
 from redis.retry import Retry
 
-from producers.quarantine import Poison, quarantine
-from producers.wire import (
+from producers.keys import (
     CONFLICTS_KEY,
     INBOX_DUE_KEY,
     INBOX_KEY,
     INBOX_SHA_KEY,
     ORDER_INBOX_PREFIX,
     QUEUE,
-    InboxEntry,
-    content_sha256,
-    order_id_of,
-    task_message,
 )
+from producers.lua import script
+from producers.quarantine import Poison, quarantine
+from producers.wire import InboxEntry, content_sha256, order_id_of, task_message
 
 
 def redis_client(url: str, timeout_s: float) -> redis.Redis:
@@ -55,31 +53,7 @@ def redis_client(url: str, timeout_s: float) -> redis.Redis:
 
 # KEYS: inbox, due, queue, content hashes, conflicts, then one order index per event (the
 # inbox key itself when the event has no order). ARGV: mode, then 5 per event.
-_PUSH = """
-local n = (#ARGV - 1) / 5
-local conflicts = {}
-for i = 0, n - 1 do
-  local id, sha = ARGV[2 + i * 5], ARGV[6 + i * 5]
-  local first = redis.call('HGET', KEYS[4], id)
-  if first and first ~= sha then conflicts[#conflicts + 1] = id end
-end
-if #conflicts > 0 and ARGV[1] == 'all-or-nothing' then return conflicts end
-for i = 0, n - 1 do
-  local id, envelope, score = ARGV[2 + i * 5], ARGV[3 + i * 5], ARGV[4 + i * 5]
-  local message, sha = ARGV[5 + i * 5], ARGV[6 + i * 5]
-  local first = redis.call('HGET', KEYS[4], id)
-  if not first then
-    redis.call('HSET', KEYS[1], id, envelope)
-    redis.call('HSET', KEYS[4], id, sha)
-    redis.call('ZADD', KEYS[2], 'NX', score, id)
-    if KEYS[5 + i + 1] ~= KEYS[1] then redis.call('SADD', KEYS[5 + i + 1], id) end
-    redis.call('LPUSH', KEYS[3], message)
-  elseif first ~= sha then
-    redis.call('LPUSH', KEYS[5], envelope)
-  end
-end
-return conflicts
-"""
+_PUSH = script("producers", "push_to_inbox")
 _PUSH_SCRIPT = Script(None, _PUSH.encode())  # type: ignore[arg-type] # bound per call
 
 

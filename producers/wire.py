@@ -15,15 +15,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from producers.events import MAX_EVENT_BYTES, Event, InvalidEventError, parse_event
+from producers.keys import QUEUE
 from producers.untrusted import UnreadableError, load_json, printable
 
-QUEUE: Final = "gbq"
 DELIVER_TASK: Final = "gbq.deliver"
-INBOX_KEY: Final = "gbq:inbox"
-INBOX_DUE_KEY: Final = "gbq:inbox:due"
-ORDER_INBOX_PREFIX: Final = "gbq:inbox:order:"  # + order id: ids of its events in the inbox
-INBOX_SHA_KEY: Final = "gbq:inbox:sha"  # event_id → content hash of the first accepted
-CONFLICTS_KEY: Final = "gbq:conflicts"  # envelopes found conflicting while relaying a spool
 MAX_EVENT_ID_LENGTH: Final = 300  # the ledger's key column
 ORIGIN: Final = f"{os.getpid()}@{socket.gethostname()}"  # a Celery header: who sent it
 MAX_ENVELOPE_BYTES: Final = MAX_EVENT_BYTES + 1024

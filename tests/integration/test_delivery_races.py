@@ -21,10 +21,9 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.exc import OperationalError
 
 from producers.events import OrderPaid, OrderRefunded
+from producers.keys import BREAKER_KEY, QUEUE
 from producers.publisher import Publisher
-from producers.wire import QUEUE
 from tests.processes import SandboxProcess, wait_until
-from worker.coordination.shared_breaker import BREAKER_KEY
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.repository import Ledger, new_event, order_lock_key
 from worker.process.runtime import Runtime, build_runtime

@@ -15,11 +15,10 @@ import pytest
 import redis
 
 from producers.events import CashbackAwarded, Event, OrderPaid, OrderRefunded
+from producers.keys import ALIVE_PREFIX, INBOX_KEY, QUEUE
 from producers.quarantine import Poison
-from producers.wire import INBOX_KEY, QUEUE
 from tests.processes import GBQ, SandboxProcess, free_port
 from tests.stack import Stack
-from worker.coordination.liveness import ALIVE_PREFIX
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.redemptions import ParkedRedemption, Redemptions
 from worker.ledger.repository import AttemptRecord, Ledger, new_event

@@ -25,8 +25,9 @@ from producers.events import (
     OrderPaid,
     OrderRefunded,
 )
+from producers.keys import QUEUE
 from producers.transport import enqueue
-from producers.wire import QUEUE, task_message
+from producers.wire import task_message
 from tests.processes import GBQ, SandboxProcess, pool_children, wait_until
 from tests.scenario import generate, wallets
 from tests.services import RedisServer

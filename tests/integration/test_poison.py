@@ -28,10 +28,11 @@ from hypothesis import strategies as st
 from sqlalchemy import insert, select
 
 from producers.events import OrderPaid, event_to_json
+from producers.keys import INBOX_DUE_KEY, INBOX_KEY, ORDER_INBOX_PREFIX, QUARANTINE_KEY, QUEUE
 from producers.outbox import outbox_table
-from producers.quarantine import KEEP_BYTES, QUARANTINE_KEY
+from producers.quarantine import KEEP_BYTES
 from producers.spool import Spool
-from producers.wire import INBOX_DUE_KEY, INBOX_KEY, ORDER_INBOX_PREFIX, QUEUE, InboxEntry
+from producers.wire import InboxEntry
 from tests import poison as catalogue
 from tests.factories import paid, refund
 from tests.processes import GBQ, SandboxProcess, wait_until

@@ -18,14 +18,14 @@ from sqlalchemy.orm import Session
 
 from producers import InvalidEventError, OrderPaid, OrderRefunded
 from producers.events import LineItem
+from producers.keys import CONFLICTS_KEY, INBOX_DUE_KEY, INBOX_KEY, LEADER_KEY, QUEUE
 from producers.outbox import outbox_table
 from producers.publisher import ConflictingEventError, Publisher, PublishError
 from producers.spool import Spool
 from producers.transport import redis_client
-from producers.wire import CONFLICTS_KEY, INBOX_DUE_KEY, INBOX_KEY, QUEUE
 from tests.processes import free_port, wait_until
 from tests.services import RedisServer
-from worker.flows.scheduler import LEADER_KEY, Scheduler
+from worker.flows.scheduler import Scheduler
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.repository import Ledger
 from worker.settings import Settings

@@ -8,7 +8,7 @@ import json
 import pytest
 import redis
 
-from producers.wire import INBOX_DUE_KEY, INBOX_KEY, INBOX_SHA_KEY, ORDER_INBOX_PREFIX
+from producers.keys import INBOX_DUE_KEY, INBOX_KEY, INBOX_SHA_KEY, ORDER_INBOX_PREFIX
 from worker.coordination.queue import RedisQueue
 
 pytestmark = pytest.mark.integration

@@ -23,12 +23,12 @@ import trustme
 from pydantic import SecretStr
 
 from producers.events import OrderPaid, event_to_json
+from producers.keys import INBOX_KEY, QUARANTINE_KEY, QUEUE, SPOOLS_KEY
 from producers.publisher import Publisher
-from producers.quarantine import QUARANTINE_KEY
 from producers.settings import PublisherSettings
 from producers.spool import Spool
-from producers.spool_report import SPOOLS_KEY, report_field
-from producers.wire import INBOX_KEY, QUEUE, InboxEntry
+from producers.spool_report import report_field
+from producers.wire import InboxEntry
 from tests.processes import SandboxProcess, wait_until
 from tests.services import TlsRedisServer, start_tls_redis
 from tests.stack import Stack

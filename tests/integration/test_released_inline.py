@@ -14,8 +14,8 @@ import redis
 from sqlalchemy.exc import OperationalError
 
 from producers.events import OrderPaid, OrderRefunded
+from producers.keys import QUEUE
 from producers.publisher import Publisher
-from producers.wire import QUEUE
 from tests.processes import SandboxProcess
 from worker.flows.delivery import INLINE_BUDGET_S, INLINE_RELEASED
 from worker.process.runtime import Runtime, build_runtime

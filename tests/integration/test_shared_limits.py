@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from producers.wire import INBOX_KEY, ORDER_INBOX_PREFIX
+from producers.keys import BREAKER_KEY, INBOX_KEY, ORDER_INBOX_PREFIX
 from worker.coordination.queue import RedisQueue
 from worker.coordination.ratelimit import (
     PacedReader,
@@ -18,7 +18,7 @@ from worker.coordination.ratelimit import (
     RateLimits,
     gcra,
 )
-from worker.coordination.shared_breaker import BREAKER_KEY, SharedBreaker
+from worker.coordination.shared_breaker import SharedBreaker
 from worker.rules.breaker import Breaker, BreakerConfig, Signal, State
 
 pytestmark = pytest.mark.integration

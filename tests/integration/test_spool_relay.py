@@ -20,10 +20,11 @@ import redis
 from pydantic import SecretStr
 
 from producers.events import event_to_json
+from producers.keys import SPOOLS_KEY
 from producers.publisher import Publisher
 from producers.settings import PublisherSettings
 from producers.spool import Spool
-from producers.spool_report import SPOOLS_KEY, report, reports
+from producers.spool_report import report, reports
 from producers.wire import InboxEntry
 from tests.conftest import REDIS_FORMS
 from tests.console import ConsoleProcess

@@ -7,8 +7,9 @@ from typing import Any
 
 import redis
 
+from producers.keys import ALIVE_PREFIX
 from tests.processes import wait_until
-from worker.coordination.liveness import ALIVE_PREFIX, Heartbeat
+from worker.coordination.liveness import Heartbeat
 
 
 class FlakyRedis:

@@ -22,11 +22,11 @@ import itertools
 import logging
 import threading
 from collections.abc import Sequence
-from typing import Final
 
 import redis
 
-ALIVE_PREFIX: Final = "gbq:alive:"
+from producers.keys import ALIVE_PREFIX
+
 log = logging.getLogger(__name__)
 
 

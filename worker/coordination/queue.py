@@ -8,10 +8,12 @@ from typing import Any
 
 import redis
 
+from producers.keys import INBOX_DUE_KEY, INBOX_KEY, INBOX_SHA_KEY, ORDER_INBOX_PREFIX
+from producers.lua import script
 from producers.quarantine import Poison
 from producers.transport import enqueue
 from producers.untrusted import UnreadableError, printable
-from producers.wire import INBOX_DUE_KEY, INBOX_KEY, INBOX_SHA_KEY, ORDER_INBOX_PREFIX, InboxEntry
+from producers.wire import InboxEntry
 
 
 @dataclass(frozen=True)
@@ -26,35 +28,13 @@ class UnreadableEntry:
 # for none), then for each id its order's set (the inbox itself for an event without an
 # order); ARGV: the ids. One atomic command: a MULTI pipeline of four commands per delivery
 # cost the worker several times the CPU.
-_INBOX_DONE = """
-for i, id in ipairs(ARGV) do
-  redis.call('HDEL', KEYS[1], id)
-  redis.call('HDEL', KEYS[2], id)
-  redis.call('ZREM', KEYS[3], id)
-  if KEYS[4 + i] ~= KEYS[1] then redis.call('SREM', KEYS[4 + i], id) end
-end
-if KEYS[4] ~= KEYS[1] then return redis.call('GET', KEYS[4]) end
-return false
-"""
+_INBOX_DONE = script("worker.coordination", "inbox_done")
 
 
 # KEYS: an order's set of inbox ids, the inbox. Returns {id, envelope, id, envelope...} of
 # the order's entries, and drops from the set the ids the inbox no longer holds. One round
 # trip instead of two or three: every refund and cancellation reads its order's inbox.
-_ORDER_INBOX = """
-local ids = redis.call('SMEMBERS', KEYS[1])
-local found = {}
-for _, id in ipairs(ids) do
-  local envelope = redis.call('HGET', KEYS[2], id)
-  if envelope then
-    found[#found + 1] = id
-    found[#found + 1] = envelope
-  else
-    redis.call('SREM', KEYS[1], id)
-  end
-end
-return found
-"""
+_ORDER_INBOX = script("worker.coordination", "order_inbox")
 
 
 class RedisQueue:

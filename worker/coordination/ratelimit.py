@@ -25,6 +25,8 @@ from typing import Final, Literal, Protocol, TypeAlias
 
 import redis
 
+from producers.keys import RATE_LIMIT_PREFIX, RATE_LIMIT_WAITS_KEY
+from producers.lua import script
 from worker.gameball.client import GameballReadError
 from worker.gameball.records import Reader
 from worker.settings import Settings
@@ -59,47 +61,12 @@ def bucket_of(method: str, path: str) -> Bucket:
 
 def keys_of(bucket: Bucket) -> tuple[str, str]:
     """The Redis keys of a bucket's two windows."""
-    return (f"gbq:ratelimit:{bucket}:1s", f"gbq:ratelimit:{bucket}:30s")
+    return (f"{RATE_LIMIT_PREFIX}{bucket}:1s", f"{RATE_LIMIT_PREFIX}{bucket}:30s")
 
 
-WAITS_KEY = "gbq:stats:rate_limit_waits"  # how often a worker had to wait (a metric)
+_GCRA = script("worker.coordination", "gcra")
 
-_GCRA = """
-local now = tonumber(ARGV[1])
-if now == nil then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-local wait = 0
-local tats = {}
-for i, key in ipairs(KEYS) do
-  local tat = tonumber(redis.call('GET', key) or '0')
-  if tat < now then tat = now end
-  tats[i] = tat
-  if tat - now > wait then wait = tat - now end
-end
-if wait > 0 then return {0, wait} end
-for i, key in ipairs(KEYS) do
-  local interval = tonumber(ARGV[i + 1])
-  redis.call('SET', key, tats[i] + interval, 'PX', math.ceil((interval + 1000000) / 1000))
-end
-return {1, 0}
-"""
-
-_PENALTY = """
-local now = tonumber(ARGV[1])
-if now == nil then
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-end
-local penalty = tonumber(ARGV[2])
-for _, key in ipairs(KEYS) do
-  local tat = tonumber(redis.call('GET', key) or '0')
-  if tat < now then tat = now end
-  redis.call('SET', key, tat + penalty, 'PX', math.ceil((penalty + 1000000) / 1000))
-end
-return 1
-"""
+_PENALTY = script("worker.coordination", "penalty")
 
 
 def gcra(
@@ -196,12 +163,12 @@ class RateLimiter:
             allowed, wait_s = self.try_acquire(bucket=bucket)
             if allowed:
                 if waited:
-                    self.client.incr(WAITS_KEY)
+                    self.client.incr(RATE_LIMIT_WAITS_KEY)
                 return True, 0.0
             waited = True
             remaining = deadline - time.monotonic()
             if wait_s > remaining:
-                self.client.incr(WAITS_KEY)
+                self.client.incr(RATE_LIMIT_WAITS_KEY)
                 return False, wait_s
             self.sleep(wait_s)  # waiting for a token: the rate limit's own pacing
 

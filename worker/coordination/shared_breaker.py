@@ -15,6 +15,7 @@ from typing import Final, TypeVar
 
 import redis
 
+from producers.keys import BREAKER_DEFERRALS_KEY, BREAKER_KEY
 from worker.rules.breaker import (
     Admission,
     Breaker,
@@ -27,8 +28,6 @@ from worker.rules.breaker import (
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
-BREAKER_KEY = "gbq:breaker"
-DEFERRALS_KEY = "gbq:stats:breaker_deferrals"  # events held back while not closed (a metric)
 SUCCESS_FLUSH_S: Final = 2.0  # successes counted in a process are written at least this often
 T = TypeVar("T")
 
@@ -92,7 +91,7 @@ class SharedBreaker:
             return Admission(True)
         admission = self._update(lambda b, now: admit(b, now, self.config))
         if not admission.allowed:
-            self.client.incr(DEFERRALS_KEY)
+            self.client.incr(BREAKER_DEFERRALS_KEY)
         return admission
 
     def observe(self, signal: Signal, detail: str = "") -> Breaker:

@@ -38,15 +38,16 @@ import redis
 from sqlalchemy import Engine, delete, select
 
 from producers.events import InvalidEventError, parse_event
+from producers.keys import BREAKER_KEY, CONFLICTS_KEY, QUEUE
 from producers.outbox import outbox_table
 from producers.quarantine import Poison, forget_oldest, oldest, oldest_quarantined
 from producers.spool import Spool
 from producers.spool_report import report as report_spool
 from producers.untrusted import UnreadableError, load_json
-from producers.wire import CONFLICTS_KEY, MAX_ENVELOPE_BYTES, QUEUE, InboxEntry, checked_event_id
+from producers.wire import MAX_ENVELOPE_BYTES, InboxEntry, checked_event_id
+from worker.coordination.leader import LeaderLock
 from worker.coordination.liveness import gone
 from worker.coordination.queue import RedisQueue
-from worker.coordination.shared_breaker import BREAKER_KEY
 from worker.ledger.counters import fold_gone_shards
 from worker.ledger.repository import Ledger, NewEvent, new_event
 from worker.rules.breaker import Breaker, due_batch
@@ -54,41 +55,7 @@ from worker.rules.ordering import Gate, gate
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
-LEADER_KEY = "gbq:scheduler:leader"
 FOLD_COUNTERS_EVERY_S = 30.0
-_HOLD = """
-local current = redis.call('GET', KEYS[1])
-if current == ARGV[1] then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return 1
-end
-if not current then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
-class LeaderLock:
-    """A Redis lock with an expiry, renewed by its holder and taken over when it lapses."""
-
-    def __init__(self, client: redis.Redis, owner: str, ttl_s: float) -> None:
-        self.client, self.owner, self.ttl_ms = client, owner, max(1, int(ttl_s * 1000))
-
-    def hold(self) -> bool:
-        return bool(self.client.eval(_HOLD, 1, LEADER_KEY, self.owner, self.ttl_ms))
-
-    def release(self) -> None:
-        self.client.eval(_RELEASE, 1, LEADER_KEY, self.owner)
-
-    def leader(self) -> str | None:
-        value = self.client.get(LEADER_KEY)
-        return value.decode() if isinstance(value, bytes) else value
 
 
 @dataclass

@@ -40,12 +40,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from sqlalchemy import select
 
+from producers.keys import (
+    BREAKER_DEFERRALS_KEY,
+    BREAKER_KEY,
+    INBOX_KEY,
+    QUEUE,
+    RATE_LIMIT_WAITS_KEY,
+)
 from producers.spool_report import SpoolReport
 from producers.spool_report import reports as spool_reports
 from producers.untrusted import printable
-from producers.wire import INBOX_KEY, QUEUE
-from worker.coordination.ratelimit import WAITS_KEY
-from worker.coordination.shared_breaker import BREAKER_KEY, DEFERRALS_KEY
 from worker.ledger.counters import attempt_counts, event_counts
 from worker.ledger.models import EventRow
 from worker.ledger.redemptions import unresolved as unresolved_redemptions
@@ -150,8 +154,8 @@ class LedgerCollector(Collector):
         pipe.llen(QUEUE)
         pipe.hlen(INBOX_KEY)
         pipe.get(BREAKER_KEY)
-        pipe.get(WAITS_KEY)
-        pipe.get(DEFERRALS_KEY)
+        pipe.get(RATE_LIMIT_WAITS_KEY)
+        pipe.get(BREAKER_DEFERRALS_KEY)
         queue, inbox, breaker_raw, waits, deferrals = pipe.execute()
         yield GaugeMetricFamily("gbq_queue_depth", "Delivery messages queued.", value=queue)
         yield GaugeMetricFamily("gbq_inbox_depth", "Published, not yet ingested.", value=inbox)

@@ -9,12 +9,11 @@ from typing import Any
 import redis
 from sqlalchemy import func, select
 
-from producers.quarantine import QUARANTINE_KEY
+from producers.keys import BREAKER_KEY, QUARANTINE_KEY
 from producers.spool import Spool
 from producers.spool_report import reports as spool_reports
+from worker.coordination.leader import LeaderLock
 from worker.coordination.ratelimit import RateLimiter
-from worker.coordination.shared_breaker import BREAKER_KEY
-from worker.flows.scheduler import LeaderLock
 from worker.ledger.counters import by_state, dead_by_reason, event_counts
 from worker.ledger.models import EventRow
 from worker.ledger.redemptions import unresolved as unresolved_redemptions

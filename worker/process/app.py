@@ -17,7 +17,7 @@ from celery import Celery
 from celery.signals import setup_logging, worker_ready
 from kombu.transport import TRANSPORT_ALIASES
 
-from producers.wire import QUEUE
+from producers.keys import QUEUE
 from worker.process.logs import configure_logging
 from worker.settings import Settings, SettingsError, load_settings
 

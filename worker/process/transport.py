@@ -41,9 +41,9 @@ import redis
 import redis.connection
 from kombu.transport import redis as kombu_redis
 
+from producers.keys import QUEUE
 from producers.quarantine import Poison, quarantine
 from producers.untrusted import UnreadableError, load_json, printable
-from producers.wire import QUEUE
 from worker.rules.intake import MAX_MESSAGE_BYTES, Accepted, screen
 
 log = logging.getLogger(__name__)

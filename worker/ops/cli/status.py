@@ -10,10 +10,10 @@ import redis
 import typer
 from rich.table import Table
 
+from producers.keys import INBOX_KEY
 from producers.spool import Spool
 from producers.transport import redis_client
 from producers.untrusted import printable
-from producers.wire import INBOX_KEY
 from worker.coordination.ratelimit import RateLimiter, RateLimits
 from worker.ledger.repository import Ledger
 from worker.ops.cli.common import ExitCode, console, fail, ledger_engine, redis_url

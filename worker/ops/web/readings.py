@@ -13,9 +13,9 @@ import redis
 from sqlalchemy import Connection, func, select
 from sqlalchemy.orm import Session
 
+from producers.keys import INBOX_KEY, QUEUE
 from producers.spool import Spool
 from producers.untrusted import UnreadableError, load_json, printable
-from producers.wire import INBOX_KEY, QUEUE
 from worker.coordination.liveness import alive
 from worker.coordination.ratelimit import RateLimiter
 from worker.ledger.deadletters import DeadLetters
