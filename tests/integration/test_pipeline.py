@@ -1,4 +1,4 @@
-"""The whole pipeline: publish → Redis → Celery worker → ledger → sandbox (DESIGN §1)."""
+"""The whole pipeline: publish → Redis → Celery worker → ledger → sandbox."""
 
 from __future__ import annotations
 

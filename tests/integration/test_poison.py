@@ -1,4 +1,4 @@
-"""Hostile input never stops delivery (Step 8).
+"""Hostile input never stops delivery.
 
 Poison is written straight into Redis (the queue, kombu's unacked hash, the inbox, the
 quarantine), the spool file and the outbox table, as anyone with access to them could,

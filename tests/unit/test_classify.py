@@ -1,4 +1,4 @@
-"""classify(): every row of DESIGN §4, plus the odd answers a real network produces."""
+"""classify(): every row of its table, plus the odd answers a real network produces."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ ANSWERS: list[tuple[HttpAnswer, CallKind, OutcomeKind, Reason]] = [
 def test_classify_answers(
     answer: HttpAnswer, call: CallKind, kind: OutcomeKind, reason: Reason
 ) -> None:
-    """Each answer gets the outcome DESIGN §4 gives it."""
+    """Each answer gets the outcome the table gives it."""
     outcome = classify(answer, call, now=NOW)
     assert (outcome.kind, outcome.reason) == (kind, reason)
     assert outcome.status == answer.status

@@ -1,4 +1,5 @@
-"""The delivery algorithm: one message in, at most one Gameball call out (DESIGN §2, §5).
+"""The delivery algorithm: one message in, at most one Gameball call out
+(docs/architecture.md, "The data path").
 
     read the message ─ unreadable? ─► dead letter ``malformed``
     ingest into the ledger (idempotent), clear the inbox entry

@@ -1,4 +1,5 @@
-"""``gbq scheduler``: the sweeps that make the pipeline lose nothing (DESIGN §2).
+"""``gbq scheduler``: the sweeps that make the pipeline lose nothing
+(docs/architecture.md, "The data path").
 
 Several may run; one leads through a Redis lock (renewed every tick, expiring after
 ``3 × tick`` if its holder dies). Each tick, the leader runs every sweep, each bounded by

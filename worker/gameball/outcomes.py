@@ -1,6 +1,6 @@
 """``classify()``: one pure function turns every answer or exception into an outcome.
 
-DESIGN §4, as a table (v3 code / v4 code):
+Every answer, as a table (v3 code / v4 code); docs/gameball-contract.md gives the sources:
 
     2xx with a JSON object or an empty body      delivered  accepted
     2xx with any other body                      retry      unexpected_body (a retry is safe:

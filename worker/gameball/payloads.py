@@ -1,4 +1,5 @@
-"""Map events to Gameball requests, v3.0 (default) or v4.0 (DESIGN §3, reference §2–§5, §12).
+"""Map events to Gameball requests, v3.0, v4.0 or v4.1 (docs/gameball-contract.md: every field
+sent per version and call, with its source).
 
 Pure functions. The same event always gives byte-identical bodies: the ids come from the
 shop's own ids and the time is the event's ``occurred_at`` at millisecond precision, never

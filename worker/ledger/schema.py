@@ -1,6 +1,6 @@
 """Migrations: ``gbq migrate`` applies them; everything else refuses an unmigrated ledger.
 
-The choice (DESIGN asks for one): no process migrates on its own. Several workers starting
+No process migrates on its own. Several workers starting
 at once must not race to alter tables, and production deploys run migrations as a step
 of their own (the compose file has a migrations job). A process that finds the ledger
 behind says which command to run.

@@ -1,6 +1,7 @@
 """The Celery application (``celery -A worker.process.app worker`` works; ``gbq worker`` is easier).
 
-Settings that make Celery's Redis transport safe for this job (reliability-anchors §A):
+Settings that make Celery's Redis transport safe for this job, where Celery's defaults lose or
+duplicate messages (docs/guarantees.md):
 late acks plus ``task_reject_on_worker_lost`` (a killed child's message goes back), one
 message prefetched per process, JSON only, explicit names. No task ever uses a countdown
 or ETA: retries live in the ledger. The visibility timeout is therefore never what brings

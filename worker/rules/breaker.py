@@ -1,4 +1,4 @@
-"""The circuit breaker's state machine: pure, with the clock passed in (DESIGN §4).
+"""The circuit breaker's state machine: pure, with the clock passed in.
 
     closed ──(N transient failures in a row, or ≥ min requests with ≥ rate failing
     │          within the window)──► open ──(cool-down)──► half-open: one probe

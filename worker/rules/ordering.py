@@ -1,4 +1,4 @@
-"""Per-order ordering: may this event go to Gameball now? A pure decision (DESIGN §1.3).
+"""Per-order ordering: may this event go to Gameball now? A pure decision.
 
 - ``paid`` and ``cashback`` events never wait.
 - A cancellation or refund goes only after its order's ``paid`` event was *delivered*,

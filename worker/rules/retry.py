@@ -1,4 +1,4 @@
-"""What happens to an event after an attempt: pure decisions over values (DESIGN §4, §5).
+"""What happens to an event after an attempt: pure decisions over values.
 
 Backoff is exponential with *full* jitter (AWS's "exponential backoff and jitter"):
 ``delay = uniform(0, min(cap, base × 2^(attempt−1)))``. A server-chosen delay (Retry-After)

@@ -1,1 +1,2 @@
-"""A local Gameball for tests, benchmarks and the demo (DESIGN §7). See ``worker.sandbox.app``."""
+"""A local Gameball for tests, benchmarks and the demo (docs/sandbox.md): it imports
+nothing of the client (an import contract). See ``worker.sandbox.app``."""

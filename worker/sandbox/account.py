@@ -1,6 +1,6 @@
 """The sandbox's Gameball account: wallets, orders and transactions, in memory.
 
-Business rules as Gameball documents them (reference §1.6, §5, §10):
+Business rules as Gameball documents them (docs/gameball-contract.md, docs/sandbox.md):
 - order and cashback create the player if unknown; refunds of an unknown player → 101;
 - every ``orderId``/``transactionId`` is unique per account → 305 and no side effect;
 - a refund whose ``reverseTransactionId`` matches nothing (case-sensitive) → 306;

@@ -1,4 +1,4 @@
-"""The sandbox: a local Gameball served over HTTP (DESIGN §7).
+"""The sandbox: a local Gameball served over HTTP (docs/sandbox.md).
 
 Gameball's v3.0 surface that this project uses (and the same under v4.0 and v4.1 names):
 

@@ -1,6 +1,6 @@
 """Turn Gameball request bodies into typed commands, refusing bad ones as Gameball does.
 
-Validation answers with Gameball's v3 codes (reference §1.5, §10): a required field that
+Validation answers with Gameball's v3 codes (docs/gameball-contract.md): a required field that
 is absent → 4 "Missing Arguments"; present but null → 5 "Null Arguments"; the wrong type,
 an empty id, a non-positive amount or an unreadable time → 7 "Invalid Value". Amounts may
 be JSON numbers or numeric strings (Gameball's own samples send strings).

@@ -1,4 +1,4 @@
-"""Cashback arithmetic of the sandbox: pure functions over Decimals (reference §9.2).
+"""Cashback arithmetic of the sandbox: pure functions over Decimals (docs/sandbox.md).
 
 Earning an order:
   1. ``rewardable = total_paid`` (minus tax and shipping when they are excluded);

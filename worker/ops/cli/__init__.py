@@ -1,4 +1,4 @@
-"""``gbq``: one entry point, subcommands that read as sentences (DESIGN §6).
+"""``gbq``: one entry point, subcommands that read as sentences (docs/operations.md).
 
 Each command group lives in its own module; this one only assembles them.
 """
