@@ -111,7 +111,8 @@ def test_partial_then_full_refund(client: GameballClient, sandbox: SandboxProces
 def test_cancel_reverses_everything_and_a_repeat_counts_as_applied(
     client: GameballClient, sandbox: SandboxProcess
 ) -> None:
-    """Cancel = full refund; resending it (305) or another full refund (302) is delivered."""
+    """Cancel = full refund; resending it is 305 (the delivery flow settles whose id it
+    is); another full refund (302) is delivered."""
     send(client, paid())
     cancel = OrderCancelled(
         order_id="ORD-1", customer_id="cust-1", occurred_at=T0 + timedelta(hours=1)
@@ -119,11 +120,7 @@ def test_cancel_reverses_everything_and_a_repeat_counts_as_applied(
     assert send(client, cancel).reason == Reason.ACCEPTED
     assert sandbox.balance("cust-1") == 0
     again = send(client, cancel)
-    assert (again.kind, again.reason, again.code) == (
-        OutcomeKind.DELIVERED,
-        Reason.ALREADY_APPLIED,
-        305,
-    )
+    assert (again.kind, again.reason, again.code) == (OutcomeKind.UNSETTLED, Reason.ID_TAKEN, 305)
     full = send(client, refund("RF-9", None, minutes=90))
     assert (full.kind, full.code) == (OutcomeKind.DELIVERED, 302)
     assert sandbox.balance("cust-1") == 0
@@ -141,12 +138,13 @@ def test_cashback(client: GameballClient, sandbox: SandboxProcess) -> None:
 def test_duplicate_resend_is_delivered_and_credits_once(
     client: GameballClient, sandbox: SandboxProcess
 ) -> None:
-    """Same ids → 305 → counted as delivered, balance unchanged."""
+    """Same ids → 305, unsettled until the delivery flow reads whose id it is; balance
+    unchanged."""
     first, second = send(client, paid()), send(client, paid())
     assert first.reason == Reason.ACCEPTED
     assert (second.kind, second.reason, second.code) == (
-        OutcomeKind.DELIVERED,
-        Reason.ALREADY_APPLIED,
+        OutcomeKind.UNSETTLED,
+        Reason.ID_TAKEN,
         305,
     )
     counts = sandbox.state()["request_counts"]
@@ -205,7 +203,7 @@ def test_timeout_is_retried_and_the_late_apply_is_not_doubled(sandbox: SandboxPr
         )
         sandbox.faults(latency_s=0)
         retried = send(client, paid())
-    assert (retried.kind, retried.reason) == (OutcomeKind.DELIVERED, Reason.ALREADY_APPLIED)
+    assert (retried.kind, retried.reason) == (OutcomeKind.UNSETTLED, Reason.ID_TAKEN)
     assert sandbox.balance("cust-1") == 100
 
 
@@ -217,7 +215,7 @@ def test_dropped_response_is_retried_without_double_credit(
     lost = send(client, paid())
     assert (lost.kind, lost.reason) == (OutcomeKind.RETRY, Reason.RESPONSE_LOST)
     assert sandbox.balance("cust-1") == 100
-    assert send(client, paid()).reason == Reason.ALREADY_APPLIED
+    assert send(client, paid()).reason == Reason.ID_TAKEN
     assert sandbox.balance("cust-1") == 100
 
 
@@ -258,14 +256,16 @@ def test_outage_and_disabled_account(client: GameballClient, sandbox: SandboxPro
     )
 
 
-def test_validation_error_is_dead_with_gameballs_code(
+def test_a_time_clash_keeps_gameballs_code_until_the_flow_settles_it(
     client: GameballClient, sandbox: SandboxProcess
 ) -> None:
-    """Two transactions of one player at the same instant: dead with 304 and its message."""
+    """Two transactions of one player at the same instant: 304 and its message, unsettled
+    (the delivery flow reads whose transaction holds the instant)."""
     send(client, paid("A"))
     clash = send(client, paid("B"))
-    assert (clash.kind, clash.code, clash.message) == (
-        OutcomeKind.DEAD,
+    assert (clash.kind, clash.reason, clash.code, clash.message) == (
+        OutcomeKind.UNSETTLED,
+        Reason.TIME_TAKEN,
         304,
         "Transaction Time Already Exists",
     )
@@ -277,7 +277,7 @@ def test_v4_client_against_v4_paths(sandbox: SandboxProcess) -> None:
         assert send(client, paid(), "v4.0").reason == Reason.ACCEPTED
         assert send(client, refund("RF-1", "25"), "v4.0").reason == Reason.ACCEPTED
         again = send(client, refund("RF-1", "25"), "v4.0")
-    assert (again.reason, again.code) == (Reason.ALREADY_APPLIED, 9004)
+    assert (again.reason, again.code) == (Reason.ID_TAKEN, 9004)
     assert sandbox.balance("cust-1") == 75
 
 

@@ -60,7 +60,7 @@ def test_every_v4_exchange_conforms_to_gameballs_openapi(
 
         def send(event: Any) -> None:
             outcome = gameball.send(build_request(event, version)).outcome
-            assert outcome.reason in {Reason.ACCEPTED, Reason.ALREADY_APPLIED}, outcome
+            assert outcome.reason in {Reason.ACCEPTED, Reason.ID_TAKEN}, outcome
 
         send(_paid("J-1", "200", 0, channel="web", cart_id="cart-9", return_window_days=0))
         example = parse_event({**EXAMPLE_8A, "customer_id": "judged"})

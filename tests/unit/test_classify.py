@@ -38,12 +38,14 @@ ANSWERS: list[tuple[HttpAnswer, CallKind, OutcomeKind, Reason]] = [
     (HttpAnswer(200, b"<html>hello</html>"), "order", RETRY, Reason.UNEXPECTED_BODY),
     # 2xx with a JSON array: not Gameball's shape either.
     (HttpAnswer(200, b"[1, 2]"), "order", RETRY, Reason.UNEXPECTED_BODY),
-    # 305 transaction id exists (v3): already applied, counts as delivered.
-    (error(422, 305), "order", DELIVERED, Reason.ALREADY_APPLIED),
+    # 305 transaction id exists (v3): ours or another's, settled by reading the records.
+    (error(422, 305), "order", OutcomeKind.UNSETTLED, Reason.ID_TAKEN),
     # 9004 is the same in v4.
-    (error(422, 9004), "partial_refund", DELIVERED, Reason.ALREADY_APPLIED),
+    (error(422, 9004), "partial_refund", OutcomeKind.UNSETTLED, Reason.ID_TAKEN),
     # The code may come as a numeric string, under the v2-style 402 status.
-    (error(402, "305"), "cashback", DELIVERED, Reason.ALREADY_APPLIED),
+    (error(402, "305"), "cashback", OutcomeKind.UNSETTLED, Reason.ID_TAKEN),
+    # ... but a points hold carries no transaction id: its 305 is the hold already made.
+    (error(422, 9004), "hold", DELIVERED, Reason.ALREADY_APPLIED),
     # 302 on a cancel: the order is already cancelled, which is what we wanted.
     (error(422, 302), "cancel", DELIVERED, Reason.ALREADY_APPLIED),
     # 9001 on a full refund: same effect.
@@ -108,8 +110,9 @@ ANSWERS: list[tuple[HttpAnswer, CallKind, OutcomeKind, Reason]] = [
     (error(404, 9002), "cancel", WAITING, Reason.PREDECESSOR_MISSING),
     # ... but on an order it is a verdict.
     (error(404, 9002), "order", DEAD, Reason.REJECTED),
-    # 304 transaction time already exists: dead (the operator must look).
-    (error(422, 304), "cashback", DEAD, Reason.REJECTED),
+    # 304 / 9003 transaction time already exists: settled by reading the records.
+    (error(422, 304), "cashback", OutcomeKind.UNSETTLED, Reason.TIME_TAKEN),
+    (error(422, 9003), "order", OutcomeKind.UNSETTLED, Reason.TIME_TAKEN),
     # 400 without any body: dead.
     (HttpAnswer(400, b""), "order", DEAD, Reason.REJECTED),
 ]

@@ -74,8 +74,6 @@ log = logging.getLogger(__name__)
 BREAKER_DEFERRAL = "breaker_open"  # last_outcome of an event the breaker held back
 WAKE_SLACK = 500  # retries due while the breaker was open, sent with its deferrals (few)
 SHARED_ID_KINDS = frozenset({"refunded", "cashback"})  # ids in the orders' namespace
-TIME_TAKEN = frozenset({304, 9003})  # "Transaction Time Already Exists"
-ID_TAKEN = frozenset({305, 9004})  # "Transaction ID Already Exists"
 # Events a settle released that its own task then delivers, instead of a message each: an
 # order's refunds go one after another anyway (each waits for the one before), and a
 # message each cost a Celery round trip and, for all but the oldest, a claim and a park
@@ -432,9 +430,9 @@ class Deliverer:
         if spend is not None and prepared is not None:
             held = self.points.after_order(claimed, *spend, prepared, attempt.outcome)
             attempt = replace(attempt, outcome=held)
-        if attempt.outcome.code in TIME_TAKEN:
+        if attempt.outcome.reason is Reason.TIME_TAKEN:
             return replace(attempt, outcome=self._settle_time_clash(claimed, event, attempt))
-        if attempt.outcome.code in ID_TAKEN:
+        if attempt.outcome.reason is Reason.ID_TAKEN:
             return replace(attempt, outcome=self._settle_id_taken(claimed, event, attempt))
         return attempt
 

@@ -5,7 +5,14 @@ Every answer, as a table (v3 code / v4 code); docs/gameball-contract.md gives th
     2xx with a JSON object or an empty body      delivered  accepted
     2xx with any other body                      retry      unexpected_body (a retry is safe:
                                                             an applied call answers 305 next)
-    305 / 9004 transaction id exists             delivered  already_applied
+    305 / 9004 transaction id exists             unsettled  id_taken: ours or another's? The
+                                                            delivery flow reads Gameball's
+                                                            records: ours → delivered
+                                                            already_applied, else dead rejected
+    304 / 9003 transaction time exists           unsettled  time_taken: ours → delivered
+                                                            already_applied, else retry at
+                                                            the next millisecond
+    305 / 9004 to a points hold                  delivered  already_applied (no transaction id)
     302 / 9001 on a cancel or full refund        delivered  already_applied
     306 / 9005, 303 / 9002 and 101 / 7000        waiting    predecessor_missing
       on a refund (the order is not there yet)
@@ -58,7 +65,11 @@ class HttpAnswer:
         return cls(response.status_code, response.content, response.headers.get("retry-after"))
 
 
-_ALREADY_APPLIED: Final = frozenset({305, 9004})
+_ID_TAKEN: Final = frozenset({305, 9004})  # "Transaction ID Already Exists"
+_TAKEN: Final = {
+    **dict.fromkeys(_ID_TAKEN, Reason.ID_TAKEN),
+    **dict.fromkeys((304, 9003), Reason.TIME_TAKEN),  # "Transaction Time Already Exists"
+}
 _ALREADY_CANCELLED: Final = frozenset({302, 9001})
 _ORIGINAL_MISSING: Final = frozenset(
     {306, 9005, 303, 9002}
@@ -121,7 +132,9 @@ def classify(
         return outcome(OutcomeKind.RETRY, reason)
     if code in _FUTURE_TIME:
         return outcome(OutcomeKind.RETRY, Reason.TRANSIENT_REJECTION)
-    if code in _ALREADY_APPLIED or (code in _ALREADY_CANCELLED and call in _FULL_REVERSALS):
+    if code in _TAKEN and call != "hold":  # a hold carries no transaction id or time
+        return outcome(OutcomeKind.UNSETTLED, _TAKEN[code])
+    if code in _ID_TAKEN or (code in _ALREADY_CANCELLED and call in _FULL_REVERSALS):
         return outcome(OutcomeKind.DELIVERED, Reason.ALREADY_APPLIED)
     if call in REFUND_CALLS and (code in _ORIGINAL_MISSING or code in _PLAYER_MISSING):
         return outcome(OutcomeKind.WAITING, Reason.PREDECESSOR_MISSING)

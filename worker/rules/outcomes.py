@@ -10,6 +10,10 @@ from enum import StrEnum
 
 class OutcomeKind(StrEnum):
     DELIVERED = "delivered"
+    # Gameball holds a transaction under this event's id or at its instant: whether it is
+    # ours (applied by an attempt whose answer was lost) decides, so the flow reads
+    # Gameball's records and settles it as delivered, retry or dead before any rule sees it.
+    UNSETTLED = "unsettled"
     WAITING = "waiting"
     RETRY = "retry"
     PAUSED = "paused"
@@ -19,6 +23,8 @@ class OutcomeKind(StrEnum):
 class Reason(StrEnum):
     ACCEPTED = "accepted"
     ALREADY_APPLIED = "already_applied"
+    ID_TAKEN = "id_taken"  # 305 / 9004, until settled
+    TIME_TAKEN = "time_taken"  # 304 / 9003, until settled
     PREDECESSOR_MISSING = "predecessor_missing"
     RATE_LIMITED = "rate_limited"
     SERVER_ERROR = "server_error"
