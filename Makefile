@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install lint format typecheck test run bench soak clean constraints compose-check openapi
+.PHONY: install lint format typecheck test test-fast run bench soak clean constraints compose-check openapi
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,11 @@ typecheck: install
 # halve the wall time; each xdist worker starts its own Redis and sandbox.
 test: lint typecheck
 	$(BIN)/pytest -n 2
+
+# The decisions alone, in well under a minute: unit tests and Gameball's contract, no
+# processes, no lint (make test runs everything).
+test-fast: install
+	$(BIN)/pytest -n 2 -q tests/unit
 
 # The whole system on embedded defaults, through an outage and a crash (Ctrl-C stops it).
 run: install

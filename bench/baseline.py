@@ -12,8 +12,8 @@ import redis
 from celery import Celery
 
 from bench.naive_app import CALLS_KEY, DONE_KEY, FAILED_KEY, QUEUE
+from harness.stack import Process
 from producers.events import Event
-from tests.stack import Process
 from worker.gameball.payloads import build_request
 from worker.process.app import worker_argv
 

@@ -1,8 +1,8 @@
 """What every benchmark shares: machine facts, services on loopback, CPU and percentiles,
 and the results writer (a Markdown table and JSON per benchmark under bench/results/).
 
-The services are the ones the tests use (tests/services.py, tests/processes.py,
-tests/stack.py), so a benchmark measures the same processes the tests prove correct.
+The services are the ones the tests use (harness/services.py, harness/processes.py,
+harness/stack.py), so a benchmark measures the same processes the tests prove correct.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from typing import Any
 import celery
 import redis
 
+from harness.processes import NO_RATE_LIMIT, SandboxProcess, proc_stats, wait_until
+from harness.services import PostgresSchema, RedisServer, sqlite_ledger
+from harness.stack import FAST, Process, Stack
 from producers.embedded_redis import redis_server_binary
-from tests.processes import NO_RATE_LIMIT, SandboxProcess, proc_stats, wait_until
-from tests.services import PostgresSchema, RedisServer, sqlite_ledger
-from tests.stack import FAST, Process, Stack
 from worker.settings import Settings
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PG_URL_VAR = "GBQ_TEST_DATABASE_URL"
-# Benchmarks run the shipped defaults, not the tests' fast timings (tests/stack.py FAST).
+# Benchmarks run the shipped defaults, not the tests' fast timings (harness/stack.py FAST).
 DEFAULTS = {
     key: str(Settings.model_fields[key[4:].lower()].default)
     for key in FAST

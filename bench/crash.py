@@ -33,9 +33,9 @@ from bench.common import (
     services,
     wait_ready,
 )
+from harness.processes import SandboxProcess, pool_children, wait_until
+from harness.stack import Process, Stack
 from producers.events import Event, OrderPaid, OrderRefunded
-from tests.processes import SandboxProcess, pool_children, wait_until
-from tests.stack import Process, Stack
 from worker.gameball.payloads import build_request
 from worker.sandbox.stream import generate
 

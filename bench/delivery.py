@@ -30,10 +30,10 @@ from bench.common import (
     services,
     wait_ready,
 )
+from harness.processes import SandboxProcess, wait_until
+from harness.scenario import generate
+from harness.stack import Process
 from producers.events import Event
-from tests.processes import SandboxProcess, wait_until
-from tests.scenario import generate
-from tests.stack import Process
 from worker.ledger.models import EventRow
 
 BATCH = 100

@@ -13,8 +13,8 @@ from typing import Any
 
 from bench.baseline import counters, send_naive_posts, start_celery_worker
 from bench.common import Report, percentile, services, wait_ready
-from tests.processes import wait_until
-from tests.scenario import generate
+from harness.processes import wait_until
+from harness.scenario import generate
 
 LIMITED = ("--rate-limit-per-s", "30", "--rate-limit-per-30s", "360", "--shared-rate-limit")
 ALLOWED = 360 / 30

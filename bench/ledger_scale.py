@@ -21,9 +21,9 @@ from sqlalchemy import Engine, bindparam, text
 
 from bench.common import Report, Services, postgres_available, services
 from bench.delivery import gbq_run
+from harness.processes import SandboxProcess
+from harness.scenario import generate
 from producers.spool import Spool
-from tests.processes import SandboxProcess
-from tests.scenario import generate
 from worker.coordination.ratelimit import RateLimiter, RateLimits
 from worker.ledger.deadletters import DeadFilter, DeadLetters
 from worker.ledger.engine import create_ledger_engine

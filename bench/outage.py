@@ -14,9 +14,9 @@ from pathlib import Path
 
 from bench.baseline import counters, send_naive_posts, start_celery_worker
 from bench.common import LIMITS_OFF, Report, sandbox_calls, services, wait_ready
+from harness.processes import wait_until
+from harness.scenario import generate
 from producers.events import Event
-from tests.processes import wait_until
-from tests.scenario import generate
 
 BATCH = 25
 

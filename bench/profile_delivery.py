@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from bench.common import LIMITS_OFF, services, wait_ready
-from tests.processes import wait_until
-from tests.scenario import generate
+from harness.processes import wait_until
+from harness.scenario import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 OURS = (f"{ROOT / 'worker'}/", f"{ROOT / 'producers'}/")

@@ -15,10 +15,10 @@ from pydantic import SecretStr
 
 from bench.baseline import sender
 from bench.common import Report, percentile, services
+from harness.processes import free_port
+from harness.scenario import generate
 from producers.events import event_to_json
 from producers.publisher import Publisher
-from tests.processes import free_port
-from tests.scenario import generate
 from worker.settings import Settings
 
 BATCH = 100

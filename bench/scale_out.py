@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench.common import Report, postgres_available, services
 from bench.delivery import gbq_run
-from tests.scenario import generate
+from harness.scenario import generate
 
 LATENCY_S = 0.05
 CONCURRENCY = 4

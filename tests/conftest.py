@@ -11,15 +11,15 @@ import redis
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
-from tests.processes import NO_RATE_LIMIT, SandboxProcess
-from tests.services import (
+from harness.processes import NO_RATE_LIMIT, SandboxProcess
+from harness.services import (
     PostgresSchema,
     RedisServer,
     TlsRedisServer,
     sqlite_ledger,
     start_tls_redis,
 )
-from tests.stack import Stack
+from harness.stack import Stack
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.repository import Ledger
 from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY, Settings

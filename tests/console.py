@@ -9,9 +9,9 @@ from decimal import Decimal
 import httpx
 from sqlalchemy import bindparam, text
 
+from harness.processes import free_port, wait_until
+from harness.stack import Process, Stack
 from producers.events import OrderPaid
-from tests.processes import free_port, wait_until
-from tests.stack import Process, Stack
 from worker.ledger.models import UtcDateTime
 from worker.ledger.repository import new_event
 

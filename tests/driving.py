@@ -7,9 +7,9 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from harness.processes import SandboxProcess, wait_until
 from producers.events import Event
 from tests.conftest import settings_for
-from tests.processes import SandboxProcess, wait_until
 from worker.process.runtime import Runtime, build_runtime
 
 SETTLED = frozenset({"delivered", "dead", "waiting"})

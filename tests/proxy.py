@@ -7,7 +7,7 @@ import contextlib
 import socket
 import threading
 
-from tests.processes import free_port
+from harness.processes import free_port
 
 
 class Proxy:

@@ -7,10 +7,10 @@ import pytest
 import redis
 from playwright.sync_api import Page, expect
 
+from harness.processes import SandboxProcess, wait_until
+from harness.stack import Stack
 from producers.keys import BREAKER_KEY
 from tests.console import ConsoleProcess, paid
-from tests.processes import SandboxProcess, wait_until
-from tests.stack import Stack
 from worker.rules.breaker import Breaker
 
 pytestmark = pytest.mark.integration

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     database_url = None
     schema = None
     if args.postgres:
-        from tests.services import PostgresSchema  # noqa: PLC0415 - only with --postgres
+        from harness.services import PostgresSchema  # noqa: PLC0415 - only with --postgres
 
         base = os.environ.get("GBQ_TEST_DATABASE_URL")
         if not base:

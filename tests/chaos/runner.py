@@ -20,13 +20,13 @@ import httpx
 import redis
 from sqlalchemy import select
 
+from harness.processes import NO_RATE_LIMIT, SandboxProcess, wait_until
+from harness.services import RedisServer, sqlite_ledger
+from harness.stack import Process, Stack
 from producers.keys import LEADER_KEY
 from tests.chaos.check import Row, check_calls, check_settled, check_wallets, expected_wallets
 from tests.chaos.faults import Fault, schedule
 from tests.chaos.histories import PROMO, PROMO_MULTIPLIER, SEED_PREFIX, History, generate
-from tests.processes import NO_RATE_LIMIT, SandboxProcess, wait_until
-from tests.services import RedisServer, sqlite_ledger
-from tests.stack import Process, Stack
 from worker.ledger.models import EventRow
 from worker.ledger.redemptions import Redemptions
 from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY

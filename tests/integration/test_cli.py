@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import GBQ, SandboxProcess
+from harness.processes import GBQ, SandboxProcess
 
 pytestmark = pytest.mark.integration
 GBQ_SCRIPT = Path(sys.executable).parent / "gbq"

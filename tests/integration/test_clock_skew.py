@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.processes import GBQ, SandboxProcess
+from harness.stack import Stack
 from producers.events import OrderPaid, event_to_json
-from tests.processes import GBQ, SandboxProcess
-from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
 LIBFAKETIME = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))

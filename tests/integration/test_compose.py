@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.processes import GBQ, wait_until
-from tests.stack import Process, Stack
+from harness.processes import GBQ, wait_until
+from harness.stack import Process, Stack
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

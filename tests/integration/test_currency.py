@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.processes import SandboxProcess
 from producers.events import OrderPaid, OrderRefunded
 from tests.driving import deliver, runtime_for
-from tests.processes import SandboxProcess
 from worker.ledger.deadletters import DeadFilter, DeadLetters
 from worker.process.runtime import Runtime
 

@@ -20,10 +20,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import OperationalError
 
+from harness.processes import SandboxProcess, wait_until
 from producers.events import OrderPaid, OrderRefunded
 from producers.keys import BREAKER_KEY, QUEUE
 from producers.publisher import Publisher
-from tests.processes import SandboxProcess, wait_until
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.repository import Ledger, new_event, order_lock_key
 from worker.process.runtime import Runtime, build_runtime

@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.processes import GBQ, wait_until
 from producers.embedded_redis import answers, socket_url
-from tests.processes import GBQ, wait_until
 
 pytestmark = pytest.mark.integration
 

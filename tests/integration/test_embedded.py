@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from harness.processes import SandboxProcess
+from harness.stack import Stack
 from producers import embedded_redis
 from producers.events import CashbackAwarded
-from tests.processes import SandboxProcess
-from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
 

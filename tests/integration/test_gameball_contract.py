@@ -13,6 +13,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from harness.processes import SandboxProcess, free_port, wait_until
 from producers.events import (
     CashbackAwarded,
     Event,
@@ -24,7 +25,6 @@ from producers.events import (
 )
 from tests.conftest import settings_for
 from tests.factories import EXAMPLE_8A
-from tests.processes import SandboxProcess, free_port, wait_until
 from worker.gameball.client import GameballClient
 from worker.gameball.payloads import build_request
 from worker.gameball.records import customer_balance, order_records, transaction_records

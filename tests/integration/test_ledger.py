@@ -14,10 +14,10 @@ import pytest
 from sqlalchemy import create_engine, insert, text
 from sqlalchemy.exc import OperationalError
 
+from harness.processes import wait_until
+from harness.services import sqlite_ledger
 from producers.quarantine import KEEP_BYTES, Poison
 from producers.wire import content_sha256
-from tests.processes import wait_until
-from tests.services import sqlite_ledger
 from worker.coordination.outage import LEDGER_DOWN
 from worker.ledger import engine as engine_module
 from worker.ledger.deadletters import DeadLetters

@@ -9,10 +9,10 @@ from decimal import Decimal
 import pytest
 from sqlalchemy.engine import make_url
 
+from harness.processes import SandboxProcess, wait_until
+from harness.stack import Stack
 from producers.events import OrderPaid
-from tests.processes import SandboxProcess, wait_until
 from tests.proxy import Proxy
-from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
 EVENTS = 60

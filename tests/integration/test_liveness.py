@@ -11,11 +11,11 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 
+from harness.processes import SandboxProcess, wait_until
+from harness.services import RedisServer
+from harness.stack import Process, Stack
 from producers.events import OrderPaid
-from tests.processes import SandboxProcess, wait_until
 from tests.proxy import Proxy
-from tests.services import RedisServer
-from tests.stack import Process, Stack
 from worker.coordination.liveness import alive
 
 pytestmark = pytest.mark.integration

@@ -16,10 +16,10 @@ import pytest
 import redis
 from pydantic import SecretStr
 
+from harness.processes import SandboxProcess, free_port, scrape_metrics, wait_until
+from harness.scenario import generate
+from harness.stack import Stack
 from producers.events import OrderRefunded
-from tests.processes import SandboxProcess, free_port, scrape_metrics, wait_until
-from tests.scenario import generate
-from tests.stack import Stack
 from worker.settings import key_fingerprint
 
 pytestmark = pytest.mark.integration

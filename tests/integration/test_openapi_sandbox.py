@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 import pytest
 
+from harness.processes import SandboxProcess
 from producers.events import CashbackAwarded, OrderCancelled, OrderPaid, OrderRefunded, parse_event
 from tests.conftest import settings_for
 from tests.factories import EXAMPLE_8A
 from tests.openapi.recording import RecordingTransport
-from tests.processes import SandboxProcess
 from worker.gameball.client import GameballClient
 from worker.gameball.payloads import build_request, gameball_time
 from worker.gameball.records import customer_balance, order_records, transaction_records

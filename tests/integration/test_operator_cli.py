@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import redis
 
+from harness.processes import GBQ, SandboxProcess, free_port
+from harness.stack import Stack
 from producers.events import CashbackAwarded, Event, OrderPaid, OrderRefunded
 from producers.keys import ALIVE_PREFIX, INBOX_KEY, QUEUE
 from producers.quarantine import Poison
-from tests.processes import GBQ, SandboxProcess, free_port
-from tests.stack import Stack
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.redemptions import ParkedRedemption, Redemptions
 from worker.ledger.repository import AttemptRecord, Ledger, new_event

@@ -8,10 +8,10 @@ import subprocess
 
 import pytest
 
+from harness.processes import GBQ, SandboxProcess, wait_until
+from harness.scenario import Scenario, generate, wallets
+from harness.stack import Stack
 from producers.keys import BREAKER_KEY
-from tests.processes import GBQ, SandboxProcess, wait_until
-from tests.scenario import Scenario, generate, wallets
-from tests.stack import Stack
 from worker.coordination.ratelimit import bucket_of
 from worker.gameball.payloads import build_request
 from worker.settings import SANDBOX_API_KEY

@@ -17,6 +17,10 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from harness.processes import GBQ, SandboxProcess, pool_children, wait_until
+from harness.scenario import generate, wallets
+from harness.services import RedisServer
+from harness.stack import Stack
 from producers.events import (
     CashbackAwarded,
     Event,
@@ -28,10 +32,6 @@ from producers.events import (
 from producers.keys import QUEUE
 from producers.transport import enqueue
 from producers.wire import task_message
-from tests.processes import GBQ, SandboxProcess, pool_children, wait_until
-from tests.scenario import generate, wallets
-from tests.services import RedisServer
-from tests.stack import Stack
 from worker.coordination.shared_breaker import SharedBreaker
 from worker.gameball.payloads import build_request
 from worker.rules.breaker import BreakerConfig

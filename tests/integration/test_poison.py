@@ -27,6 +27,9 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert, select
 
+from harness.processes import GBQ, SandboxProcess, wait_until
+from harness.services import RedisServer, sqlite_ledger
+from harness.stack import Process, Stack
 from producers.events import OrderPaid, event_to_json
 from producers.keys import INBOX_DUE_KEY, INBOX_KEY, ORDER_INBOX_PREFIX, QUARANTINE_KEY, QUEUE
 from producers.outbox import outbox_table
@@ -35,9 +38,6 @@ from producers.spool import Spool
 from producers.wire import InboxEntry
 from tests import poison as catalogue
 from tests.factories import paid, refund
-from tests.processes import GBQ, SandboxProcess, wait_until
-from tests.services import RedisServer, sqlite_ledger
-from tests.stack import Process, Stack
 from worker.ledger.models import EventRow
 from worker.rules.intake import Refused, screen
 

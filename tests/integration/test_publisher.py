@@ -16,6 +16,8 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from harness.processes import free_port, wait_until
+from harness.services import RedisServer
 from producers import InvalidEventError, OrderPaid, OrderRefunded
 from producers.events import LineItem
 from producers.keys import CONFLICTS_KEY, INBOX_DUE_KEY, INBOX_KEY, LEADER_KEY, QUEUE
@@ -23,8 +25,6 @@ from producers.outbox import outbox_table
 from producers.publisher import ConflictingEventError, Publisher, PublishError
 from producers.spool import Spool
 from producers.transport import redis_client
-from tests.processes import free_port, wait_until
-from tests.services import RedisServer
 from worker.flows.scheduler import Scheduler
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.repository import Ledger

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.processes import SandboxProcess
 from producers.events import OrderPaid, OrderRefunded, Redemption
 from tests.driving import deliver, runtime_for
-from tests.processes import SandboxProcess
 from worker.flows.redeeming import PointsCourier
 from worker.gameball.client import Attempt
 from worker.gameball.payloads import GameballRequest

@@ -22,6 +22,9 @@ import redis
 import trustme
 from pydantic import SecretStr
 
+from harness.processes import SandboxProcess, wait_until
+from harness.services import TlsRedisServer, start_tls_redis
+from harness.stack import Stack
 from producers.events import OrderPaid, event_to_json
 from producers.keys import INBOX_KEY, QUARANTINE_KEY, QUEUE, SPOOLS_KEY
 from producers.publisher import Publisher
@@ -29,9 +32,6 @@ from producers.settings import PublisherSettings
 from producers.spool import Spool
 from producers.spool_report import report_field
 from producers.wire import InboxEntry
-from tests.processes import SandboxProcess, wait_until
-from tests.services import TlsRedisServer, start_tls_redis
-from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
 SECURITY = Path(__file__).resolve().parents[2] / "docs" / "security.md"

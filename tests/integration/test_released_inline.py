@@ -13,10 +13,10 @@ import pytest
 import redis
 from sqlalchemy.exc import OperationalError
 
+from harness.processes import SandboxProcess
 from producers.events import OrderPaid, OrderRefunded
 from producers.keys import QUEUE
 from producers.publisher import Publisher
-from tests.processes import SandboxProcess
 from worker.flows.delivery import INLINE_BUDGET_S, INLINE_RELEASED
 from worker.process.runtime import Runtime, build_runtime
 from worker.rules.states import EventState

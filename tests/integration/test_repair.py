@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.processes import SandboxProcess
+from harness.stack import Stack
 from producers.events import OrderPaid
-from tests.processes import SandboxProcess
-from tests.stack import Stack
 from worker.ledger.repository import AttemptRecord, new_event
 from worker.rules.outcomes import Outcome, OutcomeKind, Reason
 from worker.rules.retry import Transition

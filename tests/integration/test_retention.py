@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from harness.processes import GBQ, SandboxProcess, wait_until
+from harness.stack import Stack
 from producers.events import (
     CashbackAwarded,
     Event,
@@ -22,8 +24,6 @@ from producers.events import (
     OrderPaid,
     OrderRefunded,
 )
-from tests.processes import GBQ, SandboxProcess, wait_until
-from tests.stack import Stack
 from worker.gameball.payloads import RefundLine, lines_left, reversal_lines
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.order_memory import reversal_basis

@@ -10,9 +10,9 @@ from decimal import Decimal
 import pytest
 from pydantic import SecretStr
 
+from harness.processes import SandboxProcess, free_port
 from producers.events import OrderPaid
 from tests.conftest import settings_for
-from tests.processes import SandboxProcess, free_port
 from worker.gameball.client import GameballClient, GameballConfigError, Redactor
 from worker.gameball.payloads import build_request
 from worker.rules.outcomes import Outcome

@@ -6,9 +6,9 @@ import signal
 
 import pytest
 
-from tests.processes import SandboxProcess, wait_until
-from tests.scenario import generate, wallets
-from tests.stack import Stack
+from harness.processes import SandboxProcess, wait_until
+from harness.scenario import generate, wallets
+from harness.stack import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -19,6 +19,9 @@ import pytest
 import redis
 from pydantic import SecretStr
 
+from harness.processes import SandboxProcess, free_port, scrape_metrics, wait_until
+from harness.services import RedisServer, start_tls_redis
+from harness.stack import Stack
 from producers.events import event_to_json
 from producers.keys import SPOOLS_KEY
 from producers.publisher import Publisher
@@ -29,9 +32,6 @@ from producers.wire import InboxEntry
 from tests.conftest import REDIS_FORMS
 from tests.console import ConsoleProcess
 from tests.factories import paid, refund
-from tests.processes import SandboxProcess, free_port, scrape_metrics, wait_until
-from tests.services import RedisServer, start_tls_redis
-from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
 ORDERS = 12

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 import redis
 
+from harness.processes import GBQ, SandboxProcess, wait_until
+from harness.scenario import generate, wallets
+from harness.stack import Stack
 from producers.events import OrderPaid
-from tests.processes import GBQ, SandboxProcess, wait_until
-from tests.scenario import generate, wallets
-from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

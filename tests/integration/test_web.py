@@ -18,11 +18,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from harness.processes import GBQ, SandboxProcess
+from harness.services import RedisServer
+from harness.stack import Stack
 from producers.quarantine import Poison
 from tests.console import ConsoleProcess, bury, paid
-from tests.processes import GBQ, SandboxProcess
-from tests.services import RedisServer
-from tests.stack import Stack
 
 pytestmark = pytest.mark.integration
 CSRF = re.compile(r'name="csrf-token" content="([0-9a-f]{64})"')

@@ -91,3 +91,12 @@ def test_the_import_contracts_cover_every_room() -> None:
     layered = " ".join(next(c for c in config["contracts"] if c["id"] == "rooms")["layers"])
     for room in ("rules", "gameball", "ledger", "coordination", "flows", "process", "ops"):
         assert f"worker.{room}" in layered
+
+
+def test_the_benchmarks_use_the_harness_not_the_tests() -> None:
+    importing = [
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "bench").rglob("*.py")
+        if re.search(r"^\s*(from|import) tests\b", path.read_text(), flags=re.MULTILINE)
+    ]
+    assert importing == []

@@ -7,8 +7,8 @@ from typing import Any
 
 import redis
 
+from harness.processes import wait_until
 from producers.keys import ALIVE_PREFIX
-from tests.processes import wait_until
 from worker.coordination.liveness import Heartbeat
 
 

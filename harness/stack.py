@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.processes import GBQ, wait_until
 from producers.publisher import Publisher
 from producers.settings import PublisherSettings
-from tests.processes import GBQ, wait_until
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.repository import Ledger
 from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY, Settings

@@ -17,8 +17,8 @@ import redis
 import trustme
 from sqlalchemy import create_engine, text
 
+from harness.processes import free_port, wait_until
 from producers.embedded_redis import answers, redis_server_binary
-from tests.processes import free_port, wait_until
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.schema import migrate
 
