@@ -3,7 +3,9 @@ rows and row counts as SQLAlchemy's path, its errors, and its instrumentation.""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from sqlalchemy import Connection, event, text
 from sqlalchemy.exc import IntegrityError
 
 from worker.coordination.outage import LEDGER_DOWN
+from worker.ledger import prepared as prepared_module
 from worker.ledger import statements as st
 from worker.ledger.prepared import Rows, Runner
 from worker.ledger.repository import Ledger, NewEvent
@@ -19,6 +22,7 @@ from worker.rules.states import EventState
 pytestmark = pytest.mark.integration
 NOW = datetime(2026, 12, 4, 12, 0, 0, 123000, tzinfo=UTC)
 LEASE = NOW + timedelta(seconds=60)
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _event(event_id: str, kind: str = "refunded", minutes: int = 0) -> NewEvent:
@@ -173,3 +177,24 @@ def test_while_anything_listens_to_cursor_events_statements_take_sqlalchemys_pat
     assert any("INSERT INTO gbq_events" in statement for statement in seen)
     assert any("gbq_events.order_id =" in statement for statement in seen)
     event.remove(ledger.engine, "after_cursor_execute", record)
+
+
+def test_outside_its_fence_every_statement_takes_sqlalchemys_public_path(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On another SQLAlchemy minor version the private APIs are never touched."""
+    monkeypatch.setattr(prepared_module, "IN_FENCE", False)
+    with ledger.engine.begin() as connection:
+        result = Runner().execute(connection, st.HAS_ORDER, {"b_order": "O"})
+    assert not isinstance(result, Rows)
+
+
+def test_the_fence_is_the_version_ci_pins() -> None:
+    """Moving constraints.txt to another SQLAlchemy minor fails here until the cursor path
+    has been checked on it (then FENCED_TO moves with it)."""
+    pinned = re.search(
+        r"^SQLAlchemy==(\d+\.\d+)\.", (ROOT / "constraints.txt").read_text(), re.MULTILINE
+    )
+    assert pinned is not None
+    assert pinned.group(1) == prepared_module.FENCED_TO
+    assert prepared_module.IN_FENCE  # what CI installs is inside it

@@ -15,14 +15,22 @@ What stays SQLAlchemy's:
   that pauses after a statement), every statement takes SQLAlchemy's path, events and all;
 - what it is not made for: several rows at once, lists expanded into ``IN``, SQL defaults
   that are not plain values. Those take SQLAlchemy's path too.
+
+The fence: this relies on three private SQLAlchemy APIs (``_cached_bind_processor``,
+``_cached_result_processor``, ``_handle_dbapi_exception``), so it runs only on the
+SQLAlchemy minor version it was written and tested for (:data:`FENCED_TO`, the one
+constraints.txt pins; ``tests/integration/test_prepared.py`` holds every statement's
+parity with SQLAlchemy's own path). On any other version every statement takes
+SQLAlchemy's public path: slower, never wrong.
 """
 
 from __future__ import annotations
 
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, Final, cast
 
+import sqlalchemy
 from sqlalchemy import Connection, CursorResult, Dialect
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -124,6 +132,10 @@ def _row_key(column: Any, n: int) -> str:
     return key if isinstance(key, str) and key.isidentifier() else f"column_{n}"
 
 
+FENCED_TO: Final = "2.1"  # the SQLAlchemy minor version whose private APIs this uses
+IN_FENCE: Final = sqlalchemy.__version__.startswith(f"{FENCED_TO}.")
+
+
 class Runner:
     """Runs statements on the driver's cursor, compiled once each (per engine)."""
 
@@ -138,7 +150,7 @@ class Runner:
         """Run ``statement`` with one set of ``params``: :class:`Rows`, or SQLAlchemy's
         own result where its path is needed (see the module's docstring)."""
         prepared = self._prepare(connection, statement, params)
-        if prepared is None or _listened(connection):
+        if prepared is None or not IN_FENCE or _listened(connection):
             return connection.execute(statement, dict(params))
         arguments = prepared.arguments(params)
         cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
