@@ -100,3 +100,18 @@ def test_the_benchmarks_use_the_harness_not_the_tests() -> None:
         if re.search(r"^\s*(from|import) tests\b", path.read_text(), flags=re.MULTILINE)
     ]
     assert importing == []
+
+
+def test_every_sql_statement_is_in_the_ledger_package() -> None:
+    """Outside ``worker/ledger``, SQLAlchemy is only engines, URLs and exceptions."""
+    statement = re.compile(
+        r"^\s*from sqlalchemy(\.orm)? import .*\b(select|insert|update|delete|func|text|Session)\b"
+    )
+    leaking = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in (ROOT / "worker").rglob("*.py")
+        if "ledger" not in path.relative_to(ROOT).parts
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if statement.search(line)
+    ]
+    assert leaking == []

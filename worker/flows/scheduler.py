@@ -36,11 +36,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import redis
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine
 
 from producers.events import InvalidEventError, parse_event
 from producers.keys import BREAKER_KEY, CONFLICTS_KEY, QUEUE
-from producers.outbox import outbox_table
 from producers.quarantine import Poison, forget_oldest, oldest, oldest_quarantined
 from producers.spool import Spool
 from producers.spool_report import report as report_spool
@@ -49,6 +48,7 @@ from producers.wire import MAX_ENVELOPE_BYTES, InboxEntry, checked_event_id
 from worker.coordination.leader import LeaderLock
 from worker.coordination.liveness import gone
 from worker.coordination.queue import RedisQueue
+from worker.ledger import outbox
 from worker.ledger.counters import fold_gone_shards
 from worker.ledger.repository import Ledger, NewEvent, new_event
 from worker.rules.breaker import Breaker, due_batch
@@ -319,12 +319,7 @@ class Scheduler:
     def _outbox(self, now: datetime) -> int:
         if self.outbox_engine is None:
             return 0
-        with self.outbox_engine.begin() as connection:
-            rows = connection.execute(
-                select(outbox_table.c.id, outbox_table.c.event_id, outbox_table.c.event_json)
-                .order_by(outbox_table.c.id)
-                .limit(self.settings.scheduler_batch)
-            ).all()
+        rows = outbox.staged(self.outbox_engine, self.settings.scheduler_batch)
         if not rows:
             return 0
         events: list[NewEvent] = []
@@ -342,10 +337,7 @@ class Scheduler:
             self._bury(poison, now)
         refused_ids = {event.event_id for event, _ in refused}
         self.queue.enqueue(event.event_id for event in events if event.event_id not in refused_ids)
-        with self.outbox_engine.begin() as connection:
-            connection.execute(
-                delete(outbox_table).where(outbox_table.c.id.in_([row.id for row in rows]))
-            )
+        outbox.forget(self.outbox_engine, [row_id for row_id, _, _ in rows])
         return len(rows)
 
     def _waiting(self, now: datetime) -> dict[str, int]:

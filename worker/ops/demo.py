@@ -26,13 +26,12 @@ from pydantic import SecretStr
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import func, select
 
 from producers import embedded_redis
 from producers.events import Event
 from producers.publisher import Publisher
 from worker.ledger.engine import create_ledger_engine
-from worker.ledger.models import AttemptRow
+from worker.ledger.reads import answered_already_applied
 from worker.ledger.repository import Ledger
 from worker.ledger.schema import migrate
 from worker.sandbox.stream import generate, wallets
@@ -287,10 +286,7 @@ class Demo:
         states = self.ledger.counts_by_state()
         balances = wallets(self.http.get("/_sandbox/state").json())
         expected = dict(self.scenario.expected)
-        with self.ledger.engine.connect() as connection:
-            already = connection.execute(
-                select(func.count()).where(AttemptRow.reason == "already_applied")
-            ).scalar()
+        already = answered_already_applied(self.ledger.engine)
         return Reconciliation(
             published=len(self.scenario.events),
             duplicates_published=len(self.duplicates),

@@ -38,7 +38,6 @@ import redis
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import select
 
 from producers.keys import (
     BREAKER_DEFERRALS_KEY,
@@ -51,7 +50,7 @@ from producers.spool_report import SpoolReport
 from producers.spool_report import reports as spool_reports
 from producers.untrusted import printable
 from worker.ledger.counters import attempt_counts, event_counts
-from worker.ledger.models import EventRow
+from worker.ledger.reads import delivery_times_after
 from worker.ledger.redemptions import unresolved as unresolved_redemptions
 from worker.ledger.repository import Ledger
 from worker.ledger.statements import oldest_created
@@ -106,14 +105,7 @@ class LedgerCollector(Collector):
             }
             parked = unresolved_redemptions(connection)
             with self._lock:
-                fresh = connection.execute(
-                    select(EventRow.delivered_at, EventRow.published_at).where(
-                        EventRow.delivered_at > self._watermark
-                    )
-                ).all()
-                for delivered_at, published_at in fresh:
-                    if delivered_at is None:
-                        continue
+                for delivered_at, published_at in delivery_times_after(connection, self._watermark):
                     if published_at is not None:
                         self.latency.observe(
                             max(0.0, (delivered_at - published_at).total_seconds())

@@ -7,15 +7,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
-from sqlalchemy import func, select
 
 from producers.keys import BREAKER_KEY, QUARANTINE_KEY
 from producers.spool import Spool
 from producers.spool_report import reports as spool_reports
 from worker.coordination.leader import LeaderLock
 from worker.coordination.ratelimit import RateLimiter
+from worker.ledger import reads
 from worker.ledger.counters import by_state, dead_by_reason, event_counts
-from worker.ledger.models import EventRow
 from worker.ledger.redemptions import unresolved as unresolved_redemptions
 from worker.ledger.repository import Ledger
 from worker.ledger.statements import oldest_created
@@ -130,10 +129,8 @@ def ledger_report(ledger: Ledger, spool: Spool, now: datetime) -> StatusReport:
             for states in (SENDABLE, (EventState.WAITING,))
         )
         counts = event_counts(connection)
-        recent = connection.execute(
-            select(func.count()).where(EventRow.delivered_at >= now - timedelta(minutes=1))
-        ).scalar()
-        conflicts = connection.execute(select(func.count()).where(EventRow.conflicts > 0)).scalar()
+        recent = reads.delivered_since(connection, now - timedelta(minutes=1))
+        conflicts = reads.conflicted(connection)
         parked = unresolved_redemptions(connection)
     return StatusReport(
         events=by_state(counts),

@@ -5,41 +5,28 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from itertools import pairwise
-from typing import Any
+from datetime import datetime
 
 import redis
-from sqlalchemy import Connection, func, select
-from sqlalchemy.orm import Session
 
 from producers.keys import INBOX_KEY, QUEUE
 from producers.spool import Spool
 from producers.untrusted import UnreadableError, load_json, printable
 from worker.coordination.liveness import alive
 from worker.coordination.ratelimit import RateLimiter
+from worker.ledger import reads
 from worker.ledger.deadletters import DeadLetters
 from worker.ledger.models import AttemptRow, EventRow
 from worker.ops.status import StatusReport, ledger_report, with_redis
 from worker.rules.states import SENDABLE, EventState
 
-MINUTES = 60
 BACKLOG_STATES = (*SENDABLE, EventState.WAITING)
-
-
-@dataclass(frozen=True)
-class LastHour:
-    """Per minute, oldest first: deliveries, dead letters, and the backlog at its end."""
-
-    delivered: list[int]
-    died: list[int]
-    backlog: list[int]
 
 
 @dataclass(frozen=True)
 class Overview:
     status: StatusReport
-    hour: LastHour
+    hour: reads.LastHour
     workers: list[tuple[str, float]]  # (process, seconds left on its heartbeat)
     in_redis: tuple[int, int] | None  # (published, not in the ledger yet; messages queued)
     redis_down: str = ""  # why the Redis figures are missing (the page is read-only then)
@@ -52,7 +39,7 @@ def overview(
     ledger_only = ledger_report(letters.ledger, spool, now)
     backlog_now = sum(ledger_only.events.get(state, 0) for state in BACKLOG_STATES)
     with letters.ledger.engine.connect() as connection:
-        hour = last_hour(connection, now, backlog_now)
+        hour = reads.last_hour(connection, now, backlog_now)
     try:
         status = with_redis(ledger_only, client, limiter, now)
         pipe = client.pipeline(transaction=False)
@@ -65,28 +52,6 @@ def overview(
         breaker = {**ledger_only.breaker, "explanation": why}
         return Overview(replace(ledger_only, breaker=breaker), hour, [], None, why)
     return Overview(status, hour, workers, (int(inbox), int(queued)))
-
-
-def last_hour(connection: Connection, now: datetime, backlog_now: int) -> LastHour:
-    """Range counts per minute on the created_at, delivered_at and (state, updated_at)
-    indexes; the backlog is walked back from now: at the end of each earlier minute it
-    was the backlog after it, less what was published since, plus what settled since."""
-    edges = [now - timedelta(minutes=k) for k in range(MINUTES, -1, -1)]
-    created, delivered, died = [], [], []
-    for start, end in pairwise(edges):
-        created.append(_count(connection, EventRow.created_at, start, end))
-        delivered.append(_count(connection, EventRow.delivered_at, start, end))
-        died.append(_count(connection, EventRow.updated_at, start, end, EventRow.state == "dead"))
-    backlog = [backlog_now]
-    for minute in range(MINUTES - 1, 0, -1):
-        backlog.append(backlog[-1] - created[minute] + delivered[minute] + died[minute])
-    backlog.reverse()
-    return LastHour(delivered, died, [max(0, value) for value in backlog])
-
-
-def _count(connection: Connection, column: Any, start: datetime, end: datetime, *more: Any) -> int:
-    statement = select(func.count()).where(column > start, column <= end, *more)
-    return int(connection.execute(statement).scalar() or 0)
 
 
 @dataclass(frozen=True)
@@ -119,14 +84,5 @@ def content_of(row: EventRow) -> str:
 
 
 def customer_events(letters: DeadLetters, customer_id: str, limit: int = 200) -> list[EventRow]:
-    """A customer's events, newest first (the (customer_id, transaction_time) index)."""
-    statement = (
-        select(EventRow)
-        .where(EventRow.customer_id == customer_id)
-        .order_by(EventRow.transaction_time.desc())
-        .limit(limit)
-    )
-    with Session(letters.ledger.engine) as session:
-        rows = list(session.scalars(statement))
-        session.expunge_all()
-    return rows
+    """A customer's events, newest first."""
+    return reads.customer_events(letters.ledger.engine, customer_id, limit)
