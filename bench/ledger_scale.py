@@ -25,10 +25,11 @@ from harness.processes import SandboxProcess
 from harness.scenario import generate
 from producers.spool import Spool
 from worker.coordination.ratelimit import RateLimiter, RateLimits
+from worker.ledger.core import new_event
 from worker.ledger.deadletters import DeadFilter, DeadLetters
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.models import UtcDateTime
-from worker.ledger.repository import Ledger, new_event
+from worker.ledger.repository import Ledger
 from worker.ops.metrics import LedgerCollector
 from worker.ops.status import collect
 

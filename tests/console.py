@@ -12,8 +12,8 @@ from sqlalchemy import bindparam, text
 from harness.processes import free_port, wait_until
 from harness.stack import Process, Stack
 from producers.events import OrderPaid
+from worker.ledger.core import new_event
 from worker.ledger.models import UtcDateTime
-from worker.ledger.repository import new_event
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 

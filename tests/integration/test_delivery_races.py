@@ -24,8 +24,9 @@ from harness.processes import SandboxProcess, wait_until
 from producers.events import OrderPaid, OrderRefunded
 from producers.keys import BREAKER_KEY, QUEUE
 from producers.publisher import Publisher
+from worker.ledger.core import new_event, order_lock_key
 from worker.ledger.engine import create_ledger_engine
-from worker.ledger.repository import Ledger, new_event, order_lock_key
+from worker.ledger.repository import Ledger
 from worker.process.runtime import Runtime, build_runtime
 from worker.rules.breaker import Breaker, State
 from worker.rules.states import EventState

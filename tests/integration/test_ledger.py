@@ -20,16 +20,11 @@ from producers.quarantine import KEEP_BYTES, Poison
 from producers.wire import content_sha256
 from worker.coordination.outage import LEDGER_DOWN
 from worker.ledger import engine as engine_module
+from worker.ledger.core import AttemptRecord, NewEvent, new_rows, order_lock_key
 from worker.ledger.deadletters import DeadLetters
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.models import EventRow
-from worker.ledger.repository import (
-    AttemptRecord,
-    Ledger,
-    NewEvent,
-    _new_rows,
-    order_lock_key,
-)
+from worker.ledger.repository import Ledger
 from worker.ledger.schema import LedgerNotMigratedError, ensure_migrated
 from worker.ledger.statements import LOCK_CLASS, LOCK_ORDER
 from worker.rules.outcomes import Outcome, OutcomeKind, Reason
@@ -268,7 +263,7 @@ def test_a_first_step_takes_its_orders_lock_in_its_insert_and_finds_a_row_commit
         query = waiting_statement() or ""
         assert "INSERT INTO gbq_events" in query  # the insert waits, not a statement before
         earlier = NOW - timedelta(seconds=1)
-        row = {**_new_rows([first], NOW)[0], "transaction_time": earlier}
+        row = {**new_rows([first], NOW)[0], "transaction_time": earlier}
         holder.execute(insert(EventRow).values(**row))
         holder.commit()
         claimed = stepping.result(timeout=10)

@@ -19,9 +19,10 @@ from harness.stack import Stack
 from producers.events import CashbackAwarded, Event, OrderPaid, OrderRefunded
 from producers.keys import ALIVE_PREFIX, INBOX_KEY, QUEUE
 from producers.quarantine import Poison
+from worker.ledger.core import AttemptRecord, new_event
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.redemptions import ParkedRedemption, Redemptions
-from worker.ledger.repository import AttemptRecord, Ledger, new_event
+from worker.ledger.repository import Ledger
 from worker.rules.outcomes import Outcome, OutcomeKind, Reason
 from worker.rules.retry import Transition
 from worker.rules.states import DeadReason, EventState

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event, text
 
+from worker.ledger.core import NewEvent
 from worker.ledger.deadletters import DeadFilter, DeadLetters
-from worker.ledger.repository import Ledger, NewEvent
+from worker.ledger.repository import Ledger
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 PARTIAL = {

@@ -15,8 +15,9 @@ from sqlalchemy.exc import IntegrityError
 from worker.coordination.outage import LEDGER_DOWN
 from worker.ledger import prepared as prepared_module
 from worker.ledger import statements as st
+from worker.ledger.core import NewEvent
 from worker.ledger.prepared import Rows, Runner
-from worker.ledger.repository import Ledger, NewEvent
+from worker.ledger.repository import Ledger
 from worker.rules.states import EventState
 
 pytestmark = pytest.mark.integration

@@ -19,9 +19,10 @@ from tests.driving import deliver, runtime_for
 from worker.flows.redeeming import PointsCourier
 from worker.gameball.client import Attempt
 from worker.gameball.payloads import GameballRequest
+from worker.ledger.core import Claimed
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.redemptions import Redemptions
-from worker.ledger.repository import Claimed, Ledger
+from worker.ledger.repository import Ledger
 from worker.process.runtime import Runtime
 from worker.rules.outcomes import Outcome, OutcomeKind, Reason
 from worker.rules.states import EventState

@@ -14,7 +14,7 @@ import pytest
 from harness.processes import SandboxProcess
 from harness.stack import Stack
 from producers.events import OrderPaid
-from worker.ledger.repository import AttemptRecord, new_event
+from worker.ledger.core import AttemptRecord, new_event
 from worker.rules.outcomes import Outcome, OutcomeKind, Reason
 from worker.rules.retry import Transition
 from worker.rules.states import DeadReason, EventState

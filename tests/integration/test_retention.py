@@ -25,9 +25,10 @@ from producers.events import (
     OrderRefunded,
 )
 from worker.gameball.payloads import RefundLine, lines_left, reversal_lines
+from worker.ledger.core import AttemptRecord, new_event
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.order_memory import reversal_basis
-from worker.ledger.repository import AttemptRecord, Ledger, new_event
+from worker.ledger.repository import Ledger
 from worker.ledger.retention import ArchiveAppend, RemovedBatch, memories
 from worker.ledger.schema import migrate
 from worker.rules.ordering import Gate, OrderFact, gate

@@ -321,10 +321,11 @@ def test_the_last_hour_is_counted_from_the_ledger(database_url: str) -> None:
     from sqlalchemy import bindparam, text  # noqa: PLC0415
 
     from tests.console import paid as order  # noqa: PLC0415
+    from worker.ledger.core import new_event  # noqa: PLC0415
     from worker.ledger.engine import create_ledger_engine  # noqa: PLC0415
     from worker.ledger.models import UtcDateTime  # noqa: PLC0415
     from worker.ledger.reads import last_hour  # noqa: PLC0415
-    from worker.ledger.repository import Ledger, new_event  # noqa: PLC0415
+    from worker.ledger.repository import Ledger  # noqa: PLC0415
 
     now = datetime.now(UTC).replace(second=30, microsecond=0)
     ledger = Ledger(create_ledger_engine(database_url))

@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from producers.events import MAX_EVENT_BYTES, InvalidEventError, as_event, event_to_json
 from tests.poison import deeply_nested
 from worker.gameball.payloads import build_request
+from worker.ledger.core import new_event
 from worker.ledger.models import EventRow
-from worker.ledger.repository import new_event
 
 NOW = datetime.now(UTC)
 LINE = {"product_id": "P-1", "quantity": 2, "price": "4.50", "title": "Mug", "tags": ["home"]}

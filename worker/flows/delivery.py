@@ -59,9 +59,10 @@ from worker.gameball.payloads import (
 )
 from worker.gameball.records import GameballRecord, order_records, transaction_records
 from worker.gameball.versions import ApiVersion
+from worker.ledger.core import AttemptRecord, Claimed, NewEvent, new_event
 from worker.ledger.order_memory import OrderBasis, order_basis, reversal_basis
 from worker.ledger.redemptions import Redemptions
-from worker.ledger.repository import AttemptRecord, Claimed, Ledger, NewEvent, new_event
+from worker.ledger.repository import Ledger
 from worker.rules.breaker import Admission, Breaker, Signal, signal_of
 from worker.rules.ordering import Gate, OrderFact, gate, waits_on_order
 from worker.rules.outcomes import Outcome, OutcomeKind, Reason

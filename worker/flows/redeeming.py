@@ -16,8 +16,8 @@ from worker.coordination.ratelimit import Permits
 from worker.gameball.client import Attempt
 from worker.gameball.payloads import GameballRequest, PointsSent, hold_request
 from worker.gameball.versions import ApiVersion, redeems_in_the_order
+from worker.ledger.core import Claimed
 from worker.ledger.redemptions import ParkedRedemption, Redemptions
-from worker.ledger.repository import Claimed
 from worker.rules.outcomes import Outcome, OutcomeKind, Reason
 from worker.rules.redemption import (
     HOLD_GONE,

@@ -49,8 +49,9 @@ from worker.coordination.leader import LeaderLock
 from worker.coordination.liveness import gone
 from worker.coordination.queue import RedisQueue
 from worker.ledger import outbox
+from worker.ledger.core import NewEvent, new_event
 from worker.ledger.counters import fold_gone_shards
-from worker.ledger.repository import Ledger, NewEvent, new_event
+from worker.ledger.repository import Ledger
 from worker.rules.breaker import Breaker, due_batch
 from worker.rules.ordering import Gate, gate
 from worker.settings import Settings

@@ -22,9 +22,10 @@ from sqlalchemy import ColumnElement, Select, bindparam, delete, func, select, t
 from sqlalchemy.orm import Session
 
 from producers.events import Event, InvalidEventError, parse_event
+from worker.ledger.core import afresh, new_event
 from worker.ledger.counters import event_counts
 from worker.ledger.models import AttemptRow, EventRow, UtcDateTime
-from worker.ledger.repository import Ledger, afresh, new_event
+from worker.ledger.repository import Ledger
 from worker.rules.intake import recover
 from worker.rules.states import DeadReason, EventState
 
