@@ -356,7 +356,7 @@ class Deliverer:
         )
         bucket = bucket_of(request.method, request.path)
         sent = self._attempt(claimed, event, request, bucket=bucket, spend=spend, prepared=prepared)
-        if isinstance(sent, float):
+        if not isinstance(sent, Attempt):  # the rate limit's wait, in seconds
             return self._defer_for_rate_limit(claimed, now, sent)
         attempt = sent
         finished = self.clock()
