@@ -373,31 +373,6 @@ def test_unreachable_services_are_one_line_errors_without_secrets(cli: Cli, tmp_
     assert "run `gbq migrate`" in unmigrated.stderr
 
 
-def test_every_command_has_help_with_an_example(cli: Cli) -> None:
-    """--help works everywhere and shows an example."""
-    commands = [
-        ["status"],
-        ["dlq", "list"],
-        ["dlq", "show"],
-        ["dlq", "retry"],
-        ["dlq", "purge"],
-        ["dlq", "export"],
-        ["redemptions", "list"],
-        ["redemptions", "resolve"],
-        ["events"],
-        ["publish"],
-        ["worker"],
-        ["scheduler"],
-        ["migrate"],
-        ["sandbox"],
-    ]
-    for command in commands:
-        result = cli(*command, "--help")
-        assert result.returncode == 0, command
-        assert "Example" in result.stdout, command
-    assert "GBQ_WORKER_CONCURRENCY" in cli("worker", "--help").stdout
-
-
 def test_retrying_a_dead_paid_event_delivers_it_then_its_refunds_in_order(
     make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
 ) -> None:
