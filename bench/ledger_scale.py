@@ -32,6 +32,7 @@ from worker.ledger.models import UtcDateTime
 from worker.ledger.repository import Ledger
 from worker.ops.metrics import LedgerCollector
 from worker.ops.status import collect
+from worker.settings import Settings
 
 # What operators read; the target is ≤ × 2 at 1,000,000 rows (issue 15).
 SMALL = 5_000  # the baseline: 50 dead letters, a full page of `gbq dlq list`
@@ -102,7 +103,7 @@ def query_times(engine: Engine, runs: int, redis_url: str, folder: Path) -> dict
     """Median microseconds of each query on the hot paths and of each operator read."""
     ledger, dead = Ledger(engine), DeadLetters(Ledger(engine))
     client = redis.Redis.from_url(redis_url)
-    limiter = RateLimiter(client, RateLimits())
+    limiter = RateLimiter(client, RateLimits.from_settings(Settings.model_construct()))
     spool = Spool(folder / f"spool-{time.monotonic_ns()}.db")
     scrape = LedgerCollector(ledger, client, CollectorRegistry())
     now = datetime.now(UTC)

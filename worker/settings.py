@@ -31,6 +31,7 @@ from producers.settings import (
     unknown_variables,
 )
 from worker.gameball.versions import DEFAULT_API_VERSION, ApiVersion
+from worker.sandbox.keys import SANDBOX_API_KEY, SANDBOX_SECRET_KEY
 
 __all__ = [
     "SANDBOX_API_KEY",
@@ -43,8 +44,6 @@ __all__ = [
     "redact_url",
 ]
 
-SANDBOX_API_KEY = "sandbox-api-key"
-SANDBOX_SECRET_KEY = "sandbox-secret-key"  # noqa: S105 - a public test value, not a secret
 SANDBOX_PORT = 8099
 SANDBOX_BASE_URL = f"http://127.0.0.1:{SANDBOX_PORT}"
 

@@ -32,10 +32,9 @@ from producers.events import (
 from producers.keys import QUEUE
 from producers.transport import enqueue
 from producers.wire import task_message
-from worker.coordination.shared_breaker import SharedBreaker
+from worker.coordination.shared_breaker import SharedBreaker, breaker_config
 from worker.gameball.payloads import build_request
-from worker.rules.breaker import BreakerConfig
-from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY
+from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY, Settings
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 2, 1, 12, 0, tzinfo=UTC)
@@ -147,7 +146,12 @@ def test_outage_then_recovery_delivers_everything(
     stack.publisher.publish_many(scenario.events)
     # While Gameball is down, the breaker opens and events are deferred; none delivered
     wait_until(
-        lambda: SharedBreaker(stack.publisher._redis, BreakerConfig()).current().state == "open",
+        lambda: (
+            SharedBreaker(stack.publisher._redis, breaker_config(Settings.model_construct()))
+            .current()
+            .state
+            == "open"
+        ),
         timeout_s=60,
         what="the circuit breaker to open",
     )

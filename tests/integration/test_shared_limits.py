@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import pytest
 import redis
@@ -18,16 +19,19 @@ from worker.coordination.ratelimit import (
     RateLimits,
     gcra,
 )
-from worker.coordination.shared_breaker import SharedBreaker
-from worker.rules.breaker import Breaker, BreakerConfig, Signal, State
+from worker.coordination.shared_breaker import SharedBreaker, breaker_config
+from worker.rules.breaker import Breaker, Signal, State
+from worker.settings import Settings
 
 pytestmark = pytest.mark.integration
 SECOND = 1_000_000
 
+DEFAULT_BREAKER = breaker_config(Settings.model_construct())  # the shipped defaults
+
 
 def test_lua_agrees_with_the_pure_arithmetic(redis_url: str) -> None:
     """Calls at chosen instants get the same answers from Redis as from gcra()."""
-    limiter = RateLimiter(redis.Redis.from_url(redis_url), RateLimits(30, 360, 0.5))
+    limiter = RateLimiter(redis.Redis.from_url(redis_url), RateLimits(30, 360, 0.5, 1.0))
     intervals = [interval for _, interval in limiter.limits.intervals_us()]
     tats: tuple[int, ...] = (0, 0)
     for offset in [0, 1, 10_000, 84_722, 84_723, 84_724, 200_000, 200_001, 5 * SECOND]:
@@ -93,7 +97,7 @@ def test_reads_take_their_resources_permission(redis_url: str) -> None:
 
 def test_many_threads_share_one_budget(redis_url: str) -> None:
     """Eight threads pulling as fast as they can get one evenly paced budget."""
-    limiter = RateLimiter(redis.Redis.from_url(redis_url), RateLimits(20, 0, 0.0))
+    limiter = RateLimiter(redis.Redis.from_url(redis_url), RateLimits(20, 0, 0.0, 1.0))
     now = 2_000 * SECOND
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(lambda n: limiter.try_acquire(now + n), range(64)))
@@ -105,7 +109,7 @@ def test_breaker_updates_from_many_workers_are_not_lost(
 ) -> None:
     """Concurrent failures from 8 threads all count; the opening is logged once."""
     caplog.set_level(logging.INFO, logger="worker.coordination.shared_breaker")
-    config = BreakerConfig(consecutive_failures=40, min_requests=1000)
+    config = replace(DEFAULT_BREAKER, consecutive_failures=40, min_requests=1000)
     breakers = [SharedBreaker(redis.Redis.from_url(redis_url), config) for _ in range(8)]
     start = threading.Barrier(8)
 
@@ -125,7 +129,7 @@ def test_breaker_updates_from_many_workers_are_not_lost(
 def test_only_one_probe_at_a_time_across_workers(redis_url: str) -> None:
     """Once the cool-down is over, of many workers asking, one gets the probe."""
     now = [1000.0]
-    config = BreakerConfig(consecutive_failures=1, cooldown_s=10)
+    config = replace(DEFAULT_BREAKER, consecutive_failures=1, cooldown_s=10)
     breakers = [
         SharedBreaker(redis.Redis.from_url(redis_url), config, clock=lambda: now[0])
         for _ in range(6)
@@ -146,7 +150,7 @@ def test_successes_are_counted_without_a_write_and_none_is_lost(redis_url: str) 
     successes and the failure, and the breaker stays closed (1 of 101 failed)."""
     clock = [2000.0]
     monotonic = [0.0]
-    config = BreakerConfig(min_requests=10, failure_rate=0.5, consecutive_failures=5)
+    config = replace(DEFAULT_BREAKER, min_requests=10, failure_rate=0.5, consecutive_failures=5)
     client = redis.Redis.from_url(redis_url)
     breakers = [
         SharedBreaker(
@@ -180,7 +184,7 @@ def test_the_breaker_read_while_clearing_the_inbox_admits_as_a_fresh_read(
     closed breaker admits on that read; one that is open is decided on a fresh read, so
     a stale "open" still lets exactly one probe through once the cool-down is over."""
     now = [3000.0]
-    config = BreakerConfig(consecutive_failures=1, cooldown_s=10)
+    config = replace(DEFAULT_BREAKER, consecutive_failures=1, cooldown_s=10)
     client = redis.Redis.from_url(redis_url)
     queue = RedisQueue(client)
     breakers = [

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from worker.coordination.ratelimit import Bucket, RateLimits, bucket_of, gcra, keys_of
+from worker.settings import Settings
 
 SECOND = 1_000_000
 KEYS = keys_of("orders")
@@ -13,9 +14,9 @@ KEYS = keys_of("orders")
 
 def test_intervals_include_the_margin_and_skip_switched_off_windows() -> None:
     """30/s → one every (1 + 0.5)/30 s; 360/30 s → one every 30.5/360 s; 0 is off."""
-    assert RateLimits(30, 360, 0.5).intervals_us() == [(KEYS[0], 50_000), (KEYS[1], 84_723)]
-    assert RateLimits(0, 360, 0.0).intervals_us() == [(KEYS[1], 83_334)]  # rounded up
-    assert RateLimits(0, 0).intervals_us() == []
+    assert RateLimits(30, 360, 0.5, 1.0).intervals_us() == [(KEYS[0], 50_000), (KEYS[1], 84_723)]
+    assert RateLimits(0, 360, 0.0, 1.0).intervals_us() == [(KEYS[1], 83_334)]  # rounded up
+    assert RateLimits(0, 0, 0.5, 1.0).intervals_us() == []
 
 
 @pytest.mark.parametrize(
@@ -39,7 +40,7 @@ def test_gcra_steps(
 
 def test_no_window_ever_holds_more_than_its_limit() -> None:
     """Greedy callers for 2 minutes: never over 30 in 1 s nor 360 in 30 s."""
-    intervals = tuple(interval for _, interval in RateLimits(30, 360, 0.0).intervals_us())
+    intervals = tuple(interval for _, interval in RateLimits(30, 360, 0.0, 1.0).intervals_us())
     tats, now, sent = (0, 0), 0, []
     while now < 120 * SECOND:
         allowed, wait, tats = gcra(tats, intervals, now)
@@ -82,14 +83,14 @@ def test_each_call_counts_against_its_documented_resource(
 
 def test_the_settings_set_the_30_per_second_resources_and_scale_the_others() -> None:
     """Defaults are the documented limits; customers GET is 100/1200 and scales with them."""
-    limits = RateLimits()
+    limits = RateLimits.from_settings(Settings.model_construct())
     assert [limits.of(b) for b in ("orders", "transactions_post", "transactions_get")] == [
         (30, 360)
     ] * 3
     assert limits.of("customers_get") == (100, 1200)
-    assert RateLimits(15, 180).of("customers_get") == (50, 600)
-    assert RateLimits(0, 0).of("customers_get") == (0, 0)
-    assert RateLimits(30, 360, 0.5).intervals_us("customers_get") == [
+    assert RateLimits(15, 180, 0.5, 1.0).of("customers_get") == (50, 600)
+    assert RateLimits(0, 0, 0.5, 1.0).of("customers_get") == (0, 0)
+    assert RateLimits(30, 360, 0.5, 1.0).intervals_us("customers_get") == [
         ("gbq:ratelimit:customers_get:1s", 15_000),
         ("gbq:ratelimit:customers_get:30s", 25_417),
     ]

@@ -88,10 +88,10 @@ class RateLimits:
     """The limits of the 30-per-second resources (orders, transactions); the others scale
     with them (customers GET: 100/30 of them), so one setting slows or stops them all."""
 
-    per_s: int = BASE_LIMITS[0]
-    per_30s: int = BASE_LIMITS[1]
-    margin_s: float = 0.5
-    penalty_s: float = 1.0
+    per_s: int  # the defaults are the settings' (GBQ_RATE_LIMIT_*): Gameball's own limits
+    per_30s: int
+    margin_s: float
+    penalty_s: float
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimits:

@@ -62,13 +62,15 @@ def signal_of(outcome: Outcome) -> Signal:
 
 @dataclass(frozen=True)
 class BreakerConfig:
-    min_requests: int = 10
-    failure_rate: float = 0.7
-    window_s: float = 60.0
-    consecutive_failures: int = 5
-    cooldown_s: float = 30.0
-    pause_cooldown_s: float = 30.0
-    probe_timeout_s: float = 60.0  # a probe that never reports back frees the slot after this
+    """The breaker's parameters (their defaults are the settings': ``GBQ_BREAKER_*``)."""
+
+    min_requests: int
+    failure_rate: float
+    window_s: float
+    consecutive_failures: int
+    cooldown_s: float
+    pause_cooldown_s: float
+    probe_timeout_s: float  # a probe that never reports back frees the slot after this
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,7 @@ from starlette.types import Receive, Scope, Send
 
 from worker.sandbox.account import Account, number
 from worker.sandbox.faults import FaultInjector
+from worker.sandbox.keys import SANDBOX_API_KEY, SANDBOX_SECRET_KEY
 from worker.sandbox.parsing import (
     INVALID_VALUE,
     MISSING_ARGUMENTS,
@@ -64,8 +65,8 @@ _RECEIVED: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "sandbox_received", default=None
 )
 
-DEFAULT_API_KEY: Final = "sandbox-api-key"
-DEFAULT_SECRET_KEY: Final = "sandbox-secret-key"  # noqa: S105 - a public test value
+DEFAULT_API_KEY: Final = SANDBOX_API_KEY
+DEFAULT_SECRET_KEY: Final = SANDBOX_SECRET_KEY
 Operation = Literal["order", "refund", "cashback", "hold"]
 ErrorStyle = Literal["v4", "v2"]
 
