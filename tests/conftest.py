@@ -205,3 +205,16 @@ def driven_settings(
         redrive_after_s=3600.0,
         breaker_cooldown_s=30.0,
     )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slowest tests first: pytest-xdist hands tests out in this order, one to each
+    core in turn, and one left for the end keeps a core busy while the other waits. A rank
+    orders them further: the two drain tests (three workers each) then go to one core one
+    after the other, not side by side."""
+
+    def order(item: pytest.Item) -> tuple[int, int]:
+        slow = item.get_closest_marker("slow")
+        return (1, 0) if slow is None else (0, int(slow.kwargs.get("rank", 9)))
+
+    items.sort(key=order)

@@ -13,6 +13,7 @@ pytestmark = pytest.mark.integration
 SEED = int(os.environ.get("GBQ_TEST_SOAK_SEED", "20261122"))
 
 
+@pytest.mark.slow(rank=4)
 @pytest.mark.timeout(400)
 def test_short_soak_ends_exactly_as_the_events_say(tmp_path: Path) -> None:
     """Outage, 5xx and 429 bursts, slow answers, responses lost after apply, a worker and

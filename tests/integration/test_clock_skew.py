@@ -61,6 +61,7 @@ def _paid(order: str, occurred_at: datetime) -> OrderPaid:
     )
 
 
+@pytest.mark.slow(rank=3)
 def test_skewed_scheduler_worker_and_producer_deliver_exactly(
     make_stack: type[Stack], sandbox: SandboxProcess, postgres_url: str, tmp_path: Path
 ) -> None:

@@ -25,6 +25,7 @@ def health_check(env: dict[str, str], command: str) -> subprocess.CompletedProce
     )
 
 
+@pytest.mark.slow
 def test_the_compose_worker_answers_the_compose_health_check(
     make_stack: type[Stack], sqlite_url: str
 ) -> None:

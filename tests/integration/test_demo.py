@@ -21,6 +21,7 @@ def alive(pids_file: Path) -> list[int]:
     return [pid for pid in pids if Path(f"/proc/{pid}").exists()]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_short_demo_reconciles_and_leaves_nothing_running(tmp_path: Path) -> None:
     """A short demo (outage and worker kill included) ends with every wallet equal."""

@@ -21,6 +21,7 @@ from worker.coordination.liveness import alive
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.slow
 def test_a_worker_cut_from_redis_mid_call_neither_double_credits_nor_overwrites(
     make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str, redis_url: str
 ) -> None:

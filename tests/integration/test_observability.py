@@ -110,6 +110,7 @@ def test_metrics_and_json_logs(
     assert SECRET_KEY not in everything
 
 
+@pytest.mark.slow
 def test_task_events_are_off_until_flower_asks_for_them(
     make_stack: type[Stack], sqlite_url: str, redis_url: str
 ) -> None:

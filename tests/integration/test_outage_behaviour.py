@@ -38,6 +38,7 @@ def drain_report(rows: list[dict[str, object]]) -> tuple[float, float]:
     return rate, sum(r["status"] == 429 for r in rows) / len(rows)
 
 
+@pytest.mark.slow(rank=0)
 @pytest.mark.timeout(400)
 def test_outage_with_1000_pending_costs_only_probes_and_then_drains_at_the_limit(
     make_stack: type[Stack], start_sandbox: type[SandboxProcess], sqlite_url: str
@@ -116,6 +117,7 @@ def _applied_ids(
     return applied
 
 
+@pytest.mark.slow(rank=2)
 @pytest.mark.timeout(300)
 def test_three_workers_drain_a_backlog_at_gameballs_rate_with_few_429s(
     make_stack: type[Stack], start_sandbox: type[SandboxProcess], sqlite_url: str

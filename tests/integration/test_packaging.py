@@ -44,6 +44,7 @@ except SettingsError as error:
 """
 
 
+@pytest.mark.slow
 def test_the_base_package_publishes_without_the_worker_stack(
     tmp_path: Path, redis_url: str
 ) -> None:

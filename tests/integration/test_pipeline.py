@@ -182,6 +182,7 @@ def test_responses_dropped_after_apply_do_not_double_credit(
     assert last_codes.count(9004) + last_codes.count(305) == state["request_counts"]["dropped"]
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_delivery_recovers_in_seconds(
     make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
 ) -> None:

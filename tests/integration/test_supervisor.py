@@ -56,6 +56,7 @@ def supervised(stack: Stack) -> Iterator[dict[str, str]]:
         supervisord.wait(timeout=120)
 
 
+@pytest.mark.slow
 def test_supervisor_restarts_a_killed_worker_and_everything_is_delivered(
     make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
 ) -> None:
@@ -123,6 +124,7 @@ def test_a_worker_whose_consumer_dies_exits_non_zero(
         admin.close()
 
 
+@pytest.mark.slow(rank=1)
 def test_supervisor_keeps_retrying_until_a_cause_that_clears(
     make_stack: type[Stack], sandbox: SandboxProcess, tmp_path: Path
 ) -> None:

@@ -68,6 +68,7 @@ def test_every_block_runs_somewhere_or_says_why_not() -> None:
     assert languages == {"python", "sh"}
 
 
+@pytest.mark.slow
 def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
     """The tour, end to end: the sandbox, the worker and the scheduler in the background,
     the Python example publishing, then status, the order's timeline and reconciliation
