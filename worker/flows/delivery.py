@@ -7,8 +7,9 @@
     order check ─ wait? ─► ``waiting`` ; paid is dead? ─► dead ``blocked``
     circuit breaker ─ open or paused? ─► deferred to the next probe (no attempt spent)
     rate limit ─ no token within a moment? ─► deferred (no attempt spent)
-    call Gameball, classify, tell the breaker (and the limiter, on 429), record the
-    attempt, apply the next state (lease holder only)
+    call Gameball, classify ─ id or time taken (unsettled)? ─► read Gameball's records:
+    ours, or another's; tell the breaker (and the limiter, on 429), record the attempt,
+    apply the next state (lease holder only)
     settled (delivered or dead)? ─► wake the order's waiting events and deliver them here,
                                     oldest first (up to INLINE_RELEASED, while the task has
                                     run less than INLINE_BUDGET_S; the rest are queued)
