@@ -5,12 +5,14 @@ Several may run; one leads through a Redis lock (renewed every tick, expiring af
 ``3 × tick`` if its holder dies). Each tick, the leader runs every sweep, each bounded by
 ``GBQ_SCHEDULER_BATCH`` rows:
 
-1. due retries → ``pending``, and a delivery message each;
+1. due retries → ``pending``, and a delivery message each (only a few per tick while the
+   breaker holds calls back: the probe that closes it sends the rest, oldest first);
 2. expired leases (a worker died mid-delivery) → ``pending``, and a message each;
 3. the quarantine (poison that workers and publishers found) → dead letters ``malformed``;
 4. inbox entries no worker ingested within ``GBQ_REDRIVE_AFTER_S`` → into the ledger;
 5. ``pending`` events whose message nobody took within ``GBQ_REDRIVE_AFTER_S`` → a new
-   message, once the queue is nearly drained (a backlog means the message is still there);
+   message, once the queue is empty (with anything queued, the message is most likely
+   still there);
 6. the spool → Redis; the outbox → the ledger, with a message each;
 7. ``waiting`` events due for a re-check → released, blocked, or expired.
 
