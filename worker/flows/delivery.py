@@ -445,20 +445,29 @@ class Deliverer:
         the order's for an order's events, the customer's (v4) or the id's (v3) for a
         cashback, which has no order to read it by."""
         outcome = attempt.outcome
+        settled = self._if_ours(claimed, event, outcome)
+        if settled is not None:
+            return settled
+        moved = self.ledger.move_transaction_time(claimed.event_id, self.owner)
+        return outcome.to_retry(
+            f"{outcome.message}: another transaction holds that instant; moved to {moved}"
+        )
+
+    def _if_ours(self, claimed: Claimed, event: Event, outcome: Outcome) -> Outcome | None:
+        """``outcome`` settled when Gameball's records show the event's own transaction
+        (delivered: an earlier attempt applied it) or cannot be read (retry); None when
+        the transaction Gameball holds is another's."""
         try:
             records = self._records_of(claimed, event)
         except GameballReadError as error:
             return _unreadable(outcome, error)
-        if holds_ours(event, records):
-            return replace(
-                outcome,
-                kind=OutcomeKind.DELIVERED,
-                reason=Reason.ALREADY_APPLIED,
-                message=f"{outcome.message}: Gameball holds this transaction (applied earlier)",
-            )
-        moved = self.ledger.move_transaction_time(claimed.event_id, self.owner)
-        return outcome.to_retry(
-            f"{outcome.message}: another transaction holds that instant; moved to {moved}"
+        if not holds_ours(event, records):
+            return None
+        return replace(
+            outcome,
+            kind=OutcomeKind.DELIVERED,
+            reason=Reason.ALREADY_APPLIED,
+            message=f"{outcome.message}: Gameball holds this transaction (applied earlier)",
         )
 
     def _records_of(self, claimed: Claimed, event: Event) -> list[GameballRecord]:
@@ -586,17 +595,9 @@ class Deliverer:
         id is "taken" although this event was never applied. Gameball's records say which;
         counting the second case delivered would lose the event silently."""
         outcome = attempt.outcome
-        try:
-            records = self._records_of(claimed, event)
-        except GameballReadError as error:
-            return _unreadable(outcome, error)
-        if holds_ours(event, records):
-            return replace(
-                outcome,
-                kind=OutcomeKind.DELIVERED,
-                reason=Reason.ALREADY_APPLIED,
-                message=f"{outcome.message}: Gameball holds this transaction (applied earlier)",
-            )
+        settled = self._if_ours(claimed, event, outcome)
+        if settled is not None:
+            return settled
         return replace(
             outcome,
             kind=OutcomeKind.DEAD,
