@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 
 from worker.sandbox.account import Account
-from worker.sandbox.app import DEFAULT_API_KEY, DEFAULT_SECRET_KEY, Reply, Sandbox, SandboxConfig
+from worker.sandbox.app import Reply, Sandbox, SandboxConfig
 from worker.sandbox.parsing import GameballError, HoldCommand, OrderCommand
 from worker.sandbox.ratelimit import GameballRateLimits
 from worker.sandbox.rules import CashbackRules
-from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY
+from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY, Settings
 
-KEYS = {"apikey": DEFAULT_API_KEY, "secretkey": DEFAULT_SECRET_KEY}
+KEYS = {"apikey": SANDBOX_API_KEY, "secretkey": SANDBOX_SECRET_KEY}
 ORDER_PATH = "/api/v3.0/integrations/order"
 REFUND_PATH = "/api/v3.0/integrations/transaction/refund"
 
@@ -80,16 +80,20 @@ def sandbox() -> Sandbox:
 
 def test_worker_defaults_use_the_sandboxs_keys() -> None:
     """No configuration at all means the worker talks to the sandbox with its keys."""
-    assert (SANDBOX_API_KEY, SANDBOX_SECRET_KEY) == (DEFAULT_API_KEY, DEFAULT_SECRET_KEY)
+    defaults, sandbox = Settings.model_construct(), SandboxConfig()
+    assert (
+        defaults.gameball_api_key.get_secret_value(),
+        defaults.gameball_secret_key.get_secret_value(),
+    ) == (sandbox.api_key, sandbox.secret_key)
 
 
 @pytest.mark.parametrize(
     ("headers", "status", "code"),
     [
         ({}, 403, 1002),  # no APIKey
-        ({"apikey": "wrong", "secretkey": DEFAULT_SECRET_KEY}, 401, 1000),  # wrong APIKey
-        ({"apikey": DEFAULT_API_KEY}, 401, 1001),  # secretKey missing
-        ({"apikey": DEFAULT_API_KEY, "secretkey": "nope"}, 401, 1000),  # wrong secretKey
+        ({"apikey": "wrong", "secretkey": SANDBOX_SECRET_KEY}, 401, 1000),  # wrong APIKey
+        ({"apikey": SANDBOX_API_KEY}, 401, 1001),  # secretKey missing
+        ({"apikey": SANDBOX_API_KEY, "secretkey": "nope"}, 401, 1000),  # wrong secretKey
     ],
 )
 def test_keys_are_checked(

@@ -302,11 +302,14 @@ class Scheduler:
         return len(entries) + len(unreadable)
 
     def _due_batch(self) -> int:
+        pipe = self.redis.pipeline(transaction=False)  # one round trip per tick
+        pipe.get(BREAKER_KEY)
+        pipe.time()  # the breaker's clock
+        raw, (seconds, micros) = pipe.execute()
         try:
-            breaker = Breaker.from_json(self.redis.get(BREAKER_KEY))
+            breaker = Breaker.from_json(raw)
         except (ValueError, KeyError, TypeError):  # unreadable: the workers' problem, not ours
             breaker = Breaker()
-        seconds, micros = self.redis.time()  # the breaker's clock
         return due_batch(breaker, self.settings.scheduler_batch, seconds + micros / 1_000_000)
 
     def _stale_pending(self, now: datetime) -> int:

@@ -65,8 +65,6 @@ _RECEIVED: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "sandbox_received", default=None
 )
 
-DEFAULT_API_KEY: Final = SANDBOX_API_KEY
-DEFAULT_SECRET_KEY: Final = SANDBOX_SECRET_KEY
 Operation = Literal["order", "refund", "cashback", "hold"]
 ErrorStyle = Literal["v4", "v2"]
 
@@ -112,8 +110,8 @@ V4_LIST_LIMIT: Final = 200  # GET transactions: "a maximum limit of 200 transact
 
 @dataclass(frozen=True)
 class SandboxConfig:
-    api_key: str = DEFAULT_API_KEY
-    secret_key: str = DEFAULT_SECRET_KEY
+    api_key: str = SANDBOX_API_KEY
+    secret_key: str = SANDBOX_SECRET_KEY
     seed: int = 0
     rules: CashbackRules = field(default_factory=CashbackRules)
     rate_limit_per_s: int = 30  # 0 switches the window off

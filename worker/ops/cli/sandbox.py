@@ -8,7 +8,8 @@ from typing import Annotated, Literal
 
 import typer
 
-from worker.sandbox.app import DEFAULT_API_KEY, DEFAULT_SECRET_KEY, ErrorStyle, SandboxConfig
+from worker.sandbox.app import ErrorStyle, SandboxConfig
+from worker.sandbox.keys import SANDBOX_API_KEY, SANDBOX_SECRET_KEY
 from worker.sandbox.rules import CashbackRules
 
 
@@ -41,10 +42,10 @@ def _version(value: str) -> Literal["v3.0", "v4.0", "v4.1"]:
 def run(
     port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8099,
     host: Annotated[str, typer.Option(help="Address to bind; keep it on loopback.")] = "127.0.0.1",
-    api_key: Annotated[str, typer.Option(help="APIKey the sandbox accepts.")] = DEFAULT_API_KEY,
+    api_key: Annotated[str, typer.Option(help="APIKey the sandbox accepts.")] = SANDBOX_API_KEY,
     secret_key: Annotated[
         str, typer.Option(help="secretKey the sandbox accepts.")
-    ] = DEFAULT_SECRET_KEY,
+    ] = SANDBOX_SECRET_KEY,
     seed: Annotated[
         int, typer.Option(help="Seed for injected faults (same seed, same faults).")
     ] = 0,
@@ -149,7 +150,7 @@ def run(
         minimum_version=_version(minimum_version),
         hold_ttl_s=hold_ttl_s,
     )
-    keys = "default sandbox keys" if api_key == DEFAULT_API_KEY else "the keys given"
+    keys = "default sandbox keys" if api_key == SANDBOX_API_KEY else "the keys given"
     typer.echo(f"Gameball sandbox on http://{host}:{port} ({keys}; state at /_sandbox/state)")
     from worker.sandbox.server import serve  # noqa: PLC0415 - uvicorn loads only when serving
 
