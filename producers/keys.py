@@ -23,5 +23,7 @@ BREAKER_KEY: Final = "gbq:breaker"  # the shared circuit breaker's state (JSON)
 RATE_LIMIT_PREFIX: Final = "gbq:ratelimit:"  # + bucket + ":1s" / ":30s": GCRA arrival times
 ALIVE_PREFIX: Final = "gbq:alive:"  # + lease owner: a delivering process's heartbeat
 LEADER_KEY: Final = "gbq:scheduler:leader"  # the scheduler that leads (with a TTL)
+SCHEDULER_ALIVE_PREFIX: Final = "gbq:scheduler:alive:"  # + owner: a scheduler's heartbeat
+SCHEDULER_TICKED_KEY: Final = "gbq:scheduler:ticked"  # Redis time of the leader's last tick
 RATE_LIMIT_WAITS_KEY: Final = "gbq:stats:rate_limit_waits"  # counter (a metric)
 BREAKER_DEFERRALS_KEY: Final = "gbq:stats:breaker_deferrals"  # counter (a metric)

@@ -31,7 +31,12 @@ from producers.settings import (
     unknown_variables,
 )
 from worker.gameball.versions import DEFAULT_API_VERSION, ApiVersion
-from worker.sandbox.keys import SANDBOX_API_KEY, SANDBOX_SECRET_KEY
+from worker.sandbox.keys import (
+    COMPOSE_SANDBOX_API_KEY,
+    COMPOSE_SANDBOX_SECRET_KEY,
+    SANDBOX_API_KEY,
+    SANDBOX_SECRET_KEY,
+)
 
 __all__ = [
     "SANDBOX_API_KEY",
@@ -192,17 +197,24 @@ class Settings(PublisherSettings):
         # The sandbox's keys are public: they must never reach a real Gameball (a
         # misconfigured worker would send every order there and be refused), and a real
         # Gameball needs the account's keys.
-        public = {SANDBOX_API_KEY, SANDBOX_SECRET_KEY}
-        in_use = public & {
+        keys = {
             self.gameball_api_key.get_secret_value(),
             self.gameball_secret_key.get_secret_value(),
         }
-        if in_use and not is_loopback(urlsplit(self.gameball_base_url).hostname):
+        host = urlsplit(self.gameball_base_url).hostname
+        if keys & {SANDBOX_API_KEY, SANDBOX_SECRET_KEY} and not is_loopback(host):
             raise ValueError(
                 f"GBQ_GAMEBALL_BASE_URL={self.gameball_base_url!r} is not on this machine, "
                 "but GBQ_GAMEBALL_API_KEY or GBQ_GAMEBALL_SECRET_KEY is unset or the "
                 "sandbox's public key: set your Gameball account's keys (or point at a "
                 "sandbox on 127.0.0.1)"
+            )
+        compose = {COMPOSE_SANDBOX_API_KEY, COMPOSE_SANDBOX_SECRET_KEY}
+        if keys & compose and not (is_loopback(host) or is_single_label(host)):
+            raise ValueError(
+                f"GBQ_GAMEBALL_BASE_URL={self.gameball_base_url!r} is not the compose "
+                "sandbox, but GBQ_GAMEBALL_API_KEY or GBQ_GAMEBALL_SECRET_KEY is the "
+                "compose sandbox's key: set both of your Gameball account's keys"
             )
         return self
 
@@ -234,6 +246,13 @@ def is_loopback(host: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def is_single_label(host: str | None) -> bool:
+    """A name like ``sandbox``: a compose service or a LAN name, never a public host."""
+    if not host or "." in host or ":" in host:
+        return False
+    return host.replace("-", "").replace("_", "").isalnum()
 
 
 def key_fingerprint(key: SecretStr) -> str:

@@ -61,3 +61,35 @@ def test_the_compose_worker_answers_the_compose_health_check(
     wrong = command.replace("worker@$HOSTNAME", "celery@$HOSTNAME")
     assert wrong != command
     assert health_check(env, wrong).returncode != 0
+
+
+def test_the_compose_scheduler_health_check_follows_its_loop(
+    make_stack: type[Stack], sqlite_url: str
+) -> None:
+    """The scheduler service's health check passes only while a scheduler's loop turns on
+    this host: not before it starts (Redis and the ledger answering are not enough), yes
+    while it runs, and no longer once it is killed (its heartbeat lapses in three ticks)."""
+    scheduler = COMPOSE["services"]["scheduler"]
+    check = scheduler["healthcheck"]["test"]
+    assert check[0] == "CMD"
+    stack = make_stack(sqlite_url)
+
+    def health() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*GBQ, *check[2:]], env=stack.env, capture_output=True, text=True, check=False
+        )
+
+    assert check[1] == "gbq"
+    before = health()
+    assert before.returncode == 1
+    assert "no scheduler on" in before.stderr
+    process = Process("compose-scheduler", scheduler["command"], stack.env, stack.folder / "s.log")
+    stack.processes.append(process)
+    healthy = wait_until(
+        lambda: (result := health()).returncode == 0 and result,
+        timeout_s=60,
+        what="the scheduler's health check to pass",
+    )
+    assert "is alive and leads" in healthy.stdout
+    process.kill()
+    wait_until(lambda: health().returncode == 1, timeout_s=30, what="the check to fail")

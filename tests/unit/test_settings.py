@@ -3,13 +3,18 @@ it, shows the value (never a secret) and says what is expected."""
 
 from __future__ import annotations
 
+import re
 import typing
 from pathlib import Path
 
 import pytest
+import yaml
 
 from producers.settings import PublisherSettings, SettingsError, load_publisher_settings
+from worker.sandbox.keys import COMPOSE_SANDBOX_API_KEY, COMPOSE_SANDBOX_SECRET_KEY
 from worker.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SECRET = "s3cr3t-do-not-print"
 # Values no type accepts, by annotation; then the fields whose rules refuse more.
@@ -171,3 +176,33 @@ def test_no_annotation_is_left_unwalked() -> None:
     }
     assert kinds <= set(BY_TYPE), kinds - set(BY_TYPE)
     assert typing.get_args(Settings.model_fields["log_level"].annotation)
+
+
+def test_the_compose_sandbox_keys_reach_only_the_compose_sandbox(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """docker-compose.yml's default keys are the compose sandbox's: with its base URL
+    (the `sandbox` service) they work; with Gameball's they are refused, so the stack
+    started without the account's keys never passes `gbq status` against Gameball."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    env = compose["x-gbq"]["environment"]
+
+    def default(variable: str) -> str:
+        match = re.fullmatch(r"\$\{(\w+):-(.*)\}", env[variable])
+        assert match is not None, env[variable]
+        assert match.group(1) == variable
+        return match.group(2)
+
+    assert default("GBQ_GAMEBALL_API_KEY") == COMPOSE_SANDBOX_API_KEY
+    assert default("GBQ_GAMEBALL_SECRET_KEY") == COMPOSE_SANDBOX_SECRET_KEY
+    monkeypatch.setenv("GBQ_GAMEBALL_API_KEY", COMPOSE_SANDBOX_API_KEY)
+    monkeypatch.setenv("GBQ_GAMEBALL_SECRET_KEY", COMPOSE_SANDBOX_SECRET_KEY)
+    monkeypatch.setenv("GBQ_GAMEBALL_BASE_URL", default("GBQ_GAMEBALL_BASE_URL"))
+    assert load_settings().gameball_base_url == "http://sandbox:8099"
+    for url in ("https://api.gameball.co", "http://sandbox.example.com:8099", "http://8.8.8.8"):
+        monkeypatch.setenv("GBQ_GAMEBALL_BASE_URL", url)
+        with pytest.raises(SettingsError, match="compose sandbox's key"):
+            load_settings()
+    monkeypatch.setenv("GBQ_GAMEBALL_API_KEY", "live-key")
+    with pytest.raises(SettingsError):  # the secret key is still the compose one
+        load_settings()

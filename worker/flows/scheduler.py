@@ -2,7 +2,9 @@
 (docs/architecture.md, "The data path").
 
 Several may run; one leads through a Redis lock (renewed every tick, expiring after
-``3 × tick`` if its holder dies). Each tick, the leader runs every sweep, each bounded by
+``3 × tick`` if its holder dies), and each says every turn of its loop that it is alive
+(``worker.coordination.scheduler_liveness``: metrics, alerts, the health check). Each tick,
+the leader runs every sweep, each bounded by
 ``GBQ_SCHEDULER_BATCH`` rows:
 
 1. due retries → ``pending``, and a delivery message each (only a few per tick while the
@@ -50,6 +52,7 @@ from producers.wire import MAX_ENVELOPE_BYTES, InboxEntry, checked_event_id
 from worker.coordination.leader import LeaderLock
 from worker.coordination.liveness import gone
 from worker.coordination.queue import RedisQueue
+from worker.coordination.scheduler_liveness import SchedulerBeat
 from worker.ledger import outbox
 from worker.ledger.core import NewEvent, new_event
 from worker.ledger.counters import fold_gone_shards
@@ -121,6 +124,7 @@ class Scheduler:
         self.clock = clock or ledger.clock.now  # one clock for all processes (ledger.clock)
         self.owner = f"scheduler:{uuid.uuid4().hex[:12]}"
         self.lock = LeaderLock(redis_client, self.owner, 3 * settings.scheduler_tick_s + 1)
+        self.heartbeat = SchedulerBeat(redis_client, self.owner, 3 * settings.scheduler_tick_s + 1)
         self._failing: dict[str, str] = {}  # sweep → why it failed last tick
         self._next_fold = 0.0  # monotonic time of the next counters fold
 
@@ -138,6 +142,8 @@ class Scheduler:
                     report = self.tick()
                     if report.counts:
                         log.info("scheduler tick: %s", report.counts)
+                # After the tick: a leader's heartbeat says its loop finished one.
+                self.heartbeat.beat(leads=leading, ticked=leading)
             except (redis.RedisError, OSError) as error:
                 log.warning("scheduler tick skipped, Redis: %s", error)
             except Exception:

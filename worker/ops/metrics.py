@@ -25,10 +25,18 @@ count rate-limit waits and breaker deferrals.
                                                  when it grows (the spool is not draining)
     gbq_parked_redemptions                       redeemed points the operator settles by
                                                  hand (gbq redemptions list): alert above 0
+    gbq_workers_alive                            worker processes whose heartbeat is current
+    gbq_schedulers_alive / gbq_scheduler_leader  schedulers whose loop turns; 1 if one leads
+    gbq_scheduler_last_tick_age_seconds          since the leader last finished a tick
+    gbq_ledger_up / gbq_redis_up                 1 if this scrape could read it, else 0 (the
+                                                 figures from it are then left out)
+
+deploy/prometheus/alerts.yml alerts on these; docs/operations.md explains each alert.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -38,6 +46,7 @@ import redis
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
 
 from producers.keys import (
     BREAKER_DEFERRALS_KEY,
@@ -49,6 +58,8 @@ from producers.keys import (
 from producers.spool_report import SpoolReport
 from producers.spool_report import reports as spool_reports
 from producers.untrusted import printable
+from worker.coordination.liveness import alive
+from worker.coordination.scheduler_liveness import last_tick_age_s, leader_present, schedulers
 from worker.ledger.counters import attempt_counts, event_counts
 from worker.ledger.reads import delivery_times_after
 from worker.ledger.redemptions import unresolved as unresolved_redemptions
@@ -57,6 +68,8 @@ from worker.ledger.statements import oldest_created
 from worker.rules.breaker import Breaker, State
 from worker.rules.states import SENDABLE, EventState
 from worker.rules.timespec import age_s
+
+log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (
     0.05,
@@ -95,6 +108,28 @@ class LedgerCollector(Collector):
         self._lock = threading.Lock()
 
     def collect(self) -> Iterator[Metric]:
+        # Each source on its own: with the ledger down, Redis's figures still come (and
+        # the other way round), and gbq_ledger_up / gbq_redis_up say which is missing.
+        try:
+            ledger_figures = list(self._ledger_figures())
+        except (SQLAlchemyError, OSError):
+            log.warning("metrics: the ledger cannot be read", exc_info=True)
+            ledger_figures = []
+        yield GaugeMetricFamily(
+            "gbq_ledger_up", "1 if this scrape read the ledger.", value=1 if ledger_figures else 0
+        )
+        yield from ledger_figures
+        try:
+            redis_figures = list(self._redis_figures())
+        except (redis.RedisError, OSError):
+            log.warning("metrics: Redis cannot be read", exc_info=True)
+            redis_figures = []
+        yield GaugeMetricFamily(
+            "gbq_redis_up", "1 if this scrape read Redis.", value=1 if redis_figures else 0
+        )
+        yield from redis_figures
+
+    def _ledger_figures(self) -> Iterator[Metric]:
         now = datetime.now(UTC)
         with self.ledger.engine.connect() as connection:
             events = event_counts(connection)  # kept by triggers: a few rows read
@@ -139,7 +174,6 @@ class LedgerCollector(Collector):
             value=parked,
         )
         yield from self.latency.collect()
-        yield from self._redis_figures()
 
     def _redis_figures(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         pipe = self.client.pipeline(transaction=False)
@@ -167,6 +201,27 @@ class LedgerCollector(Collector):
             value=int(deferrals or 0),
         )
         yield from _spool_figures(spool_reports(self.client), time.time())
+        yield GaugeMetricFamily(
+            "gbq_workers_alive",
+            "Worker processes whose heartbeat is current.",
+            value=len(alive(self.client)),
+        )
+        seen = schedulers(self.client)
+        yield GaugeMetricFamily(
+            "gbq_schedulers_alive", "Schedulers whose loop turns.", value=len(seen)
+        )
+        yield GaugeMetricFamily(
+            "gbq_scheduler_leader",
+            "1 if a scheduler holds the lead.",
+            value=1 if leader_present(self.client) else 0,
+        )
+        ticked = last_tick_age_s(self.client)
+        if ticked is not None:  # never ticked: no sample, rather than a made-up age
+            yield GaugeMetricFamily(
+                "gbq_scheduler_last_tick_age_seconds",
+                "Seconds since the leading scheduler last finished a tick (Redis's clock).",
+                value=ticked,
+            )
 
 
 def _spool_figures(reports: list[SpoolReport], now: float) -> Iterator[GaugeMetricFamily]:

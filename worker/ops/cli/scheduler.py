@@ -3,35 +3,51 @@
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 from types import FrameType
+from typing import Annotated
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from producers.spool import Spool
 from producers.transport import redis_client
+from worker.coordination.scheduler_liveness import last_tick_age_s, schedulers
 from worker.flows.scheduler import Scheduler
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.repository import Ledger
-from worker.ops.cli.common import fail, ledger_engine, redis_url
+from worker.ops.cli.common import ExitCode, fail, ledger_engine, redis_url
 from worker.ops.metrics import serve_metrics
 from worker.process.logs import configure_logging
-from worker.settings import load_settings, redact_url
+from worker.settings import Settings, load_settings, redact_url
 
 
-def run() -> None:
+def run(
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Do not run: exit 0 if a scheduler on this host is alive (its loop turned "
+            "within three ticks), 1 if not. For a container's health check.",
+        ),
+    ] = False,
+) -> None:
     """Re-send due retries, recover crashed deliveries, relay the spool and the outbox.
 
     Several may run for safety; one leads through a Redis lock. SIGTERM stops it cleanly.
     Also serves Prometheus metrics on GBQ_METRICS_HOST:GBQ_METRICS_PORT (/metrics).
     Settings: GBQ_SCHEDULER_TICK_S, GBQ_SCHEDULER_BATCH, GBQ_REDRIVE_AFTER_S, GBQ_LEASE_S.
 
-    Example:
+    Examples:
 
       gbq scheduler
+
+      gbq scheduler --check    # on the scheduler's host: is its loop alive?
     """
     settings = load_settings()
+    if check:
+        raise typer.Exit(int(_check(settings)))
     configure_logging(settings)
     engine = ledger_engine(settings)
     url = redis_url(settings, must_answer=False)
@@ -73,3 +89,24 @@ def run() -> None:
         signal.signal(stop_signal, request_stop)
     typer.echo(f"scheduler {scheduler.owner} running (tick {settings.scheduler_tick_s}s)")
     scheduler.run(stop)
+
+
+def _check(settings: Settings) -> ExitCode:
+    """Whether a scheduler on this host is alive: its loop said so in Redis within three
+    ticks (leading or standing by); the leader's last tick is shown too."""
+    client = redis_client(redis_url(settings, must_answer=True), 5.0)
+    try:
+        host = socket.gethostname()
+        here = [seen for seen in schedulers(client) if seen.host == host]
+        ticked = last_tick_age_s(client)
+    finally:
+        client.close()
+    for seen in here:
+        role = "leads" if seen.leads else "stands by"
+        typer.echo(f"scheduler {seen.owner} (pid {seen.pid}) on {host} is alive and {role}")
+    if ticked is not None:
+        typer.echo(f"the leader last finished a tick {ticked:.1f}s ago")
+    if not here:
+        typer.echo(f"error: no scheduler on {host} is alive (none said so in Redis)", err=True)
+        return ExitCode.NOTHING
+    return ExitCode.OK
