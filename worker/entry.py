@@ -12,6 +12,8 @@ OUR_PACKAGES = ("worker", "producers")
 def main() -> None:
     try:
         from worker.ops.cli import main as cli  # noqa: PLC0415 - the check is the point
+
+        cli()  # each command imports its own modules when it runs: checked here too
     except ModuleNotFoundError as error:
         missing = (error.name or "").split(".")[0]
         if not missing or missing in OUR_PACKAGES:
@@ -23,4 +25,3 @@ def main() -> None:
             file=sys.stderr,
         )
         raise SystemExit(2) from None
-    cli()

@@ -94,7 +94,7 @@ def test_metrics_and_json_logs(
     )
     assert metric(waiting, "gbq_oldest_sendable_age_seconds") == 0
     worker.stop()
-    lines = [json.loads(line) for line in worker.output().splitlines() if line.startswith("{")]
+    lines = [json.loads(line) for line in worker.output().splitlines()]  # every line
     fingerprint = key_fingerprint(SecretStr(API_KEY))
     assert any(
         line["message"].startswith(f"delivering to {sandbox.url} API v4.1, key {fingerprint}")

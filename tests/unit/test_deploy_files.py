@@ -9,10 +9,9 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-import typer
 import yaml
 
-from worker.ops.cli import app
+from worker.ops.cli import COMMANDS, load_command
 from worker.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,8 +20,7 @@ SETTINGS = {f"GBQ_{name.upper()}" for name in Settings.model_fields}
 
 
 def gbq_commands() -> dict[str, Any]:
-    group: Any = typer.main.get_command(app)  # Typer's group (duck-typed like click's)
-    return dict(group.commands)
+    return {name: load_command(name) for name in COMMANDS}
 
 
 def assert_real_command(argv: list[str]) -> None:

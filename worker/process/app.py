@@ -94,7 +94,7 @@ app.conf.update(
 @setup_logging.connect  # type: ignore[untyped-decorator]
 def _configure_logging(**_: object) -> None:
     """Connected, this replaces Celery's own logging setup with ours (text or JSON)."""
-    configure_logging(settings_or_exit())
+    configure_logging(settings_or_exit(), "worker")
 
 
 @worker_ready.connect  # type: ignore[untyped-decorator]

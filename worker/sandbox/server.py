@@ -33,6 +33,7 @@ def serve(config: SandboxConfig, *, host: str = "127.0.0.1", port: int = 8099) -
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=5,
+            log_config=None,  # whoever starts it configures logging (text or JSON lines)
         )
     )
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from enum import IntEnum
 from pathlib import Path
 from typing import NoReturn
@@ -15,6 +16,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from producers.transport import redis_client
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.schema import LedgerNotMigratedError, ensure_migrated
+from worker.process.logs import is_json, say
 from worker.settings import Settings, redact_url
 
 
@@ -26,8 +28,18 @@ class ExitCode(IntEnum):
 
 
 def fail(message: str, code: ExitCode = ExitCode.UNREACHABLE) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
+    if is_json():  # a long-running process that logs JSON: its last line is one too
+        say(message, level=logging.ERROR)
+    else:
+        typer.echo(f"error: {message}", err=True)
     raise typer.Exit(int(code))
+
+
+def warn(message: str) -> None:
+    if is_json():
+        say(message, level=logging.WARNING)
+    else:
+        typer.echo(f"warning: {message}", err=True)
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -85,7 +97,7 @@ def redis_url(settings: Settings, *, must_answer: bool) -> str:
         message = f"cannot reach Redis at {redact_url(url)}: {type(error).__name__}: {error}"
         if must_answer:
             fail(message)
-        typer.echo(f"warning: {message}; retrying in the background", err=True)
+        warn(f"{message}; retrying in the background")
     finally:
         client.close()
     return url

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Literal
 
 import typer
 
+from worker.ops.cli.common import warn
+from worker.process.logs import configure, say
 from worker.sandbox.app import ErrorStyle, SandboxConfig
 from worker.sandbox.keys import SANDBOX_API_KEY, SANDBOX_SECRET_KEY
 from worker.sandbox.rules import CashbackRules
@@ -110,6 +113,8 @@ def run(
 
       curl -s localhost:8099/_sandbox/state
     """
+    # The sandbox reads no other gbq setting: it runs beside any configuration.
+    configure("sandbox", *_log_format_and_level(), [api_key, secret_key])
     if error_style not in ("v4", "v2"):
         raise typer.BadParameter("must be v4 or v2", param_hint="--error-style")
     style: ErrorStyle = "v4" if error_style == "v4" else "v2"
@@ -118,9 +123,7 @@ def run(
     except ValueError:
         loopback = host == "localhost"
     if not loopback:
-        typer.echo(
-            f"warning: binding {host}, not loopback: anyone who reaches it can use it", err=True
-        )
+        warn(f"binding {host}, not loopback: anyone who reaches it can use it")
     rules = CashbackRules(
         points_per_unit=Decimal(str(points_per_unit)),
         min_order_value=Decimal(str(min_order_value)),
@@ -151,7 +154,16 @@ def run(
         hold_ttl_s=hold_ttl_s,
     )
     keys = "default sandbox keys" if api_key == SANDBOX_API_KEY else "the keys given"
-    typer.echo(f"Gameball sandbox on http://{host}:{port} ({keys}; state at /_sandbox/state)")
+    say(f"Gameball sandbox on http://{host}:{port} ({keys}; state at /_sandbox/state)")
     from worker.sandbox.server import serve  # noqa: PLC0415 - uvicorn loads only when serving
 
     serve(config, host=host, port=port)
+
+
+def _log_format_and_level() -> tuple[str, str]:
+    log_format = os.environ.get("GBQ_LOG_FORMAT", "").strip().lower()
+    level = os.environ.get("GBQ_LOG_LEVEL", "").strip().upper()
+    return (
+        "json" if log_format == "json" else "text",
+        level if level in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL") else "INFO",
+    )

@@ -19,7 +19,7 @@ from worker.ledger.engine import create_ledger_engine
 from worker.ledger.repository import Ledger
 from worker.ops.cli.common import ExitCode, fail, ledger_engine, redis_url
 from worker.ops.metrics import serve_metrics
-from worker.process.logs import configure_logging
+from worker.process.logs import configure_logging, say
 from worker.settings import Settings, load_settings, redact_url
 
 
@@ -48,7 +48,7 @@ def run(
     settings = load_settings()
     if check:
         raise typer.Exit(int(_check(settings)))
-    configure_logging(settings)
+    configure_logging(settings, "scheduler")
     engine = ledger_engine(settings)
     url = redis_url(settings, must_answer=False)
     outbox_url = settings.effective_outbox_url()
@@ -87,7 +87,7 @@ def run(
 
     for stop_signal in (signal.SIGTERM, signal.SIGINT):
         signal.signal(stop_signal, request_stop)
-    typer.echo(f"scheduler {scheduler.owner} running (tick {settings.scheduler_tick_s}s)")
+    say(f"scheduler {scheduler.owner} running (tick {settings.scheduler_tick_s}s)")
     scheduler.run(stop)
 
 

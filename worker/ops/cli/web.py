@@ -10,6 +10,7 @@ from producers.transport import redis_client
 from worker.ledger.deadletters import DeadLetters
 from worker.ledger.repository import Ledger
 from worker.ops.cli.common import ExitCode, fail, ledger_engine, redis_url
+from worker.process.logs import configure_logging, say
 from worker.settings import load_settings
 
 
@@ -34,6 +35,7 @@ def run(
       GBQ_WEB_PASSWORD=... gbq web --host 0.0.0.0
     """
     settings = load_settings()
+    configure_logging(settings, "console")
     bind_host = host or settings.web_host
     bind_port = settings.web_port if port is None else port
     try:
@@ -56,5 +58,5 @@ def run(
     client = redis_client(redis_url(settings, must_answer=False), 5.0)
     where = f"http://{bind_host if ':' not in bind_host else f'[{bind_host}]'}:{bind_port}"
     auth = "basic auth (GBQ_WEB_PASSWORD)" if password else "no password: loopback only"
-    typer.echo(f"gbq console on {where} ({auth}); Ctrl-C stops it", err=True)
+    say(f"gbq console on {where} ({auth}); Ctrl-C stops it")
     serve(create_console(settings, letters, client), host=bind_host, port=bind_port)
