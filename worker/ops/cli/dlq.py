@@ -23,6 +23,7 @@ from worker.ops import repair
 from worker.ops.cli.common import ExitCode, console, fail, ledger_engine, redis_url
 from worker.ops.cli.eventfile import read_events
 from worker.ops.cli.publish import replace_dead_letters
+from worker.ops.cli.tables import Column, Wide, moment, show_id, table, table_console
 from worker.rules.timespec import TimeSpecError, parse_duration, parse_moment
 from worker.settings import load_settings
 
@@ -121,20 +122,26 @@ def _age(moment: datetime) -> str:
     return f"{seconds:.0f}s ago"
 
 
-def _table(rows: list[EventRow], title: str) -> Table:
-    table = Table(title=title)
-    for column in ("event", "reason", "code", "message", "attempts", "died"):
-        table.add_column(column, overflow="fold")
+def _table(rows: list[EventRow], title: str, *, wide: bool) -> Table:
+    columns = [
+        Column("event", "id"),
+        Column("reason"),
+        Column("code", "number"),
+        Column("message"),
+        Column("tries", "number"),
+        Column("died", "time"),
+    ]
+    made = table(title, columns, wide=wide)
     for row in rows:
-        table.add_row(
-            row.event_id,
+        made.add_row(
+            show_id(row.event_id, wide=wide),
             row.dead_reason or "",
             str(row.last_code or ""),
-            printable(row.last_message or "", 80),
+            printable(row.last_message or "", 1000 if wide else 80),
             str(row.attempts),
-            _age(row.updated_at),
+            moment(row.updated_at, wide=True) if wide else _age(row.updated_at),
         )
-    return table
+    return made
 
 
 @app.command("list")
@@ -148,6 +155,7 @@ def list_(
     limit: Annotated[int, typer.Option(help="At most this many.", min=1)] = 50,
     json_: Annotated[bool, typer.Option("--json", help="A JSON array.")] = False,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="One JSON object per line.")] = False,
+    wide: Wide = False,
 ) -> None:
     """Dead letters, newest first. Exit 1 if none match.
 
@@ -168,7 +176,9 @@ def list_(
             else "\n".join(json.dumps(item) for item in payload)
         )
     elif rows:
-        console().print(_table(rows, f"dead letters ({len(rows)} of {total})"))
+        table_console(wide=wide).print(
+            _table(rows, f"dead letters ({len(rows)} of {total})", wide=wide)
+        )
     else:
         typer.echo("no dead letters match", err=True)
     if not rows:
@@ -176,7 +186,10 @@ def list_(
 
 
 @app.command()
-def show(event_id: Annotated[str, typer.Argument(help="The event id, e.g. paid:ORD-1.")]) -> None:
+def show(
+    event_id: Annotated[str, typer.Argument(help="The event id, e.g. paid:ORD-1.")],
+    wide: Wide = False,
+) -> None:
     """One dead letter: the event, every attempt with Gameball's answer, why it died, and
     the refunds it blocked.
 
@@ -189,7 +202,7 @@ def show(event_id: Annotated[str, typer.Argument(help="The event id, e.g. paid:O
     if not rows:
         fail(f"{event_id} is not a dead letter (see `gbq events` for its order)", ExitCode.NOTHING)
     row = rows[0]
-    out = console()
+    out = table_console(wide=wide)
     out.print(
         f"{row.event_id}  dead: {row.dead_reason}  "
         f"(died {_age(row.updated_at)}, {row.attempts} attempts)"
@@ -204,18 +217,25 @@ def show(event_id: Annotated[str, typer.Argument(help="The event id, e.g. paid:O
         out.print(printable(raw["raw"], 4000), soft_wrap=True)
     else:
         out.print(json.dumps(as_json(row)["event"], indent=2))
-    attempts = Table(title="attempts")
-    for column in ("#", "at", "took", "outcome", "status", "code", "message"):
-        attempts.add_column(column, overflow="fold")
+    columns = [
+        Column("#", "number"),
+        Column("at", "time"),
+        Column("took", "number"),
+        Column("outcome"),
+        Column("HTTP", "number"),
+        Column("code", "number"),
+        Column("message"),
+    ]
+    attempts = table("attempts", columns, wide=wide)
     for attempt in letters.ledger.attempts_of(row.event_id):
         attempts.add_row(
             str(attempt.attempt_no),
-            attempt.started_at.isoformat(),
-            f"{attempt.duration_s:.3f}s",
+            moment(attempt.started_at, wide=wide),
+            f"{attempt.duration_s:.2f}s",
             f"{attempt.outcome}/{attempt.reason}",
             str(attempt.status or ""),
             str(attempt.code or ""),
-            printable(attempt.message or "", 100),
+            printable(attempt.message or "", 1000 if wide else 100),
         )
     out.print(attempts)
     blocked = letters.blocked_by(row)

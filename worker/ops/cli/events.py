@@ -6,12 +6,12 @@ import json
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from producers.untrusted import UnreadableError, load_json, printable
 from worker.ledger.deadletters import DeadLetters
 from worker.ledger.repository import Ledger
-from worker.ops.cli.common import ExitCode, console, fail, ledger_engine
+from worker.ops.cli.common import ExitCode, fail, ledger_engine
+from worker.ops.cli.tables import Column, Wide, moment, show_id, table, table_console
 from worker.settings import load_settings
 
 
@@ -27,6 +27,7 @@ def _content(payload: str | None) -> object:
 def run(
     order_id: Annotated[str, typer.Argument(help="The shop's order id, e.g. ORD-1.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    wide: Wide = False,
 ) -> None:
     """The order's events in the order they happened, each with every attempt and
     Gameball's answers. Exit 1 if the ledger has no event of that order.
@@ -69,15 +70,22 @@ def run(
             )
         )
         return
-    table = Table(title=f"order {order_id}")
-    for column in ("when", "event", "state", "attempt", "answer"):
-        table.add_column(column, overflow="fold")
+    columns = [
+        Column("when", "time"),
+        Column("event", "id"),
+        Column("state"),
+        Column("#", "number"),
+        Column("answer"),
+    ]
+    made = table(f"order {order_id}", columns, wide=wide)
     for event, attempts in timeline:
         state = event.state + (f" ({event.dead_reason})" if event.dead_reason else "")
-        table.add_row(event.occurred_at.isoformat(), event.event_id, state, "", "")
+        made.add_row(
+            moment(event.occurred_at, wide=wide), show_id(event.event_id, wide=wide), state, "", ""
+        )
         if event.conflicts:
-            table.add_row(
-                event.conflict_at.isoformat() if event.conflict_at else "",
+            made.add_row(
+                moment(event.conflict_at, wide=wide) if event.conflict_at else "",
                 "",
                 "conflict",
                 "",
@@ -92,5 +100,7 @@ def run(
                 answer += f" code {attempt.code}"
             if attempt.message and attempt.outcome != "delivered":
                 answer += f": {printable(attempt.message, 80)}"
-            table.add_row(attempt.started_at.isoformat(), "", "", f"#{attempt.attempt_no}", answer)
-    console().print(table)
+            made.add_row(
+                moment(attempt.started_at, wide=wide), "", "", str(attempt.attempt_no), answer
+            )
+    table_console(wide=wide).print(made)

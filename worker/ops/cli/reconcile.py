@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from producers.events import parse_event
 from producers.transport import redis_client
@@ -27,7 +26,8 @@ from worker.flows.reconcile import (
 from worker.gameball.client import GameballClient, GameballReadError
 from worker.gameball.records import customer_balance, order_records, transaction_records
 from worker.ledger.repository import Ledger
-from worker.ops.cli.common import ExitCode, console, fail, ledger_engine, redis_url
+from worker.ops.cli.common import ExitCode, fail, ledger_engine, redis_url
+from worker.ops.cli.tables import Column, Wide, show_id, table, table_console
 from worker.rules.timespec import TimeSpecError, parse_moment
 from worker.settings import Settings, load_settings
 
@@ -49,6 +49,7 @@ def run(
         typer.Option(help="Send again the delivered events Gameball holds no record of."),
     ] = False,
     json_: Annotated[bool, typer.Option("--json", help="JSON lines, one per finding.")] = False,
+    wide: Wide = False,
 ) -> None:
     """Compare the ledger with Gameball's records: each order's transactions and each
     cashback: agreed, missing at Gameball, applied but not recorded here, or unknown to
@@ -102,7 +103,7 @@ def run(
                 balance = customer_balance(gameball, customer, settings.gameball_api_version)
         except GameballReadError as error:
             fail(f"cannot read Gameball's records: {error}")
-    _print(findings, json_)
+    _print(findings, json_, wide=wide)
     if customer:
         _print_balance(customer, balance, json_)
     missing = [
@@ -157,21 +158,27 @@ def _print_balance(customer: str, balance: dict[str, object] | None, as_json: bo
         typer.echo(f"balance of {customer} at Gameball: {shown or balance}")
 
 
-def _print(findings: list[Finding], as_json: bool) -> None:
+def _print(findings: list[Finding], as_json: bool, *, wide: bool) -> None:
     if as_json:
         for finding in findings:
             typer.echo(json.dumps(asdict(finding)))
         return
-    table = Table(title=f"reconciliation: {len(findings)} transaction(s)")
-    for column in ("order", "transaction", "event", "ledger", "gameball", "verdict"):
-        table.add_column(column, overflow="fold")
+    columns = [
+        Column("order", "id"),
+        Column("transaction", "id"),
+        Column("event", "id"),
+        Column("ledger"),
+        Column("gameball"),
+        Column("verdict"),
+    ]
+    made = table(f"reconciliation: {len(findings)} transaction(s)", columns, wide=wide)
     for f in findings:
-        table.add_row(
-            f.order_id or "(cashback)",
-            f.transaction_id,
-            f.event_id or "-",
+        made.add_row(
+            show_id(f.order_id or "(cashback)", wide=wide),
+            show_id(f.transaction_id, wide=wide),
+            show_id(f.event_id or "-", wide=wide),
             f.ledger_state or "-",
             "holds it" if f.at_gameball else "no record",
             f.verdict.value,
         )
-    console().print(table)
+    table_console(wide=wide).print(made)

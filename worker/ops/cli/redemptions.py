@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from producers.untrusted import printable
 from worker.ledger.redemptions import ParkedRedemption, Redemptions
 from worker.ledger.repository import Ledger
-from worker.ops.cli.common import ExitCode, console, fail, ledger_engine
+from worker.ops.cli.common import ExitCode, fail, ledger_engine
+from worker.ops.cli.tables import Column, Wide, moment, show_id, table, table_console
 from worker.settings import load_settings
 
 app = typer.Typer(
@@ -34,6 +34,7 @@ def list_(
     all_: Annotated[bool, typer.Option("--all", help="Resolved ones too.")] = False,
     limit: Annotated[int, typer.Option(help="At most this many.", min=1)] = 100,
     json_: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
+    wide: Wide = False,
 ) -> None:
     """Parked redemptions, oldest first. Exit 1 if there are none.
 
@@ -51,20 +52,27 @@ def list_(
         for row in rows:
             typer.echo(json.dumps(_as_json(row)))
     elif rows:
-        table = Table(title=f"parked redemptions ({len(rows)})")
-        for column in ("order", "customer", "points worth", "hold", "reason", "parked", "note"):
-            table.add_column(column, overflow="fold")
+        columns = [
+            Column("order", "id"),
+            Column("customer", "id"),
+            Column("worth", "number"),
+            Column("hold", "id"),
+            Column("reason"),
+            Column("parked", "time"),
+            Column("note"),
+        ]
+        made = table(f"parked redemptions ({len(rows)})", columns, wide=wide)
         for row in rows:
-            table.add_row(
-                printable(row.order_id),
-                printable(row.customer_id),
+            made.add_row(
+                show_id(printable(row.order_id), wide=wide),
+                show_id(printable(row.customer_id), wide=wide),
                 row.amount or "unknown",
-                printable(row.hold_reference or "-"),
+                show_id(printable(row.hold_reference or "-"), wide=wide),
                 row.reason,
-                row.parked_at.strftime("%Y-%m-%d %H:%M:%S"),
+                moment(row.parked_at, wide=wide),
                 printable(row.resolution or row.detail, 200),
             )
-        console().print(table)
+        table_console(wide=wide).print(made)
     if not rows:
         typer.echo("no parked redemptions", err=True)
         raise typer.Exit(int(ExitCode.NOTHING))

@@ -22,10 +22,24 @@ from worker.rules.states import SENDABLE
 from worker.settings import Settings, key_fingerprint, load_settings
 
 
-def _idle(report: StatusReport, client: redis.Redis) -> bool:
-    """Nothing left to send: no inbox entry, nothing pending, in flight or retrying."""
-    sendable = sum(report.events.get(state, 0) for state in SENDABLE)
-    return sendable == 0 and int(client.hlen(INBOX_KEY)) == 0
+def _left(report: StatusReport, client: redis.Redis) -> tuple[int, str]:
+    """How many events are left to send, and what they are (empty when none is)."""
+    inbox = int(client.hlen(INBOX_KEY))
+    counts = {state: report.events.get(state, 0) for state in SENDABLE}
+    left = inbox + sum(counts.values())
+    parts = [f"{state.replace('_', ' ')} {count}" for state, count in counts.items() if count]
+    if inbox:
+        parts.append(f"not yet ingested {inbox}")
+    breaker = report.breaker["state"]
+    said = ", ".join(parts) + ("" if breaker == "closed" else f"; breaker {breaker}")
+    return left, said
+
+
+def _wait_line(left: int, said: str, waited_s: float, wait_s: float) -> str:
+    return f"waiting ({waited_s:.0f}s of {wait_s:g}s): {left} event(s) to send: {said}"
+
+
+PROGRESS_EVERY_S = 5.0
 
 
 def run(
@@ -36,7 +50,8 @@ def run(
             "--wait",
             metavar="SECONDS",
             help="First wait until nothing is left to send (the inbox empty, nothing "
-            "pending, in flight or retrying), at most this long; exit 1 if it never is.",
+            "pending, in flight or retrying), at most this long, saying on stderr what is "
+            "left; exit 1 if it never is.",
             min=0,
         ),
     ] = None,
@@ -59,14 +74,25 @@ def run(
     ledger = Ledger(engine)
     limiter = RateLimiter(client, RateLimits.from_settings(settings))
     spool = Spool(settings.effective_spool_path)
-    deadline, timed_out = time.monotonic() + (wait_s or 0.0), False
+    started = time.monotonic()
+    timed_out, last_said, said_at = False, "", -PROGRESS_EVERY_S
     try:
         report = collect(ledger, client, limiter, spool)
-        while wait_s is not None and not _idle(report, client):
-            if time.monotonic() > deadline:
-                typer.echo(f"still sending after {wait_s:g}s", err=True)
+        while wait_s is not None:
+            left, said = _left(report, client)
+            if not left:
+                break
+            waited = time.monotonic() - started
+            if waited > wait_s:
+                typer.echo(f"still sending after {wait_s:g}s: {left} left ({said})", err=True)
                 timed_out = True
                 break
+            # What it waits for, on stderr: when it changes, at most once a second, and
+            # every few seconds while it does not (a pipe or CI log shows it is alive).
+            now = time.monotonic()
+            if (said != last_said and now - said_at >= 1) or now - said_at >= PROGRESS_EVERY_S:
+                typer.echo(_wait_line(left, said, waited, wait_s), err=True)
+                last_said, said_at = said, now
             time.sleep(0.2)  # polling the ledger, bounded by --wait
             report = collect(ledger, client, limiter, spool)
     except redis.RedisError as error:
