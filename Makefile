@@ -41,12 +41,11 @@ test-fast: install
 	$(BIN)/pytest -n 2 -q tests/unit
 
 # The whole system on embedded defaults, through an outage and a crash (Ctrl-C stops it).
+# It ends by printing commands that look at the demo's own state (GBQ_HOME=.gbq/demo).
 run: install
-	@echo "The CLI is $(BIN)/gbq (or: . $(BIN)/activate, then gbq): try $(BIN)/gbq status"
 	-$(BIN)/gbq demo
 	@echo
-	@echo "Next: $(BIN)/gbq --help (or . $(BIN)/activate; gbq --help). Local state is in"
-	@echo "$$($(BIN)/gbq local status | head -1); $(BIN)/gbq local stop stops the embedded Redis."
+	@echo "The CLI is $(BIN)/gbq (or: . $(BIN)/activate, then gbq): $(BIN)/gbq --help"
 
 # Pin what a green .venv has (run after `make test` passes with newer versions).
 constraints: install

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -24,10 +26,13 @@ def alive(pids_file: Path) -> list[int]:
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_short_demo_reconciles_and_leaves_nothing_running(tmp_path: Path) -> None:
-    """A short demo (outage and worker kill included) ends with every wallet equal."""
+    """A short demo ends with every wallet equal. Piped, it says each phase and how it
+    ended: the breaker seen opening in the outage and closing after it, the worker killed
+    apart from the outage; what it suggests next runs as printed."""
     env = {**os.environ, "GBQ_HOME": str(tmp_path / "var")}
+    gbq = str(Path(sys.executable).parent / "gbq")  # as `make run` runs it
     result = subprocess.run(
-        [*GBQ, "demo", "--orders", "40", "--outage-s", "2"],
+        [gbq, "demo", "--orders", "40", "--outage-s", "2"],
         env=env,
         capture_output=True,
         text=True,
@@ -42,6 +47,23 @@ def test_short_demo_reconciles_and_leaves_nothing_running(tmp_path: Path) -> Non
     demo = tmp_path / "var" / "demo"
     assert len(alive(demo / "children.pids")) == 0
     assert not answers(socket_url(demo))  # the embedded Redis was shut down too
+    lines = result.stdout.splitlines()
+    phases = [n for n, line in enumerate(lines) if re.match(r"\[ *[\d.]+s\] \d/5 ", line)]
+    assert len(phases) == 5
+    outage, back = lines[phases[1] + 1], lines[phases[2] + 1]
+    assert "breaker closed → open" in outage, outage
+    assert re.search(r"breaker open( → half_open)? → closed", back), back
+    assert "breaker closed;" in lines[phases[3] + 1]  # the crash comes after the outage
+    suggested = [line.strip() for line in lines if line.startswith("  GBQ_HOME=")]
+    assert [line.split()[2] for line in suggested] == ["status", "events", "local"]
+    for line in suggested:
+        shown = subprocess.run(  # noqa: S602 - the demo's own suggestion, run as pasted
+            line, shell=True, env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert shown.returncode == 0, (line, shown.stdout, shown.stderr)
+        if line.endswith(" status"):
+            assert "delivered" in shown.stdout
+    assert not answers(socket_url(demo))  # `local stop`, as suggested, stopped it again
 
 
 @pytest.mark.timeout(200)

@@ -1,11 +1,13 @@
 """``gbq demo``: the whole system on embedded defaults, through an outage and a crash.
 
 Everything runs under ``GBQ_HOME/demo``: the embedded Redis (AOF), a SQLite ledger, the
-sandbox, one worker and the scheduler as child processes. A realistic stream is published
-(with a slice published twice, to show deduplication); half-way Gameball goes down and the
-worker is killed with SIGKILL; then Gameball comes back and a new worker starts. It ends
-with a reconciliation of the ledger and the sandbox's wallets against balances computed
-from the events alone. Whatever happens (Ctrl-C included), every child is stopped.
+sandbox, one worker, the scheduler and the console as child processes. A realistic stream
+is published in thirds (with a slice published twice, to show deduplication), in five
+phases: deliveries; Gameball down (the breaker opens, events wait); Gameball back (a probe
+closes the breaker, the backlog drains); the worker killed with SIGKILL mid-delivery and a
+new one started; recovery. It ends with a reconciliation of the ledger and the sandbox's
+wallets against balances computed from the events alone. Whatever happens (Ctrl-C
+included), every child is stopped; the state stays in ``GBQ_HOME/demo`` to look at.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import redis
 from pydantic import SecretStr
 from rich.live import Live
 from rich.table import Table
@@ -29,11 +32,13 @@ from rich.text import Text
 
 from producers import embedded_redis
 from producers.events import Event
+from producers.keys import BREAKER_KEY
 from producers.publisher import Publisher
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.reads import answered_already_applied
 from worker.ledger.repository import Ledger
 from worker.ledger.schema import migrate
+from worker.rules.breaker import Breaker
 from worker.sandbox.stream import generate, wallets
 from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY, Settings
 
@@ -62,6 +67,7 @@ class Reconciliation:
     duplicates_prevented: int
     wallets_matching: int
     wallets_expected: int
+    an_order: str  # one the stream refunded, for `gbq events`
 
     @property
     def ok(self) -> bool:
@@ -147,6 +153,7 @@ class Demo:
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder.mkdir(parents=True)
         self.redis_url = embedded_redis.ensure_running(self.folder)
+        self.redis = redis.Redis.from_url(self.redis_url, socket_timeout=5)
         database_url = f"sqlite:///{self.folder / 'gbq.db'}"
         self.ledger = Ledger(create_ledger_engine(database_url))
         migrate(self.ledger.engine)
@@ -171,10 +178,14 @@ class Demo:
         self.duplicates = self.scenario.events[: min(100, len(self.scenario.events) // 2)]
         self.phase = Text("starting")
         self.refresh: Callable[[], None] = lambda: None
+        self.started = time.monotonic()
+        self.breaker_path: list[str] = []  # the breaker's states seen during a phase
 
     def run(
         self, *, live: bool, announce: Callable[[str], None] = lambda _: None
     ) -> Reconciliation:
+        """``live``: a table redrawn in place (a terminal); otherwise ``announce`` gets a
+        line per phase, with the figures when it began (a pipe, a CI log)."""
         try:
             self.children.start(
                 "sandbox",
@@ -191,52 +202,62 @@ class Demo:
             self.children.start("worker", "worker", "--concurrency", "3", "--hostname", "demo1@%h")
             self.children.start("scheduler", "scheduler")
             self.children.start("web", "web", "--port", str(self.web_port))
-            announce(self.console_url)
+            announce(f"console: {self.console_url} (open it in a browser while the demo runs)")
             publisher = Publisher(Settings(home=self.folder, redis_url=SecretStr(self.redis_url)))
-            with Live(self._view(), refresh_per_second=4, transient=not live) as screen:
-                self.refresh = lambda: screen.update(self._view())
-                _poll(lambda: bool(self._sandbox_state()), 30, "the sandbox", self.refresh)
-                self._first_half(publisher)
-                self._outage_and_crash(publisher)
-                self._recover()
+            if live:
+                with Live(self._view(), refresh_per_second=4) as screen:
+                    self.refresh = lambda: screen.update(self._view())
+                    self._phases(publisher, lambda _: None)
+            else:
+                self.refresh = self._note_breaker
+                self._phases(publisher, announce)
             return self._reconcile()
         finally:
             self.phase.plain = "stopping"
             self.http.close()
             self.children.stop_all()
+            self.redis.close()
             embedded_redis.stop(self.folder)
             self.ledger.engine.dispose()
 
-    def _publish(self, publisher: Publisher, events: list[Event]) -> None:
-        for start in range(0, len(events), 50):
-            publisher.publish_many(events[start : start + 50])
+    def _phases(self, publisher: Publisher, say: Callable[[str], None]) -> None:
+        def phase(text: str) -> None:
+            if self.phase.plain != "starting":  # how the phase before it ended
+                say(self._outcome_line())
+            self.phase.plain = text
+            say(f"[{time.monotonic() - self.started:5.1f}s] {text}")
+            self.breaker_path = [self._breaker()]
             self.refresh()
 
-    def _first_half(self, publisher: Publisher) -> None:
-        half = len(self.scenario.events) // 2
-        self.phase.plain = "publishing the first half"
-        self._publish(publisher, self.scenario.events[:half])
-        _poll(
-            lambda: self.ledger.counts_by_state().get("delivered", 0) >= half // 3,
-            120,
-            "deliveries to start",
-            self.refresh,
-        )
+        events = self.scenario.events
+        first, second = len(events) // 3, 2 * len(events) // 3
+        _poll(lambda: bool(self._sandbox_state()), 30, "the sandbox", self.refresh)
+        phase("1/5 publishing the first third; the worker delivers")
+        self._publish(publisher, events[:first])
+        _poll(lambda: self._delivered() >= first // 2, 120, "deliveries to start", self.refresh)
 
-    def _outage_and_crash(self, publisher: Publisher) -> None:
-        self.phase.plain = "Gameball outage; worker killed (SIGKILL)"
+        phase("2/5 Gameball down: calls fail, the breaker opens, events wait in the ledger")
         self.http.post("/_sandbox/faults", json={"outage": True})
-        self.children.kill("worker")
         self._publish(publisher, self.duplicates)  # the same events again: nothing doubles
-        self._publish(publisher, self.scenario.events[len(self.scenario.events) // 2 :])
+        self._publish(publisher, events[first:second])
+        _poll(lambda: self._breaker() == "open", 60, "the breaker to open", self.refresh)
         ends = time.monotonic() + self.outage_s
         _poll(lambda: time.monotonic() >= ends, self.outage_s + 5, "the outage", self.refresh)
 
-    def _recover(self) -> None:
-        self.phase.plain = "Gameball back; new worker started; recovering"
+        phase("3/5 Gameball back: a probe closes the breaker, the backlog drains")
         self.http.post("/_sandbox/faults", json={"reset": True})
+        _poll(lambda: self._breaker() == "closed", 60, "the breaker to close", self.refresh)
+        _poll(lambda: self._delivered() >= second, 120, "the backlog to drain", self.refresh)
+
+        phase("4/5 the worker killed (SIGKILL) mid-delivery; a new worker takes over")
+        self.http.post("/_sandbox/faults", json={"latency_s": 0.05})  # calls in flight
+        self._publish(publisher, events[second:])
+        _poll(lambda: self._in_flight() > 0, 60, "deliveries in flight", self.refresh)
+        self.children.kill("worker")
         self.children.start("worker-2", "worker", "--concurrency", "3", "--hostname", "demo2@%h")
-        total = len(self.scenario.events)
+
+        phase("5/5 recovering: the dead worker's events go again, each delivered once")
+        total = len(events)
 
         def settled() -> bool:
             states = self.ledger.counts_by_state()
@@ -244,8 +265,45 @@ class Demo:
             return done == total == sum(states.values())
 
         _poll(settled, 300, "every event to settle", self.refresh)
-        self.phase.plain = "done"
-        self.refresh()
+        phase("done")
+
+    def _outcome_line(self) -> str:
+        """How a phase ended: the ledger's figures, the breaker's states during it, and
+        Gameball's calls so far."""
+        self._note_breaker()
+        states = self.ledger.counts_by_state()
+        figures = ", ".join(
+            f"{state.replace('_', ' ')} {states.get(state, 0)}"
+            for state in ("pending", "in_flight", "scheduled", "delivered", "dead")
+        )
+        path = " → ".join(self.breaker_path)
+        return f"{'':8} {figures}; breaker {path}; Gameball calls {self._calls()}"
+
+    def _note_breaker(self) -> None:
+        state = self._breaker()
+        if not self.breaker_path or self.breaker_path[-1] != state:
+            self.breaker_path.append(state)
+
+    def _breaker(self) -> str:
+        try:
+            return Breaker.from_json(self.redis.get(BREAKER_KEY)).state.value
+        except (redis.RedisError, OSError):
+            return "unknown"
+
+    def _delivered(self) -> int:
+        return self.ledger.counts_by_state().get("delivered", 0)
+
+    def _in_flight(self) -> int:
+        return self.ledger.counts_by_state().get("in_flight", 0)
+
+    def _calls(self) -> int:
+        calls = self._sandbox_state().get("request_counts", {})
+        return int(calls.get("total", 0)) if isinstance(calls, dict) else 0
+
+    def _publish(self, publisher: Publisher, events: list[Event]) -> None:
+        for start in range(0, len(events), 50):
+            publisher.publish_many(events[start : start + 50])
+            self.refresh()
 
     def _sandbox_state(self) -> dict[str, object]:
         try:
@@ -267,18 +325,18 @@ class Demo:
             "waiting",
             "delivered",
             "dead",
+            "breaker",
             "Gameball calls",
         ):
             table.add_column(column)
-        calls = self._sandbox_state().get("request_counts", {})
-        total = calls.get("total", 0) if isinstance(calls, dict) else 0
         table.add_row(
             self.phase,
             *(
                 str(states.get(s, 0))
                 for s in ("pending", "in_flight", "scheduled", "waiting", "delivered", "dead")
             ),
-            str(total),
+            self._breaker(),
+            str(self._calls()),
         )
         return table
 
@@ -295,7 +353,17 @@ class Demo:
             duplicates_prevented=len(self.duplicates) + int(already or 0),
             wallets_matching=sum(balances.get(c) == b for c, b in expected.items()),
             wallets_expected=len(expected),
+            an_order=self._refunded_order(),
         )
+
+    def _refunded_order(self) -> str:
+        kinds: dict[str, set[str]] = {}
+        for event in self.scenario.events:
+            order = getattr(event, "order_id", None)  # a cashback has none
+            if order:
+                kinds.setdefault(order, set()).add(event.kind)
+        refunded = [order for order, seen in kinds.items() if "refunded" in seen]
+        return (refunded or list(kinds) or [""])[0]
 
 
 def run_demo(

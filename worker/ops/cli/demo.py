@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
 import sys
+from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
@@ -24,9 +26,10 @@ def run(
 ) -> None:
     """Start everything on embedded defaults under GBQ_HOME/demo (Redis with AOF,
     SQLite, the sandbox, a worker, the scheduler, the web console, whose address it
-    prints), publish a realistic stream, take
-    Gameball down and kill the worker half-way, and reconcile at the end.
-    Ctrl-C stops every child process.
+    prints), publish a realistic stream, take Gameball down (the breaker opens, then
+    closes), kill the worker mid-delivery, and reconcile at the end. Not on a terminal,
+    it prints a line per phase. Ctrl-C stops every child process; the state stays in
+    GBQ_HOME/demo, and it ends by saying how to look at it.
 
     Example:
 
@@ -47,9 +50,7 @@ def run(
             outage_s=outage_s,
             seed=seed,
             live=sys.stdout.isatty(),
-            announce=lambda url: typer.echo(
-                f"console: {url} (open it in a browser while the demo runs)"
-            ),
+            announce=typer.echo,
         )
     except KeyboardInterrupt:
         typer.echo("stopped: every child process was shut down", err=True)
@@ -72,6 +73,20 @@ def run(
     ):
         table.add_row(what, str(count))
     console().print(table)
+    for line in next_steps(settings.home / "demo", result.an_order):
+        typer.echo(line)
     typer.echo(result.line())
     if not result.ok:
         raise typer.Exit(int(ExitCode.NOTHING))
+
+
+def next_steps(folder: Path, order: str) -> list[str]:
+    """Commands that look at the demo's own state, as they can be pasted."""
+    gbq = sys.argv[0] if Path(sys.argv[0]).name == "gbq" else "gbq"
+    prefix = f"GBQ_HOME={shlex.quote(str(folder))} {shlex.quote(gbq)}"
+    return [
+        f"The demo's state stays in {folder}; look at it with:",
+        f"  {prefix} status",
+        f"  {prefix} events {shlex.quote(order)}",
+        f"  {prefix} local stop",
+    ]
