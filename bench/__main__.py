@@ -26,6 +26,7 @@ BENCHMARKS = [
     "ledger_scale",
     "scale_out",
     "retention",
+    "cli",
 ]
 
 

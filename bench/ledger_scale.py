@@ -131,7 +131,7 @@ def query_times(engine: Engine, runs: int, redis_url: str, folder: Path) -> dict
         ),
         "waiting due (sweep)": lambda: ledger.waiting_due(now, 500),
         OPERATOR_READS[0]: lambda: (dead.find(DeadFilter(), limit=50), dead.count(DeadFilter())),
-        OPERATOR_READS[1]: lambda: collect(ledger, client, limiter, spool),
+        OPERATOR_READS[1]: lambda: collect(ledger.engine, client, limiter, spool),
         OPERATOR_READS[2]: lambda: list(scrape.collect()),
     }
     times: dict[str, float] = {}

@@ -12,7 +12,7 @@ every sender of that bucket back by ``penalty_s`` (the budget shrinks for a mome
 :func:`gcra` is the arithmetic and :func:`bucket_of` the resource of a call, both pure and
 table-tested; the Lua script does the same in one atomic step on Redis, with Redis's clock
 unless one is given. Reads (Gameball's records, balances) take their bucket's permission
-too, through :class:`PacedReader`.
+too, through ``worker.coordination.paced_reads.PacedReader``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ import redis
 
 from producers.keys import RATE_LIMIT_PREFIX, RATE_LIMIT_WAITS_KEY
 from producers.lua import script
-from worker.gameball.client import GameballReadError
-from worker.gameball.records import Reader
 from worker.settings import Settings
 
 Bucket: TypeAlias = Literal[
@@ -199,25 +197,3 @@ class Permits(Protocol):
 
     def acquire(self, max_wait_s: float, bucket: Bucket = "orders") -> tuple[bool, float]: ...
     def penalize(self, now_us: int | None = None, bucket: Bucket = "orders") -> None: ...
-
-
-class RateLimitedReadError(GameballReadError):
-    """A read would wait longer than allowed for its bucket's permission: ask later."""
-
-
-class PacedReader:
-    """A read client whose every GET first takes its resource's permission (Gameball
-    counts reads against the same limits as everyone else's)."""
-
-    def __init__(self, reader: Reader, limiter: Permits, max_wait_s: float) -> None:
-        self.reader, self.limiter, self.max_wait_s = reader, limiter, max_wait_s
-
-    def get_json(self, path: str) -> tuple[int, object]:
-        bucket = bucket_of("GET", path)
-        allowed, wait_s = self.limiter.acquire(self.max_wait_s, bucket)
-        if not allowed:
-            raise RateLimitedReadError(f"the {bucket} rate limit is {wait_s:.1f}s ahead")
-        status, body = self.reader.get_json(path)
-        if status == 429:
-            self.limiter.penalize(bucket=bucket)
-        return status, body

@@ -46,7 +46,8 @@ from producers.quarantine import Poison
 from producers.untrusted import UnreadableError
 from producers.wire import DELIVER_TASK, InboxEntry
 from worker.coordination.outage import LEDGER_DOWN, REDIS_DOWN
-from worker.coordination.ratelimit import Bucket, PacedReader, Permits, bucket_of
+from worker.coordination.paced_reads import PacedReader
+from worker.coordination.ratelimit import Bucket, Permits, bucket_of
 from worker.flows.reconcile import holds_ours
 from worker.flows.redeeming import PointsCourier, Prepared
 from worker.gameball.client import Attempt, GameballReadError

@@ -20,7 +20,6 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -28,32 +27,16 @@ import httpx
 
 from worker.gameball.outcomes import HttpAnswer, classify
 from worker.gameball.payloads import GameballRequest
+from worker.gameball.redaction import Redactor
 from worker.rules.outcomes import Outcome
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 USER_AGENT: Final = "gameball-queue/0.1"
-REDACTED: Final = "***"
 
 
 class GameballConfigError(ValueError):
     """The Gameball settings cannot produce a valid request (the message names the setting)."""
-
-
-class Redactor:
-    """Replaces known secret values in text."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        # Longest first, so that a secret containing another is replaced whole.
-        self._secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return text
-
-    def __repr__(self) -> str:
-        return f"Redactor({len(self._secrets)} secrets)"
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,10 @@ The states and dead reasons are ``worker.rules.states``.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -21,29 +20,20 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.types import TypeDecorator
 
+from worker.ledger.types import UtcDateTime
 
-class UtcDateTime(TypeDecorator[datetime]):
-    """Aware UTC datetimes in Python, whatever the database keeps (SQLite: naive text)."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the ledger")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+__all__ = [
+    "AttemptCountRow",
+    "AttemptRow",
+    "Base",
+    "EventCountRow",
+    "EventRow",
+    "ParkedRedemptionRow",
+    "PrunedOrderRow",
+    "UtcDateTime",  # the column type (worker.ledger.types), for the migrations
+]
 
 
 class Base(DeclarativeBase):

@@ -49,18 +49,6 @@ def _count(connection: Connection, column: Any, start: datetime, end: datetime, 
     return int(connection.execute(statement).scalar() or 0)
 
 
-def delivered_since(connection: Connection, since: datetime) -> int:
-    """Events delivered after ``since`` (the delivered_at index)."""
-    statement = select(func.count()).where(EventRow.delivered_at >= since)
-    return int(connection.execute(statement).scalar() or 0)
-
-
-def conflicted(connection: Connection) -> int:
-    """Events republished with other content (kept as first accepted)."""
-    statement = select(func.count()).where(EventRow.conflicts > 0)
-    return int(connection.execute(statement).scalar() or 0)
-
-
 def delivery_times_after(
     connection: Connection, watermark: datetime
 ) -> list[tuple[datetime, datetime | None]]:

@@ -12,11 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from worker.ledger.models import EventRow, ParkedRedemptionRow
 from worker.ledger.repository import Ledger
+from worker.ledger.status_reads import unresolved_redemptions
 
 
 @dataclass(frozen=True)
@@ -31,14 +32,6 @@ class ParkedRedemption:
     parked_at: datetime
     resolved_at: datetime | None = None
     resolution: str | None = None
-
-
-def unresolved(connection: Connection) -> int:
-    """How many parked redemptions wait for the operator (``gbq status``, the metrics)."""
-    count = connection.execute(
-        select(func.count()).where(ParkedRedemptionRow.resolved_at.is_(None))
-    ).scalar()
-    return int(count or 0)
 
 
 class Redemptions:
@@ -96,7 +89,7 @@ class Redemptions:
 
     def unresolved(self) -> int:
         with self.ledger.engine.connect() as connection:
-            return unresolved(connection)
+            return unresolved_redemptions(connection)
 
     def resolve(self, order_id: str, resolution: str, now: datetime) -> int:
         """Mark the order's parked redemptions settled; how many were."""

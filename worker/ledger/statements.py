@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from typing import Any, Final
 
 from sqlalchemy import (
-    Select,
     and_,
     bindparam,
     func,
@@ -270,16 +269,3 @@ PRUNED_ORDERS: Final = select(PrunedOrderRow.order_id, PrunedOrderRow.events).wh
 HAS_ORDER: Final = (
     select(EventRow.event_id).where(EventRow.order_id == bindparam("b_order")).limit(1)
 )
-
-
-def oldest_created(states: Sequence[str]) -> Select[Any]:
-    """The oldest ``created_at`` among ``states`` (gbq status, metrics, the console). The
-    states are written into the SQL, not bound: with bound values PostgreSQL's generic
-    plan for a prepared statement walked the created_at index from the oldest delivered
-    event (25 ms at 100,000 rows, 1 s at 1,000,000) instead of the (state, created_at)
-    index."""
-    return select(func.min(EventRow.created_at)).where(
-        EventRow.state.in_(
-            bindparam("b_states", list(states), expanding=True, literal_execute=True)
-        )
-    )

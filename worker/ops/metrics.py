@@ -62,9 +62,8 @@ from worker.coordination.liveness import alive
 from worker.coordination.scheduler_liveness import last_tick_age_s, leader_present, schedulers
 from worker.ledger.counters import attempt_counts, event_counts
 from worker.ledger.reads import delivery_times_after
-from worker.ledger.redemptions import unresolved as unresolved_redemptions
 from worker.ledger.repository import Ledger
-from worker.ledger.statements import oldest_created
+from worker.ledger.status_reads import oldest_created, unresolved_redemptions
 from worker.rules.breaker import Breaker, State
 from worker.rules.states import SENDABLE, EventState
 from worker.rules.timespec import age_s

@@ -7,17 +7,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
+from sqlalchemy import Engine
 
 from producers.keys import BREAKER_KEY, QUARANTINE_KEY
 from producers.spool import Spool
 from producers.spool_report import reports as spool_reports
 from worker.coordination.leader import LeaderLock
 from worker.coordination.ratelimit import RateLimiter
-from worker.ledger import reads
 from worker.ledger.counters import by_state, dead_by_reason, event_counts
-from worker.ledger.redemptions import unresolved as unresolved_redemptions
-from worker.ledger.repository import Ledger
-from worker.ledger.statements import oldest_created
+from worker.ledger.status_reads import (
+    conflicted,
+    delivered_since,
+    oldest_created,
+    unresolved_redemptions,
+)
 from worker.rules.breaker import Breaker, State
 from worker.rules.states import SENDABLE, EventState
 from worker.rules.timespec import age_s
@@ -86,7 +89,7 @@ def spool_readings(client: redis.Redis, now: datetime) -> list[dict[str, Any]]:
 
 
 def collect(
-    ledger: Ledger,
+    ledger: Engine,
     client: redis.Redis,
     limiter: RateLimiter,
     spool: Spool,
@@ -120,17 +123,17 @@ def with_redis(
     )
 
 
-def ledger_report(ledger: Ledger, spool: Spool, now: datetime) -> StatusReport:
+def ledger_report(ledger: Engine, spool: Spool, now: datetime) -> StatusReport:
     """What the ledger (and this host's spool) say alone; the Redis figures left empty
     (``with_redis`` adds them)."""
-    with ledger.engine.begin() as connection:
+    with ledger.begin() as connection:
         oldest_sendable, oldest_waiting = (
             connection.execute(oldest_created(states)).scalar()
             for states in (SENDABLE, (EventState.WAITING,))
         )
         counts = event_counts(connection)
-        recent = reads.delivered_since(connection, now - timedelta(minutes=1))
-        conflicts = reads.conflicted(connection)
+        recent = delivered_since(connection, now - timedelta(minutes=1))
+        conflicts = conflicted(connection)
         parked = unresolved_redemptions(connection)
     return StatusReport(
         events=by_state(counts),

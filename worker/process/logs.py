@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 
 from producers.wire import DELIVER_TASK
-from worker.gameball.client import Redactor
+from worker.gameball.redaction import Redactor
 from worker.settings import Settings
 
 FIELDS = ("event_id", "order_id", "attempt", "outcome")

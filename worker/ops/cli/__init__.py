@@ -47,10 +47,16 @@ def load_command(name: str) -> click.Command:
     """The click command behind ``gbq <name>``, importing its module now."""
     entry = COMMANDS[name]
     target = getattr(importlib.import_module(f"{__name__}.{entry.module}"), entry.attribute)
+    command: click.Command
     if isinstance(target, typer.Typer):
-        command: click.Command = typer.main.get_group(target)
+        target.rich_markup_mode = None  # plain help, as below
+        command = typer.main.get_group(target)
     else:
-        single = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+        # Plain help (click's): no rich import to print it, and flags without Typer's
+        # rich "<bool>" type column.
+        single = typer.Typer(
+            add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None
+        )
         single.command(name)(target)
         command = typer.main.get_command(single)
     command.name = name

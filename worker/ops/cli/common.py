@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 from enum import IntEnum
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import redis
 import typer
-from rich.console import Console
 from sqlalchemy import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -17,6 +16,9 @@ from producers.transport import redis_client
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.schema import LedgerNotMigratedError, ensure_migrated
 from worker.process.logs import is_json, say
+
+if TYPE_CHECKING:
+    from rich.console import Console
 from worker.settings import Settings, redact_url
 
 
@@ -45,6 +47,8 @@ def warn(message: str) -> None:
 def console(*, stderr: bool = False) -> Console:
     """Output that shows data as it is: event ids like ``refunded:A:R1`` are not emoji
     codes, and Gameball's messages are not markup."""
+    from rich.console import Console  # noqa: PLC0415 - only the commands that draw tables
+
     return Console(stderr=stderr, emoji=False, markup=False, highlight=False)
 
 

@@ -12,8 +12,9 @@ import typer
 
 from producers.events import parse_event
 from producers.transport import redis_client
+from worker.coordination.paced_reads import PacedReader
 from worker.coordination.queue import RedisQueue
-from worker.coordination.ratelimit import PacedReader, RateLimiter, RateLimits
+from worker.coordination.ratelimit import RateLimiter, RateLimits
 from worker.flows.reconcile import (
     CONSISTENT,
     Finding,

@@ -8,15 +8,13 @@ from typing import Annotated, Any
 
 import redis
 import typer
-from rich.table import Table
 
 from producers.keys import INBOX_KEY
 from producers.spool import Spool
 from producers.transport import redis_client
 from producers.untrusted import printable
 from worker.coordination.ratelimit import RateLimiter, RateLimits
-from worker.ledger.repository import Ledger
-from worker.ops.cli.common import ExitCode, console, fail, ledger_engine, redis_url
+from worker.ops.cli.common import ExitCode, fail, ledger_engine, redis_url
 from worker.ops.status import StatusReport, collect
 from worker.rules.states import SENDABLE
 from worker.settings import Settings, key_fingerprint, load_settings
@@ -71,13 +69,12 @@ def run(
     settings = load_settings()
     engine = ledger_engine(settings)
     client = redis_client(redis_url(settings, must_answer=True), 5.0)
-    ledger = Ledger(engine)
     limiter = RateLimiter(client, RateLimits.from_settings(settings))
     spool = Spool(settings.effective_spool_path)
     started = time.monotonic()
     timed_out, last_said, said_at = False, "", -PROGRESS_EVERY_S
     try:
-        report = collect(ledger, client, limiter, spool)
+        report = collect(engine, client, limiter, spool)
         while wait_s is not None:
             left, said = _left(report, client)
             if not left:
@@ -94,7 +91,7 @@ def run(
                 typer.echo(_wait_line(left, said, waited, wait_s), err=True)
                 last_said, said_at = said, now
             time.sleep(0.2)  # polling the ledger, bounded by --wait
-            report = collect(ledger, client, limiter, spool)
+            report = collect(engine, client, limiter, spool)
     except redis.RedisError as error:
         fail(f"cannot read status from Redis: {error}")
     where = {
@@ -114,44 +111,41 @@ def run(
 
 
 def _print(report: StatusReport, settings: Settings) -> None:
-    out = console()
-    out.print(f"delivering to {settings.endpoint()}")
-    out.print(f"local state (GBQ_HOME): {settings.home}")
-    table = Table(title="events", show_header=True)
-    table.add_column("state")
-    table.add_column("count", justify="right")
+    # Plain lines, no rich: `gbq status` is the command people run most, and answers in
+    # well under a second (bench/results/cli.md).
+    out = typer.echo
+    out(f"delivering to {settings.endpoint()}")
+    out(f"local state (GBQ_HOME): {settings.home}")
+    out("events:")
     for state in ("pending", "in_flight", "scheduled", "waiting", "delivered", "dead"):
-        table.add_row(state, str(report.events.get(state, 0)))
-    out.print(table)
+        out(f"  {state:<10} {report.events.get(state, 0):>9,}")
     for what, age in (
         ("oldest sendable", report.oldest_sendable_age_s),
         ("oldest waiting for an earlier event of its order", report.oldest_waiting_age_s),
     ):
-        out.print(f"{what}: {'none' if age is None else f'{age:.0f}s old'}")
+        out(f"{what}: {'none' if age is None else f'{age:.0f}s old'}")
     dead = ", ".join(f"{reason}={count}" for reason, count in report.dead_by_reason.items())
-    out.print(f"dead letters: {dead or 'none'}")
-    out.print(f"delivered in the last minute: {report.delivered_last_minute}")
+    out(f"dead letters: {dead or 'none'}")
+    out(f"delivered in the last minute: {report.delivered_last_minute}")
     breaker = report.breaker
-    out.print(f"circuit breaker: {breaker['state']} — {breaker['explanation']}")
-    backlog = (
-        ", ".join(f"{k} window {v:.1f}s ahead" for k, v in report.rate_limit_backlog_s.items())
-        or "off"
-    )
-    out.print(f"rate limit: {backlog}")
-    out.print(f"scheduler leader: {report.scheduler_leader or 'none running'}")
+    out(f"circuit breaker: {breaker['state']} — {breaker['explanation']}")
+    windows = report.rate_limit_backlog_s
+    ahead = ", ".join(f"{k} window {v:.1f}s ahead" for k, v in windows.items() if v >= 0.05)
+    out(f"rate limit: {ahead or ('no window ahead' if windows else 'off')}")
+    out(f"scheduler leader: {report.scheduler_leader or 'none running'}")
     if report.spooled_here:
-        out.print(f"spooled on this host, waiting for Redis: {report.spooled_here}")
+        out(f"spooled on this host, waiting for Redis: {report.spooled_here}")
     for spool in report.spools:
-        out.print(spool_line(spool), markup=False, highlight=False)
+        out(spool_line(spool))
     if report.conflicts:
-        out.print(
+        out(
             f"events published again with other content: {report.conflicts} "
             "(the first content is kept; `gbq events <order>` shows the other)"
         )
     if report.quarantined:
-        out.print(f"unreadable input waiting to become dead letters: {report.quarantined}")
+        out(f"unreadable input waiting to become dead letters: {report.quarantined}")
     if report.parked_redemptions:
-        out.print(
+        out(
             f"redeemed points parked for you to settle: {report.parked_redemptions} "
             "(`gbq redemptions list`)"
         )

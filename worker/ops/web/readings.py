@@ -36,7 +36,7 @@ def overview(
     letters: DeadLetters, client: redis.Redis, limiter: RateLimiter, spool: Spool, now: datetime
 ) -> Overview:
     """The overview; with Redis down, the ledger's part and why the rest is missing."""
-    ledger_only = ledger_report(letters.ledger, spool, now)
+    ledger_only = ledger_report(letters.ledger.engine, spool, now)
     backlog_now = sum(ledger_only.events.get(state, 0) for state in BACKLOG_STATES)
     with letters.ledger.engine.connect() as connection:
         hour = reads.last_hour(connection, now, backlog_now)
