@@ -154,3 +154,8 @@ def test_every_troubleshooting_row_names_the_test_that_exercises_it() -> None:
 
 def test_the_readme_stays_short() -> None:
     assert len(README.read_text().splitlines()) <= 200
+
+
+def test_the_readme_speaks_of_features_not_of_our_step_numbers() -> None:
+    """A user cannot know the project's internal steps; the README names what works."""
+    assert re.findall(r"\b[Ss]teps? \d+", README.read_text()) == []
