@@ -6,29 +6,20 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from producers import embedded_redis
+from tests.shell import PYTHON, SHELL, blocks, run_bash
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
-FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```", flags=re.DOTALL | re.MULTILINE)
-PYTHON = {"python", "py", "python3"}
-SHELL = {"sh", "bash", "shell"}
 NOT_RUN = "not run by the tests"
 PY_END = "GBQ_README_PYTHON"
 TOUR = "## A five-minute tour"
-
-
-def blocks(text: str) -> list[tuple[str, str]]:
-    """(language, code) of each fenced block, in order."""
-    return [(info.split()[0] if info.split() else "", code) for info, code in FENCE.findall(text)]
 
 
 def tour() -> str:
@@ -86,23 +77,11 @@ def test_the_readme_tour_runs_as_written(tmp_path: Path) -> None:
         env.pop(name, None)
     script = tmp_path / "tour.sh"
     script.write_text(tour_script(port))
-    process = subprocess.Popen(
-        ["/bin/bash", str(script)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
     try:
-        output, _ = process.communicate(timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
+        returncode, output = run_bash(script, cwd=ROOT, env=env, timeout_s=240)
     finally:
         embedded_redis.stop(home)
-    assert process.returncode == 0, output[-6000:]
+    assert returncode == 0, output[-6000:]
     assert "delivering to" in output
     timeline = output[output.index("ORD-1") :]
     assert "paid:ORD-1" in timeline
