@@ -185,7 +185,7 @@ class Demo:
         self, *, live: bool, announce: Callable[[str], None] = lambda _: None
     ) -> Reconciliation:
         """``live``: a table redrawn in place (a terminal); otherwise ``announce`` gets a
-        line per phase, with the figures when it began (a pipe, a CI log)."""
+        line as each phase begins and one with how it ended (a pipe, a CI log)."""
         try:
             self.children.start(
                 "sandbox",

@@ -16,10 +16,10 @@ from producers.transport import redis_client
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.schema import LedgerNotMigratedError, ensure_migrated
 from worker.process.logs import is_json, say
+from worker.settings import Settings, redact_url
 
 if TYPE_CHECKING:
     from rich.console import Console
-from worker.settings import Settings, redact_url
 
 
 class ExitCode(IntEnum):
