@@ -455,10 +455,14 @@ def test_a_republish_with_other_content_after_delivery_is_recorded_not_sent(
     assert sandbox.balance("c-chg") == 20
     assert len([r for r in sandbox.requests() if r["transaction_id"] == "CHG"]) == 1
     shown = subprocess.run(
-        [*GBQ, "events", "CHG"], env=stack.env, capture_output=True, text=True, check=False
+        [*GBQ, "events", "CHG", "--wide"],  # the other content whole, not cut to 80 columns
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert "conflict" in shown.stdout
-    assert '"total_paid":"15"' in shown.stdout.replace(" ", "").replace("\n", "")
+    assert '"total_paid":"15"' in shown.stdout.replace(" ", "")
     status = subprocess.run(
         [*GBQ, "status"], env=stack.env, capture_output=True, text=True, check=False
     )

@@ -11,14 +11,9 @@ import pytest
 import redis
 
 from producers.keys import BREAKER_KEY, INBOX_KEY, ORDER_INBOX_PREFIX
+from worker.coordination.paced_reads import PacedReader, RateLimitedReadError
 from worker.coordination.queue import RedisQueue
-from worker.coordination.ratelimit import (
-    PacedReader,
-    RateLimitedReadError,
-    RateLimiter,
-    RateLimits,
-    gcra,
-)
+from worker.coordination.ratelimit import RateLimiter, RateLimits, gcra
 from worker.coordination.shared_breaker import SharedBreaker, breaker_config
 from worker.rules.breaker import Breaker, Signal, State
 from worker.settings import Settings
