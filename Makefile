@@ -36,8 +36,10 @@ test: lint typecheck
 	$(BIN)/pytest -n 2
 
 # The decisions alone, in well under a minute: unit tests and Gameball's contract, no
-# processes, no lint (make test runs everything).
+# processes, no lint (make test runs everything). Every test module is collected first,
+# so that an import a move broke shows here, not only in the full run.
 test-fast: install
+	$(BIN)/pytest -q --collect-only > /dev/null
 	$(BIN)/pytest -n 2 -q tests/unit
 
 # The whole system on embedded defaults, through an outage and a crash (Ctrl-C stops it).
