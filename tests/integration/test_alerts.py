@@ -1,7 +1,8 @@
 """deploy/prometheus/alerts.yml and the Grafana dashboard against real scrapes.
 
 A real stack goes through the situations an operator is paged for: a dead letter, a
-checkout host's spool that does not drain, a stopped worker, a Gameball outage. In each,
+checkout host's spool that does not drain, redeemed points parked, a stopped worker, a
+disabled account, a Gameball outage. In each,
 the scheduler's /metrics is scraped twice, and ``promtool test rules`` (Debian's
 prometheus) evaluates the shipped rules on what was scraped: an hour of the scrape before
 the situation, then forty minutes of the situation as scraped (ages that grew by the time
@@ -16,6 +17,7 @@ import re
 import socket
 import time
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ import yaml
 
 from harness.processes import SandboxProcess, free_port, scrape_metrics, wait_until
 from harness.stack import Stack
-from producers.events import event_to_json
+from producers.events import Redemption, event_to_json
 from producers.keys import SPOOLS_KEY
 from producers.spool import Spool
 from producers.spool_report import report
@@ -210,6 +212,22 @@ def test_each_situation_fires_exactly_its_alerts_on_real_scrapes(
     fired(situation("a dead letter", healthy), {"GbqDeadLettersAppearing": [{}]}, tmp_path)
     after_dead = _scrape(port)
 
+    # Redeemed points the customer does not have: the order goes, the redemption parks.
+    short = paid(
+        "PARKED-1",
+        100,
+        total_paid=Decimal(60),
+        total_discount=Decimal(40),
+        redemption=Redemption(redeemed_amount=Decimal(40)),
+    )
+    stack.publisher.publish(short)
+    assert stack.wait_settled(5) == {"delivered": 4, "dead": 1}
+    ready(lambda text: metric(text, "gbq_parked_redemptions") == 1)
+    fired(situation("points parked", after_dead), {"GbqRedemptionsParked": [{}]}, tmp_path)
+    resolved = stack.gbq("redemptions", "resolve", "PARKED-1")
+    assert resolved.returncode == 0, resolved.stderr
+    after_dead = ready(lambda text: metric(text, "gbq_parked_redemptions") == 0)
+
     # A checkout host whose spool holds an event and does not drain (as its relay reports).
     client = redis.Redis.from_url(stack.settings.effective_redis_url())
     spool = Spool(tmp_path / "checkout-host" / "spool.db")
@@ -237,10 +255,24 @@ def test_each_situation_fires_exactly_its_alerts_on_real_scrapes(
         tmp_path,
     )
 
-    # A Gameball outage: the breaker opens and stays open.
+    # A disabled account: delivery pauses until a probe succeeds.
     stack.start_worker("w2", concurrency=2)
-    assert stack.wait_settled(5) == {"delivered": 4, "dead": 1}
-    before_outage = ready(lambda text: metric(text, "gbq_workers_alive") == 2)  # a pool of two
+    assert stack.wait_settled(6) == {"delivered": 5, "dead": 1}
+    before_pause = ready(lambda text: metric(text, "gbq_workers_alive") == 2)  # a pool of two
+    sandbox.faults(account_disabled=True)
+    stack.publisher.publish(paid("PAUSED-1"))
+    ready(lambda text: metric(text, "gbq_breaker_state", state="paused") == 1)
+    ready(lambda text: (metric(text, "gbq_oldest_sendable_age_seconds") or 0) > 0)
+    fired(
+        situation("a disabled account", before_pause),
+        {"GbqDeliveryPaused": [{"state": "paused"}], "GbqOldestSendableTooOld": [{}]},
+        tmp_path,
+    )
+
+    # A Gameball outage: the breaker opens and stays open.
+    sandbox.faults(reset=True)  # the account back: a probe ends the pause
+    assert stack.wait_settled(7) == {"delivered": 6, "dead": 1}
+    before_outage = ready(lambda text: metric(text, "gbq_breaker_state", state="closed") == 1)
     sandbox.faults(outage=True)
     stack.publisher.publish_many([paid(f"OUTAGE-{n}") for n in range(4)])
     ready(lambda text: metric(text, "gbq_breaker_state", state="open") == 1)
