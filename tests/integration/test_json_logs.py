@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
-from harness.processes import free_port, wait_until
+from harness.processes import GBQ, free_port, wait_until
 from harness.services import sqlite_ledger
 from harness.stack import Process, Stack
 from tests.console import ConsoleProcess
@@ -103,3 +104,21 @@ def _answers(url: str) -> bool:
 def _not_root() -> bool:
     """Celery warns only a root user (the superuser warning)."""
     return os.geteuid() != 0
+
+
+@pytest.mark.parametrize("command", ["worker", "scheduler", "web"])  # the sandbox reads none
+def test_a_bad_setting_is_a_json_line_too(command: str) -> None:
+    """A long-running process told to log JSON that cannot start: its lines (a typo's
+    warning, the setting's error) are JSON objects as well, and it exits 2."""
+    env = {**os.environ, "GBQ_LOG_FORMAT": "json", "GBQ_LEASE_S": "abc", "GBQ_TYPO_X": "1"}
+    result = subprocess.run(
+        [*GBQ, command], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    role = "console" if command == "web" else command
+    assert [(line["level"], line["process"]) for line in lines] == [
+        ("WARNING", role),
+        ("ERROR", role),
+    ]
+    assert "GBQ_LEASE_S='abc'" in str(lines[1]["message"])
+    assert result.returncode == 2
