@@ -93,6 +93,7 @@ def test_the_operators_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert "stopped the embedded Redis" in output
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_every_documented_command_runs_against_a_live_stack(
     make_stack: type[Stack], sqlite_url: str, tmp_path: Path
