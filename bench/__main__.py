@@ -27,6 +27,7 @@ BENCHMARKS = [
     "scale_out",
     "retention",
     "cli",
+    "latency",
 ]
 
 

@@ -13,7 +13,9 @@ Run with ``celery -A bench.naive_app worker -Q naive``.
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from typing import Any
 
 import httpx
@@ -27,6 +29,7 @@ QUEUE = "naive"
 DONE_KEY = "bench:done"
 FAILED_KEY = "bench:failed"
 CALLS_KEY = "bench:calls"
+TIMES_KEY = "bench:times"  # JSON [key, started, ended] per task given a key (bench/latency.py)
 
 app = Celery("naive", broker=BROKER)
 app.conf.update(
@@ -64,7 +67,10 @@ def http() -> httpx.Client:
 
 
 @app.task(name="bench.noop")  # type: ignore[untyped-decorator]
-def noop(_: Any = None) -> None:
+def noop(key: Any = None) -> None:
+    if isinstance(key, str):  # the latency benchmark: when the task started
+        now = time.time()
+        _counter.rpush(TIMES_KEY, json.dumps([key, now, now]))
     _counter.incr(DONE_KEY)
 
 
@@ -80,8 +86,11 @@ class CountFailures(Task):  # type: ignore[misc]
     retry_backoff=True,
     max_retries=int(os.environ.get("BENCH_MAX_RETRIES", "3")),
 )
-def naive_post(path: str, body: str) -> None:
+def naive_post(path: str, body: str, key: str | None = None) -> None:
     _counter.incr(CALLS_KEY)
+    started = time.time()
     response = http().post(path, content=body)
     response.raise_for_status()
+    if key is not None:  # the latency benchmark: the call's start and the task's end
+        _counter.rpush(TIMES_KEY, json.dumps([key, started, time.time()]))
     _counter.incr(DONE_KEY)
