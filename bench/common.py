@@ -22,6 +22,7 @@ from typing import Any
 import celery
 import redis
 
+from bench.baseline import start_celery_worker
 from harness.processes import NO_RATE_LIMIT, SandboxProcess, proc_stats, wait_until
 from harness.services import PostgresSchema, RedisServer, sqlite_ledger
 from harness.stack import FAST, Process, Stack
@@ -244,3 +245,21 @@ def _cell(value: Any) -> str:
 
 def sandbox_calls(sandbox: SandboxProcess) -> int:
     return int(sandbox.state(transactions=False)["request_counts"]["total"])
+
+
+def fresh_celery_worker(
+    running: Services, sandbox: SandboxProcess, *, latency_s: float, concurrency: int, pool: str
+) -> Process:
+    """A plain Celery worker (bench/naive_app.py) on an emptied Redis, against a reset
+    sandbox answering after ``latency_s``: each baseline run starts the same way."""
+    running.flush_redis()
+    sandbox.reset()
+    sandbox.faults(reset=True, latency_s=latency_s)
+    return start_celery_worker(
+        running.folder,
+        redis_url=running.redis.url,
+        gameball_url=sandbox.url,
+        name=f"celery-{time.monotonic_ns()}",
+        concurrency=concurrency,
+        pool=pool,
+    )

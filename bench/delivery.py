@@ -20,11 +20,12 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from bench.baseline import counters, send_naive_posts, send_noops, start_celery_worker
+from bench.baseline import counters, send_naive_posts, send_noops
 from bench.common import (
     LIMITS_OFF,
     Report,
     Services,
+    fresh_celery_worker,
     postgres_available,
     processes_cpu_s,
     services,
@@ -147,18 +148,10 @@ def celery_run(
     pool: str = "prefork",
     latency_s: float = 0.0,
 ) -> Run:
-    running.flush_redis()
-    sandbox.reset()
-    sandbox.faults(reset=True, latency_s=latency_s)
-    url = running.redis.url
-    worker = start_celery_worker(
-        running.folder,
-        redis_url=url,
-        gameball_url=sandbox.url,
-        name=f"celery-{time.monotonic_ns()}",
-        concurrency=concurrency,
-        pool=pool,
+    worker = fresh_celery_worker(
+        running, sandbox, latency_s=latency_s, concurrency=concurrency, pool=pool
     )
+    url = running.redis.url
     try:
         wait_ready(worker)
         run = measure(

@@ -22,8 +22,16 @@ from pathlib import Path
 import redis
 from sqlalchemy import select
 
-from bench.baseline import counters, sender, start_celery_worker
-from bench.common import LIMITS_OFF, Report, Services, percentile, services, wait_ready
+from bench.baseline import counters, sender
+from bench.common import (
+    LIMITS_OFF,
+    Report,
+    Services,
+    fresh_celery_worker,
+    percentile,
+    services,
+    wait_ready,
+)
 from bench.naive_app import QUEUE, TIMES_KEY
 from harness.processes import SandboxProcess, wait_until
 from harness.scenario import generate
@@ -133,18 +141,14 @@ def celery_timings(
     naive: bool,
 ) -> list[Timing]:
     setting = setting_for(latency_ms)
-    running.flush_redis()
-    sandbox.reset()
-    sandbox.faults(reset=True, latency_s=latency_ms / 1000)
-    url = running.redis.url
-    worker = start_celery_worker(
-        running.folder,
-        redis_url=url,
-        gameball_url=sandbox.url,
-        name=f"celery-{time.monotonic_ns()}",
+    worker = fresh_celery_worker(
+        running,
+        sandbox,
+        latency_s=latency_ms / 1000,
         concurrency=setting.concurrency,
         pool=setting.pool,
     )
+    url = running.redis.url
     app = sender(url)
 
     def send(event: Event) -> None:

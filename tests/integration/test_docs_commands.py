@@ -105,7 +105,6 @@ def test_every_documented_command_runs_against_a_live_stack(
     refused = [paid("ORD-1", customer="c-42"), paid("ORD-9", customer="c-42")]
     bury(stack, refused, message="invalid value", code=3003)
     (tmp_path / "new.jsonl").write_text(paid("ORD-NEW").model_dump_json() + "\n")
-    (tmp_path / "orders.jsonl").write_text(paid("ORD-2").model_dump_json() + "\n")
     failures = []
     for page, line in commands:
         words = shlex.split(line.replace("[", "").replace("]", ""))

@@ -89,7 +89,7 @@ def spool_readings(client: redis.Redis, now: datetime) -> list[dict[str, Any]]:
 
 
 def collect(
-    ledger: Engine,
+    engine: Engine,
     client: redis.Redis,
     limiter: RateLimiter,
     spool: Spool,
@@ -97,7 +97,7 @@ def collect(
 ) -> StatusReport:
     """The whole report: the ledger's figures, then Redis's (RedisError if it fails)."""
     now = now or datetime.now(UTC)
-    return with_redis(ledger_report(ledger, spool, now), client, limiter, now)
+    return with_redis(ledger_report(engine, spool, now), client, limiter, now)
 
 
 def with_redis(
@@ -123,10 +123,10 @@ def with_redis(
     )
 
 
-def ledger_report(ledger: Engine, spool: Spool, now: datetime) -> StatusReport:
+def ledger_report(engine: Engine, spool: Spool, now: datetime) -> StatusReport:
     """What the ledger (and this host's spool) say alone; the Redis figures left empty
     (``with_redis`` adds them)."""
-    with ledger.begin() as connection:
+    with engine.begin() as connection:
         oldest_sendable, oldest_waiting = (
             connection.execute(oldest_created(states)).scalar()
             for states in (SENDABLE, (EventState.WAITING,))

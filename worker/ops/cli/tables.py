@@ -25,8 +25,8 @@ def middle(text: str, width: int = ID_WIDTH) -> str:
     """``text`` cut in the middle to ``width`` characters: 'refunded:ORD-2…-000123:R1'."""
     if len(text) <= width:
         return text
-    head = (width - 1 + 1) // 2
-    tail = width - 1 - head
+    head = width // 2
+    tail = width - 1 - head  # one character is the ellipsis
     return f"{text[:head]}…{text[len(text) - tail :]}" if tail else f"{text[:head]}…"
 
 
