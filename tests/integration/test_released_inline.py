@@ -4,17 +4,20 @@ ledger fails on the way, what is left is queued. Real Deliverer, ledger, Redis, 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 import redis
+from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
 from harness.processes import SandboxProcess
-from producers.events import OrderPaid, OrderRefunded
+from producers.events import LineItem, OrderCancelled, OrderPaid, OrderRefunded
 from producers.keys import QUEUE
 from producers.publisher import Publisher
 from worker.flows.delivery import INLINE_BUDGET_S, INLINE_RELEASED
@@ -134,7 +137,7 @@ def test_a_ledger_failure_among_the_released_events_queues_those_left(
     paid, refunds = order_with_refunds("O-fails", 3)
     park_refunds(worker, driven_settings, paid, refunds)
     queue.delete(QUEUE)
-    claim, claims = worker.ledger.claim, []
+    claim, claims = worker.ledger.claim_in_order, []  # how a released event is claimed
 
     def fail_second(*args: Any, **kwargs: Any) -> Any:
         claims.append(args[0])
@@ -142,11 +145,12 @@ def test_a_ledger_failure_among_the_released_events_queues_those_left(
             raise OperationalError("UPDATE gbq_events", {}, Exception("server closed"))
         return claim(*args, **kwargs)
 
-    worker.ledger.claim = fail_second  # type: ignore[method-assign]
+    worker.ledger.claim_in_order = fail_second  # type: ignore[method-assign]
     message = {"event_id": paid.event_id, "event": paid.model_dump(mode="json")}
     with pytest.raises(OperationalError):
         worker.deliverer.handle((), message)
-    worker.ledger.claim = claim  # type: ignore[method-assign]
+    worker.ledger.claim_in_order = claim  # type: ignore[method-assign]
+    assert len(claims) == 2
     assert refund_calls(sandbox) == ["R1"]
     second_and_third = [refunds[1].event_id, refunds[0].event_id]
     assert worker.ledger.states_of(second_and_third) == dict.fromkeys(
@@ -188,3 +192,83 @@ def test_a_task_that_has_run_its_budget_queues_the_released_events_at_the_front(
     for refund in sorted(refunds, key=lambda r: r.occurred_at):
         assert worker.deliverer.handle((), {"event_id": refund.event_id}) == "delivered"
     assert sandbox.balance("c-O-slow") == 1000 - 6
+
+
+@contextmanager
+def commits(runtime: Runtime) -> Iterator[list[str]]:
+    """The ledger transactions committed meanwhile (one entry per commit)."""
+    seen: list[str] = []
+
+    def count(_connection: object) -> None:
+        seen.append("commit")
+
+    event.listen(runtime.ledger.engine, "commit", count)
+    try:
+        yield seen
+    finally:
+        event.remove(runtime.ledger.engine, "commit", count)
+
+
+def paid_with_lines(order_id: str) -> OrderPaid:
+    return OrderPaid(
+        order_id=order_id,
+        customer_id=f"c-{order_id}",
+        occurred_at=START,
+        total_price=Decimal(100),
+        total_paid=Decimal(100),
+        line_items=(
+            LineItem(product_id="A", quantity=2, price=Decimal(30)),
+            LineItem(product_id="B", quantity=1, price=Decimal(40)),
+        ),
+    )
+
+
+def test_a_reversal_costs_two_ledger_transactions_its_order_time_and_lines_included(
+    worker: Runtime,
+    driven_settings: Settings,
+    queue: redis.Redis,
+    sandbox: SandboxProcess,
+) -> None:
+    """A refund and a cancellation (GBQ_GAMEBALL_REFUND_TIME=original, the default) are
+    read with their order, moved to its time and given their lines in their claim's
+    transaction: two commits each (claim, record), from a message of their own and
+    released by their paid event's settle alike. The times and lines are as before."""
+    paid = paid_with_lines("O-two")
+    refund = OrderRefunded(
+        order_id="O-two",
+        refund_id="R-A",
+        customer_id="c-O-two",
+        occurred_at=START + timedelta(minutes=1),
+        amount=Decimal(30),
+        line_items=(LineItem(product_id="A", quantity=1, price=Decimal(30)),),
+    )
+    cancel = OrderCancelled(
+        order_id="O-two", customer_id="c-O-two", occurred_at=START + timedelta(minutes=2)
+    )
+    with Publisher(driven_settings) as publisher:
+        publisher.publish_many([paid, refund, cancel])
+
+    def handle(sent: OrderPaid | OrderRefunded | OrderCancelled) -> str:
+        message = {"event_id": sent.event_id, "event": sent.model_dump(mode="json")}
+        return str(worker.deliverer.handle((), message))
+
+    assert handle(cancel) == "waiting"  # parked in its first transaction
+    with commits(worker) as paid_and_released:
+        assert handle(paid) == "delivered"
+    with commits(worker) as own_message:
+        assert handle(refund) == "delivered"
+    # The paid event (claim, record) released the cancellation, whose claim found the
+    # refund (ingested from the inbox with it) before it and parked it again: 3 commits.
+    # The refund (claim, record) released it once more: claim, record.
+    assert len(paid_and_released) == 2 + 1
+    assert len(own_message) == 2 + 2
+    assert worker.ledger.get(cancel.event_id).state == EventState.DELIVERED  # type: ignore[union-attr]
+    paid_time = worker.ledger.get(paid.event_id).transaction_time  # type: ignore[union-attr]
+    times = {e.event_id: worker.ledger.get(e.event_id).transaction_time for e in (refund, cancel)}  # type: ignore[union-attr]
+    assert times == {
+        refund.event_id: paid_time + timedelta(milliseconds=1),
+        cancel.event_id: paid_time + timedelta(milliseconds=2),
+    }
+    lines = json.loads(worker.ledger.get(cancel.event_id).reversal_lines)  # type: ignore[union-attr, arg-type]
+    assert [(line["productId"], line["quantity"]) for line in lines] == [("A", 1), ("B", 1)]
+    assert sandbox.balance("c-O-two") == 0

@@ -61,7 +61,8 @@ from worker.gameball.payloads import (
 )
 from worker.gameball.records import GameballRecord, order_records, transaction_records
 from worker.gameball.versions import ApiVersion
-from worker.ledger.core import AttemptRecord, Claimed, NewEvent, new_event
+from worker.ledger.core import AttemptRecord, Claimed, NewEvent, OrderHistory, new_event
+from worker.ledger.delivery_path import OrderSteps
 from worker.ledger.order_memory import OrderBasis, order_basis, reversal_basis
 from worker.ledger.redemptions import Redemptions
 from worker.ledger.repository import Ledger
@@ -240,10 +241,10 @@ class Deliverer:
         except (*LEDGER_DOWN, *REDIS_DOWN):
             self._hand_back(claimed.event_id)
             raise
-        self._deliver_released(released, started)
+        self._deliver_released(released, started, claimed.order_id)
         return state
 
-    def _deliver_released(self, released: list[str], started: float) -> None:
+    def _deliver_released(self, released: list[str], started: float, order_id: str | None) -> None:
         """Deliver the events our settle released (pending, oldest first), each claimed as
         a message's would be, while this task has run less than INLINE_BUDGET_S (since
         ``started``, monotonic) and up to INLINE_RELEASED; queue what is left. If this
@@ -256,13 +257,14 @@ class Deliverer:
             if self.monotonic() - started >= INLINE_BUDGET_S:
                 break
             event_id = released.pop(0)
-            now = self.clock()
             try:
-                claimed = self.ledger.claim(event_id, self.owner, now, now + self.lease)
-            except LEDGER_DOWN:
+                claimed = self._claim_released(event_id, order_id)
+            except (*LEDGER_DOWN, *REDIS_DOWN):
                 self._queue_left([event_id, *released])
                 raise
             if claimed is None:  # taken meanwhile (a redrive's message): not ours to send
+                continue
+            if claimed.parked:  # an earlier event of its order came in meanwhile
                 continue
             try:
                 self._deliver(claimed, released=released)
@@ -272,6 +274,41 @@ class Deliverer:
                 raise
         if released:
             self.queue.enqueue(released)
+
+    def _claim_released(self, event_id: str, order_id: str | None) -> Claimed | None:
+        """Claim an event a settle of ``order_id`` released, reading its order (its
+        published events first) in the claim's transaction, as a message's first step does."""
+        now = self.clock()
+        if order_id is None:
+            return self.ledger.claim(event_id, self.owner, now, now + self.lease)
+        others = self._order_inbox(order_id, event_id)
+        claimed = self.ledger.claim_in_order(
+            event_id,
+            order_id,
+            self.owner,
+            now,
+            now + self.lease,
+            also=others,
+            park=lambda claimed: now + self.recheck if _must_wait(claimed) else None,
+            steps=self._order_steps(None),
+        )
+        if others:
+            self.queue.inbox_done([(e.event_id, order_id) for e in others])
+        return claimed
+
+    def _order_steps(self, carried: tuple[Event, str] | None) -> OrderSteps:
+        """What the claim's transaction does for a refund or cancellation that may go
+        (``Ledger.ingest_and_claim``); ``carried``: the message's event and its payload,
+        used when the ledger holds that content."""
+
+        def lines(claimed: Claimed) -> str | None:
+            same = carried is not None and carried[1] == claimed.payload
+            event = carried[0] if carried is not None and same else None
+            if not _fully_reverses(event or parse_event(claimed.payload, accepted=True)):
+                return None
+            return None if claimed.order_history is None else _lines_text(claimed.order_history)
+
+        return OrderSteps(at_order_time=self.refund_time == "original", lines=lines)
 
     def _queue_left(self, event_ids: list[str]) -> None:
         """Queue released events this task will not deliver (best effort: without Redis
@@ -301,6 +338,7 @@ class Deliverer:
             read_order=gated,
             order_with_id=transaction_id_of(event) if row.kind in SHARED_ID_KINDS else None,
             park=lambda claimed: now + self.recheck if _must_wait(claimed) else None,
+            steps=self._order_steps((event, row.payload)) if gated else None,
         )
         done = [(e.event_id, e.order_id) for e in (row, *others)]
         return claimed, Breaker.from_json(self.queue.inbox_done(done, then_read=self.breaker.key))
@@ -332,7 +370,7 @@ class Deliverer:
             return held
         if self._refused_shared_id(claimed, event, now):
             return DeadReason.REJECTED.value
-        basis = self._order_basis(event)
+        basis = self._order_basis(claimed, event)
         if basis is not None and self._refused_currency(claimed, event, basis, now):
             return DeadReason.CURRENCY.value
         event = self._as_sent(event, basis)
@@ -531,12 +569,12 @@ class Deliverer:
             self._settled(claimed, EventState.DEAD, now)
         return True
 
-    def _order_basis(self, event: Event) -> OrderBasis | None:
+    def _order_basis(self, claimed: Claimed, event: Event) -> OrderBasis | None:
         """A refund's order: its currency and total paid (None for other events, or when
         no paid event is known)."""
         if not isinstance(event, OrderRefunded):
             return None
-        history = self.ledger.order_history(event.order_id)
+        history = claimed.order_history or self.ledger.order_history(event.order_id)
         return order_basis(history.live, history.memory)
 
     def _refused_currency(
@@ -580,6 +618,7 @@ class Deliverer:
         if (
             self.refund_time != "original"
             or claimed.attempts
+            or claimed.at_order_time  # moved in its claim's transaction
             or not isinstance(event, OrderRefunded | OrderCancelled)
         ):
             return claimed
@@ -614,18 +653,13 @@ class Deliverer:
         """For a cancellation or a full refund: the order's lines not yet refunded, fixed at
         the first attempt (retries send the same bytes). Gameball reverses campaign and
         other bonus points only for the lines a refund names."""
-        full = isinstance(event, OrderCancelled) or (
-            isinstance(event, OrderRefunded) and event.is_full
-        )
-        if not full or claimed.order_id is None:
+        if not _fully_reverses(event) or claimed.order_id is None:
             return None
         if claimed.reversal_lines is None:
-            history = self.ledger.order_history(claimed.order_id)
-            paid, taken = reversal_basis(history.live, history.memory)
-            if paid is None:
+            history = claimed.order_history or self.ledger.order_history(claimed.order_id)
+            text = _lines_text(history)
+            if text is None:
                 return None  # nothing to name: Gameball reverses the cashback
-            lines = lines_left((RefundLine(p, q, Decimal(v)) for p, q, v in paid), taken)
-            text = json.dumps([line.json() for line in lines])
             stored = self.ledger.fix_reversal_lines(claimed.event_id, self.owner, text)
         else:
             stored = claimed.reversal_lines
@@ -706,6 +740,21 @@ class Deliverer:
         released = self.ledger.release_waiting(claimed.order_id, now)
         if released:
             self.queue.enqueue(released)
+
+
+def _fully_reverses(event: Event) -> bool:
+    """A cancellation or a full refund: it names the order's lines not yet refunded."""
+    return isinstance(event, OrderCancelled) or (isinstance(event, OrderRefunded) and event.is_full)
+
+
+def _lines_text(history: OrderHistory) -> str | None:
+    """A full reversal's lines (JSON): the paid lines its order's delivered refunds have
+    not taken back; None when no paid event is known."""
+    paid, taken = reversal_basis(history.live, history.memory)
+    if paid is None:
+        return None
+    lines = lines_left((RefundLine(p, q, Decimal(v)) for p, q, v in paid), taken)
+    return json.dumps([line.json() for line in lines])
 
 
 def _unreadable(outcome: Outcome, error: GameballReadError) -> Outcome:

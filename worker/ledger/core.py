@@ -108,8 +108,11 @@ class Claimed:
     reversal_lines: str | None = None  # JSON, fixed at the first attempt of a full reversal
     # Read in the claim's own transaction when the caller asked (see ``ingest_and_claim``):
     order_facts: tuple[OrderFact, ...] | None = None  # the order's events, this one included
+    order_history: OrderHistory | None = None  # read with the facts (``steps``)
+    order_times: OrderTimes | None = None  # likewise
     id_held_by_order: tuple[str, bool] | None = None  # (an id, whether some order has it)
     parked: bool = False  # waiting already: parked in the claim's transaction (``park``)
+    at_order_time: bool = False  # moved to its order's time in the claim's transaction
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,51 @@ class OrderHistory:
 
     live: list[OrderRow]
     memory: OrderMemory
+
+
+REVERSALS = frozenset({"refunded", "cancelled"})
+
+
+@dataclass(frozen=True)
+class OrderTimes:
+    """An order's paid event's transaction time and its reversals' times in the ledger:
+    where a refund or cancellation goes at its order's time
+    (GBQ_GAMEBALL_REFUND_TIME=original)."""
+
+    paid: datetime | None  # None: the paid event is not in the ledger
+    reversals: tuple[tuple[str, datetime], ...]  # (event id, occurred_at)
+
+    @classmethod
+    def of(cls, order_id: str, rows: Iterable[Any]) -> OrderTimes:
+        """From the order's rows (event_id, kind, occurred_at, transaction_time)."""
+        paid, reversals = None, []
+        for row in rows:
+            if row.event_id == f"paid:{order_id}":
+                paid = row.transaction_time or to_millisecond(row.occurred_at)
+            elif row.kind in REVERSALS:
+                reversals.append((row.event_id, row.occurred_at))
+        return cls(paid, tuple(reversals))
+
+    def reversal_time(self, event_id: str, history: OrderHistory | None) -> datetime | None:
+        """The paid event's time plus one millisecond per reversal of the order that
+        happened before ``event_id``, the removed ones included (their times are no longer
+        in the ledger to be avoided: ``history``'s memory). None: no paid event known."""
+        memory = history.memory if history is not None else OrderMemory()
+        base = self.paid
+        if base is None:
+            paid_events = [e.occurred_at for e in memory.events if e.kind == "paid"]
+            if not paid_events:
+                return None
+            base = paid_events[0]
+        times = dict(self.reversals)
+        for removed in memory.events:
+            if removed.kind in REVERSALS and removed.event_id not in times:
+                times[removed.event_id] = removed.occurred_at
+        mine = times.get(event_id)
+        if mine is None:
+            return base
+        earlier = sum(1 for other, at in times.items() if (at, other) < (mine, event_id))
+        return base + earlier * MILLISECOND
 
 
 FEW_ROWS = 8  # inserted one prepared statement each; more take SQLAlchemy's batched insert

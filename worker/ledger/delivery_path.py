@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from worker.ledger.core import (
     Claimed,
     NewEvent,
     OrderHistory,
+    OrderTimes,
     Recorded,
     S,
     add_pruned,
@@ -37,6 +39,26 @@ from worker.ledger.retention import memories
 from worker.rules.ordering import OrderFact
 from worker.rules.retry import Transition
 from worker.rules.states import DeadReason
+
+
+@dataclass(frozen=True)
+class OrderSteps:
+    """What the claim's transaction also does for a refund or cancellation that may go
+    (``DeliveryPath.ingest_and_claim``): move it to its order's time (at its first
+    attempt, GBQ_GAMEBALL_REFUND_TIME=original), and fix the lines ``lines`` gives for it
+    (a full reversal; None: no lines to name) unless some are fixed already."""
+
+    at_order_time: bool = False
+    lines: Callable[[Claimed], str | None] | None = None
+
+
+@dataclass(frozen=True)
+class _Reads:
+    order: bool
+    order_with_id: str | None
+    park: Callable[[Claimed], datetime | None] | None
+    steps: OrderSteps | None
+    lock_order: str | None = None  # an order whose lock is taken first (a released event)
 
 
 class DeliveryPath(Ingestion):
@@ -60,6 +82,7 @@ class DeliveryPath(Ingestion):
         read_order: bool = False,
         order_with_id: str | None = None,
         park: Callable[[Claimed], datetime | None] | None = None,
+        steps: OrderSteps | None = None,
     ) -> Claimed | None:
         """:meth:`ingest` then :meth:`claim`, in one transaction (a worker's first step).
 
@@ -73,10 +96,15 @@ class DeliveryPath(Ingestion):
         returns a time, the event is parked until then (``Claimed.parked``) in the same
         transaction. The read and the park then hold the order's lock (PostgreSQL; SQLite
         runs one writer) to commit: a settle of the order runs wholly before them, and they
-        see it, or wholly after, and its release sees the parked event. No re-check."""
+        see it, or wholly after, and its release sees the parked event. No re-check.
+
+        ``steps`` (with ``read_order``, for a refund or cancellation) reads the order's whole
+        history with its facts (``Claimed.order_history``) and, when the event may go, does
+        there what its call needs first: its order's time (``at_order_time``) and a full
+        reversal's lines (``lines``), so that they cost no transaction of their own."""
         events = sorted({e.event_id: e for e in (*also, event)}.values(), key=lambda e: e.event_id)
         lease = (event.event_id, owner, now, lease_until)
-        reads = (read_order, order_with_id, park)
+        reads = _Reads(read_order, order_with_id, park, steps)
         for attempt in range(TIME_CLASH_RETRIES - 1):
             try:
                 return self._ingest_and_claim(events, lease, reads, optimistic=attempt == 0)
@@ -85,20 +113,45 @@ class DeliveryPath(Ingestion):
                 # by a process that took it at the same moment): choose again
         return self._ingest_and_claim(events, lease, reads, optimistic=False)
 
+    def claim_in_order(
+        self,
+        event_id: str,
+        order_id: str,
+        owner: str,
+        now: datetime,
+        lease_until: datetime,
+        *,
+        also: Sequence[NewEvent] = (),
+        park: Callable[[Claimed], datetime | None],
+        steps: OrderSteps,
+    ) -> Claimed | None:
+        """:meth:`claim` of a known event of ``order_id`` (one a settle released) with what
+        :meth:`ingest_and_claim` does for a refund or cancellation, in one transaction: its
+        order's other published events (``also``) ingested, the order read, the event
+        parked if it must wait, its order's time and lines fixed if it may go."""
+        events = sorted({e.event_id: e for e in also}.values(), key=lambda e: e.event_id)
+        lease = (event_id, owner, now, lease_until)
+        reads = _Reads(True, None, park, steps, order_id)
+        for _ in range(TIME_CLASH_RETRIES - 1):
+            try:
+                return self._ingest_and_claim(events, lease, reads, optimistic=False)
+            except IntegrityError:
+                continue  # a time taken meanwhile by another event of the customer
+        return self._ingest_and_claim(events, lease, reads, optimistic=False)
+
     def _ingest_and_claim(
         self,
         events: Sequence[NewEvent],
         lease: tuple[str, str, datetime, datetime],
-        reads: tuple[bool, str | None, Callable[[Claimed], datetime | None] | None],
+        reads: _Reads,
         *,
         optimistic: bool,
     ) -> Claimed | None:
         event_id, owner, now, until = lease
-        read_order, order_with_id, park = reads
         rows = new_rows(events, now)
-        mine = next(row for row in rows if row["event_id"] == event_id)
-        # A new event is claimable at once: it is inserted claimed (no CLAIM statement).
-        mine.update(state=S.IN_FLIGHT, lease_owner=owner, lease_expires_at=until)
+        mine = next((row for row in rows if row["event_id"] == event_id), None)
+        if mine is not None:  # a new event is claimable at once: it is inserted claimed
+            mine.update(state=S.IN_FLIGHT, lease_owner=owner, lease_expires_at=until)
         # PostgreSQL, one event at its own instant: its insert takes the order's lock
         lock = (
             unit_of(events[0])
@@ -107,24 +160,72 @@ class DeliveryPath(Ingestion):
         )
         with self._kept.begin() as connection:
             if lock is None:
-                self._serialize(connection, map(unit_of, events))
-            new = self._ingest_in(connection, events, rows, now, optimistic=optimistic, lock=lock)
+                self._serialize(connection, [reads.lock_order, *map(unit_of, events)])
+            new = (
+                self._ingest_in(connection, events, rows, now, optimistic=optimistic, lock=lock)
+                if events
+                else set()
+            )
             claimed = (
-                claimed_as_inserted(mine) if event_id in new else self._claim_in(connection, *lease)
+                claimed_as_inserted(mine)
+                if mine is not None and event_id in new
+                else self._claim_in(connection, *lease)
             )
             if claimed is None:
                 return None
-            if read_order and claimed.order_id is not None:
-                facts = self._order_facts_in(connection, [claimed.order_id])
-                claimed = dataclasses.replace(claimed, order_facts=tuple(facts[claimed.order_id]))
-                recheck_at = None if park is None else park(claimed)
+            if reads.order and claimed.order_id is not None:
+                claimed = self._read_order_in(connection, claimed, reads.steps is not None)
+                recheck_at = None if reads.park is None else reads.park(claimed)
                 if recheck_at is not None:
                     self._park_in(connection, event_id, owner, now, recheck_at)
                     return dataclasses.replace(claimed, parked=True)
-            if order_with_id is not None:
-                held = self._has_order_in(connection, order_with_id)
-                claimed = dataclasses.replace(claimed, id_held_by_order=(order_with_id, held))
+                if reads.steps is not None:
+                    claimed = self._order_steps_in(connection, claimed, owner, reads.steps)
+            if reads.order_with_id is not None:
+                held = self._has_order_in(connection, reads.order_with_id)
+                claimed = dataclasses.replace(claimed, id_held_by_order=(reads.order_with_id, held))
             return claimed
+
+    def _read_order_in(self, connection: Connection, claimed: Claimed, whole: bool) -> Claimed:
+        """``claimed`` with its order's facts, and with ``whole`` its history too."""
+        order_id = claimed.order_id
+        assert order_id is not None  # noqa: S101 - the caller checked
+        if not whole:
+            read = self._order_facts_in(connection, [order_id])[order_id]
+            return dataclasses.replace(claimed, order_facts=tuple(read))
+        rows = self._run(connection, st.ORDER_ROWS_ONE, {"b_order": order_id}).all()
+        text = self._run(connection, st.PRUNED_ONE, {"b_order": order_id}).scalar()
+        memory = OrderMemory() if text is None else OrderMemory.decode(order_id, text)
+        known = [OrderFact(r.event_id, r.kind, r.occurred_at, r.state) for r in rows]
+        facts = {order_id: known}
+        if text is not None and not has_paid(known):  # as ``_order_facts_in``
+            add_pruned(facts, {order_id: memory})
+        live = [(r.event_id, r.kind, r.state, r.payload, r.last_code) for r in rows]
+        return dataclasses.replace(
+            claimed,
+            order_facts=tuple(facts[order_id]),
+            order_history=OrderHistory(live, memory),
+            order_times=OrderTimes.of(order_id, rows),
+        )
+
+    def _order_steps_in(
+        self, connection: Connection, claimed: Claimed, owner: str, steps: OrderSteps
+    ) -> Claimed:
+        """What a refund or cancellation that may go needs before its first call, in the
+        claim's transaction: its order's time and its lines (see ``ingest_and_claim``)."""
+        if steps.at_order_time and not claimed.attempts and claimed.order_times is not None:
+            after = claimed.order_times.reversal_time(claimed.event_id, claimed.order_history)
+            if after is not None:
+                moved = self._move_time_in(connection, claimed.event_id, owner, after)
+                if moved is not None:
+                    claimed = dataclasses.replace(claimed, transaction_time=moved)
+            claimed = dataclasses.replace(claimed, at_order_time=True)
+        if steps.lines is not None and claimed.reversal_lines is None:
+            lines = steps.lines(claimed)
+            if lines is not None:
+                fixed = self._fix_lines_in(connection, claimed.event_id, owner, lines)
+                claimed = dataclasses.replace(claimed, reversal_lines=fixed)
+        return claimed
 
     def _claim_in(
         self,
@@ -156,18 +257,11 @@ class DeliveryPath(Ingestion):
         """Fix (once) the line items a cancellation or full refund names; returns the ones
         fixed, which are an earlier holder's if it got there first."""
         with self.engine.begin() as connection:
-            connection.execute(
-                update(EventRow)
-                .where(
-                    EventRow.event_id == event_id,
-                    EventRow.lease_owner == owner,
-                    EventRow.reversal_lines.is_(None),
-                )
-                .values(reversal_lines=lines)
-            )
-            fixed = connection.execute(
-                select(EventRow.reversal_lines).where(EventRow.event_id == event_id)
-            ).scalar()
+            return self._fix_lines_in(connection, event_id, owner, lines)
+
+    def _fix_lines_in(self, connection: Connection, event_id: str, owner: str, lines: str) -> str:
+        self._run(connection, st.FIX_LINES, {"b_id": event_id, "b_owner": owner, "b_lines": lines})
+        fixed = self._run(connection, st.LINES_OF, {"b_id": event_id}).scalar()
         return fixed or lines
 
     def move_transaction_time(
@@ -179,35 +273,27 @@ class DeliveryPath(Ingestion):
         for _ in range(TIME_CLASH_RETRIES):
             try:
                 with self.engine.begin() as connection:
-                    row = connection.execute(
-                        select(
-                            EventRow.customer_id, EventRow.transaction_time, EventRow.occurred_at
-                        ).where(EventRow.event_id == event_id, EventRow.lease_owner == owner)
-                    ).one_or_none()
-                    if row is None:
-                        return None
-                    base = after or row.transaction_time or row.occurred_at
-                    moment = to_millisecond(base) + MILLISECOND
-                    taken = set(
-                        connection.execute(
-                            select(EventRow.transaction_time).where(
-                                EventRow.customer_id == row.customer_id,
-                                EventRow.transaction_time >= moment,
-                                EventRow.event_id != event_id,  # its own is free to it
-                            )
-                        ).scalars()
-                    )
-                    while moment in taken:
-                        moment += MILLISECOND
-                    connection.execute(
-                        update(EventRow)
-                        .where(EventRow.event_id == event_id)
-                        .values(transaction_time=moment)
-                    )
-                    return moment
+                    return self._move_time_in(connection, event_id, owner, after)
             except IntegrityError:
                 continue
         return None
+
+    def _move_time_in(
+        self, connection: Connection, event_id: str, owner: str, after: datetime | None
+    ) -> datetime | None:
+        held = {"b_id": event_id, "b_owner": owner}
+        row = self._run(connection, st.HELD_TIMES, held).one_or_none()
+        if row is None:
+            return None
+        base = after or row.transaction_time or row.occurred_at
+        moment = to_millisecond(base) + MILLISECOND
+        # its own instant is free to it
+        taken_from = {"b_customer": row.customer_id, "b_low": moment, "b_id": event_id}
+        taken = set(self._run(connection, st.TIMES_FROM, taken_from).scalars())
+        while moment in taken:
+            moment += MILLISECOND
+        self._run(connection, st.SET_TIME, {"b_id": event_id, "b_time": moment})
+        return moment
 
     def reversal_time(self, order_id: str, event_id: str) -> datetime | None:
         """Where a refund or cancellation of the order goes when it takes its order's time
@@ -216,32 +302,9 @@ class DeliveryPath(Ingestion):
         included (their times are no longer in the ledger to be avoided). None: no paid
         event known."""
         with self._reading() as connection:
-            paid = connection.execute(
-                select(EventRow.transaction_time, EventRow.occurred_at).where(
-                    EventRow.event_id == f"paid:{order_id}"
-                )
-            ).one_or_none()
-            live = connection.execute(
-                select(EventRow.event_id, EventRow.occurred_at).where(
-                    EventRow.order_id == order_id, EventRow.kind.in_(("refunded", "cancelled"))
-                )
-            ).all()
+            rows = self._run(connection, st.ORDER_ROWS_ONE, {"b_order": order_id}).all()
             memory = memories(connection, [order_id]).get(order_id, OrderMemory())
-        removed = [e for e in memory.events if e.kind in ("refunded", "cancelled")]
-        if paid is not None:
-            base = paid.transaction_time or to_millisecond(paid.occurred_at)
-        else:
-            paid_events = [e.occurred_at for e in memory.events if e.kind == "paid"]
-            if not paid_events:
-                return None
-            base = paid_events[0]
-        times = {row.event_id: row.occurred_at for row in live}
-        times.update({e.event_id: e.occurred_at for e in removed if e.event_id not in times})
-        mine = times.get(event_id)
-        if mine is None:
-            return base
-        earlier = sum(1 for other, at in times.items() if (at, other) < (mine, event_id))
-        return base + earlier * MILLISECOND
+        return OrderTimes.of(order_id, rows).reversal_time(event_id, OrderHistory([], memory))
 
     def order_history(self, order_id: str) -> OrderHistory:
         """Every event of an order: (event_id, kind, state, payload, last_code) of the rows

@@ -89,6 +89,38 @@ TIMES_TAKEN_ONE: Final = select(
     EventRow.transaction_time <= bindparam("b_high", type_=_COLUMNS.transaction_time.type),
 )
 
+# b_id, b_owner: a held event's customer and times (moving its transaction time)
+HELD_TIMES: Final = select(
+    EventRow.customer_id, EventRow.transaction_time, EventRow.occurred_at
+).where(EventRow.event_id == bindparam("b_id"), EventRow.lease_owner == bindparam("b_owner"))
+
+# b_customer, b_low, b_id: the instants from b_low on that the customer's other events hold
+TIMES_FROM: Final = select(EventRow.transaction_time).where(
+    EventRow.customer_id == bindparam("b_customer"),
+    EventRow.transaction_time >= bindparam("b_low", type_=_COLUMNS.transaction_time.type),
+    EventRow.event_id != bindparam("b_id"),
+)
+
+# b_id, b_owner, b_lines: a full reversal's lines, fixed once by its holder
+FIX_LINES: Final = (
+    update(EventRow)
+    .where(
+        EventRow.event_id == bindparam("b_id"),
+        EventRow.lease_owner == bindparam("b_owner"),
+        EventRow.reversal_lines.is_(None),
+    )
+    .values(reversal_lines=bindparam("b_lines"))
+)
+# b_id
+LINES_OF: Final = select(EventRow.reversal_lines).where(EventRow.event_id == bindparam("b_id"))
+
+# b_id, b_time
+SET_TIME: Final = (
+    update(EventRow)
+    .where(EventRow.event_id == bindparam("b_id"))
+    .values(transaction_time=bindparam("b_time", type_=_COLUMNS.transaction_time.type))
+)
+
 # b_id, b_sha, b_payload, b_now: a known id seen again with other content is recorded once
 _PAYLOAD = bindparam("b_payload", type_=_COLUMNS.payload.type)
 RECORD_CONFLICT: Final = (
@@ -261,6 +293,21 @@ ORDER_FACTS: Final = select(
 ORDER_FACTS_ONE: Final = select(
     EventRow.order_id, EventRow.event_id, EventRow.kind, EventRow.occurred_at, EventRow.state
 ).where(EventRow.order_id == bindparam("b_order"))
+# An order's rows as a refund or cancellation reads them with its claim: the facts, the
+# history (``OrderHistory``) and the paid event's time for GBQ_GAMEBALL_REFUND_TIME=original
+ORDER_ROWS_ONE: Final = select(
+    EventRow.order_id,
+    EventRow.event_id,
+    EventRow.kind,
+    EventRow.occurred_at,
+    EventRow.state,
+    EventRow.payload,
+    EventRow.last_code,
+    EventRow.transaction_time,
+).where(EventRow.order_id == bindparam("b_order"))
+PRUNED_ONE: Final = select(PrunedOrderRow.events).where(
+    PrunedOrderRow.order_id == bindparam("b_order")
+)
 PRUNED_ORDERS: Final = select(PrunedOrderRow.order_id, PrunedOrderRow.events).where(
     PrunedOrderRow.order_id.in_(bindparam("b_orders", expanding=True))
 )
