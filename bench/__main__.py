@@ -28,6 +28,7 @@ BENCHMARKS = [
     "retention",
     "cli",
     "latency",
+    "memory",
 ]
 
 
