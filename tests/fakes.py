@@ -5,7 +5,8 @@ ledger stays real (SQLite in a temporary folder): the decisions are made with it
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,14 +57,15 @@ class MemoryQueue:
         self.enqueued += list(event_ids)
         return len(event_ids)
 
-    def inbox_done(
-        self, done: list[tuple[str, str | None]], *, then_read: str | None = None
-    ) -> bytes | None:
+    def inbox_done(self, done: list[tuple[str, str | None]]) -> None:
         for event_id, order_id in done:
             if order_id is not None:
                 entries = self.inbox.get(order_id, [])
                 self.inbox[order_id] = [e for e in entries if e.event_id != event_id]
-        return self.breaker_json if then_read == BREAKER_KEY else None
+
+    @contextmanager
+    def get_meanwhile(self, key: str) -> Iterator[Callable[[], bytes | None]]:
+        yield lambda: self.breaker_json if key == BREAKER_KEY else None
 
     def inbox_for_order(self, order_id: str) -> list[InboxEntry]:
         return list(self.inbox.get(order_id, []))

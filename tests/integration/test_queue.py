@@ -37,7 +37,7 @@ def test_an_orders_inbox_is_read_whole_and_its_index_kept_clean(redis_url: str) 
     assert queue.inbox_for_order("nothing-published") == []
 
 
-def test_clearing_entries_takes_every_trace_and_reads_one_key_on_the_way(redis_url: str) -> None:
+def test_clearing_entries_takes_every_trace(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     queue = RedisQueue(client)
     for event_id, order in (("refunded:A1", "A"), ("cashback:C", None)):
@@ -46,8 +46,29 @@ def test_clearing_entries_takes_every_trace_and_reads_one_key_on_the_way(redis_u
         client.zadd(INBOX_DUE_KEY, {event_id: 1.5})
         if order:
             client.sadd(ORDER_INBOX_PREFIX + order, event_id)
-    client.set("some:key", b"\x00value")
-    read = queue.inbox_done([("refunded:A1", "A"), ("cashback:C", None)], then_read="some:key")
-    assert read == b"\x00value"
+    queue.inbox_done([("refunded:A1", "A"), ("cashback:C", None)])
     assert not client.exists(INBOX_KEY, INBOX_SHA_KEY, INBOX_DUE_KEY, ORDER_INBOX_PREFIX + "A")
-    assert queue.inbox_done([("refunded:A1", "A")]) is None  # again: nothing left, no error
+    queue.inbox_done([("refunded:A1", "A")])  # again: nothing left, no error
+    assert not client.exists(INBOX_KEY)
+
+
+def test_a_read_sent_meanwhile_is_answered_and_one_left_unread_ends_its_connection(
+    redis_url: str,
+) -> None:
+    """``get_meanwhile`` sends a GET and reads its reply later, on a connection of the
+    client's pool. A reply never read must not become the next command's answer: that
+    connection is closed, and the pool's next command gets its own reply."""
+    client = redis.Redis.from_url(redis_url, max_connections=1)
+    queue = RedisQueue(client)
+    client.set("some:key", b"\x00value")
+    client.set("other:key", b"other")
+    with queue.get_meanwhile("some:key") as read:
+        assert read() == b"\x00value"
+    with queue.get_meanwhile("missing:key") as read:
+        assert read() is None
+    with pytest.raises(RuntimeError), queue.get_meanwhile("some:key"):
+        raise RuntimeError("the ledger failed meanwhile")  # its reply is never read
+    assert client.get("other:key") == b"other"  # the one connection, clean again
+    with queue.get_meanwhile("other:key") as read:
+        assert read() == b"other"
+    client.close()

@@ -188,13 +188,17 @@ def test_the_breaker_read_while_clearing_the_inbox_admits_as_a_fresh_read(
     ]
     client.hset(INBOX_KEY, mapping={"paid:A": "{}", "refunded:A1": "{}"})
     client.sadd(ORDER_INBOX_PREFIX + "A", "paid:A", "refunded:A1")
-    read = queue.inbox_done([("paid:A", "A")], then_read=breakers[0].key)
+    with queue.get_meanwhile(breakers[0].key) as breaker_read:
+        queue.inbox_done([("paid:A", "A")])  # another connection's command meanwhile
+        read = breaker_read()
     assert read is None  # no state yet: closed
     assert breakers[0].admit_as_read(Breaker.from_json(read)).allowed
     assert client.hkeys(INBOX_KEY) == [b"refunded:A1"]
     assert client.smembers(ORDER_INBOX_PREFIX + "A") == {b"refunded:A1"}
     breakers[0].observe(Signal.FAILURE, "timeout")
-    stale = Breaker.from_json(queue.inbox_done([("refunded:A1", "A")], then_read=BREAKER_KEY))
+    with queue.get_meanwhile(BREAKER_KEY) as breaker_read:
+        stale = Breaker.from_json(breaker_read())
+    queue.inbox_done([("refunded:A1", "A")])
     assert stale.state is State.OPEN
     assert not client.exists(INBOX_KEY, ORDER_INBOX_PREFIX + "A")
     assert not any(b.admit_as_read(stale).allowed for b in breakers)

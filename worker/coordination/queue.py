@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,10 +25,9 @@ class UnreadableEntry:
     poison: Poison
 
 
-# KEYS: the inbox, its content hashes, its due index, a key to read back (the inbox itself
-# for none), then for each id its order's set (the inbox itself for an event without an
-# order); ARGV: the ids. One atomic command: a MULTI pipeline of four commands per delivery
-# cost the worker several times the CPU.
+# KEYS: the inbox, its content hashes, its due index, then for each id its order's set
+# (the inbox itself for an event without an order); ARGV: the ids. One atomic command: a
+# MULTI pipeline of four commands per delivery cost the worker several times the CPU.
 _INBOX_DONE = script("worker.coordination", "inbox_done")
 
 
@@ -49,24 +49,43 @@ class RedisQueue:
         """Queue a delivery message for each event (the ledger already has them)."""
         return enqueue(self.client, event_ids)
 
-    def inbox_done(
-        self, done: Iterable[tuple[str | bytes, str | None]], *, then_read: str | None = None
-    ) -> bytes | None:
-        """Forget inbox entries, given as (event_id, order_id), once the ledger has them;
-        with ``then_read``, return that key's value, read in the same round trip (the
-        worker reads the shared breaker so: one round trip less per event)."""
+    def inbox_done(self, done: Iterable[tuple[str | bytes, str | None]]) -> None:
+        """Forget inbox entries, given as (event_id, order_id), once the ledger has them."""
         pairs = list(done)
-        if not pairs and then_read is None:
-            return None
+        if not pairs:
+            return
         orders = [
             INBOX_KEY if order_id is None else ORDER_INBOX_PREFIX + order_id
             for _, order_id in pairs
         ]
-        value = self._inbox_done(
-            keys=[INBOX_KEY, INBOX_SHA_KEY, INBOX_DUE_KEY, then_read or INBOX_KEY, *orders],
+        self._inbox_done(
+            keys=[INBOX_KEY, INBOX_SHA_KEY, INBOX_DUE_KEY, *orders],
             args=[event_id for event_id, _ in pairs],
         )
-        return value if isinstance(value, bytes) else None
+
+    @contextmanager
+    def get_meanwhile(self, key: str) -> Iterator[Callable[[], bytes | None]]:
+        """Send ``GET key`` now; the function yielded reads its reply. Redis answers while
+        the caller does something else (the worker: its ledger transaction), so the round
+        trip costs no wait. A reply left unread ends its connection (it would be the next
+        command's), and the connection goes back to the pool either way."""
+        pool = self.client.connection_pool
+        connection = pool.get_connection()
+        unread = True
+
+        def reply() -> bytes | None:
+            nonlocal unread
+            value = connection.read_response()
+            unread = False
+            return value if isinstance(value, bytes) else None
+
+        try:
+            connection.send_command("GET", key)  # type: ignore[no-untyped-call]
+            yield reply
+        finally:
+            if unread:
+                connection.disconnect()  # type: ignore[no-untyped-call]
+            pool.release(connection)
 
     def inbox_entry(self, event_id: str) -> InboxEntry | None:
         """The inbox's entry of one event (None if there is none, or it is unreadable)."""

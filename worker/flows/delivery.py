@@ -28,6 +28,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -138,10 +139,9 @@ class Sender(Protocol):
 
 class Queue(Protocol):
     def enqueue(self, event_ids: list[str]) -> int: ...
-    def inbox_done(
-        self, done: list[tuple[str, str | None]], *, then_read: str | None = None
-    ) -> bytes | None: ...
+    def inbox_done(self, done: list[tuple[str, str | None]]) -> None: ...
     def inbox_for_order(self, order_id: str) -> list[InboxEntry]: ...
+    def get_meanwhile(self, key: str) -> AbstractContextManager[Callable[[], bytes | None]]: ...
 
 
 class Gatekeeper(Protocol):
@@ -223,26 +223,38 @@ class Deliverer:
         now = self.clock()
         known: Event | None = None
         seen: Breaker | None = None  # the shared breaker, when read with other work
+        ingested: list[tuple[str, str | None]] = []  # inbox entries the ledger now has
         if message.event is not None:  # the fast path: ingest and claim in one transaction
             row = new_event(message.event, message.published_at)
-            claimed, seen = self._ingest_and_claim(message.event, row, now)
+            claimed, seen, ingested = self._ingest_and_claim(message.event, row, now)
             # Parsed once: the ledger's content is the message's unless the ledger kept an
             # earlier content under this id (a conflicting re-publish), which is then sent.
             known = message.event if claimed and claimed.payload == row.payload else None
         else:
             claimed = self.ledger.claim(message.event_id, self.owner, now, now + self.lease)
-        if claimed is None:
-            return "skipped"
-        if claimed.parked:  # its order's gate said wait, and it waits already
-            return EventState.WAITING.value
+        if claimed is None or claimed.parked:  # not claimable; or it waits already
+            self._clear_inbox(ingested)
+            return "skipped" if claimed is None else EventState.WAITING.value
         released: list[str] = []
         try:
             state = self._deliver(claimed, known, seen, released=released)
         except (*LEDGER_DOWN, *REDIS_DOWN):
             self._hand_back(claimed.event_id)
+            self._clear_inbox(ingested)
             raise
+        # After the call, not before it: nothing needs the entries gone meanwhile (one the
+        # ledger has is only ingested again as a no-op), and the call need not wait.
+        self._clear_inbox(ingested)
         self._deliver_released(released, started, claimed.order_id)
         return state
+
+    def _clear_inbox(self, ingested: list[tuple[str, str | None]]) -> None:
+        """Forget the inbox entries the ledger now has. Without Redis they stay, and the
+        scheduler's inbox sweep forgets them later (after GBQ_REDRIVE_AFTER_S)."""
+        try:
+            self.queue.inbox_done(ingested)
+        except REDIS_DOWN as error:
+            log.debug("could not clear inbox entries %s: %s", ingested, error)
 
     def _deliver_released(self, released: list[str], started: float, order_id: str | None) -> None:
         """Deliver the events our settle released (pending, oldest first), each claimed as
@@ -321,27 +333,29 @@ class Deliverer:
 
     def _ingest_and_claim(
         self, event: Event, row: NewEvent, now: datetime
-    ) -> tuple[Claimed | None, Breaker]:
+    ) -> tuple[Claimed | None, Breaker, list[tuple[str, str | None]]]:
         """The first step of a message that carries its event: one Redis read (the order's
         other published events, for an event that may wait on them), one ledger
         transaction (ingest them all, claim this one, read what the gate and the shared-id
-        check need, and park it there if the gate says wait), one Redis command (clear the
-        inbox entries, read the breaker)."""
+        check need, and park it there if the gate says wait) while Redis answers a read of
+        the shared breaker. Returns the claim, the breaker, and the inbox entries the
+        ledger now has (the caller clears them)."""
         gated = row.order_id is not None and waits_on_order(row.kind)
         others = self._order_inbox(row.order_id, row.event_id) if row.order_id and gated else []
-        claimed = self.ledger.ingest_and_claim(
-            row,
-            self.owner,
-            now,
-            now + self.lease,
-            also=others,
-            read_order=gated,
-            order_with_id=transaction_id_of(event) if row.kind in SHARED_ID_KINDS else None,
-            park=lambda claimed: now + self.recheck if _must_wait(claimed) else None,
-            steps=self._order_steps((event, row.payload)) if gated else None,
-        )
-        done = [(e.event_id, e.order_id) for e in (row, *others)]
-        return claimed, Breaker.from_json(self.queue.inbox_done(done, then_read=self.breaker.key))
+        with self.queue.get_meanwhile(self.breaker.key) as breaker_read:
+            claimed = self.ledger.ingest_and_claim(
+                row,
+                self.owner,
+                now,
+                now + self.lease,
+                also=others,
+                read_order=gated,
+                order_with_id=transaction_id_of(event) if row.kind in SHARED_ID_KINDS else None,
+                park=lambda claimed: now + self.recheck if _must_wait(claimed) else None,
+                steps=self._order_steps((event, row.payload)) if gated else None,
+            )
+            seen = Breaker.from_json(breaker_read())
+        return claimed, seen, [(e.event_id, e.order_id) for e in (row, *others)]
 
     def _hand_back(self, event_id: str) -> None:
         """The ledger or Redis failed after our claim (down, or a deadlock's victim): give
