@@ -84,6 +84,18 @@ def group_cpu_s(pgid: int) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
+def postgres_server_cpu_s() -> float:
+    """User+system CPU seconds of this machine's PostgreSQL server: every ``postgres``
+    process, with the backends its postmaster has reaped (a backend's time moves into its
+    parent's when it exits, so a difference of two readings counts each once)."""
+    ticks = 0
+    for pid, fields in proc_stats():
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/comm").read_text().strip() in ("postgres", "postmaster"):
+                ticks += sum(int(value) for value in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def processes_cpu_s(processes: Sequence[Process]) -> float:
     return sum(group_cpu_s(p.popen.pid) for p in processes if p.alive())
 
