@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, text
+from sqlalchemy.exc import IntegrityError
 
 from worker.coordination.outage import LEDGER_DOWN
 from worker.ledger import engine as engine_module
@@ -140,3 +141,43 @@ def test_postgresql_a_kept_connection_idle_past_the_window_is_pinged_and_replace
     monkeypatch.setattr(engine_module, "PING_IDLE_S", 0.0)  # it has idled past the window
     with kept.begin() as connection:  # pinged, found dead, replaced: no failure
         assert connection.execute(text("SELECT 1")).scalar() == 1
+
+
+def test_statements_commit_as_they_run_on_postgresql_and_the_connection_goes_back(
+    engine: Engine,
+) -> None:
+    """``statements()``: on PostgreSQL each statement is committed as it runs (another
+    connection sees it before the block ends), a failing one takes nothing else with it,
+    and the kept connection is back in transactions after; on SQLite it is a
+    transaction."""
+    kept = KeptConnection(engine)
+    first = driver_connection_of(kept)
+    insert = text(
+        "INSERT INTO gbq_pruned_orders (order_id, events, pruned_at)"
+        " VALUES (:id, 'x', CURRENT_TIMESTAMP)"
+    )
+    count = text("SELECT count(*) FROM gbq_pruned_orders")
+
+    def seen() -> int:
+        """What another connection sees (reading only: SQLite lets it in meanwhile)."""
+        with engine.connect() as plain:
+            other = plain.execution_options(**{engine_module.READ_ONLY: True})
+            return int(other.execute(count).scalar() or 0)
+
+    postgresql = engine.dialect.name == "postgresql"
+
+    def insert_twice() -> None:
+        with kept.statements() as connection:
+            connection.execute(insert, {"id": "A"})
+            assert seen() == (1 if postgresql else 0)  # SQLite: not committed yet
+            connection.execute(insert, {"id": "A"})  # the same key: refused
+
+    with pytest.raises(IntegrityError):
+        insert_twice()
+    assert seen() == (1 if postgresql else 0)
+    assert driver_connection_of(kept) is first  # the same connection, usable
+    assert not getattr(first, "autocommit", False)
+    with kept.begin() as connection:  # a transaction again: rolled back as one
+        connection.execute(insert, {"id": "B"})
+        connection.rollback()
+    assert seen() == (1 if postgresql else 0)

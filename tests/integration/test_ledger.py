@@ -180,28 +180,33 @@ def test_a_settle_takes_its_orders_lock_before_its_row_and_then_sees_what_the_ho
     While another transaction holds the lock (parking a refund of the order), the settle
     waits without locking its event's row, and once the holder commits, the release that
     follows sees the parked refund: no lost wakeup."""
+    # An order id of its own: advisory locks are the database's, shared by the schemas of
+    # the tests running beside this one, and the count below must be this test's alone
     if ledger.engine.dialect.name != "postgresql":
         pytest.skip("the order lock is PostgreSQL's (SQLite runs one writer at a time)")
-    ledger.ingest([event("paid:O"), event("refunded:O:R", "refunded", minutes=1)], NOW)
-    assert ledger.claim("paid:O", "a", NOW, LEASE) is not None
-    assert ledger.claim("refunded:O:R", "b", NOW, LEASE) is not None
+    ledger.ingest(
+        [event("paid:OSL", order_id="OSL"), event("refunded:OSL:R", "refunded", "OSL", minutes=1)],
+        NOW,
+    )
+    assert ledger.claim("paid:OSL", "a", NOW, LEASE) is not None
+    assert ledger.claim("refunded:OSL:R", "b", NOW, LEASE) is not None
     delivered = Transition(EventState.DELIVERED)
     with ThreadPoolExecutor(1) as pool, ledger.engine.connect() as holder:
-        holder.execute(LOCK_ORDER, {"b_key": order_lock_key("O")})
+        holder.execute(LOCK_ORDER, {"b_key": order_lock_key("OSL")})
         holder.execute(
             text(
                 "UPDATE gbq_events SET state = 'waiting', lease_owner = NULL, "
-                "lease_expires_at = NULL WHERE event_id = 'refunded:O:R'"
+                "lease_expires_at = NULL WHERE event_id = 'refunded:OSL:R'"
             )
         )
         settling = pool.submit(
             ledger.record_and_settle,
-            "paid:O",
+            "paid:OSL",
             "a",
             attempt(OutcomeKind.DELIVERED),
             delivered,
             NOW,
-            order_id="O",
+            order_id="OSL",
             paid=True,
         )
         with ledger.engine.connect() as observer:
@@ -209,23 +214,25 @@ def test_a_settle_takes_its_orders_lock_before_its_row_and_then_sees_what_the_ho
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
                 "AND classid = :class AND objid = :objid AND objsubid = 2"
             )
-            key = {"class": LOCK_CLASS, "objid": order_lock_key("O") & 0xFFFFFFFF}
+            key = {"class": LOCK_CLASS, "objid": order_lock_key("OSL") & 0xFFFFFFFF}
             wait_until(
                 lambda: observer.execute(waiting, key).scalar() == 1,
                 timeout_s=10,
                 what="the settle waiting on the order's lock",
             )
-            row_lock = text("SELECT 1 FROM gbq_events WHERE event_id = 'paid:O' FOR UPDATE NOWAIT")
+            row_lock = text(
+                "SELECT 1 FROM gbq_events WHERE event_id = 'paid:OSL' FOR UPDATE NOWAIT"
+            )
             assert observer.execute(row_lock).scalar() == 1  # the row is not locked yet
             observer.rollback()
             assert not settling.done()
         holder.commit()
         recorded = settling.result(timeout=10)
-    assert (recorded.applied, recorded.released) == (True, ["refunded:O:R"])
-    assert [a.attempt_no for a in ledger.attempts_of("paid:O")] == [1]
-    assert ledger.states_of(["paid:O", "refunded:O:R"]) == {
-        "paid:O": "delivered",
-        "refunded:O:R": "pending",
+    assert (recorded.applied, recorded.released) == (True, ["refunded:OSL:R"])
+    assert [a.attempt_no for a in ledger.attempts_of("paid:OSL")] == [1]
+    assert ledger.states_of(["paid:OSL", "refunded:OSL:R"]) == {
+        "paid:OSL": "delivered",
+        "refunded:OSL:R": "pending",
     }
 
 

@@ -158,6 +158,10 @@ class DeliveryPath(Ingestion):
             if optimistic and len(events) == 1 and self.engine.dialect.name == "postgresql"
             else None
         )
+        if mine is not None and lock is not None and not reads.order:
+            return self._insert_alone(
+                events, rows, mine, lease, order_with_id=reads.order_with_id, lock=lock
+            )
         with self._kept.begin() as connection:
             if lock is None:
                 self._serialize(connection, [reads.lock_order, *map(unit_of, events)])
@@ -184,6 +188,40 @@ class DeliveryPath(Ingestion):
             if reads.order_with_id is not None:
                 held = self._has_order_in(connection, reads.order_with_id)
                 claimed = dataclasses.replace(claimed, id_held_by_order=(reads.order_with_id, held))
+            return claimed
+
+    def _insert_alone(
+        self,
+        events: Sequence[NewEvent],
+        rows: list[dict[str, Any]],
+        mine: dict[str, Any],
+        lease: tuple[str, str, datetime, datetime],
+        *,
+        order_with_id: str | None,
+        lock: str,
+    ) -> Claimed | None:
+        """PostgreSQL, an event that reads nothing of its order (a paid event, a
+        cashback): its insert, already claimed and taking its order's lock, is the whole
+        transaction, committed as it runs (no BEGIN, no COMMIT); a cashback's question
+        (is its id an order's?) is a statement after it. An event the ledger knows already
+        (its message again) is claimed in a transaction of its own."""
+        event_id, _, now, _ = lease
+        with self._kept.statements() as connection:
+            new = self._ingest_in(connection, events, rows, now, optimistic=True, lock=lock)
+            if event_id not in new:
+                claimed = None
+            else:
+                claimed = claimed_as_inserted(mine)
+                if order_with_id is not None:
+                    held = self._has_order_in(connection, order_with_id)
+                    claimed = dataclasses.replace(claimed, id_held_by_order=(order_with_id, held))
+        if claimed is not None:
+            return claimed
+        with self._kept.begin() as connection:
+            claimed = self._claim_in(connection, *lease)
+            if claimed is not None and order_with_id is not None:
+                held = self._has_order_in(connection, order_with_id)
+                claimed = dataclasses.replace(claimed, id_held_by_order=(order_with_id, held))
             return claimed
 
     def _read_order_in(self, connection: Connection, claimed: Claimed, whole: bool) -> Claimed:
@@ -455,7 +493,10 @@ class DeliveryPath(Ingestion):
         (delivered or dead) and belongs to ``order_id``: a dead paid event's refunds die
         ``blocked``, and the order's waiting events are released (returned, to be sent)."""
         settles = order_id is not None and transition.state in (S.DELIVERED, S.DEAD)
-        with self._kept.begin() as connection:
+        # PostgreSQL records in one statement; a settle then releases the order's waiting
+        # events in a second, under the order's lock the first took: a transaction. The
+        # rest is that one statement, committed as it runs (``statements``).
+        with self._kept.begin() if settles else self._kept.statements() as connection:
             applied = self._record_in(
                 connection,
                 event_id,
