@@ -139,10 +139,11 @@ def gbq_run(
             len(events),
             failed=lambda: settled(dead_only=True),
         )
+        if server_before is not None:  # read while the run's backends live: one that
+            # has exited is counted only once its postmaster has reaped it
+            run.server_cpu_s = postgres_server_cpu_s() - server_before
     finally:
         running.close_stacks()
-    if server_before is not None:
-        run.server_cpu_s = postgres_server_cpu_s() - server_before
     return run
 
 

@@ -7,11 +7,13 @@ starting, and to the answer being recorded (gbq: the ledger's ``delivered_at``; 
 task: the task's end). The same for a naive Celery + httpx task and for Celery's no-op
 task (its start, no call) in the same run, interleaved by rate.
 
-gbq's *overhead* is its latency minus Gameball's own part: the call's duration and, for a
-refund or cancellation, the time until what it must follow (its order's paid event and
-earlier reversals) was answered and recorded, which gbq waits for by design and the naive
-task does not (it sends at once and retries what Gameball refuses). The naive task's
-overhead likewise. ``p99 overhead ÷ naive = × R`` compares them per rate.
+gbq's *overhead* is its latency minus Gameball's own part: the latency the sandbox adds
+to every call (the same for both; the sandbox's own handling of a request, identical for
+both, stays in) and, for a refund or cancellation, the time until what it must follow
+(its order's paid event and earlier reversals) was answered and recorded, which gbq waits
+for by design and the naive task does not (it sends at once and retries what Gameball
+refuses). The naive task's overhead likewise. ``p99 overhead ÷ naive = × R`` compares
+them per rate.
 
 What that wait costs is measured apart: orders whose refund is published right after its
 paid event, the time from the paid event's call starting to the refund's (the target: at
@@ -61,7 +63,8 @@ WARM_UP = 40  # events delivered before each measured stream, not measured
 @dataclass(frozen=True)
 class Timing:
     """One event: when ``publish()`` returned, when its Gameball call started, when the
-    answer was recorded, and how long the call itself took (all in time.time())."""
+    answer was recorded, and how long the call took as its client timed it (all in
+    time.time())."""
 
     published: float
     call_started: float
@@ -69,6 +72,7 @@ class Timing:
     call_s: float
     kind: str  # paid, refunded, cancelled or cashback: a refund waits for its paid event
     waited_s: float = 0.0  # for what it follows by its order to be answered and recorded
+    gameball_s: float = 0.0  # how long the sandbox was told to take per call
 
     @property
     def to_call_s(self) -> float:
@@ -80,8 +84,11 @@ class Timing:
 
     @property
     def overhead_s(self) -> float:
-        """The latency minus Gameball's part of it (its call, and what it waited for)."""
-        return self.to_recorded_s - self.call_s - self.waited_s
+        """The latency minus Gameball's part of it: the latency the sandbox adds to each
+        call, the same for gbq and the naive task, and what it waited for. Each client's
+        own timing of its call is not used: it holds that client's own work (httpx's
+        ``Client`` path for the naive task; a bare transport for gbq)."""
+        return self.to_recorded_s - self.gameball_s - self.waited_s
 
 
 def with_order_waits(timings: dict[str, Timing], events: Sequence[Event]) -> list[Timing]:
@@ -182,7 +189,12 @@ def gbq_timings(
         done, call = recorded.get(event_id), calls.get(event_id)
         if done is not None and call is not None:  # a dead letter has no delivered call
             timings[event_id] = Timing(
-                returned, call[0].timestamp(), done.timestamp(), call[1], kinds[event_id]
+                returned,
+                call[0].timestamp(),
+                done.timestamp(),
+                call[1],
+                kinds[event_id],
+                gameball_s=latency_ms / 1000,
             )
     return with_order_waits(timings, events)
 
@@ -304,7 +316,9 @@ def celery_timings(
         worker.stop()
     kinds = {event.event_id: event.kind for event in events}
     return [
-        Timing(published[key], began, ended, ended - began, kinds[key])
+        Timing(
+            published[key], began, ended, ended - began, kinds[key], gameball_s=latency_ms / 1000
+        )
         for key, began, ended in rows
         if key in published
     ]  # no order wait: the naive task sends at once (and retries what Gameball refuses)
@@ -455,8 +469,10 @@ def run(folder: Path, *, quick: bool = False) -> Report:
         (
             "To call: publish() returned → the Gameball call started (gbq: the delivered "
             "attempt's start in the ledger; naive: the task's start). To recorded: → the "
-            "answer recorded (gbq: delivered_at; naive: the task's end). Overhead: to "
-            "recorded minus the call's own duration and, for gbq's refunds and "
+            "answer recorded (gbq: delivered_at, the answer's time, its commit follows; "
+            "naive: the task's end). Overhead: to recorded minus the latency the sandbox "
+            "adds to each call (the same for both: each client's own timing of its call "
+            "would count its HTTP client's work as Gameball's) and, for gbq's refunds and "
             "cancellations, minus the time until what they follow in their order was "
             "recorded (its cost is the refund-after-paid line above)."
         ),
