@@ -25,7 +25,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
@@ -47,6 +48,7 @@ from bench.common import (
 from bench.naive_app import QUEUE, TIMES_KEY
 from harness.processes import SandboxProcess, wait_until
 from harness.scenario import START, generate
+from harness.stack import Stack
 from producers.events import Event, OrderPaid, OrderRefunded
 from worker.gameball.payloads import build_request
 from worker.ledger.models import AttemptRow, EventRow
@@ -156,9 +158,13 @@ def paced(
     return returned
 
 
-def gbq_timings(
-    running: Services, sandbox: SandboxProcess, events: Sequence[Event], rate: int, latency_ms: int
-) -> list[Timing]:
+@contextmanager
+def warm_stack(
+    running: Services, sandbox: SandboxProcess, latency_ms: int
+) -> Iterator[tuple[Stack, int]]:
+    """A fresh gbq stack (SQLite ledger, the setting for ``latency_ms``) against the
+    sandbox answering after ``latency_ms``, its worker warmed up; the stack and how many
+    warm-up events its ledger holds. Closed after."""
     setting = setting_for(latency_ms)
     running.flush_redis()
     sandbox.reset()
@@ -172,8 +178,17 @@ def gbq_timings(
         for event in warm:
             stack.publisher.publish(event)
         stack.wait_settled(len(warm), timeout_s=120)
+        yield stack, len(warm)
+    finally:
+        running.close_stacks()
+
+
+def gbq_timings(
+    running: Services, sandbox: SandboxProcess, events: Sequence[Event], rate: int, latency_ms: int
+) -> list[Timing]:
+    with warm_stack(running, sandbox, latency_ms) as (stack, warmed):
         published = paced(events, rate, stack.publisher.publish)
-        stack.wait_settled(len(warm) + len(events), timeout_s=300)
+        stack.wait_settled(warmed + len(events), timeout_s=300)
         delivered = select(EventRow.event_id, EventRow.delivered_at)
         attempts = select(AttemptRow.event_id, AttemptRow.started_at, AttemptRow.duration_s).where(
             AttemptRow.outcome == "delivered"
@@ -181,8 +196,6 @@ def gbq_timings(
         with stack.ledger.engine.connect() as connection:
             recorded = {row[0]: row[1] for row in connection.execute(delivered)}
             calls = {row[0]: (row[1], row[2]) for row in connection.execute(attempts)}
-    finally:
-        running.close_stacks()
     kinds = {event.event_id: event.kind for event in events}
     timings = {}
     for event_id, returned in published.items():
@@ -203,11 +216,6 @@ def pair_gaps(running: Services, sandbox: SandboxProcess, latency_ms: int) -> li
     """PAIRS orders, each a paid event and a refund published right after it (PAIRS_PER_S
     orders a second): for each, the time from the paid event's call starting to the
     refund's, in seconds."""
-    setting = setting_for(latency_ms)
-    running.flush_redis()
-    sandbox.reset()
-    sandbox.faults(reset=True, latency_s=latency_ms / 1000)
-    stack = running.stack(running.ledger("sqlite"), sandbox.url, **LIMITS_OFF)
     orders = [
         (
             OrderPaid(
@@ -227,14 +235,7 @@ def pair_gaps(running: Services, sandbox: SandboxProcess, latency_ms: int) -> li
         )
         for n in range(PAIRS)
     ]
-    try:
-        worker = stack.start_worker("w1", concurrency=setting.concurrency, pool=setting.pool)
-        stack.start_scheduler()
-        wait_ready(worker)
-        warm = warm_up_events(latency_ms)
-        for event in warm:
-            stack.publisher.publish(event)
-        stack.wait_settled(len(warm), timeout_s=120)
+    with warm_stack(running, sandbox, latency_ms) as (stack, warmed):
 
         def publish_pair(order: tuple[OrderPaid, OrderRefunded]) -> None:
             stack.publisher.publish(order[0])
@@ -246,14 +247,12 @@ def pair_gaps(running: Services, sandbox: SandboxProcess, latency_ms: int) -> li
             if wait > 0:
                 time.sleep(wait)  # the publisher's pace, not a wait for a result
             publish_pair(order)
-        stack.wait_settled(len(warm) + 2 * PAIRS, timeout_s=300)
+        stack.wait_settled(warmed + 2 * PAIRS, timeout_s=300)
         attempts = select(AttemptRow.event_id, AttemptRow.started_at).where(
             AttemptRow.outcome == "delivered"
         )
         with stack.ledger.engine.connect() as connection:
             calls = {row[0]: row[1].timestamp() for row in connection.execute(attempts)}
-    finally:
-        running.close_stacks()
     return [
         calls[refund.event_id] - calls[paid.event_id]
         for paid, refund in orders

@@ -2,14 +2,16 @@
 (docs/architecture.md, "The data path").
 
     read the message ─ unreadable? ─► dead letter ``malformed``
-    ingest into the ledger (idempotent), clear the inbox entry
-    claim with a lease ─ not claimable (delivered, leased, not due)? ─► nothing to do
-    order check ─ wait? ─► ``waiting`` ; paid is dead? ─► dead ``blocked``
+    ingest into the ledger (idempotent) and claim with a lease, in one transaction (a
+    refund's order read there, and its order's time and lines fixed) while Redis answers
+    a read of the shared breaker ─ not claimable (delivered, leased, not due)? ─► nothing
+    order check ─ wait? ─► ``waiting`` (parked in that transaction); paid is dead? ─►
+    dead ``blocked``
     circuit breaker ─ open or paused? ─► deferred to the next probe (no attempt spent)
     rate limit ─ no token within a moment? ─► deferred (no attempt spent)
     call Gameball, classify ─ id or time taken (unsettled)? ─► read Gameball's records:
-    ours, or another's; tell the breaker (and the limiter, on 429), record the attempt,
-    apply the next state (lease holder only)
+    ours, or another's; clear the inbox entries; tell the breaker (and the limiter, on
+    429), record the attempt, apply the next state (lease holder only)
     settled (delivered or dead)? ─► wake the order's waiting events and deliver them here,
                                     oldest first (up to INLINE_RELEASED, while the task has
                                     run less than INLINE_BUDGET_S; the rest are queued)
