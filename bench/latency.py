@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import TypeVar
 
 import redis
 from sqlalchemy import select
@@ -53,6 +54,7 @@ from producers.events import Event, OrderPaid, OrderRefunded
 from worker.gameball.payloads import build_request
 from worker.ledger.models import AttemptRow, EventRow
 
+T = TypeVar("T")
 RATES = (10, 50, 200)
 LATENCIES_MS = (0, 100)
 EVENTS_PER_ORDER = 2.4  # paid, about 1.2 refunds and 0.2 cancels (harness.scenario)
@@ -147,14 +149,20 @@ def paced(
 ) -> dict[str, float]:
     """Publish at ``rate`` per second, on a schedule (a late one is not made up by a
     burst beyond the schedule); returns when each ``publish`` returned, by event id."""
-    returned: dict[str, float] = {}
+    returned = on_schedule(events, rate, publish)
+    return {event.event_id: at for event, at in zip(events, returned, strict=True)}
+
+
+def on_schedule(items: Sequence[T], rate: float, act: Callable[[T], object]) -> list[float]:
+    """``act`` on each item, ``rate`` a second on a schedule; when each returned."""
+    returned = []
     started = time.perf_counter()
-    for number, event in enumerate(events):
+    for number, item in enumerate(items):
         wait = started + number / rate - time.perf_counter()
         if wait > 0:
             time.sleep(wait)  # the publisher's pace, not a wait for a result
-        publish(event)
-        returned[event.event_id] = time.time()
+        act(item)
+        returned.append(time.time())
     return returned
 
 
@@ -241,12 +249,7 @@ def pair_gaps(running: Services, sandbox: SandboxProcess, latency_ms: int) -> li
             stack.publisher.publish(order[0])
             stack.publisher.publish(order[1])
 
-        started = time.perf_counter()
-        for number, order in enumerate(orders):
-            wait = started + number / PAIRS_PER_S - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)  # the publisher's pace, not a wait for a result
-            publish_pair(order)
+        on_schedule(orders, PAIRS_PER_S, publish_pair)
         stack.wait_settled(warmed + 2 * PAIRS, timeout_s=300)
         attempts = select(AttemptRow.event_id, AttemptRow.started_at).where(
             AttemptRow.outcome == "delivered"
