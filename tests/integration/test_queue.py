@@ -53,12 +53,12 @@ def test_clearing_entries_takes_every_trace(redis_url: str) -> None:
 
 
 def test_a_read_sent_meanwhile_is_answered_and_one_left_unread_ends_its_connection(
-    redis_url: str,
+    any_redis_url: str,
 ) -> None:
     """``get_meanwhile`` sends a GET and reads its reply later, on a connection of the
     client's pool. A reply never read must not become the next command's answer: that
     connection is closed, and the pool's next command gets its own reply."""
-    client = redis.Redis.from_url(redis_url, max_connections=1)
+    client = redis.Redis.from_url(any_redis_url, max_connections=1)  # TCP, unix socket, TLS
     queue = RedisQueue(client)
     client.set("some:key", b"\x00value")
     client.set("other:key", b"other")
