@@ -5,13 +5,15 @@ replaced when lost, closed with the engine, never shared with a forked child."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, event, text
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
+from harness.processes import wait_until
 from worker.coordination.outage import LEDGER_DOWN
 from worker.ledger import engine as engine_module
 from worker.ledger.engine import create_ledger_engine
@@ -80,6 +82,73 @@ def test_other_threads_take_a_pooled_connection_and_give_it_back(engine: Engine)
         thread.join()
     assert len(taken) == 6
     assert engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Any) -> Any:
+    engine = create_ledger_engine(f"sqlite:///{tmp_path / 'ledger.db'}")
+    yield engine
+    engine.dispose()
+
+
+def waiting_in(thread: threading.Thread) -> str | None:
+    """The innermost function of ours ``thread`` is running."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    while frame is not None and "worker/ledger" not in frame.f_code.co_filename:
+        frame = frame.f_back
+    return None if frame is None else frame.f_code.co_name
+
+
+def test_sqlite_threads_begin_a_write_only_once_the_writer_before_them_committed(
+    sqlite_engine: Engine,
+) -> None:
+    """SQLite: a thread whose write transaction would find the write lock taken waits for
+    this process's writer before it, not on SQLite's busy schedule (1, 2, 5, 10... ms):
+    its BEGIN comes after the holder's COMMIT."""
+    kept, happened = KeptConnection(sqlite_engine), []
+    event.listen(sqlite_engine, "begin", lambda _: happened.append("begin"))
+    event.listen(sqlite_engine, "commit", lambda _: happened.append("commit"))
+
+    def second_writer() -> None:
+        with kept.begin() as connection:
+            connection.execute(text("SELECT 1"))
+
+    with kept.begin() as connection:
+        connection.execute(text("SELECT 1"))
+        other = threading.Thread(target=second_writer)
+        other.start()
+        wait_until(
+            lambda: waiting_in(other) == "_write_turn",
+            timeout_s=5,
+            what="the second writer to wait for its turn",
+        )
+        assert happened == ["begin"]  # it has not begun, so SQLite never made it sleep
+    other.join(10)
+    assert not other.is_alive()
+    assert happened == ["begin", "commit", "begin", "commit"]
+
+
+def test_sqlite_a_writer_waits_for_this_process_as_long_as_sqlite_would(
+    sqlite_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "SQLITE_BUSY_TIMEOUT_MS", 50)
+    kept, failed = KeptConnection(sqlite_engine), []
+
+    def second_writer() -> None:
+        try:
+            with kept.begin():
+                pass
+        except OperationalError as error:
+            failed.append(str(error))
+
+    with kept.begin():
+        other = threading.Thread(target=second_writer)
+        other.start()
+        other.join(10)
+    assert len(failed) == 1
+    assert "database is locked" in failed[0]
+    with kept.begin() as connection:  # the holder gone, the next one goes ahead
+        assert connection.execute(text("SELECT 1")).scalar() == 1
 
 
 def test_dispose_closes_the_kept_connection(engine: Engine) -> None:
