@@ -12,6 +12,12 @@ writes the event to the local spool instead and still returns normally. It raise
 
 ``Publisher.from_env()`` raises ``SettingsError(ValueError)`` for a bad ``GBQ_`` value.
 
+Acknowledged means replicated, when asked: with ``GBQ_REDIS_MIN_REPLICAS`` set, "queued"
+means that many replicas confirmed the write within ``GBQ_REDIS_REPLICA_WAIT_S`` (Redis
+``WAIT``, in the same round trip); otherwise the events are spooled as well and the call
+returns "spooled" (a second copy is harmless: the inbox keeps the first). Either answer
+then means the event survives the loss of one machine.
+
 Relay and order: once this publisher has spooled, a background thread relays the spool
 to Redis (oldest first) as soon as Redis answers again (``producers.relay``), and reports
 what is left for ``gbq status`` and the metrics (``producers.spool_report``). Until the
@@ -46,7 +52,7 @@ from producers.outbox import stage as stage_in_outbox
 from producers.relay import SpoolRelay
 from producers.settings import PublisherSettings, load_publisher_settings, redact_url
 from producers.spool import Spool
-from producers.transport import push_to_inbox, redis_client
+from producers.transport import NotReplicatedError, push_to_inbox, redis_client
 from producers.wire import InboxEntry
 
 log = logging.getLogger(__name__)
@@ -76,7 +82,7 @@ class Publisher:
         url = redis_url or settings.effective_redis_url()
         self._where = redact_url(url)
         self._redis = redis_client(url, settings.publish_timeout_s)
-        self.spool = Spool(settings.effective_spool_path)
+        self.spool = Spool(settings.effective_spool_path, replication=settings.replication)
         self._lock = threading.Lock()  # spooling, and the relay's last step, one at a time
         self.relay = SpoolRelay(self.spool, self._redis, self._lock, self._caught_up)
         # Events left in the spool (a crash, a restart during an outage) go first.
@@ -112,7 +118,12 @@ class Publisher:
                 if self._spooled:  # the relay has not emptied the spool yet: keep the order
                     return self._spool(entries, None)
         try:
-            conflicts = push_to_inbox(self._redis, entries, refuse_conflicts=True)
+            conflicts = push_to_inbox(
+                self._redis,
+                entries,
+                refuse_conflicts=True,
+                replication=self.settings.replication,
+            )
         except (redis.RedisError, OSError) as error:
             with self._lock:
                 return self._spool(entries, error)
@@ -132,6 +143,7 @@ class Publisher:
             if cause is None
             else f"Redis at {self._where} failed ({type(cause).__name__})"
         )
+        not_replicated = isinstance(cause, NotReplicatedError)
         try:
             self.spool.add(entries)
             self._spooled = True
@@ -142,7 +154,15 @@ class Publisher:
                 f"{self.spool.path} failed "
                 f"({type(error).__name__}: {error})"
             ) from error
-        if cause is not None:
+        if not_replicated:
+            log.warning(
+                "Redis at %s took %d event(s) but %s: spooled them to %s as well",
+                self._where,
+                len(entries),
+                cause,
+                self.spool.path,
+            )
+        elif cause is not None:
             log.warning(
                 "Redis at %s unreachable (%s): spooled %d event(s) to %s",
                 self._where,

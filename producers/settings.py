@@ -23,10 +23,14 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from producers.redis_url import EXAMPLE as SENTINEL_EXAMPLE
+from producers.redis_url import is_sentinel_url, parse_sentinel_url
+from producers.transport import Replication
 
 log = logging.getLogger("gbq.settings")
 ENV_PREFIX: Final = "GBQ_"
@@ -72,6 +76,8 @@ def default_home() -> Path:
 
 def redact_url(url: str) -> str:
     """Return ``url`` with any password replaced by ``***`` (for logs and the CLI)."""
+    if is_sentinel_url(url):
+        return _redact_sentinel_url(url)
     try:
         parts = urlsplit(url)
         password, port = parts.password, parts.port
@@ -84,6 +90,24 @@ def redact_url(url: str) -> str:
         host = f"{host}:{port}"
     user = parts.username or ""
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def _redact_sentinel_url(url: str) -> str:
+    """A Sentinel URL (several hosts, which ``urlsplit`` cannot read) without its
+    passwords: the primary's, before the hosts, and the sentinels', in the query."""
+    scheme, _, rest = url.partition("://")
+    netloc, slash, after = rest.partition("/")
+    credentials, at, hosts = netloc.rpartition("@")
+    if at:
+        user, has_password, _ = credentials.partition(":")
+        credentials = f"{user}:***" if has_password else user
+    path, mark, query = after.partition("?")
+    if mark:
+        query = "&".join(
+            f"{name}=***" if name.endswith("password") else f"{name}={value}"
+            for name, value in parse_qsl(query, keep_blank_values=True)
+        )
+    return f"{scheme}://{credentials}{at}{hosts}{slash}{path}{mark}{query}"
 
 
 class PublisherSettings(BaseSettings):
@@ -105,12 +129,37 @@ class PublisherSettings(BaseSettings):
         default=None, description="SQLAlchemy URL; unset means SQLite under GBQ_HOME."
     )
     publish_timeout_s: float = Field(default=0.5, gt=0, description="Redis connect/socket.")
+    redis_min_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="Replicas that must confirm a publish (Redis WAIT); 0: the primary's word.",
+    )
+    redis_replica_wait_s: float = Field(
+        default=0.1,
+        gt=0,
+        description="How long a publish waits for those replicas before it spools as well.",
+    )
     spool_path: Path | None = Field(
         default=None, description="Local spool when Redis is down; unset: GBQ_HOME/spool.db."
     )
     outbox_database_url: SecretStr | None = Field(
         default=None, description="Where Publisher.stage() writes; unset: the ledger's database."
     )
+
+    @model_validator(mode="after")
+    def _wait_within_the_timeout(self) -> PublisherSettings:
+        if self.redis_min_replicas and self.redis_replica_wait_s >= self.publish_timeout_s:
+            raise ValueError(
+                f"GBQ_REDIS_REPLICA_WAIT_S={self.redis_replica_wait_s} must be below "
+                f"GBQ_PUBLISH_TIMEOUT_S={self.publish_timeout_s}: the wait happens within "
+                "the publish's socket timeout"
+            )
+        return self
+
+    @property
+    def replication(self) -> Replication:
+        """What a write to Redis must reach before it counts (``producers.transport``)."""
+        return Replication(self.redis_min_replicas, self.redis_replica_wait_s)
 
     @field_validator("redis_url")
     @classmethod
@@ -123,10 +172,13 @@ class PublisherSettings(BaseSettings):
         url = value.get_secret_value()
         if _scheme(url) == KOMBU_SOCKET_SCHEME:
             return SecretStr("unix://" + url.split("://", 1)[1])
+        if is_sentinel_url(url):
+            parse_sentinel_url(url)  # ValueError: what is wrong with it, no password
+            return value
         if _scheme(url) not in REDIS_SCHEMES:
             raise ValueError(
-                "must be a URL such as redis://host:6379/0, rediss://host:6380/0 or "
-                "unix:///path/redis.sock"
+                "must be a URL such as redis://host:6379/0, rediss://host:6380/0, "
+                f"unix:///path/redis.sock or (Redis Sentinel) {SENTINEL_EXAMPLE}"
             )
         return value
 

@@ -21,7 +21,7 @@ import redis
 
 from producers.events import MAX_EVENT_BYTES
 from producers.quarantine import Poison
-from producers.transport import push_to_inbox
+from producers.transport import NOT_REPLICATED, Replication, push_to_inbox
 from producers.untrusted import UnreadableError, load_json, printable
 from producers.wire import InboxEntry
 
@@ -65,9 +65,16 @@ def _read_row(seq: int, event_id: object, event_json: object, published_at: obje
 class Spool:
     """A durable FIFO of inbox entries in a SQLite file."""
 
-    def __init__(self, path: Path, *, busy_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        busy_timeout_s: float = 5.0,
+        replication: Replication = NOT_REPLICATED,
+    ) -> None:
         self.path = path
         self._busy_timeout_s = busy_timeout_s
+        self.replication = replication  # what a relayed row must reach before it goes
         self._ready = False
 
     @contextmanager
@@ -108,7 +115,9 @@ class Spool:
 
         Relayers of one spool (its publishers, a scheduler sharing the path) take turns
         under the spool's write lock, so none pushes a row another is pushing. Redis is
-        pinged first: a Redis that is down never holds the lock that ``add`` needs."""
+        pinged first: a Redis that is down never holds the lock that ``add`` needs. With
+        ``replication``, rows go only once the replicas confirmed them
+        (``NotReplicatedError`` otherwise, and they stay)."""
         if not self.peek(1):
             return 0
         client.ping()
@@ -121,6 +130,7 @@ class Spool:
                         client,
                         [row.entry for row in rows if row.entry is not None],
                         [row.poison for row in rows if row.poison is not None],
+                        replication=self.replication,
                     )
                     connection.executemany(
                         "DELETE FROM spool WHERE seq = ?", [(row.seq,) for row in rows]

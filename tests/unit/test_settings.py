@@ -114,7 +114,8 @@ def test_the_publisher_reads_only_what_it_needs_and_says_it_the_same_way(
         load_publisher_settings()
     expected = (
         "GBQ_REDIS_URL='localhost:6379': must be a URL such as redis://host:6379/0, "
-        "rediss://host:6380/0 or unix:///path/redis.sock"
+        "rediss://host:6380/0, unix:///path/redis.sock or (Redis Sentinel) "
+        "redis+sentinel://host1:26379,host2:26379/mymaster/0"
     )
     assert refused.value.lines == (expected,)
     assert isinstance(refused.value, ValueError)

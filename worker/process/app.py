@@ -19,7 +19,9 @@ from celery.signals import setup_logging, worker_ready
 from kombu.transport import TRANSPORT_ALIASES
 
 from producers.keys import QUEUE
+from producers.redis_url import is_sentinel_url
 from worker.process.logs import configure_logging
+from worker.process.transport import SENTINEL_OPTION
 from worker.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("gbq.worker")
@@ -33,16 +35,42 @@ TRANSPORT_ALIAS = "gbq"
 TRANSPORT_ALIASES.setdefault(TRANSPORT_ALIAS, "worker.process.transport:Transport")
 
 
+# A Sentinel URL names several hosts, which kombu's and Celery's URL readers (the banner,
+# the sanitised URL in logs) cannot take apart: Celery gets a placeholder URL, and the
+# transport the real one in a transport option, named so that Celery masks it wherever it
+# shows its configuration (a ``SECRET`` in the name: it may hold a password).
+SENTINEL_BROKER_URL = f"{TRANSPORT_ALIAS}://redis-sentinel/"
+
+
+TRANSPORT_OPTIONS: dict[str, object] = {
+    "visibility_timeout": 3600,
+    "socket_timeout": 15,
+    "socket_connect_timeout": 5,
+}
+
+
 def broker_url(redis_url: str) -> str:
-    """The Redis URL (``redis://``, ``rediss://``, ``unix://``) as Celery's broker URL."""
+    """The Redis URL (``redis://``, ``rediss://``, ``unix://``) as Celery's broker URL; for
+    a Sentinel URL, a placeholder (the URL goes in :func:`broker_transport_options`)."""
+    if is_sentinel_url(redis_url):
+        return SENTINEL_BROKER_URL
     return f"{TRANSPORT_ALIAS}+{redis_url}"
+
+
+def broker_transport_options(redis_url: str) -> dict[str, str]:
+    return {SENTINEL_OPTION: redis_url} if is_sentinel_url(redis_url) else {}
 
 
 class GbqCelery(Celery):  # type: ignore[misc]
     def on_configure(self) -> None:
         # Resolved on first use, so importing this module starts nothing.
         settings = settings_or_exit()
-        self.conf.broker_url = broker_url(settings.effective_redis_url())
+        url = settings.effective_redis_url()
+        self.conf.broker_url = broker_url(url)
+        self.conf.broker_transport_options = {
+            **TRANSPORT_OPTIONS,
+            **broker_transport_options(url),
+        }
 
 
 def settings_or_exit() -> Settings:
@@ -73,11 +101,7 @@ app.conf.update(
     # Wait for Redis as long as it takes (every 2 s at most, worker.process.consumer), rather than
     # exit after 100 tries; supervisor would restart us anyway.
     broker_connection_max_retries=None,
-    broker_transport_options={
-        "visibility_timeout": 3600,
-        "socket_timeout": 15,
-        "socket_connect_timeout": 5,
-    },
+    broker_transport_options=TRANSPORT_OPTIONS,
     # A lost broker connection must not kill deliveries mid-call: a redelivered copy
     # cannot run in parallel anyway (claims are conditional on the ledger).
     worker_cancel_long_running_tasks_on_connection_loss=False,
@@ -146,4 +170,4 @@ def run_celery(argv: list[str]) -> int:
     return status if isinstance(status, int) else 0
 
 
-__all__ = ["app", "broker_url", "run_celery", "worker_argv"]
+__all__ = ["app", "broker_transport_options", "broker_url", "run_celery", "worker_argv"]

