@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -12,6 +13,7 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from harness.processes import NO_RATE_LIMIT, SandboxProcess
+from harness.sentinel import SentinelGroup
 from harness.services import (
     PostgresSchema,
     RedisServer,
@@ -20,6 +22,7 @@ from harness.services import (
     start_tls_redis,
 )
 from harness.stack import Stack
+from producers.redis_connect import connection_pool
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.repository import Ledger
 from worker.settings import SANDBOX_API_KEY, SANDBOX_SECRET_KEY, Settings
@@ -99,8 +102,9 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 # Every form of GBQ_REDIS_URL a user runs: TCP, the unix socket (the embedded default's
-# form), TLS. The promises' tests (poison, spool, retention) take ``any_redis_url``.
-REDIS_FORMS = ["tcp", "unix", "tls"]
+# form), TLS, Sentinel. The promises' tests (poison, spool, retention) take
+# ``any_redis_url``.
+REDIS_FORMS = ["tcp", "unix", "tls", "sentinel"]
 
 
 @pytest.fixture(scope="session")
@@ -110,20 +114,36 @@ def tls_redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsRe
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def sentinel_group(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelGroup]:
+    """A primary and a replica behind three sentinels (Debian's redis-server)."""
+    group = SentinelGroup(tmp_path_factory.mktemp("sentinel"))
+    yield group
+    group.stop()
+
+
 @pytest.fixture(params=REDIS_FORMS)
 def any_redis_url(request: pytest.FixtureRequest, redis_url: str, redis_server: RedisServer) -> str:
     """An empty Redis database over each form: ``redis_url``, the same server's unix socket,
-    or a TLS server (Debian's redis-server; a skip without it, a failure in CI)."""
+    a TLS server (Debian's redis-server; a skip without it, a failure in CI), or the
+    primary of a Sentinel group."""
     if request.param == "tcp":
         return redis_url
     if request.param == "unix":
         url = redis_server.unix_url
-    else:
+    elif request.param == "tls":
         url = request.getfixturevalue("tls_redis_server").url()
-    client = redis.Redis.from_url(url)
+    else:
+        url = request.getfixturevalue("sentinel_group").url
+    client = redis_for(url)
     client.flushdb()
     client.close()
     return url
+
+
+def redis_for(url: str, **connection_kwargs: Any) -> redis.Redis:
+    """A plain client on any form of GBQ_REDIS_URL (Sentinel's included)."""
+    return redis.Redis.from_pool(connection_pool(url, **connection_kwargs))
 
 
 @pytest.fixture(params=DATABASES)

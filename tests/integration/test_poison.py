@@ -37,6 +37,7 @@ from producers.quarantine import KEEP_BYTES
 from producers.spool import Spool
 from producers.wire import InboxEntry
 from tests import poison as catalogue
+from tests.conftest import redis_for
 from tests.factories import paid, refund
 from worker.ledger.models import EventRow
 from worker.rules.intake import Refused, screen
@@ -114,7 +115,7 @@ def test_poison_everywhere_never_stops_delivery(
 ) -> None:
     """On every Redis form (TCP, unix socket, TLS) and both ledgers."""
     stack = make_stack(database_url, redis=any_redis_url)
-    client = redis.Redis.from_url(stack.settings.effective_redis_url())
+    client = redis_for(stack.settings.effective_redis_url())
     orders = [f"CANARY-{n}" for n in range(ORDERS)]
     # Given: poison waiting in every place a process reads, before any process starts
     poisons = list(catalogue.QUARANTINE_GARBAGE)

@@ -9,6 +9,7 @@ import pytest
 import redis
 
 from producers.keys import INBOX_DUE_KEY, INBOX_KEY, INBOX_SHA_KEY, ORDER_INBOX_PREFIX
+from tests.conftest import redis_for
 from worker.coordination.queue import RedisQueue
 
 pytestmark = pytest.mark.integration
@@ -58,7 +59,7 @@ def test_a_read_sent_meanwhile_is_answered_and_one_left_unread_ends_its_connecti
     """``get_meanwhile`` sends a GET and reads its reply later, on a connection of the
     client's pool. A reply never read must not become the next command's answer: that
     connection is closed, and the pool's next command gets its own reply."""
-    client = redis.Redis.from_url(any_redis_url, max_connections=1)  # TCP, unix socket, TLS
+    client = redis_for(any_redis_url, max_connections=1)  # TCP, unix socket, TLS, Sentinel
     queue = RedisQueue(client)
     client.set("some:key", b"\x00value")
     client.set("other:key", b"other")

@@ -143,10 +143,11 @@ def test_a_client_follows_the_primary_and_logs_the_move_once(
     wait_until(writes, timeout_s=30, what="every client to write to the new primary")
     assert all(client.get("before") == b"1" for client in clients)
     moves = [r.getMessage() for r in caplog.records if "moved" in r.getMessage()]
-    assert moves == [
+    expected = (
         f"Redis primary of 'gbq' moved from 127.0.0.1:{old} to 127.0.0.1:{new} "
         "(a Sentinel failover): following it"
-    ]
+    )
+    assert moves == [expected]
 
 
 def test_publish_spools_as_well_when_no_replica_confirms(
