@@ -153,7 +153,7 @@ class SentinelGroup:
             client = self._sentinel(port)
             with contextlib.suppress(redis.RedisError):
                 address = client.sentinel_get_master_addr_by_name(SERVICE)
-                if address:
+                if isinstance(address, tuple | list):
                     named.append(int(address[1]))
             client.close()
         return max(set(named), key=named.count) if named else None
@@ -168,7 +168,7 @@ class SentinelGroup:
                 return False
             finally:
                 client.close()
-            if (
+            if not isinstance(state, dict) or (
                 int(state.get("num-slaves", 0)) < replicas
                 or int(state.get("num-other-sentinels", 0)) < 2
             ):
@@ -207,7 +207,7 @@ class SentinelGroup:
 
         def promoted() -> bool:
             port = self.primary_port()
-            return port not in (None, old_port) and self.node(port).role() == "master"  # type: ignore[arg-type]
+            return port is not None and port != old_port and self.node(port).role() == "master"
 
         wait_until(promoted, timeout_s=timeout_s, what="a replica to be promoted", interval_s=0.1)
         port = self.primary_port()
