@@ -29,6 +29,7 @@ BENCHMARKS = [
     "cli",
     "latency",
     "memory",
+    "failover",
 ]
 
 

@@ -125,6 +125,8 @@ class Stack:
             home=self.folder / name,
             redis_url=self.settings.redis_url,
             publish_timeout_s=self.settings.publish_timeout_s,
+            redis_min_replicas=self.settings.redis_min_replicas,
+            redis_replica_wait_s=self.settings.redis_replica_wait_s,
         )
         publisher = Publisher(settings)
         self._checkouts.append(publisher)

@@ -13,6 +13,9 @@ QUEUE: Final = "gbq"  # the Celery queue (a list): delivery messages, the fast p
 INBOX_KEY: Final = "gbq:inbox"  # hash: event_id → envelope, until the ledger has it
 INBOX_DUE_KEY: Final = "gbq:inbox:due"  # sorted set: event_id → publish time
 ORDER_INBOX_PREFIX: Final = "gbq:inbox:order:"  # + order id: set of its events in the inbox
+# sorted set: event_id → when a worker was done with its inbox entry, kept (with
+# GBQ_LEDGER_STANDBYS) until the ledger's standbys have what it committed
+INBOX_KEPT_KEY: Final = "gbq:inbox:kept"
 INBOX_SHA_KEY: Final = "gbq:inbox:sha"  # hash: event_id → content hash of the first accepted
 CONFLICTS_KEY: Final = "gbq:conflicts"  # list: envelopes found conflicting in a spool relay
 QUARANTINE_KEY: Final = "gbq:quarantine"  # list: unreadable input, until buried in the ledger

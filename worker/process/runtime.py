@@ -64,7 +64,7 @@ def owner_id() -> str:
 def build_runtime(settings: Settings) -> Runtime:
     ledger = Ledger(create_ledger_engine(settings.effective_database_url()))
     client = redis_client(settings.effective_redis_url(), REDIS_TIMEOUT_S)
-    queue = RedisQueue(client)
+    queue = RedisQueue(client, keep_done=settings.ledger_standbys > 0)
     owner = owner_id()
     heartbeat = Heartbeat(client, owner, settings.heartbeat_ttl_s).start()  # before any claim
     deliverer = Deliverer(
