@@ -42,22 +42,21 @@ class Server:
 
     def start(self) -> Server:
         log = (self.data.parent / f"{self.data.name}.log").open("ab")  # the child keeps it
+        command = [
+            str(self.bin_dir / "postgres"),
+            "-D", str(self.data),
+            "-p", str(self.port),
+            "-k", str(self.data),  # its socket beside its data, not /run
+            "-c", "listen_addresses=127.0.0.1",
+            "-c", "wal_level=replica",
+            "-c", "max_wal_senders=5",
+            "-c", "hot_standby=on",
+            "-c", "wal_keep_size=256MB",
+            "-c", "max_connections=60",
+            "-c", "logging_collector=off",
+        ]  # fmt: skip
         self.process = subprocess.Popen(
-            _as_postgres(
-                [
-                    str(self.bin_dir / "postgres"),
-                    "-D", str(self.data),
-                    "-p", str(self.port),
-                    "-k", str(self.data),  # its socket beside its data, not /run
-                    "-c", "listen_addresses=127.0.0.1",
-                    "-c", "wal_level=replica",
-                    "-c", "max_wal_senders=5",
-                    "-c", "hot_standby=on",
-                    "-c", "wal_keep_size=256MB",
-                    "-c", "max_connections=60",
-                    "-c", "logging_collector=off",
-                ]
-            ),  # fmt: skip
+            _as_postgres(command),
             stdout=subprocess.DEVNULL,
             stderr=log,
             start_new_session=True,  # its own process group: kill() reaches every backend
@@ -78,9 +77,9 @@ class Server:
         try:
             with self.connect() as connection:
                 connection.execute("SELECT 1")
-            return True
         except psycopg.Error:
             return False
+        return True
 
     def in_recovery(self) -> bool:
         with self.connect() as connection:

@@ -245,7 +245,7 @@ def multi_host_as_query(url: str) -> str:
     credentials, at, hosts = netloc.rpartition("@")
     if not sep or "," not in hosts or not scheme.startswith("postgresql"):
         return url
-    path, mark, query = after.partition("?")
+    path, _, query = after.partition("?")
     options = [("host", host) for host in hosts.split(",") if host]
     options += parse_qsl(query, keep_blank_values=True)
     if not any(name == "target_session_attrs" for name, _ in options):

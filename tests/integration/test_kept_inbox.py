@@ -1,0 +1,111 @@
+"""GBQ_LEDGER_STANDBYS: the inbox keeps what the ledger ingested until its standbys have
+it, and brings back what the ledger lost. Real Redis and PostgreSQL (the forgetting once
+a real standby has flushed is in test_ledger_failover.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import delete
+
+from producers.events import OrderPaid
+from producers.keys import (
+    INBOX_DUE_KEY,
+    INBOX_KEPT_KEY,
+    INBOX_KEY,
+    INBOX_SHA_KEY,
+    ORDER_INBOX_PREFIX,
+    QUEUE,
+)
+from producers.publisher import Publisher
+from producers.spool import Spool
+from producers.transport import redis_client
+from tests.conftest import redis_for
+from worker.coordination.queue import RedisQueue
+from worker.flows.scheduler import Scheduler
+from worker.ledger.engine import create_ledger_engine
+from worker.ledger.models import EventRow
+from worker.ledger.repository import Ledger
+from worker.settings import Settings
+
+pytestmark = pytest.mark.integration
+PAID = OrderPaid(
+    order_id="O-kept",
+    customer_id="c",
+    occurred_at=datetime(2026, 11, 1, tzinfo=UTC),
+    total_price=Decimal(10),
+    total_paid=Decimal(10),
+)
+
+
+def test_a_kept_entry_leaves_the_due_index_and_its_order_but_stays_in_the_inbox(
+    any_redis_url: str, tmp_path: Path
+) -> None:
+    with Publisher(Settings(home=tmp_path, redis_url=SecretStr(any_redis_url))) as publisher:
+        publisher.publish(PAID)
+    client = redis_for(any_redis_url)
+    queue = RedisQueue(client, keep_done=True)
+    before = queue.time()
+    queue.inbox_done([(PAID.event_id, PAID.order_id)])
+    assert client.hexists(INBOX_KEY, PAID.event_id)
+    assert client.hexists(INBOX_SHA_KEY, PAID.event_id)  # a changed re-publish is still refused
+    assert client.zscore(INBOX_DUE_KEY, PAID.event_id) is None  # no sweep ingests it again
+    assert not client.sismember(ORDER_INBOX_PREFIX + PAID.order_id, PAID.event_id)
+    (entry, marked), *others = queue.kept_before(queue.time() + 1, 10)[0]
+    assert (entry.event_id, others) == (PAID.event_id, [])
+    assert before <= marked <= queue.time()  # Redis's clock
+    queue.forget_kept([PAID.event_id])
+    assert not client.exists(INBOX_KEY, INBOX_SHA_KEY, INBOX_KEPT_KEY)
+    client.close()
+
+
+@pytest.fixture
+def kept_scheduler(
+    tmp_path: Path, redis_url: str, database_url: str
+) -> Iterator[tuple[Scheduler, Ledger]]:
+    settings = Settings(
+        home=tmp_path,
+        redis_url=SecretStr(redis_url),
+        database_url=SecretStr(database_url),
+        ledger_standbys=1,
+        redrive_after_s=0.0001,
+    )
+    ledger = Ledger(create_ledger_engine(database_url))
+    scheduler = Scheduler(
+        settings,
+        ledger=ledger,
+        redis_client=redis_client(redis_url, 5),
+        spool=Spool(settings.effective_spool_path),
+        outbox_engine=None,
+    )
+    with Publisher(settings) as publisher:
+        publisher.publish(PAID)
+    yield scheduler, ledger
+    ledger.engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_without_a_standby_kept_entries_stay_and_what_the_ledger_lost_comes_back(
+    kept_scheduler: tuple[Scheduler, Ledger], redis_url: str
+) -> None:
+    scheduler, ledger = kept_scheduler
+    client = redis_for(redis_url)
+    client.delete(QUEUE)  # the message lost: the inbox sweep ingests the entry, and keeps it
+    assert scheduler.tick().counts["inbox"] == 1
+    assert client.zscore(INBOX_KEPT_KEY, PAID.event_id) is not None
+    # No standby streams from this PostgreSQL: nothing is forgotten
+    report = scheduler.tick().counts
+    assert report.get("kept_forgotten", 0) == 0
+    assert client.hexists(INBOX_KEY, PAID.event_id)
+    # A failover lost the ledger's row: the kept entry brings it back, and stays kept
+    with ledger.engine.begin() as connection:
+        connection.execute(delete(EventRow).where(EventRow.event_id == PAID.event_id))
+    assert scheduler.tick().counts["kept_ingested_again"] == 1
+    assert ledger.states_of([PAID.event_id]) == {PAID.event_id: "pending"}
+    assert client.zscore(INBOX_KEPT_KEY, PAID.event_id) is not None
+    client.close()
