@@ -115,6 +115,7 @@ def redis_failover(
     folder: Path, sandbox: SandboxProcess, ledger: str, min_replicas: int, seed: int
 ) -> dict[str, float]:
     group = SentinelGroup(folder / f"redis-{seed}", replicas=2)
+    (folder / f"stack-redis-{seed}").mkdir()
     stack = Stack(
         folder / f"stack-redis-{seed}",
         redis_url=group.url,
@@ -150,6 +151,7 @@ def ledger_failover(
     engine = create_ledger_engine(url)
     migrate(engine)
     engine.dispose()
+    (folder / f"stack-pg-{seed}").mkdir()
     stack = Stack(
         folder / f"stack-pg-{seed}",
         redis_url=redis_url,

@@ -77,6 +77,17 @@ class Node:
         finally:
             client.close()
 
+    def stop(self) -> None:
+        """Shut down cleanly (the AOF is flushed), like a service restart."""
+        if self.process is None:
+            return
+        client = self.client()
+        with contextlib.suppress(redis.RedisError):
+            client.shutdown()
+        client.close()
+        self.process.wait(timeout=15)
+        self.process = None
+
     def kill(self) -> None:
         """SIGKILL: what it had not sent to its replicas is lost with it."""
         if self.process is not None:
@@ -215,8 +226,15 @@ class SentinelGroup:
         return port
 
     def restart(self, port: int) -> None:
-        """Start a killed node again, on its port (the sentinels make it a replica)."""
+        """Start a stopped or killed node again, on its port (its AOF; if another was
+        promoted meanwhile, the sentinels make it a replica)."""
         self.node(port).start()
+
+    def current_primary(self) -> Node:
+        port = self.primary_port()
+        if port is None:
+            raise RuntimeError("no sentinel names a primary")
+        return self.node(port)
 
     def stop(self) -> None:
         for process in self.sentinels:

@@ -18,8 +18,11 @@ KINDS = (
     "drop_after_apply",  # applied, then the connection drops: the worker cannot know
     "kill_worker",  # SIGKILL a worker and its pool; supervisor restarts it
     "kill_leader",  # SIGKILL the scheduler holding the leader lock; restarted
-    "redis_restart",  # Redis shut down (AOF flushed) and started again
-    "redis_down_publishing",  # Redis unreachable for a while: producers spool
+    "redis_restart",  # the Redis primary shut down (AOF flushed) and started again
+    "redis_down_publishing",  # the primary away for a while: producers spool, Sentinel
+    # may promote a replica meanwhile
+    "redis_failover",  # the primary SIGKILLed: Sentinel promotes a replica; it comes back
+    # as a replica
 )
 
 
@@ -45,6 +48,7 @@ DURATIONS = {
     "kill_leader": (1.0, 3.0),
     "redis_restart": (0.5, 1.5),
     "redis_down_publishing": (2.0, 6.0),
+    "redis_failover": (2.0, 5.0),  # how long until the lost machine is back
 }
 
 

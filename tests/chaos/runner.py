@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis
 from sqlalchemy import select
 
 from harness.processes import NO_RATE_LIMIT, SandboxProcess, wait_until
-from harness.services import RedisServer, sqlite_ledger
+from harness.sentinel import SentinelGroup
+from harness.services import sqlite_ledger
 from harness.stack import Process, Stack
 from producers.keys import LEADER_KEY
+from producers.transport import redis_client
 from tests.chaos.check import Row, check_calls, check_settled, check_wallets, expected_wallets
 from tests.chaos.faults import Fault, schedule
 from tests.chaos.histories import PROMO, PROMO_MULTIPLIER, SEED_PREFIX, History, generate
@@ -116,7 +117,8 @@ class Soak:
         self.folder, self.config = folder, config
         self.rng = random.Random(config.seed)
         self.history = generate(config.seed, config.events, config.producers)
-        self.redis = RedisServer(folder / "redis").start()
+        # Redis as production runs it replicated: a primary, two replicas, three sentinels
+        self.redis = SentinelGroup(folder / "redis", replicas=2)
         try:
             self.sandbox = SandboxProcess(
                 folder / "sandbox.log",
@@ -131,7 +133,7 @@ class Soak:
                 ],
             )
         except BaseException:
-            self.redis.kill()  # no server left behind when the sandbox cannot start
+            self.redis.stop()  # no server left behind when the sandbox cannot start
             raise
         (folder / "stack").mkdir()
         self.stack = Stack(
@@ -139,6 +141,8 @@ class Soak:
             redis_url=self.redis.url,
             database_url=config.database_url or sqlite_ledger(folder),
             gameball_url=self.sandbox.url,
+            GBQ_REDIS_MIN_REPLICAS="1",  # acknowledged means replicated: a failover loses none
+            GBQ_REDIS_REPLICA_WAIT_S="0.2",
         )
         self.workers: dict[str, Process] = {}
         self.schedulers: dict[str, Process] = {}
@@ -252,14 +256,20 @@ class Soak:
             time.sleep(fault.duration_s)
             self._start_scheduler(name)
         elif kind in ("redis_restart", "redis_down_publishing"):
-            self.redis.stop()
+            primary = self.redis.current_primary()
+            primary.stop()
             time.sleep(fault.duration_s)
-            self.redis.start()
+            primary.start()
+        elif kind == "redis_failover":
+            old = self.redis.kill_primary()
+            self.redis.wait_failover(old)
+            time.sleep(fault.duration_s)  # the lost machine is back after this long
+            self.redis.restart(old)
         else:
             raise ValueError(f"unknown fault {kind!r}")
 
     def _leader(self) -> str:
-        client = redis.Redis.from_url(self.redis.url)
+        client = redis_client(self.redis.url, 5)
         owner = client.get(LEADER_KEY)
         client.close()
         for name, process in self.schedulers.items():
@@ -326,7 +336,7 @@ class Soak:
             producer.stop()  # already exited, normally: this closes its log
         self.stack.close()
         self.sandbox.stop()
-        self.redis.kill()
+        self.redis.stop()
 
 
 def run_soak(folder: Path, config: SoakConfig) -> SoakResult:
