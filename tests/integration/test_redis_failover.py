@@ -178,3 +178,24 @@ def test_publish_spools_as_well_when_no_replica_confirms(
     client = redis_client(sentinels.url, 1.0)
     inbox = client.hkeys("gbq:inbox")
     assert {e.event_id.encode() for e in events} <= set(inbox)
+
+
+@pytest.mark.timeout(300)
+def test_over_tls_every_process_follows_the_failover_too(
+    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str, tmp_path: Path
+) -> None:
+    """rediss+sentinel://: TLS to the sentinels and to each primary, before and after."""
+    group = SentinelGroup(tmp_path / "tls-redis", replicas=2, tls=True)
+    try:
+        assert group.url.startswith("rediss+sentinel://")
+        scenario = generate(seed=44, orders=40, total_events=120)
+        stack = make_stack(sqlite_url, redis=group.url, GBQ_REDIS_MIN_REPLICAS="1")
+        stack.start_worker("w1", concurrency=2)
+        stack.start_scheduler()
+        answers = run_through_a_failover(stack, group, scenario.events, min_replicas=1)
+        assert set(answers.values()) <= {"queued", "spooled"}
+        total = len(scenario.events)
+        assert stack.wait_settled(total, timeout_s=180) == {"delivered": total}
+        assert wallets(sandbox.state(transactions=False)) == dict(scenario.expected)
+    finally:
+        group.stop()
