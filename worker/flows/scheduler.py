@@ -127,6 +127,7 @@ class Scheduler:
         self.redis = redis_client
         self.queue = RedisQueue(redis_client, keep_done=settings.ledger_standbys > 0)
         self._samples: list[Sample] = []  # (Redis time, WAL position): worker.rules.kept_inbox
+        self._positions_hidden = False  # said once: pg_stat_replication hides its LSNs
         self.outbox_engine = outbox_engine
         self.clock = clock or ledger.clock.now  # one clock for all processes (ledger.clock)
         self.owner = f"scheduler:{uuid.uuid4().hex[:12]}"
@@ -304,19 +305,9 @@ class Scheduler:
         entries, unreadable = self.queue.inbox_older_than(older_than, self.settings.scheduler_batch)
         if not entries and not unreadable:
             return 0
-        poisons = [entry.poison for entry in unreadable]
-        events: list[NewEvent] = []
-        for entry in entries:
-            try:
-                events.append(_readable(entry))
-            except UnreadableError as error:
-                poisons.append(Poison.of("inbox", str(error), entry.envelope or entry.event_json))
-        poisons += [
-            Poison.of("inbox", why, event.payload)
-            for event, why in self.ledger.ingest_isolated(events, now)
-        ]
-        for poison in poisons:
-            self._bury(poison, now)
+        for entry in unreadable:
+            self._bury(entry.poison, now)
+        self._ingest(entries, now)
         self.queue.inbox_done(
             [(entry.event_id, entry.order_id) for entry in entries]
             + [(entry.event_id, None) for entry in unreadable]
@@ -332,6 +323,12 @@ class Scheduler:
             return {}
         at = self.queue.time()  # before the position: see worker.rules.kept_inbox
         positions = standby_positions(self.ledger.engine)
+        if None in positions.flushed and not self._positions_hidden:
+            log.warning(
+                "cannot see the ledger's standbys' WAL positions (grant the gbq user "
+                "pg_monitor): the inbox keeps every event until it can"
+            )
+        self._positions_hidden = None in positions.flushed
         self._samples.append(Sample(at, positions.current))
         before = forget_before(self._samples, positions, required)
         self._samples = still_needed(self._samples, before)[-KEPT_SAMPLES:]
@@ -349,7 +346,7 @@ class Scheduler:
                 "commits): ingested again from the inbox",
                 len(lost),
             )
-            self._ingest_again(lost, now)
+            self._ingest(lost, now)
         safe = [
             entry.event_id
             for entry, marked in kept
@@ -359,8 +356,8 @@ class Scheduler:
         self.queue.keep_again([entry.event_id for entry, _ in kept if entry.event_id not in safe])
         return {"kept_forgotten": len(safe), "kept_ingested_again": len(lost)}
 
-    def _ingest_again(self, entries: list[InboxEntry], now: datetime) -> None:
-        """Ingest kept entries the ledger lost; what cannot be read becomes a dead letter."""
+    def _ingest(self, entries: list[InboxEntry], now: datetime) -> None:
+        """Ingest inbox entries; what cannot be read or stored becomes a dead letter."""
         events, poisons = [], []
         for entry in entries:
             try:
