@@ -22,6 +22,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from bench.common import LIMITS_OFF, Report, services
+from harness.pacing import on_schedule
 from harness.postgres_pair import PostgresPair
 from harness.processes import SandboxProcess, wait_until
 from harness.scenario import generate
@@ -65,12 +66,10 @@ class Stream:
             thread.start()
 
     def _publish(self, publisher: Publisher, events: Sequence[Event]) -> None:
-        started = time.perf_counter()
-        for number, event in enumerate(events):
-            wait = started + number / RATE_PER_HOST - time.perf_counter()
-            if wait > 0:
-                time.sleep(wait)  # the producers' pace
+        def publish(event: Event) -> None:
             self.answers[event.event_id] = (publisher.publish(event), time.time())
+
+        on_schedule(events, RATE_PER_HOST, publish)
 
     def published(self, share: float, total: int) -> Callable[[], bool]:
         return lambda: len(self.answers) >= share * total
@@ -111,25 +110,42 @@ def outcome(stack: Stack, stream: Stream, killed_at: float) -> dict[str, float]:
     }
 
 
+def started_stack(
+    folder: Path, redis_url: str, database_url: str, sandbox: SandboxProcess, **env: str
+) -> Stack:
+    """A worker (prefork × 2) and the scheduler on ``redis_url`` and ``database_url``."""
+    folder.mkdir()
+    stack = Stack(
+        folder,
+        redis_url=redis_url,
+        database_url=database_url,
+        gameball_url=sandbox.url,
+        **{**LIMITS_OFF, **env},
+    )
+    stack.start_worker("w1", concurrency=2)
+    stack.start_scheduler()
+    return stack
+
+
+def stream_events(seed: int, prefix: str) -> list[Event]:
+    return generate(
+        seed=seed, orders=EVENTS // 3, total_events=EVENTS, prefix=f"{prefix}{seed}"
+    ).events
+
+
 def redis_failover(
     folder: Path, sandbox: SandboxProcess, ledger: str, min_replicas: int, seed: int
 ) -> dict[str, float]:
     group = SentinelGroup(folder / f"redis-{seed}", replicas=2)
-    (folder / f"stack-redis-{seed}").mkdir()
-    stack = Stack(
+    stack = started_stack(
         folder / f"stack-redis-{seed}",
-        redis_url=group.url,
-        database_url=ledger,
-        gameball_url=sandbox.url,
-        **LIMITS_OFF,
+        group.url,
+        ledger,
+        sandbox,
         GBQ_REDIS_MIN_REPLICAS=str(min_replicas),
     )
     try:
-        stack.start_worker("w1", concurrency=2)
-        stack.start_scheduler()
-        events = generate(
-            seed=seed, orders=EVENTS // 3, total_events=EVENTS, prefix=f"R{seed}"
-        ).events
+        events = stream_events(seed, "R")
         stream = Stream(stack, events, min_replicas)
         wait_until(stream.published(1 / 3, len(events)), timeout_s=60, what="a third")
         killed_at = time.time()
@@ -151,21 +167,11 @@ def ledger_failover(
     engine = create_ledger_engine(url)
     migrate(engine)
     engine.dispose()
-    (folder / f"stack-pg-{seed}").mkdir()
-    stack = Stack(
-        folder / f"stack-pg-{seed}",
-        redis_url=redis_url,
-        database_url=url,
-        gameball_url=sandbox.url,
-        **LIMITS_OFF,
-        GBQ_LEDGER_STANDBYS=str(standbys),
+    stack = started_stack(
+        folder / f"stack-pg-{seed}", redis_url, url, sandbox, GBQ_LEDGER_STANDBYS=str(standbys)
     )
     try:
-        stack.start_worker("w1", concurrency=2)
-        stack.start_scheduler()
-        events = generate(
-            seed=seed, orders=EVENTS // 3, total_events=EVENTS, prefix=f"P{seed}"
-        ).events
+        events = stream_events(seed, "P")
         stream = Stream(stack, events, 0)
         wait_until(stream.published(1 / 4, len(events)), timeout_s=60, what="a quarter")
         pair.stop_replication()

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import TypeVar
 
 import redis
 from sqlalchemy import select
@@ -47,6 +46,7 @@ from bench.common import (
     wait_ready,
 )
 from bench.naive_app import QUEUE, TIMES_KEY
+from harness.pacing import on_schedule
 from harness.processes import SandboxProcess, wait_until
 from harness.scenario import START, generate
 from harness.stack import Stack
@@ -54,7 +54,6 @@ from producers.events import Event, OrderPaid, OrderRefunded
 from worker.gameball.payloads import build_request
 from worker.ledger.models import AttemptRow, EventRow
 
-T = TypeVar("T")
 RATES = (10, 50, 200)
 LATENCIES_MS = (0, 100)
 EVENTS_PER_ORDER = 2.4  # paid, about 1.2 refunds and 0.2 cancels (harness.scenario)
@@ -151,19 +150,6 @@ def paced(
     burst beyond the schedule); returns when each ``publish`` returned, by event id."""
     returned = on_schedule(events, rate, publish)
     return {event.event_id: at for event, at in zip(events, returned, strict=True)}
-
-
-def on_schedule(items: Sequence[T], rate: float, act: Callable[[T], object]) -> list[float]:
-    """``act`` on each item, ``rate`` a second on a schedule; when each returned."""
-    returned = []
-    started = time.perf_counter()
-    for number, item in enumerate(items):
-        wait = started + number / rate - time.perf_counter()
-        if wait > 0:
-            time.sleep(wait)  # the publisher's pace, not a wait for a result
-        act(item)
-        returned.append(time.time())
-    return returned
 
 
 @contextmanager

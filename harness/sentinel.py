@@ -6,9 +6,7 @@ sentinels to promote a replica."""
 from __future__ import annotations
 
 import contextlib
-import shutil
 import subprocess
-from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -100,13 +98,7 @@ class Node:
     def answers(self) -> bool:
         if self.process is None or self.process.poll() is not None:
             return False
-        client = self.client()
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
+        return _pings(self.client())
 
     def role(self) -> str | None:
         client = self.client()
@@ -214,13 +206,7 @@ class SentinelGroup:
         return redis.Redis(port=port, socket_timeout=2, socket_connect_timeout=2, **extra)  # type: ignore[arg-type]
 
     def _answers(self, port: int) -> bool:
-        client = self._sentinel(port)
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
+        return _pings(self._sentinel(port))
 
     def primary_port(self) -> int | None:
         """The primary's port as most sentinels that answer name it."""
@@ -317,5 +303,11 @@ class SentinelGroup:
         return "\n".join(parts)
 
 
-def have_sentinel_binary(paths: Sequence[str] = (DEBIAN_REDIS,)) -> bool:
-    return any(Path(p).exists() or shutil.which(p) for p in paths)
+def _pings(client: redis.Redis) -> bool:
+    """Whether ``client``'s server answers PING; the client is closed."""
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()

@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import re
 import threading
-import time
 from collections.abc import Iterator, Sequence
 
 import pytest
 from sqlalchemy.exc import OperationalError
 
+from harness.pacing import on_schedule
 from harness.postgres_pair import PostgresPair, postgres_binaries
 from harness.processes import SandboxProcess, wait_until
 from harness.scenario import generate, wallets
@@ -54,12 +54,10 @@ def ledger_url(pair: PostgresPair) -> str:
 def publish_steadily(
     publisher: Publisher, events: Sequence[Event], answers: dict[str, str]
 ) -> None:
-    started = time.perf_counter()
-    for number, event in enumerate(events):
-        wait = started + number / RATE_PER_PRODUCER - time.perf_counter()
-        if wait > 0:
-            time.sleep(wait)  # the producer's pace, not a wait for a result
+    def publish(event: Event) -> None:
         answers[event.event_id] = publisher.publish(event)
+
+    on_schedule(events, RATE_PER_PRODUCER, publish)
 
 
 def states_after_failover(stack: Stack, event_ids: list[str]) -> dict[str, str] | None:

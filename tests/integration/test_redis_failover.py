@@ -14,6 +14,7 @@ import pytest
 import redis
 from pydantic import SecretStr
 
+from harness.pacing import on_schedule
 from harness.processes import SandboxProcess, wait_until
 from harness.scenario import generate, wallets
 from harness.sentinel import SentinelGroup
@@ -40,12 +41,11 @@ def publish_steadily(
     publisher: Publisher, events: Sequence[Event], rate: float, answers: dict[str, str]
 ) -> None:
     """``events`` one at a time, ``rate`` a second on a schedule; each answer kept."""
-    started = time.perf_counter()
-    for number, event in enumerate(events):
-        wait = started + number / rate - time.perf_counter()
-        if wait > 0:
-            time.sleep(wait)  # the producer's pace, not a wait for a result
+
+    def publish(event: Event) -> None:
         answers[event.event_id] = publisher.publish(event)
+
+    on_schedule(events, rate, publish)
 
 
 def checkout_host(stack: Stack, name: str, min_replicas: int) -> Publisher:
