@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 from typing import Any
+from urllib.parse import urlencode
 
 import redis
 from redis.sentinel import Sentinel, SentinelConnectionPool
@@ -65,7 +66,7 @@ def server_kwargs(target: SentinelTarget) -> dict[str, Any]:
     if target.tls:
         kwargs["ssl"] = True
         # redis-py's own reading of the TLS options, as for a rediss:// URL
-        query = "&".join(f"{name}={value}" for name, value in target.tls_options)
+        query = urlencode(target.tls_options)
         parsed = redis.connection.parse_url(f"rediss://localhost/0?{query}")  # type: ignore[no-untyped-call]
         kwargs.update({k: v for k, v in parsed.items() if k.startswith("ssl_")})
     return kwargs

@@ -13,6 +13,11 @@ and kombu sees an empty poll. Entries of the unacked hash are screened the same 
 before they are restored, and broadcast (pub/sub) messages that kombu cannot read are
 dropped with a warning instead of ending the worker.
 
+**Redis Sentinel.** A ``redis+sentinel://`` URL (which Celery's broker URL cannot carry:
+``worker.process.app`` passes it as a transport option) gets a pool that asks the sentinels
+for the primary on every new connection (``producers.redis_connect``), the event loop's
+included: after a failover, kombu's reconnect lands on the new primary.
+
 **Redis restarts.** Two things go wrong in kombu 5.x when the broker connection drops
 (kombu#970, #582; both seen here on a Redis restart), each killing the worker's consumer:
 
