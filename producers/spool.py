@@ -113,32 +113,26 @@ class Spool:
         """Move up to ``limit`` rows to Redis, oldest first, in one Redis transaction that
         also quarantines unreadable rows; then delete them. Returns how many rows moved.
 
-        Relayers of one spool (its publishers, a scheduler sharing the path) take turns
-        under the spool's write lock, so none pushes a row another is pushing. Redis is
-        pinged first: a Redis that is down never holds the lock that ``add`` needs. With
+        No lock of the spool is held while Redis is written to: a Redis that hangs (a
+        failover, a replica slow to confirm) must never hold up ``add``, which checkout's
+        ``publish()`` waits on. Two relayers of one spool (its publishers, a scheduler
+        sharing the path) may push the same rows at once; a row pushed twice is harmless
+        (the inbox keeps the first copy), and each is deleted once pushed. With
         ``replication``, rows go only once the replicas confirmed them
         (``NotReplicatedError`` otherwise, and they stay)."""
-        if not self.peek(1):
+        rows = self.peek(limit)
+        if not rows:
             return 0
-        client.ping()
+        push_to_inbox(
+            client,
+            [row.entry for row in rows if row.entry is not None],
+            [row.poison for row in rows if row.poison is not None],
+            replication=self.replication,
+        )
         with self._connect() as connection:
             connection.execute("BEGIN IMMEDIATE")
-            try:
-                rows = self._oldest(connection, limit)
-                if rows:
-                    push_to_inbox(
-                        client,
-                        [row.entry for row in rows if row.entry is not None],
-                        [row.poison for row in rows if row.poison is not None],
-                        replication=self.replication,
-                    )
-                    connection.executemany(
-                        "DELETE FROM spool WHERE seq = ?", [(row.seq,) for row in rows]
-                    )
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
+            connection.executemany("DELETE FROM spool WHERE seq = ?", [(row.seq,) for row in rows])
+            connection.execute("COMMIT")
         return len(rows)
 
     @staticmethod
