@@ -9,6 +9,7 @@ spool still holds is shown per host in ``gbq status``, the console and the metri
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,11 +24,12 @@ from harness.processes import SandboxProcess, free_port, scrape_metrics, wait_un
 from harness.services import RedisServer, start_tls_redis
 from harness.stack import Stack
 from producers.events import event_to_json
-from producers.keys import SPOOLS_KEY
+from producers.keys import INBOX_KEY, SPOOLS_KEY
 from producers.publisher import Publisher
 from producers.settings import PublisherSettings
 from producers.spool import Spool
 from producers.spool_report import report, reports
+from producers.transport import NotReplicatedError, Replication
 from producers.wire import InboxEntry
 from tests.conftest import REDIS_FORMS
 from tests.console import ConsoleProcess
@@ -147,3 +149,31 @@ def test_a_spool_that_waits_is_shown_per_host_in_status_metrics_and_the_console(
     page = httpx.get(console.url + "/", timeout=10).text
     assert str(spool.path.resolve()) in page
     assert "none: every spool that reported is empty" not in page
+
+
+def test_a_relay_waiting_on_redis_never_holds_up_a_publish_spooling(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """A Redis that answers PING, then takes long over the push (here: a WAIT for a
+    replica it does not have; a failover under way does the same): the relay waits on
+    it, and meanwhile a checkout's publish still spools at once (within the spool's
+    0.5 s busy timeout, which it would have exceeded behind the relay's lock)."""
+    spool = Spool(tmp_path / "spool.db", busy_timeout_s=0.5, replication=Replication(1, 2.0))
+    spool.add([InboxEntry("paid:A", event_to_json(paid("A")), 1.0)])
+    client = redis.Redis.from_url(redis_url, socket_timeout=5)
+    failures: list[Exception] = []
+
+    def relay() -> None:
+        try:
+            spool.relay(client, 100)
+        except NotReplicatedError as error:
+            failures.append(error)
+
+    relaying = threading.Thread(target=relay, daemon=True)
+    relaying.start()
+    wait_until(lambda: client.hexists(INBOX_KEY, "paid:A"), timeout_s=5, what="the push")
+    spool.add([InboxEntry("paid:B", event_to_json(paid("B")), 2.0)])  # no "database is locked"
+    relaying.join(10)
+    assert len(failures) == 1  # no replica confirmed: the row stays, to be relayed again
+    assert spool.count() == 2
+    client.close()
