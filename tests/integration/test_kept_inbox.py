@@ -4,8 +4,9 @@ a real standby has flushed is in test_ledger_failover.py)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,7 +14,9 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import delete
 
-from producers.events import OrderPaid
+from harness.processes import SandboxProcess, wait_until
+from harness.stack import Stack
+from producers.events import OrderCancelled, OrderPaid, OrderRefunded
 from producers.keys import (
     INBOX_DUE_KEY,
     INBOX_KEPT_KEY,
@@ -43,7 +46,7 @@ PAID = OrderPaid(
 )
 
 
-def test_a_kept_entry_leaves_the_due_index_and_its_order_but_stays_in_the_inbox(
+def test_a_kept_entry_leaves_the_due_index_but_stays_in_the_inbox_and_its_order(
     any_redis_url: str, tmp_path: Path
 ) -> None:
     with Publisher(Settings(home=tmp_path, redis_url=SecretStr(any_redis_url))) as publisher:
@@ -55,12 +58,16 @@ def test_a_kept_entry_leaves_the_due_index_and_its_order_but_stays_in_the_inbox(
     assert client.hexists(INBOX_KEY, PAID.event_id)
     assert client.hexists(INBOX_SHA_KEY, PAID.event_id)  # a changed re-publish is still refused
     assert client.zscore(INBOX_DUE_KEY, PAID.event_id) is None  # no sweep ingests it again
-    assert not client.sismember(ORDER_INBOX_PREFIX + PAID.order_id, PAID.event_id)
+    # Its order's later refunds and cancellations still see it (the ledger may lose it)
+    assert client.sismember(ORDER_INBOX_PREFIX + PAID.order_id, PAID.event_id)
+    assert [e.event_id for e in queue.inbox_for_order(PAID.order_id)] == [PAID.event_id]
     (entry, marked), *others = queue.kept_before(queue.time() + 1, 10)[0]
     assert (entry.event_id, others) == (PAID.event_id, [])
     assert before <= marked <= queue.time()  # Redis's clock
-    queue.forget_kept([PAID.event_id])
-    assert not client.exists(INBOX_KEY, INBOX_SHA_KEY, INBOX_KEPT_KEY)
+    queue.forget_kept([(PAID.event_id, PAID.order_id)])
+    assert not client.exists(
+        INBOX_KEY, INBOX_SHA_KEY, INBOX_KEPT_KEY, ORDER_INBOX_PREFIX + PAID.order_id
+    )
     client.close()
 
 
@@ -109,3 +116,56 @@ def test_without_a_standby_kept_entries_stay_and_what_the_ledger_lost_comes_back
     assert ledger.states_of([PAID.event_id]) == {PAID.event_id: "pending"}
     assert client.zscore(INBOX_KEPT_KEY, PAID.event_id) is not None
     client.close()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_refund_whose_ingest_a_failover_lost_still_goes_before_the_cancel(
+    make_stack: type[Stack], sandbox: SandboxProcess, database_url: str
+) -> None:
+    """A worker ingested the refund and took its message, then the ledger failed over and
+    lost it. Its kept inbox entry is still in its order's set: the later cancellation
+    brings it back and waits for it. (Before, the cancel went first and the refund came
+    back only to be answered 302 "already cancelled" and die.)"""
+    order = "O-kept-refund"
+    paid = OrderPaid(
+        order_id=order,
+        customer_id="c-kr",
+        occurred_at=PAID.occurred_at,
+        total_price=Decimal(10),
+        total_paid=Decimal(10),
+    )
+    refund = OrderRefunded(
+        order_id=order,
+        refund_id="R-kept",
+        customer_id="c-kr",
+        occurred_at=PAID.occurred_at + timedelta(minutes=1),
+        amount=Decimal(4),
+    )
+    cancel = OrderCancelled(
+        order_id=order, customer_id="c-kr", occurred_at=PAID.occurred_at + timedelta(minutes=2)
+    )
+    stack = make_stack(database_url, GBQ_LEDGER_STANDBYS="1")
+    stack.publisher.publish_many([paid, refund])
+    client = stack.publisher._redis
+    for raw in client.lrange(QUEUE, 0, -1):
+        if json.loads(raw)["headers"]["id"] == refund.event_id:
+            assert client.lrem(QUEUE, 1, raw) == 1  # its message taken, its ingest lost
+    RedisQueue(client, keep_done=True).inbox_done([(refund.event_id, order)])
+    stack.start_worker(concurrency=1)
+    assert stack.wait_settled(1, timeout_s=60) == {"delivered": 1}  # the paid event
+    stack.publisher.publish(cancel)
+    # The cancel read its order's set: the refund is in the ledger again, the cancel waits
+    wait_until(
+        lambda: (
+            stack.ledger.states_of([refund.event_id, cancel.event_id])
+            == {refund.event_id: "pending", cancel.event_id: "waiting"}
+        ),
+        timeout_s=30,
+        what="the cancel to wait for the refund it brought back",
+    )
+    stack.start_scheduler()  # its redrive sends the refund (its message is gone)
+    assert stack.wait_settled(3, timeout_s=60) == {"delivered": 3}
+    ours = {order, "R-kept", f"{order}-cancel"}
+    applied = [t["transaction_id"] for t in sandbox.state()["transactions"]]
+    assert [t for t in applied if t in ours] == [order, "R-kept", f"{order}-cancel"]
+    assert sandbox.balance("c-kr") == 0

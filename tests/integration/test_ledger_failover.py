@@ -71,15 +71,6 @@ def states_after_failover(stack: Stack, event_ids: list[str]) -> dict[str, str] 
 
 @pytest.mark.slow(rank=3)
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known bug, issue 31 open: a refund re-sent after a failover, whose order Gameball "
-        "already cancelled (the cancellation was delivered before the failover and lost "
-        "with it), gets 302 'Transaction Already Canceled' and ends dead instead of being "
-        "settled from Gameball's records (about 1 run in 6)"
-    ),
-)
 def test_a_failover_that_loses_the_last_commits_loses_no_event_and_credits_no_one_twice(
     make_stack: type[Stack], sandbox: SandboxProcess, pair: PostgresPair
 ) -> None:

@@ -1,6 +1,8 @@
--- ARGV[1]: 'forget' (the entries go), or 'keep' (they stay in the inbox, out of its due
--- index and their orders' sets, in the kept set at Redis's time, until the scheduler
--- knows the ledger's standbys have them); then the ids.
+-- ARGV[1]: 'forget' (the entries go, from the inbox and their orders' sets), or 'keep'
+-- (they stay in the inbox and in their orders' sets, out of its due index, in the kept
+-- set at Redis's time, until the scheduler knows the ledger's standbys have them: a
+-- failover can lose an ingested refund, and its order's later cancellation must still
+-- see it and wait); then the ids.
 local keep = ARGV[1] == 'keep'
 local now = 0
 if keep then
@@ -14,8 +16,8 @@ for i = 2, #ARGV do
   else
     redis.call('HDEL', KEYS[1], id)
     redis.call('HDEL', KEYS[2], id)
+    if KEYS[3 + i] ~= KEYS[1] then redis.call('SREM', KEYS[3 + i], id) end
   end
   redis.call('ZREM', KEYS[3], id)
-  if KEYS[3 + i] ~= KEYS[1] then redis.call('SREM', KEYS[3 + i], id) end
 end
 return false

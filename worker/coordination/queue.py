@@ -99,7 +99,7 @@ class RedisQueue:
     def keep_again(self, event_ids: Iterable[str | bytes]) -> None:
         """Mark kept entries again, at Redis's time now: checked again later."""
         ids = list(event_ids)
-        if ids:  # no order's set to leave: the inbox key stands in for each
+        if ids:  # kept entries stay in their orders' sets: the inbox key stands in
             self._inbox_done(
                 keys=[
                     INBOX_KEY,
@@ -111,15 +111,22 @@ class RedisQueue:
                 args=["keep", *ids],
             )
 
-    def forget_kept(self, event_ids: Iterable[str | bytes]) -> None:
-        """Forget kept entries: the ledger and its standbys have them."""
-        ids = list(event_ids)
-        if ids:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.hdel(INBOX_KEY, *ids)
-            pipe.hdel(INBOX_SHA_KEY, *ids)
-            pipe.zrem(INBOX_KEPT_KEY, *ids)
-            pipe.execute()
+    def forget_kept(self, done: Iterable[tuple[str | bytes, str | None]]) -> None:
+        """Forget kept entries, given as (event_id, order_id): the ledger and its standbys
+        have them. (An order unknown, as for an unreadable entry: its set drops the id when
+        it is next read.)"""
+        pairs = list(done)
+        if not pairs:
+            return
+        ids = [event_id for event_id, _ in pairs]
+        pipe = self.client.pipeline(transaction=True)
+        pipe.hdel(INBOX_KEY, *ids)
+        pipe.hdel(INBOX_SHA_KEY, *ids)
+        pipe.zrem(INBOX_KEPT_KEY, *ids)
+        for event_id, order_id in pairs:
+            if order_id is not None:
+                pipe.srem(ORDER_INBOX_PREFIX + order_id, event_id)
+        pipe.execute()
 
     @contextmanager
     def get_meanwhile(self, key: str) -> Iterator[Callable[[], bytes | None]]:
@@ -156,8 +163,9 @@ class RedisQueue:
             return None  # the inbox sweep buries it
 
     def inbox_for_order(self, order_id: str) -> list[InboxEntry]:
-        """An order's events that are published but not yet ingested (unreadable entries
-        are left to the scheduler's inbox sweep)."""
+        """An order's events that are published but not yet ingested, and with
+        ``keep_done`` those ingested but still kept (unreadable entries are left to the
+        scheduler's inbox sweep)."""
         found = self._order_inbox(keys=[ORDER_INBOX_PREFIX + order_id, INBOX_KEY])
         entries = []
         for event_id, envelope in zip(found[::2], found[1::2], strict=True):

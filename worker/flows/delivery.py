@@ -685,9 +685,10 @@ class Deliverer:
         )
 
     def _order_inbox(self, order_id: str, except_id: str | None = None) -> list[NewEvent]:
-        """The order's published-but-not-ingested events: the gate must see them, so that
-        an earlier refund whose message is delayed (or held by a crashed worker) still
-        holds back a later cancellation."""
+        """The order's published-but-not-ingested events (and, with GBQ_LEDGER_STANDBYS,
+        the kept ones): the gate must see them, so that an earlier refund whose message is
+        delayed (or held by a crashed worker, or whose ingest a ledger failover lost)
+        still holds back a later cancellation."""
         events = []
         for entry in self.queue.inbox_for_order(order_id):
             if entry.event_id == except_id:

@@ -348,12 +348,16 @@ class Scheduler:
             )
             self._ingest(lost, now)
         safe = [
-            entry.event_id
+            entry
             for entry, marked in kept
             if entry.event_id in known and before is not None and marked < before
         ]
-        self.queue.forget_kept([*safe, *unreadable])
-        self.queue.keep_again([entry.event_id for entry, _ in kept if entry.event_id not in safe])
+        self.queue.forget_kept(
+            [(entry.event_id, entry.order_id) for entry in safe]
+            + [(event_id, None) for event_id in unreadable]
+        )
+        forgotten = {entry.event_id for entry in safe}
+        self.queue.keep_again([e.event_id for e, _ in kept if e.event_id not in forgotten])
         return {"kept_forgotten": len(safe), "kept_ingested_again": len(lost)}
 
     def _ingest(self, entries: list[InboxEntry], now: datetime) -> None:
