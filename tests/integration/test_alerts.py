@@ -311,6 +311,36 @@ def test_each_situation_fires_exactly_its_alerts_on_real_scrapes(
     ]
 
 
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_ledger_whose_standby_does_not_stream_fires_its_alert(
+    make_stack: type[Stack], sandbox: SandboxProcess, database_url: str, tmp_path: Path
+) -> None:
+    """GBQ_LEDGER_STANDBYS=1 on a PostgreSQL with no standby: the inbox keeps what the
+    ledger ingests, and the alert says why, before Redis's memory grows for long."""
+    port = free_port()
+    stack = make_stack(database_url, GBQ_METRICS_PORT=str(port), GBQ_LEDGER_STANDBYS="1")
+    stack.start_worker(concurrency=1)
+    stack.start_scheduler()
+    stack.publisher.publish_many([paid(f"KEPT-{n}") for n in range(3)])
+    assert stack.wait_settled(3) == {"delivered": 3}
+
+    def kept(text: str | None) -> str | None:
+        return text if text and metric(text, "gbq_inbox_kept") == 3 else None
+
+    scraped = wait_until(lambda: kept(scrape_metrics(port)), timeout_s=60, what="3 kept")
+    assert metric(scraped, "gbq_ledger_standbys_seen") == 0
+    assert metric(scraped, "gbq_ledger_standbys_required") == 1
+    assert metric(scraped, "gbq_inbox_depth") == 0  # kept entries are not waiting
+    first, second, gap = scrape_twice(port)
+    fired(
+        Situation("no standby streams", scraped, first, second, gap),
+        {"GbqLedgerStandbysNotConfirming": [{}]},
+        tmp_path,
+    )
+    status = stack.gbq("status")
+    assert "inbox entries kept until the ledger's standbys have them: 3" in status.stdout
+
+
 def _every_expr() -> list[tuple[str, str]]:
     return [(rule["alert"], rule["expr"]) for rule in alert_rules()] + list(dashboard_exprs())
 

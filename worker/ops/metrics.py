@@ -16,6 +16,13 @@ count rate-limit waits and breaker deferrals.
                                                  earlier one of its order (normal: up to
                                                  GBQ_WAITING_WINDOW_S)
     gbq_queue_depth / gbq_inbox_depth            messages waiting in Redis
+    gbq_inbox_kept                               inbox entries the ledger has, kept until
+                                                 its standbys have them too
+                                                 (GBQ_LEDGER_STANDBYS)
+    gbq_ledger_standbys_seen / _required         streaming standbys whose position the
+                                                 ledger's primary shows, and how many must
+                                                 confirm (GBQ_LEDGER_STANDBYS): alert when
+                                                 seen stays below (the inbox keeps all)
     gbq_breaker_state{state}                     1 for the current state
     gbq_rate_limit_waits_total                   times a worker waited for a token
     gbq_breaker_deferrals_total                  events held back by the breaker
@@ -51,6 +58,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from producers.keys import (
     BREAKER_DEFERRALS_KEY,
     BREAKER_KEY,
+    INBOX_KEPT_KEY,
     INBOX_KEY,
     QUEUE,
     RATE_LIMIT_WAITS_KEY,
@@ -63,6 +71,7 @@ from worker.coordination.scheduler_liveness import last_tick_age_s, leader_prese
 from worker.ledger.counters import attempt_counts, event_counts
 from worker.ledger.reads import delivery_times_after
 from worker.ledger.repository import Ledger
+from worker.ledger.standbys import standby_positions
 from worker.ledger.status_reads import oldest_created, unresolved_redemptions
 from worker.rules.breaker import Breaker, State
 from worker.rules.states import SENDABLE, EventState
@@ -93,8 +102,16 @@ LATENCY_BUCKETS = (
 class LedgerCollector(Collector):
     """Reads the figures at scrape time."""
 
-    def __init__(self, ledger: Ledger, client: redis.Redis, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        ledger: Ledger,
+        client: redis.Redis,
+        registry: CollectorRegistry,
+        *,
+        standbys_required: int = 0,
+    ) -> None:
         self.ledger, self.client = ledger, client
+        self.standbys_required = standbys_required
         # Not registered: collect() feeds it, then yields it, so a scrape never shows the
         # histogram as it was before that scrape's deliveries.
         self.latency = Histogram(
@@ -173,17 +190,39 @@ class LedgerCollector(Collector):
             value=parked,
         )
         yield from self.latency.collect()
+        yield from self._standby_figures()
+
+    def _standby_figures(self) -> Iterator[Metric]:
+        positions = standby_positions(self.ledger.engine)
+        yield GaugeMetricFamily(
+            "gbq_ledger_standbys_seen",
+            "Streaming ledger standbys whose flushed position the primary shows.",
+            value=sum(position is not None for position in positions.flushed),
+        )
+        yield GaugeMetricFamily(
+            "gbq_ledger_standbys_required",
+            "GBQ_LEDGER_STANDBYS: standbys that must have a commit before the inbox forgets.",
+            value=self.standbys_required,
+        )
 
     def _redis_figures(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         pipe = self.client.pipeline(transaction=False)
         pipe.llen(QUEUE)
         pipe.hlen(INBOX_KEY)
+        pipe.zcard(INBOX_KEPT_KEY)
         pipe.get(BREAKER_KEY)
         pipe.get(RATE_LIMIT_WAITS_KEY)
         pipe.get(BREAKER_DEFERRALS_KEY)
-        queue, inbox, breaker_raw, waits, deferrals = pipe.execute()
+        queue, inbox, kept, breaker_raw, waits, deferrals = pipe.execute()
         yield GaugeMetricFamily("gbq_queue_depth", "Delivery messages queued.", value=queue)
-        yield GaugeMetricFamily("gbq_inbox_depth", "Published, not yet ingested.", value=inbox)
+        yield GaugeMetricFamily(
+            "gbq_inbox_depth", "Published, not yet ingested.", value=max(0, inbox - kept)
+        )
+        yield GaugeMetricFamily(
+            "gbq_inbox_kept",
+            "Inbox entries the ledger has, kept until its standbys have them too.",
+            value=kept,
+        )
         current = Breaker.from_json(breaker_raw).state
         states = GaugeMetricFamily(
             "gbq_breaker_state", "1 for the breaker's state.", labels=["state"]
@@ -242,8 +281,12 @@ def _spool_figures(reports: list[SpoolReport], now: float) -> Iterator[GaugeMetr
     yield oldest
 
 
-def serve_metrics(ledger: Ledger, client: redis.Redis, host: str, port: int) -> None:
+def serve_metrics(
+    ledger: Ledger, client: redis.Redis, host: str, port: int, *, standbys_required: int = 0
+) -> None:
     """Serve /metrics in a background thread of this process."""
     registry = CollectorRegistry()
-    registry.register(LedgerCollector(ledger, client, registry))
+    registry.register(
+        LedgerCollector(ledger, client, registry, standbys_required=standbys_required)
+    )
     start_http_server(port, addr=host, registry=registry)

@@ -9,7 +9,7 @@ from typing import Any
 import redis
 from sqlalchemy import Engine
 
-from producers.keys import BREAKER_KEY, QUARANTINE_KEY
+from producers.keys import BREAKER_KEY, INBOX_KEPT_KEY, QUARANTINE_KEY
 from producers.spool import Spool
 from producers.spool_report import reports as spool_reports
 from worker.coordination.leader import LeaderLock
@@ -68,6 +68,7 @@ class StatusReport:
     conflicts: int = 0  # events re-published with other content (the first is kept)
     quarantined: int = 0  # poison found, not yet a dead letter (the scheduler moves it)
     parked_redemptions: int = 0  # redeemed points the operator settles (gbq redemptions)
+    inbox_kept: int = 0  # GBQ_LEDGER_STANDBYS: ingested, kept until the standbys have them
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,7 +105,7 @@ def with_redis(
     report: StatusReport, client: redis.Redis, limiter: RateLimiter, now: datetime
 ) -> StatusReport:
     """``report`` with what Redis says: the breaker, the rate limit, the scheduler's lock,
-    every host's spool, the quarantine (RedisError if it does not answer)."""
+    every host's spool, the quarantine, the kept inbox (RedisError if it does not answer)."""
     breaker = Breaker.from_json(client.get(BREAKER_KEY))
     return replace(
         report,
@@ -120,6 +121,7 @@ def with_redis(
         scheduler_leader=LeaderLock(client, "status", 1).leader(),
         spools=spool_readings(client, now),
         quarantined=int(client.llen(QUARANTINE_KEY)),
+        inbox_kept=int(client.zcard(INBOX_KEPT_KEY)),
     )
 
 

@@ -67,6 +67,7 @@ def run(
                 redis_client(url, 10.0),
                 settings.metrics_host,
                 settings.metrics_port,
+                standbys_required=settings.ledger_standbys,
             )
         except OSError as error:
             fail(

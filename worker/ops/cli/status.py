@@ -149,6 +149,11 @@ def _print(report: StatusReport, settings: Settings) -> None:
             f"redeemed points parked for you to settle: {report.parked_redemptions} "
             "(`gbq redemptions list`)"
         )
+    if report.inbox_kept:
+        out(
+            f"inbox entries kept until the ledger's standbys have them: {report.inbox_kept} "
+            "(GBQ_LEDGER_STANDBYS; growing: no standby confirms)"
+        )
 
 
 def spool_line(spool: dict[str, Any]) -> str:
