@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import delete
+from sqlalchemy import create_engine, delete
+from sqlalchemy.orm import Session
 
 from harness.processes import SandboxProcess, wait_until
 from harness.stack import Stack
@@ -25,6 +26,7 @@ from producers.keys import (
     ORDER_INBOX_PREFIX,
     QUEUE,
 )
+from producers.outbox import create_outbox_table, stage
 from producers.publisher import Publisher
 from producers.spool import Spool
 from producers.transport import redis_client
@@ -33,6 +35,7 @@ from worker.coordination.queue import RedisQueue
 from worker.flows.scheduler import Scheduler
 from worker.ledger.engine import create_ledger_engine
 from worker.ledger.models import EventRow
+from worker.ledger.outbox import staged
 from worker.ledger.repository import Ledger
 from worker.settings import Settings
 
@@ -169,3 +172,44 @@ def test_a_refund_whose_ingest_a_failover_lost_still_goes_before_the_cancel(
     applied = [t["transaction_id"] for t in sandbox.state()["transactions"]]
     assert [t for t in applied if t in ours] == [order, "R-kept", f"{order}-cancel"]
     assert sandbox.balance("c-kr") == 0
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_with_standbys_the_outbox_goes_through_the_inbox_and_outlives_a_failover(
+    tmp_path: Path, redis_url: str, database_url: str
+) -> None:
+    """The application's own database holds the outbox: once its row is deleted, only the
+    inbox's kept entry can bring the event back after a ledger failover lost it."""
+    application = create_engine(f"sqlite:///{tmp_path / 'shop.db'}")
+    create_outbox_table(application)
+    settings = Settings(
+        home=tmp_path,
+        redis_url=SecretStr(redis_url),
+        database_url=SecretStr(database_url),
+        ledger_standbys=1,
+        redrive_after_s=0.0001,
+    )
+    ledger = Ledger(create_ledger_engine(database_url))
+    scheduler = Scheduler(
+        settings,
+        ledger=ledger,
+        redis_client=redis_client(redis_url, 5),
+        spool=Spool(settings.effective_spool_path),
+        outbox_engine=application,
+    )
+    with Session(application) as session, session.begin():
+        stage(session, PAID)
+    client = redis_for(redis_url)
+    assert scheduler.tick().counts["outbox"] == 1
+    assert staged(application, 10) == []
+    assert client.hexists(INBOX_KEY, PAID.event_id)  # in the inbox, with its message
+    client.delete(QUEUE)  # no worker here: the inbox sweep ingests it, and keeps it
+    assert scheduler.tick().counts["inbox"] == 1
+    assert ledger.states_of([PAID.event_id]) == {PAID.event_id: "pending"}
+    assert client.zscore(INBOX_KEPT_KEY, PAID.event_id) is not None
+    with ledger.engine.begin() as connection:  # a failover lost the ledger's row
+        connection.execute(delete(EventRow).where(EventRow.event_id == PAID.event_id))
+    assert scheduler.tick().counts["kept_ingested_again"] == 1
+    assert ledger.states_of([PAID.event_id]) == {PAID.event_id: "pending"}
+    client.close()
+    ledger.engine.dispose()

@@ -17,7 +17,9 @@ the leader runs every sweep, each bounded by
 5. ``pending`` events whose message nobody took within ``GBQ_REDRIVE_AFTER_S`` → a new
    message, once the queue is empty (with anything queued, the message is most likely
    still there);
-6. the spool → Redis; the outbox → the ledger, with a message each;
+6. the spool → Redis; the outbox → the ledger, with a message each (with
+   ``GBQ_LEDGER_STANDBYS``, the outbox → the inbox, whose kept entries outlive a ledger
+   failover: an outbox row, once deleted, does not);
 7. ``waiting`` events due for a re-check → released, blocked, or expired.
 
 Sending an event twice is always harmless (claims are conditional, Gameball ids are
@@ -49,6 +51,7 @@ from producers.keys import BREAKER_KEY, CONFLICTS_KEY, QUEUE
 from producers.quarantine import Poison, forget_oldest, oldest, oldest_quarantined
 from producers.spool import Spool
 from producers.spool_report import report as report_spool
+from producers.transport import push_to_inbox
 from producers.untrusted import UnreadableError, load_json
 from producers.wire import MAX_ENVELOPE_BYTES, InboxEntry, checked_event_id
 from worker.coordination.leader import LeaderLock
@@ -402,15 +405,23 @@ class Scheduler:
         rows = outbox.staged(self.outbox_engine, self.settings.scheduler_batch)
         if not rows:
             return 0
+        entries: list[InboxEntry] = []
         events: list[NewEvent] = []
         poisons: list[Poison] = []
         for row_id, event_id, event_json in rows:
             try:
                 entry = InboxEntry(checked_event_id(event_id), _text(event_json), time.time())
                 events.append(_readable(entry, published=False))
+                entries.append(entry)
             except UnreadableError as error:
                 raw = event_json if isinstance(event_json, str | bytes) else repr(event_json)
                 poisons.append(Poison.of("outbox", f"row {row_id}: {error}", raw))
+        if self.settings.ledger_standbys:
+            # Through the inbox: a ledger failover can lose the ingest, and the deleted
+            # rows could not bring it back (the outbox may live in another database).
+            push_to_inbox(self.redis, entries, poisons, replication=self.spool.replication)
+            outbox.forget(self.outbox_engine, [row_id for row_id, _, _ in rows])
+            return len(rows)
         refused = self.ledger.ingest_isolated(events, now)
         poisons += [Poison.of("outbox", why, event.payload) for event, why in refused]
         for poison in poisons:
