@@ -193,12 +193,16 @@ class LedgerCollector(Collector):
         yield from self._standby_figures()
 
     def _standby_figures(self) -> Iterator[Metric]:
-        positions = standby_positions(self.ledger.engine)
-        yield GaugeMetricFamily(
-            "gbq_ledger_standbys_seen",
-            "Streaming ledger standbys whose flushed position the primary shows.",
-            value=sum(position is not None for position in positions.flushed),
-        )
+        try:
+            positions = standby_positions(self.ledger.engine)
+        except SQLAlchemyError:  # a server in recovery has no WAL position of its own
+            log.debug("metrics: the ledger's standbys cannot be read", exc_info=True)
+        else:
+            yield GaugeMetricFamily(
+                "gbq_ledger_standbys_seen",
+                "Streaming ledger standbys whose flushed position the primary shows.",
+                value=sum(position is not None for position in positions.flushed),
+            )
         yield GaugeMetricFamily(
             "gbq_ledger_standbys_required",
             "GBQ_LEDGER_STANDBYS: standbys that must have a commit before the inbox forgets.",
