@@ -102,10 +102,22 @@ def outcome(stack: Stack, stream: Stream, killed_at: float) -> dict[str, float]:
         first = connection.execute(
             select(func.min(EventRow.delivered_at)).where(EventRow.event_id.in_(after))
         ).scalar()
+    undelivered = [e for e in ids if states.get(e) != "delivered"]
+    for event_id in undelivered:  # what became of each, for whoever reads the log
+        found = stack.ledger.get(event_id)
+        print(
+            f"  not delivered: {event_id} answered {stream.answers[event_id][0]!r}: "
+            + (
+                "unknown to the ledger"
+                if found is None
+                else f"{found.state} {found.dead_reason or ''} {found.last_code or ''}".rstrip()
+            ),
+            flush=True,
+        )
     return {
         "recovery_s": (first.timestamp() - killed_at) if first else float("nan"),
         "acknowledged": len(ids),
-        "lost": sum(states.get(e) != "delivered" for e in ids),
+        "lost": len(undelivered),
         "spooled": sum(answer == "spooled" for answer, _ in stream.answers.values()),
     }
 

@@ -143,6 +143,26 @@ def _cancelled_by_refunds(events: Iterable[Event], applied: Mapping[str, int]) -
     }
 
 
+def _reached_after_cancellation(events: Iterable[Event], applied: Mapping[str, int]) -> set[str]:
+    """Refunds applied nowhere whose order's later cancellation was applied: one that
+    reached Gameball after that cancellation (from a host's spool, say) is answered
+    "already cancelled", and the cancellation took its share back."""
+    events = list(events)  # read twice
+    cancellation = {  # its position in its order, as ordering compares them
+        event.order_id: (event.occurred_at, event.event_id)
+        for event in events
+        if isinstance(event, OrderCancelled) and event.event_id in applied
+    }
+    return {
+        event.event_id
+        for event in events
+        if isinstance(event, OrderRefunded)
+        and event.event_id not in applied
+        and event.order_id in cancellation
+        and (event.occurred_at, event.event_id) < cancellation[event.order_id]
+    }
+
+
 def check_wallets(expected: Mapping[str, int], wallets: Mapping[str, int]) -> list[str]:
     players = sorted(set(expected) | set(wallets))
     return [
@@ -189,11 +209,13 @@ def check_calls(history: History, rows: Mapping[str, Row], log: list[dict[str, A
                 f"order {order_id}: applied as {[e.event_id for e in done]}, "
                 f"happened as {[e.event_id for e in happened]}"
             )
-    already = _cancelled_by_refunds(history.events, applied)
+    already = _cancelled_by_refunds(history.events, applied) | _reached_after_cancellation(
+        history.events, applied
+    )
     for event in history.events:
         row = rows.get(event.event_id)
         in_ledger = row is not None and row.state == "delivered"
-        if event.event_id in already and in_ledger:
+        if event.event_id in already and in_ledger and row.last_code in (302, 9001):
             continue  # answered "already cancelled" (302): delivered, rightly not applied
         if in_ledger != (event.event_id in applied):
             problems.append(

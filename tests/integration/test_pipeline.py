@@ -427,6 +427,38 @@ def test_a_refund_whose_message_is_lost_still_goes_before_the_cancel(
     assert sandbox.balance("c-l") == 0
 
 
+def test_a_refund_that_arrives_after_its_orders_later_cancellation_is_not_a_dead_letter(
+    make_stack: type[Stack], sandbox: SandboxProcess, database_url: str
+) -> None:
+    """A refund held in another checkout host's spool reaches us after the order's later
+    cancellation went: Gameball answers it "already cancelled", and that cancellation has
+    taken back the refund's share too. Delivered (nothing missing), not a dead letter. A
+    refund that happened *after* the cancellation is still refused."""
+    order = {"order_id": "ORD-LATE", "customer_id": "c-late"}
+    paid = OrderPaid(**order, occurred_at=T0, total_price=Decimal(100), total_paid=Decimal(100))
+    early = OrderRefunded(
+        **order, refund_id="RF-EARLY", occurred_at=T0 + timedelta(minutes=1), amount=Decimal(30)
+    )
+    cancel = OrderCancelled(**order, occurred_at=T0 + timedelta(minutes=2))
+    after = OrderRefunded(
+        **order, refund_id="RF-AFTER", occurred_at=T0 + timedelta(minutes=3), amount=Decimal(5)
+    )
+    stack = make_stack(database_url)
+    stack.start_worker(concurrency=2)
+    stack.start_scheduler()
+    stack.publisher.publish_many([paid, cancel])
+    assert stack.wait_settled(2, timeout_s=60) == {"delivered": 2}
+    stack.publisher.publish_many([early, after])
+    assert stack.wait_settled(4, timeout_s=60) == {"delivered": 3, "dead": 1}
+    late = stack.event(early.event_id)
+    assert (late.state, late.last_code) == ("delivered", 9001)  # v4.1's "already cancelled"
+    assert "later cancellation" in late.last_message
+    refused = stack.event(after.event_id)
+    assert (refused.state, refused.dead_reason, refused.last_code) == ("dead", "rejected", 9001)
+    assert applied_order(sandbox) == ["ORD-LATE", "ORD-LATE-cancel"]
+    assert sandbox.balance("c-late") == 0
+
+
 def test_a_republish_with_other_content_after_delivery_is_recorded_not_sent(
     make_stack: type[Stack], sandbox: SandboxProcess, database_url: str
 ) -> None:

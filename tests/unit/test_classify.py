@@ -13,7 +13,7 @@ from worker.gameball.payloads import CallKind
 from worker.rules.outcomes import OutcomeKind, Reason
 
 DELIVERED, WAITING, RETRY = OutcomeKind.DELIVERED, OutcomeKind.WAITING, OutcomeKind.RETRY
-PAUSED, DEAD = OutcomeKind.PAUSED, OutcomeKind.DEAD
+PAUSED, DEAD, UNSETTLED = OutcomeKind.PAUSED, OutcomeKind.DEAD, OutcomeKind.UNSETTLED
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 
 
@@ -50,8 +50,10 @@ ANSWERS: list[tuple[HttpAnswer, CallKind, OutcomeKind, Reason]] = [
     (error(422, 302), "cancel", DELIVERED, Reason.ALREADY_APPLIED),
     # 9001 on a full refund: same effect.
     (error(422, 9001), "full_refund", DELIVERED, Reason.ALREADY_APPLIED),
-    # 302 on a *partial* refund: the order was cancelled, this refund cannot apply.
-    (error(422, 302), "partial_refund", DEAD, Reason.REJECTED),
+    # 302 on a *partial* refund: the order was cancelled; whether by this refund's later
+    # cancellation (then nothing is missing) the delivery flow settles from the ledger.
+    (error(422, 302), "partial_refund", UNSETTLED, Reason.ORDER_CANCELLED),
+    (error(422, 9001), "partial_refund", UNSETTLED, Reason.ORDER_CANCELLED),
     # 306 original not found on a refund: wait for the paid event.
     (error(404, 306), "partial_refund", WAITING, Reason.PREDECESSOR_MISSING),
     # 9005 (v4) on a cancel: same.

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from worker.rules.ordering import Gate, OrderFact, gate
+from worker.rules.ordering import CancelledAnswer, Gate, OrderFact, after_cancelled_answer, gate
 
 T = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -72,3 +72,31 @@ CASES = [
 def test_gate(event: OrderFact, others: list[OrderFact], expected: Gate) -> None:
     """Each row: the order's other events decide whether this one goes, waits or dies."""
     assert gate(event, others) is expected
+
+
+PARTIAL = fact("refunded:O:R1", "refunded", 10)
+CANCELLED_ANSWERS = [
+    # the order's later cancellation was applied first: it took the refund's share back
+    (
+        [fact("paid:O", "paid", 0, "delivered"), fact("cancelled:O", "cancelled", 30, "delivered")],
+        CancelledAnswer.SUBSUMED,
+    ),
+    # that cancellation is still on its way (Gameball applied it, the ledger not yet)
+    ([fact("cancelled:O", "cancelled", 30, "in_flight")], CancelledAnswer.UNSETTLED),
+    ([fact("cancelled:O", "cancelled", 30, "scheduled")], CancelledAnswer.UNSETTLED),
+    # the cancellation happened before the refund: the refund came too late
+    ([fact("cancelled:O", "cancelled", 5, "delivered")], CancelledAnswer.REFUSED),
+    # no cancellation at all (the refunds returned everything): refused
+    ([fact("refunded:O:R0", "refunded", 5, "delivered")], CancelledAnswer.REFUSED),
+    # a later cancellation that died cannot have cancelled the order
+    ([fact("cancelled:O", "cancelled", 30, "dead")], CancelledAnswer.REFUSED),
+    # the same instant: the id decides which came first
+    ([fact("cancelled:O", "cancelled", 10, "delivered")], CancelledAnswer.REFUSED),
+]
+
+
+@pytest.mark.parametrize(("order", "expected"), CANCELLED_ANSWERS)
+def test_already_cancelled_means_subsumed_only_by_a_later_applied_cancellation(
+    order: list[OrderFact], expected: CancelledAnswer
+) -> None:
+    assert after_cancelled_answer(PARTIAL, order) is expected

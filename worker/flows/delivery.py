@@ -70,7 +70,14 @@ from worker.ledger.order_memory import OrderBasis, order_basis, reversal_basis
 from worker.ledger.redemptions import Redemptions
 from worker.ledger.repository import Ledger
 from worker.rules.breaker import Admission, Breaker, Signal, signal_of
-from worker.rules.ordering import Gate, OrderFact, gate, waits_on_order
+from worker.rules.ordering import (
+    CancelledAnswer,
+    Gate,
+    OrderFact,
+    after_cancelled_answer,
+    gate,
+    waits_on_order,
+)
 from worker.rules.outcomes import Outcome, OutcomeKind, Reason
 from worker.rules.redemption import redeems_points
 from worker.rules.retry import RetryPolicy, after_attempt
@@ -491,6 +498,8 @@ class Deliverer:
             return replace(attempt, outcome=self._settle_time_clash(claimed, event, attempt))
         if attempt.outcome.reason is Reason.ID_TAKEN:
             return replace(attempt, outcome=self._settle_id_taken(claimed, event, attempt))
+        if attempt.outcome.reason is Reason.ORDER_CANCELLED:
+            return replace(attempt, outcome=self._settle_order_cancelled(claimed, attempt))
         return attempt
 
     def _settle_time_clash(self, claimed: Claimed, event: Event, attempt: Attempt) -> Outcome:
@@ -663,6 +672,34 @@ class Deliverer:
                 "transaction at Gameball (order, refund and cashback ids share one "
                 "namespace); this event was not applied: publish it under another id"
             ),
+        )
+
+    def _settle_order_cancelled(self, claimed: Claimed, attempt: Attempt) -> Outcome:
+        """302/9001 to a partial refund: Gameball's order is cancelled already. A refund
+        that reached us after its order's later cancellation (from another host's spool,
+        say) finds it so; that cancellation took back what the refund would have, so
+        nothing is missing. The ledger's order says which (``after_cancelled_answer``)."""
+        outcome = attempt.outcome
+        fact = OrderFact(claimed.event_id, claimed.kind, claimed.occurred_at, EventState.IN_FLIGHT)
+        order = [] if claimed.order_id is None else self.ledger.order_facts(claimed.order_id)
+        answer = after_cancelled_answer(fact, order)
+        if answer is CancelledAnswer.SUBSUMED:
+            return replace(
+                outcome,
+                kind=OutcomeKind.DELIVERED,
+                reason=Reason.ALREADY_APPLIED,
+                message=f"{outcome.message}: the order's later cancellation reached Gameball "
+                "first and took back what this refund would have",
+            )
+        if answer is CancelledAnswer.UNSETTLED:
+            return outcome.to_retry(
+                f"{outcome.message}: the order's later cancellation is not settled here yet"
+            )
+        return replace(
+            outcome,
+            kind=OutcomeKind.DEAD,
+            reason=Reason.REJECTED,
+            message=f"{outcome.message}: the order was cancelled before this refund happened",
         )
 
     def _reversal_lines(self, claimed: Claimed, event: Event) -> tuple[RefundLine, ...] | None:

@@ -14,6 +14,13 @@ Every answer, as a table (v3 code / v4 code); docs/gameball-contract.md gives th
                                                             the next millisecond
     305 / 9004 to a points hold                  delivered  already_applied (no transaction id)
     302 / 9001 on a cancel or full refund        delivered  already_applied
+    302 / 9001 on a partial refund               unsettled  order_cancelled: the delivery
+                                                            flow reads the order's events:
+                                                            its later cancellation applied →
+                                                            delivered already_applied (it
+                                                            took the refund's share back);
+                                                            on its way → retry; none → dead
+                                                            rejected
     306 / 9005, 303 / 9002 and 101 / 7000        waiting    predecessor_missing
       on a refund (the order is not there yet)
     429                                          retry      rate_limited (Retry-After kept)
@@ -134,8 +141,15 @@ def classify(
         return outcome(OutcomeKind.RETRY, Reason.TRANSIENT_REJECTION)
     if code in _TAKEN and call != "hold":  # a hold carries no transaction id or time
         return outcome(OutcomeKind.UNSETTLED, _TAKEN[code])
-    if code in _ID_TAKEN or (code in _ALREADY_CANCELLED and call in _FULL_REVERSALS):
-        return outcome(OutcomeKind.DELIVERED, Reason.ALREADY_APPLIED)
+    if code in _ID_TAKEN or (code in _ALREADY_CANCELLED and call in REFUND_CALLS):
+        # A hold's id, a cancellation or a full refund: Gameball has what was asked for. A
+        # partial refund: it depends on the order (the delivery flow reads it).
+        partial = code in _ALREADY_CANCELLED and call not in _FULL_REVERSALS
+        return (
+            outcome(OutcomeKind.UNSETTLED, Reason.ORDER_CANCELLED)
+            if partial
+            else outcome(OutcomeKind.DELIVERED, Reason.ALREADY_APPLIED)
+        )
     if call in REFUND_CALLS and (code in _ORIGINAL_MISSING or code in _PLAYER_MISSING):
         return outcome(OutcomeKind.WAITING, Reason.PREDECESSOR_MISSING)
     if code is None and (300 <= status < 400 or status in (404, 405)):

@@ -4,6 +4,10 @@
 - A cancellation or refund goes only after its order's ``paid`` event was *delivered*,
   and after every earlier (by occurrence time, then id) cancellation or refund of the same
   order has been delivered or has died. A dead ``paid`` event blocks them for good.
+- Ordering knows the events that reached the ledger or the inbox: a refund still in
+  another host's spool can arrive after its order's later cancellation went. Gameball then
+  answers it "already cancelled" (302 / 9001); :func:`after_cancelled_answer` says what
+  that answer means.
 """
 
 from __future__ import annotations
@@ -62,3 +66,32 @@ def gate(event: OrderFact, order_events: Sequence[OrderFact]) -> Gate:
         for other in others
     )
     return Gate.WAIT if earlier_unsettled else Gate.PROCEED
+
+
+class CancelledAnswer(StrEnum):
+    """What "already cancelled" (302 / 9001) to a partial refund means."""
+
+    # The order's cancellation happened after this refund and was applied first (the
+    # refund arrived late): it took back what the refund would have. Nothing is missing.
+    SUBSUMED = "subsumed"
+    # That later cancellation is still on its way here (in flight, say): ask again later.
+    UNSETTLED = "unsettled"
+    # No later cancellation: the refund came after its order was cancelled.
+    REFUSED = "refused"
+
+
+def after_cancelled_answer(event: OrderFact, order_events: Sequence[OrderFact]) -> CancelledAnswer:
+    """Gameball answered the refund ``event`` "already cancelled"; ``order_events`` are the
+    other events of its order in the ledger."""
+    later = [
+        other
+        for other in order_events
+        if other.kind == "cancelled"
+        and other.event_id != event.event_id
+        and other.position > event.position
+    ]
+    if any(other.state == EventState.DELIVERED for other in later):
+        return CancelledAnswer.SUBSUMED
+    if any(other.state != EventState.DEAD for other in later):
+        return CancelledAnswer.UNSETTLED
+    return CancelledAnswer.REFUSED

@@ -13,6 +13,7 @@ class OutcomeKind(StrEnum):
     # Gameball holds a transaction under this event's id or at its instant: whether it is
     # ours (applied by an attempt whose answer was lost) decides, so the flow reads
     # Gameball's records and settles it as delivered, retry or dead before any rule sees it.
+    # (Likewise a partial refund answered "already cancelled": the ledger's order decides.)
     UNSETTLED = "unsettled"
     WAITING = "waiting"
     RETRY = "retry"
@@ -25,6 +26,7 @@ class Reason(StrEnum):
     ALREADY_APPLIED = "already_applied"
     ID_TAKEN = "id_taken"  # 305 / 9004, until settled
     TIME_TAKEN = "time_taken"  # 304 / 9003, until settled
+    ORDER_CANCELLED = "order_cancelled"  # 302 / 9001 to a partial refund, until settled
     PREDECESSOR_MISSING = "predecessor_missing"
     RATE_LIMITED = "rate_limited"
     SERVER_ERROR = "server_error"
