@@ -38,6 +38,7 @@ from worker.ledger.schema import migrate
 RATE_PER_HOST = 25  # events a second from each of two checkout hosts
 EVENTS = 400
 SETTLE_S = 90
+SHOWN = 5  # undelivered events described in the log, each run
 
 
 class Stream:
@@ -103,7 +104,7 @@ def outcome(stack: Stack, stream: Stream, killed_at: float) -> dict[str, float]:
             select(func.min(EventRow.delivered_at)).where(EventRow.event_id.in_(after))
         ).scalar()
     undelivered = [e for e in ids if states.get(e) != "delivered"]
-    for event_id in undelivered:  # what became of each, for whoever reads the log
+    for event_id in undelivered[:SHOWN]:  # what became of them, for whoever reads the log
         found = stack.ledger.get(event_id)
         print(
             f"  not delivered: {event_id} answered {stream.answers[event_id][0]!r}: "
@@ -114,6 +115,8 @@ def outcome(stack: Stack, stream: Stream, killed_at: float) -> dict[str, float]:
             ),
             flush=True,
         )
+    if len(undelivered) > SHOWN:
+        print(f"  … and {len(undelivered) - SHOWN} more not delivered", flush=True)
     return {
         "recovery_s": (first.timestamp() - killed_at) if first else float("nan"),
         "acknowledged": len(ids),
