@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
-from sqlalchemy import create_engine, delete
+from sqlalchemy import Engine, create_engine, delete
 from sqlalchemy.orm import Session
 
 from harness.processes import SandboxProcess, wait_until
@@ -74,12 +74,12 @@ def test_a_kept_entry_leaves_the_due_index_but_stays_in_the_inbox_and_its_order(
     client.close()
 
 
-@pytest.fixture
-def kept_scheduler(
-    tmp_path: Path, redis_url: str, database_url: str
-) -> Iterator[tuple[Scheduler, Ledger]]:
+def scheduler_keeping(
+    home: Path, redis_url: str, database_url: str, outbox_engine: Engine | None = None
+) -> tuple[Scheduler, Ledger, Settings]:
+    """A scheduler with GBQ_LEDGER_STANDBYS=1 that looks at kept entries every tick."""
     settings = Settings(
-        home=tmp_path,
+        home=home,
         redis_url=SecretStr(redis_url),
         database_url=SecretStr(database_url),
         ledger_standbys=1,
@@ -91,8 +91,16 @@ def kept_scheduler(
         ledger=ledger,
         redis_client=redis_client(redis_url, 5),
         spool=Spool(settings.effective_spool_path),
-        outbox_engine=None,
+        outbox_engine=outbox_engine,
     )
+    return scheduler, ledger, settings
+
+
+@pytest.fixture
+def kept_scheduler(
+    tmp_path: Path, redis_url: str, database_url: str
+) -> Iterator[tuple[Scheduler, Ledger]]:
+    scheduler, ledger, settings = scheduler_keeping(tmp_path, redis_url, database_url)
     with Publisher(settings) as publisher:
         publisher.publish(PAID)
     yield scheduler, ledger
@@ -182,21 +190,7 @@ def test_with_standbys_the_outbox_goes_through_the_inbox_and_outlives_a_failover
     inbox's kept entry can bring the event back after a ledger failover lost it."""
     application = create_engine(f"sqlite:///{tmp_path / 'shop.db'}")
     create_outbox_table(application)
-    settings = Settings(
-        home=tmp_path,
-        redis_url=SecretStr(redis_url),
-        database_url=SecretStr(database_url),
-        ledger_standbys=1,
-        redrive_after_s=0.0001,
-    )
-    ledger = Ledger(create_ledger_engine(database_url))
-    scheduler = Scheduler(
-        settings,
-        ledger=ledger,
-        redis_client=redis_client(redis_url, 5),
-        spool=Spool(settings.effective_spool_path),
-        outbox_engine=application,
-    )
+    scheduler, ledger, _ = scheduler_keeping(tmp_path, redis_url, database_url, application)
     with Session(application) as session, session.begin():
         stage(session, PAID)
     client = redis_for(redis_url)
