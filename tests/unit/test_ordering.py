@@ -81,9 +81,12 @@ CANCELLED_ANSWERS = [
         [fact("paid:O", "paid", 0, "delivered"), fact("cancelled:O", "cancelled", 30, "delivered")],
         CancelledAnswer.SUBSUMED,
     ),
-    # that cancellation is still on its way (Gameball applied it, the ledger not yet)
+    # that cancellation is being sent (Gameball applied it, the ledger not yet)
     ([fact("cancelled:O", "cancelled", 30, "in_flight")], CancelledAnswer.UNSETTLED),
-    ([fact("cancelled:O", "cancelled", 30, "scheduled")], CancelledAnswer.UNSETTLED),
+    # one not sent yet waits behind this refund: not what cancelled the order (earlier
+    # refunds returned everything), and waiting for it would hold both
+    ([fact("cancelled:O", "cancelled", 30, "waiting")], CancelledAnswer.REFUSED),
+    ([fact("cancelled:O", "cancelled", 30, "pending")], CancelledAnswer.REFUSED),
     # the cancellation happened before the refund: the refund came too late
     ([fact("cancelled:O", "cancelled", 5, "delivered")], CancelledAnswer.REFUSED),
     # no cancellation at all (the refunds returned everything): refused

@@ -693,7 +693,7 @@ class Deliverer:
             )
         if answer is CancelledAnswer.UNSETTLED:
             return outcome.to_retry(
-                f"{outcome.message}: the order's later cancellation is not settled here yet"
+                f"{outcome.message}: the order's later cancellation is being sent; asked again"
             )
         return replace(
             outcome,

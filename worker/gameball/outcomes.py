@@ -19,7 +19,7 @@ Every answer, as a table (v3 code / v4 code); docs/gameball-contract.md gives th
                                                             its later cancellation applied →
                                                             delivered already_applied (it
                                                             took the refund's share back);
-                                                            on its way → retry; none → dead
+                                                            in flight → retry; else → dead
                                                             rejected
     306 / 9005, 303 / 9002 and 101 / 7000        waiting    predecessor_missing
       on a refund (the order is not there yet)

@@ -74,7 +74,10 @@ class CancelledAnswer(StrEnum):
     # The order's cancellation happened after this refund and was applied first (the
     # refund arrived late): it took back what the refund would have. Nothing is missing.
     SUBSUMED = "subsumed"
-    # That later cancellation is still on its way here (in flight, say): ask again later.
+    # That later cancellation is being sent right now (another worker's call reached
+    # Gameball first, its answer not recorded yet): ask again later. Only in flight: one
+    # still to be sent waits behind this refund (ordering), and asking again would hold
+    # both until the retry window ran out.
     UNSETTLED = "unsettled"
     # No later cancellation: the refund came after its order was cancelled.
     REFUSED = "refused"
@@ -92,6 +95,6 @@ def after_cancelled_answer(event: OrderFact, order_events: Sequence[OrderFact]) 
     ]
     if any(other.state == EventState.DELIVERED for other in later):
         return CancelledAnswer.SUBSUMED
-    if any(other.state != EventState.DEAD for other in later):
+    if any(other.state == EventState.IN_FLIGHT for other in later):
         return CancelledAnswer.UNSETTLED
     return CancelledAnswer.REFUSED
