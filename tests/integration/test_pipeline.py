@@ -459,6 +459,37 @@ def test_a_refund_that_arrives_after_its_orders_later_cancellation_is_not_a_dead
     assert sandbox.balance("c-late") == 0
 
 
+def test_a_refund_beyond_what_was_paid_dies_at_once_and_the_cancellation_goes(
+    make_stack: type[Stack], sandbox: SandboxProcess, sqlite_url: str
+) -> None:
+    """Refunds that returned the whole order make Gameball count it cancelled: a further
+    refund is answered "already cancelled" while the order's later cancellation still
+    waits behind it. No later cancellation was applied, so the refund is refused at once
+    (not retried for its whole window, holding the cancellation back), and the
+    cancellation, answered "already cancelled" too, is delivered."""
+    order = {"order_id": "ORD-OVER", "customer_id": "c-over"}
+    paid = OrderPaid(**order, occurred_at=T0, total_price=Decimal(100), total_paid=Decimal(100))
+    refunds = [
+        OrderRefunded(
+            **order,
+            refund_id=f"RF-OVER-{n}",
+            occurred_at=T0 + timedelta(minutes=1 + n),
+            amount=Decimal(amount),
+        )
+        for n, amount in enumerate((60, 40, 5))
+    ]
+    cancel = OrderCancelled(**order, occurred_at=T0 + timedelta(minutes=9))
+    stack = make_stack(sqlite_url)
+    stack.start_worker(concurrency=2)
+    stack.start_scheduler()
+    stack.publisher.publish_many([paid, *refunds, cancel])
+    assert stack.wait_settled(5, timeout_s=60) == {"delivered": 4, "dead": 1}
+    beyond = stack.event(refunds[2].event_id)
+    assert (beyond.state, beyond.dead_reason, beyond.last_code) == ("dead", "rejected", 9001)
+    assert stack.event(cancel.event_id).last_code == 9001
+    assert sandbox.balance("c-over") == 0
+
+
 def test_a_republish_with_other_content_after_delivery_is_recorded_not_sent(
     make_stack: type[Stack], sandbox: SandboxProcess, database_url: str
 ) -> None:
