@@ -53,7 +53,18 @@ def sentinel_pool(target: SentinelTarget, **connection_kwargs: Any) -> SentinelC
     sentinels["username"] = target.sentinel_username
     sentinels["password"] = target.sentinel_password
     manager = _ReportingSentinel(list(target.sentinels), sentinel_kwargs=sentinels)  # type: ignore[no-untyped-call]
-    return SentinelConnectionPool(target.service, manager, **primary)  # type: ignore[no-untyped-call]
+    return _ClosingSentinelPool(target.service, manager, **primary)  # type: ignore[no-untyped-call]
+
+
+class _ClosingSentinelPool(SentinelConnectionPool):
+    """Closing the pool closes its connections to the sentinels too: redis-py leaves them
+    open until the garbage collector finds them (and warns of unclosed sockets)."""
+
+    def disconnect(self, inuse_connections: bool = True) -> None:
+        super().disconnect(inuse_connections)
+        if inuse_connections:  # a close; a primary's move disconnects only idle ones
+            for sentinel in self.sentinel_manager.sentinels:
+                sentinel.connection_pool.disconnect()
 
 
 def server_kwargs(target: SentinelTarget) -> dict[str, Any]:
