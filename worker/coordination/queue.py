@@ -32,9 +32,9 @@ class UnreadableEntry:
 
 
 # KEYS: the inbox, its content hashes, its due index, the kept set, then for each id its
-# order's set (the inbox itself for an event without an order); ARGV: forget or keep, then
-# the ids. One atomic command: a MULTI pipeline of four commands per delivery cost the
-# worker several times the CPU.
+# order's set (the inbox itself for an event without an order; only forgetting reads
+# them); ARGV: forget or keep, then the ids. One atomic command: a MULTI pipeline of four
+# commands per delivery cost the worker several times the CPU.
 _INBOX_DONE = script("worker.coordination", "inbox_done")
 
 
@@ -99,15 +99,9 @@ class RedisQueue:
     def keep_again(self, event_ids: Iterable[str | bytes]) -> None:
         """Mark kept entries again, at Redis's time now: checked again later."""
         ids = list(event_ids)
-        if ids:  # kept entries stay in their orders' sets: the inbox key stands in
+        if ids:  # keeping reads no order's set: the four keys are all it needs
             self._inbox_done(
-                keys=[
-                    INBOX_KEY,
-                    INBOX_SHA_KEY,
-                    INBOX_DUE_KEY,
-                    INBOX_KEPT_KEY,
-                    *(INBOX_KEY for _ in ids),
-                ],
+                keys=[INBOX_KEY, INBOX_SHA_KEY, INBOX_DUE_KEY, INBOX_KEPT_KEY],
                 args=["keep", *ids],
             )
 

@@ -419,7 +419,7 @@ class Scheduler:
         if self.settings.ledger_standbys:
             # Through the inbox: a ledger failover can lose the ingest, and the deleted
             # rows could not bring it back (the outbox may live in another database).
-            push_to_inbox(self.redis, entries, poisons, replication=self.spool.replication)
+            push_to_inbox(self.redis, entries, poisons, replication=self.settings.replication)
             outbox.forget(self.outbox_engine, [row_id for row_id, _, _ in rows])
             return len(rows)
         refused = self.ledger.ingest_isolated(events, now)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from worker.rules.kept_inbox import StandbyPositions, lsn
 
@@ -13,13 +13,16 @@ _POSITIONS = text(
 )
 
 
-def standby_positions(engine: Engine) -> StandbyPositions:
-    """The primary's position and each streaming standby's flushed one. A ledger without
-    standbys (SQLite, a lone PostgreSQL) has none."""
-    if engine.dialect.name != "postgresql":
+def standby_positions(bind: Engine | Connection) -> StandbyPositions:
+    """The primary's position and each streaming standby's flushed one (read on a
+    connection of its own, or on the one given). A ledger without standbys (SQLite, a
+    lone PostgreSQL) has none."""
+    if bind.dialect.name != "postgresql":
         return StandbyPositions(current=0, flushed=())
-    with engine.connect() as connection:
-        current, flushed = connection.execute(_POSITIONS).one()
+    if isinstance(bind, Engine):
+        with bind.connect() as connection:
+            return standby_positions(connection)
+    current, flushed = bind.execute(_POSITIONS).one()
     return StandbyPositions(
         current=lsn(current),
         flushed=tuple(None if value is None else lsn(value) for value in flushed or ()),

@@ -53,6 +53,7 @@ import redis
 from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from producers.keys import (
@@ -162,6 +163,7 @@ class LedgerCollector(Collector):
                             max(0.0, (delivered_at - published_at).total_seconds())
                         )
                     self._watermark = max(self._watermark, delivered_at)
+            standbys = _standbys_seen(connection)  # last: a failure ends the transaction
         by_kind = GaugeMetricFamily(
             "gbq_events", "Events in the ledger.", labels=["kind", "state", "reason"]
         )
@@ -190,18 +192,11 @@ class LedgerCollector(Collector):
             value=parked,
         )
         yield from self.latency.collect()
-        yield from self._standby_figures()
-
-    def _standby_figures(self) -> Iterator[Metric]:
-        try:
-            positions = standby_positions(self.ledger.engine)
-        except SQLAlchemyError:  # a server in recovery has no WAL position of its own
-            log.debug("metrics: the ledger's standbys cannot be read", exc_info=True)
-        else:
+        if standbys is not None:
             yield GaugeMetricFamily(
                 "gbq_ledger_standbys_seen",
                 "Streaming ledger standbys whose flushed position the primary shows.",
-                value=sum(position is not None for position in positions.flushed),
+                value=standbys,
             )
         yield GaugeMetricFamily(
             "gbq_ledger_standbys_required",
@@ -264,6 +259,17 @@ class LedgerCollector(Collector):
                 "Seconds since the leading scheduler last finished a tick (Redis's clock).",
                 value=ticked,
             )
+
+
+def _standbys_seen(connection: Connection) -> int | None:
+    """Streaming standbys whose flushed position the ledger's primary shows (None: it
+    cannot say, as a server in recovery, which has no WAL position of its own)."""
+    try:
+        positions = standby_positions(connection)
+    except SQLAlchemyError:
+        log.debug("metrics: the ledger's standbys cannot be read", exc_info=True)
+        return None
+    return sum(position is not None for position in positions.flushed)
 
 
 def _spool_figures(reports: list[SpoolReport], now: float) -> Iterator[GaugeMetricFamily]:
